@@ -1,0 +1,160 @@
+"""The ASGI application: routes, authentication, errors and security headers.
+
+``create_app(settings)`` is the only entry point; it opens nothing until the server starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cityvisor import __version__
+from cityvisor.api import contexts, entities
+from cityvisor.api.http import (
+    Call,
+    Handler,
+    authorize,
+    guard,
+    link_context,
+    negotiate,
+    problem_response,
+    tenant_of,
+)
+from cityvisor.api.openapi import openapi_document
+from cityvisor.config import Settings
+from cityvisor.ngsild.errors import MethodNotAllowed, NgsiLdError, ResourceNotFound
+from cityvisor.services import Services
+
+BASE = "/ngsi-ld/v1"
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"cache-control", b"no-store"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
+
+
+class SecurityHeaders:
+    """Adds the security headers to every response (pure ASGI: no per-request overhead)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def endpoint(handler: Handler, role: str, *, body: bool = False) -> Any:
+    """Wrap a handler: tenant, authentication, @context from Link, negotiation, errors."""
+
+    async def run(request: Request) -> Response:
+        try:
+            services: Services = request.app.state.services
+            tenant = tenant_of(request)
+            principal = authorize(request, services.tokens, role, tenant)
+            accept = "application/json" if body and role != "reader" else negotiate(request, True)
+            call = Call(tenant, None if body else link_context(request), principal, accept)
+            return await handler(request, call)
+        except Exception as error:  # noqa: BLE001 - every error becomes a problem response
+            return guard(error)
+
+    return run
+
+
+def _routes() -> list[Route]:
+    r, w, a = "reader", "writer", "admin"
+    e = entities
+    table: list[tuple[str, dict[str, tuple[Handler, str, bool]]]] = [
+        ("/entities", {"GET": (e.query_entities, r, False), "POST": (e.create_entity, w, True)}),
+        ("/entities/{entityId}", {
+            "GET": (e.retrieve_entity, r, False), "PUT": (e.replace_entity, w, True),
+            "PATCH": (e.merge_entity, w, True), "DELETE": (e.delete_entity, w, False)}),
+        ("/entities/{entityId}/attrs", {
+            "POST": (e.append_attributes, w, True), "PATCH": (e.update_attributes, w, True)}),
+        ("/entities/{entityId}/attrs/{attrId}", {
+            "PATCH": (e.update_attribute, w, True), "PUT": (e.replace_attribute, w, True),
+            "DELETE": (e.delete_attribute, w, False)}),
+        ("/entityOperations/create", {"POST": (e.batch_create, w, True)}),
+        ("/entityOperations/upsert", {"POST": (e.batch_upsert, w, True)}),
+        ("/entityOperations/update", {"POST": (e.batch_update, w, True)}),
+        ("/entityOperations/merge", {"POST": (e.batch_merge, w, True)}),
+        ("/entityOperations/delete", {"POST": (e.batch_delete, w, True)}),
+        ("/entityOperations/query", {"POST": (e.batch_query, r, True)}),
+        ("/types", {"GET": (e.list_types, r, False)}),
+        ("/types/{type:path}", {"GET": (e.type_info, r, False)}),
+        ("/attributes", {"GET": (e.list_attributes, r, False)}),
+        ("/attributes/{attrId:path}", {"GET": (e.attribute_info, r, False)}),
+        ("/jsonldContexts", {"GET": (contexts.list_contexts, r, False),
+                             "POST": (contexts.add_context, w, True)}),
+        ("/jsonldContexts/{contextId}", {"GET": (contexts.serve_context, r, False),
+                                         "DELETE": (contexts.delete_context, a, False)}),
+    ]
+    routes: list[Route] = []
+    for path, methods in table:
+        for method, (handler, role, has_body) in methods.items():
+            routes.append(Route(BASE + path, endpoint(handler, role, body=has_body),
+                                methods=[method], name=f"{method} {path}"))
+    return routes
+
+
+async def health(request: Request) -> Response:
+    return Response(orjson.dumps({"status": "ok", "version": __version__}),
+                    media_type="application/json")
+
+
+async def openapi(request: Request) -> Response:
+    return Response(orjson.dumps(openapi_document()), media_type="application/json")
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, HTTPException) and exc.status_code == 405:
+        return problem_response(MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}"))
+    return problem_response(ResourceNotFound(f"No resource at {request.url.path}"))
+
+
+def create_app(settings: Settings, services: Services | None = None) -> ASGIApp:
+    """The cityvisor ASGI app; ``services`` may be given (tests, the demo), else built on start."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        own = services is None
+        app.state.services = services or Services.build(settings)
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.services.close()
+
+    routes = _routes() + [
+        Route("/health", health, methods=["GET"]),
+        Route(BASE + "/openapi.json", openapi, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={404: _not_found, 405: _not_found})
+    if services is not None:
+        app.state.services = services
+    return SecurityHeaders(app)
+
+
+__all__ = ["create_app", "Call", "replace", "NgsiLdError"]

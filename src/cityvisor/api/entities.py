@@ -1,0 +1,264 @@
+"""NGSI-LD entity, attribute, batch and discovery endpoints (clauses 6.4-6.8, 6.14-6.27).
+
+Each handler parses and validates the request, makes one broker call and builds the response.
+Unsupported parameters of the spec are listed in each docstring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cityvisor.api.http import Call, bool_param, int_param, json_response, read_body
+from cityvisor.broker.entities import BatchResult, EntityBroker, QueryParams, UpdateResult
+from cityvisor.broker.options import Shape, option_set
+from cityvisor.ngsild.errors import BadRequestData
+
+BASE = "/ngsi-ld/v1"
+
+
+def _broker(request: Request) -> EntityBroker:
+    return request.app.state.services.broker  # type: ignore[no-any-return]
+
+
+async def _body(request: Request, call: Call) -> tuple[Any, Call]:
+    body, context = await read_body(request, request.app.state.services.settings.max_body_bytes)
+    return body, replace(call, context=context)
+
+
+def _shape(request: Request) -> Shape:
+    params = request.query_params
+    return Shape(options=params.get("options"), format=params.get("format"),
+                 attrs=params.get("attrs"), pick=params.get("pick"), omit=params.get("omit"),
+                 lang=params.get("lang"), geometry_property=params.get("geometryProperty"))
+
+
+def _query_params(request: Request) -> QueryParams:
+    params = request.query_params
+    options = option_set(params.get("options"))
+    return QueryParams(
+        id=params.get("id"), id_pattern=params.get("idPattern"), type=params.get("type"),
+        attrs=params.get("attrs") or params.get("pick"), q=params.get("q"),
+        georel=params.get("georel"), geometry=params.get("geometry"),
+        coordinates=params.get("coordinates"), geoproperty=params.get("geoproperty"),
+        limit=int_param(request, "limit"), offset=int_param(request, "offset", 0) or 0,
+        count=bool_param(request, "count") or "count" in options, local=bool_param(request, "local"),
+    )
+
+
+def _geojson_call(call: Call, shape: Shape) -> Call:
+    if shape.format == "geojson" and call.accept == "application/json":
+        return replace(call, accept="application/geo+json")
+    return call
+
+
+def _update_response(result: UpdateResult) -> Response:
+    if result.not_updated:
+        return Response(orjson.dumps(result.body()), status_code=207,
+                        media_type="application/json")
+    return Response(status_code=204)
+
+
+def _batch_response(result: BatchResult, created_status: bool = False) -> Response:
+    if result.errors:
+        return Response(orjson.dumps(result.body()), status_code=207,
+                        media_type="application/json")
+    if created_status and result.created:
+        return Response(orjson.dumps(result.created), status_code=201,
+                        media_type="application/json")
+    return Response(status_code=204)
+
+
+# ------------------------------------------------------------------ /entities
+
+
+async def query_entities(request: Request, call: Call) -> Response:
+    """6.4.3.2 Query Entities. Unsupported: scopeQ, csf, lang filtering of queries, local
+    distribution (this broker has no registrations), entityMap."""
+    shape = _shape(request)
+    entities, count = await _broker(request).query_entities(
+        call.tenant, call.context, _query_params(request), shape)
+    call = _geojson_call(call, shape)
+    headers = {"NGSILD-Results-Count": str(count)} if count is not None else None
+    if call.accept == "application/geo+json":
+        return json_response(call, {"type": "FeatureCollection", "features": entities},
+                             headers=headers)
+    return json_response(call, entities, headers=headers)
+
+
+async def create_entity(request: Request, call: Call) -> Response:
+    """6.4.3.1 Create Entity."""
+    body, call = await _body(request, call)
+    entity_id = await _broker(request).create_entity(call.tenant, call.context, body)
+    return Response(status_code=201, headers={"Location": f"{BASE}/entities/{entity_id}"})
+
+
+async def retrieve_entity(request: Request, call: Call) -> Response:
+    """6.5.3.1 Retrieve Entity. Unsupported: containedBy, join, entityMap."""
+    shape = _shape(request)
+    entity = await _broker(request).retrieve_entity(
+        call.tenant, call.context, request.path_params["entityId"], shape)
+    return json_response(_geojson_call(call, shape), entity)
+
+
+async def replace_entity(request: Request, call: Call) -> Response:
+    """6.5.3.3 Replace Entity."""
+    body, call = await _body(request, call)
+    await _broker(request).replace_entity(call.tenant, call.context,
+                                          request.path_params["entityId"], body)
+    return Response(status_code=204)
+
+
+async def merge_entity(request: Request, call: Call) -> Response:
+    """6.5.3.4 Merge Entity."""
+    body, call = await _body(request, call)
+    await _broker(request).merge_entity(call.tenant, call.context,
+                                        request.path_params["entityId"], body)
+    return Response(status_code=204)
+
+
+async def delete_entity(request: Request, call: Call) -> Response:
+    """6.5.3.2 Delete Entity."""
+    await _broker(request).delete_entity(call.tenant, request.path_params["entityId"])
+    return Response(status_code=204)
+
+
+# ------------------------------------------------------------------ /entities/{id}/attrs
+
+
+async def append_attributes(request: Request, call: Call) -> Response:
+    """6.6.3.1 Append Entity Attributes (``options=noOverwrite``)."""
+    body, call = await _body(request, call)
+    result = await _broker(request).append_attributes(
+        call.tenant, call.context, request.path_params["entityId"], body,
+        no_overwrite="noOverwrite" in option_set(request.query_params.get("options")))
+    return _update_response(result)
+
+
+async def update_attributes(request: Request, call: Call) -> Response:
+    """6.6.3.2 Update Entity Attributes."""
+    body, call = await _body(request, call)
+    result = await _broker(request).update_attributes(
+        call.tenant, call.context, request.path_params["entityId"], body)
+    return _update_response(result)
+
+
+async def update_attribute(request: Request, call: Call) -> Response:
+    """6.7.3.1 Partial Attribute Update."""
+    body, call = await _body(request, call)
+    await _broker(request).update_attribute(
+        call.tenant, call.context, request.path_params["entityId"],
+        request.path_params["attrId"], body)
+    return Response(status_code=204)
+
+
+async def replace_attribute(request: Request, call: Call) -> Response:
+    """6.7.3.3 Replace Attribute."""
+    body, call = await _body(request, call)
+    await _broker(request).replace_attribute(
+        call.tenant, call.context, request.path_params["entityId"],
+        request.path_params["attrId"], body)
+    return Response(status_code=204)
+
+
+async def delete_attribute(request: Request, call: Call) -> Response:
+    """6.7.3.2 Delete Entity Attribute (``datasetId``, ``deleteAll``)."""
+    await _broker(request).delete_attribute(
+        call.tenant, call.context, request.path_params["entityId"],
+        request.path_params["attrId"], dataset_id=request.query_params.get("datasetId"),
+        delete_all=bool_param(request, "deleteAll"))
+    return Response(status_code=204)
+
+
+# ------------------------------------------------------------------ /entityOperations
+
+
+async def batch_create(request: Request, call: Call) -> Response:
+    """6.14.3.1 Batch Entity Creation."""
+    body, call = await _body(request, call)
+    result = await _broker(request).batch_create(call.tenant, call.context, body)
+    return _batch_response(result, created_status=True)
+
+
+async def batch_upsert(request: Request, call: Call) -> Response:
+    """6.15.3.1 Batch Entity Create or Update (``options=replace|update``)."""
+    body, call = await _body(request, call)
+    options = option_set(request.query_params.get("options"))
+    if {"replace", "update"} <= options:
+        raise BadRequestData("options may name only one of replace and update")
+    result = await _broker(request).batch_upsert(
+        call.tenant, call.context, body, mode="update" if "update" in options else "replace")
+    return _batch_response(result, created_status=True)
+
+
+async def batch_update(request: Request, call: Call) -> Response:
+    """6.16.3.1 Batch Entity Update (``options=noOverwrite``)."""
+    body, call = await _body(request, call)
+    options = option_set(request.query_params.get("options"))
+    result = await _broker(request).batch_update(call.tenant, call.context, body,
+                                                 no_overwrite="noOverwrite" in options)
+    return _batch_response(result)
+
+
+async def batch_merge(request: Request, call: Call) -> Response:
+    """6.31.3.1 Batch Entity Merge."""
+    body, call = await _body(request, call)
+    result = await _broker(request).batch_merge(call.tenant, call.context, body)
+    return _batch_response(result)
+
+
+async def batch_delete(request: Request, call: Call) -> Response:
+    """6.17.3.1 Batch Entity Delete."""
+    body, call = await _body(request, call)
+    result = await _broker(request).batch_delete(call.tenant, body)
+    return _batch_response(result)
+
+
+async def batch_query(request: Request, call: Call) -> Response:
+    """6.23.3.1 Query Entities via POST (the Query data type, clause 5.2.23)."""
+    body, call = await _body(request, call)
+    shape = _shape(request)
+    params = request.query_params
+    query = QueryParams(limit=int_param(request, "limit"),
+                        offset=int_param(request, "offset", 0) or 0,
+                        count=bool_param(request, "count"), local=bool_param(request, "local"))
+    if params.get("options") and "count" in option_set(params.get("options")):
+        query = replace(query, count=True)
+    entities, count = await _broker(request).batch_query(call.tenant, call.context, body,
+                                                         query, shape)
+    headers = {"NGSILD-Results-Count": str(count)} if count is not None else None
+    return json_response(call, entities, headers=headers)
+
+
+# ------------------------------------------------------------------ discovery
+
+
+async def list_types(request: Request, call: Call) -> Response:
+    """6.25.3.1 Retrieve Available Entity Types (``details=true``)."""
+    data = await _broker(request).types(call.tenant, call.context,
+                                        details=bool_param(request, "details"))
+    return json_response(call, data)
+
+
+async def type_info(request: Request, call: Call) -> Response:
+    """6.26.3.1 Details about an Entity Type."""
+    data = await _broker(request).type_info(call.tenant, call.context, request.path_params["type"])
+    return json_response(call, data)
+
+
+async def list_attributes(request: Request, call: Call) -> Response:
+    """6.27.3.1 Retrieve Available Attributes (``details=true``)."""
+    data = await _broker(request).attributes(call.tenant, call.context,
+                                             details=bool_param(request, "details"))
+    return json_response(call, data)
+
+
+async def attribute_info(request: Request, call: Call) -> Response:
+    """6.28.3.1 Details about an Attribute."""
+    data = await _broker(request).attribute_info(call.tenant, call.context,
+                                                 request.path_params["attrId"])
+    return json_response(call, data)

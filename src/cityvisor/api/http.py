@@ -1,0 +1,236 @@
+"""HTTP plumbing shared by the API handlers: bodies, @context, tenants, auth, responses.
+
+NGSI-LD content negotiation (clause 6.3.4-6.3.6): a request body is ``application/json`` (its
+``@context`` comes from a ``Link`` header, or is the core context) or ``application/ld+json``
+(its ``@context`` is in the body). Responses are ``application/json`` with a ``Link`` header,
+``application/ld+json`` with the ``@context`` in the body, or ``application/geo+json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cityvisor.ngsild.context import CORE_CONTEXT_URL
+from cityvisor.ngsild.errors import (
+    BadRequestData,
+    Forbidden,
+    InternalError,
+    InvalidRequest,
+    NgsiLdError,
+    NotAcceptable,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from cityvisor.security.tokens import Principal, TokenStore
+
+LOG = logging.getLogger("cityvisor.api")
+CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
+_LINK = re.compile(r'<([^>]*)>\s*((?:;\s*[^;,]+)*)')
+TENANT_HEADER = "ngsild-tenant"
+ADMIN = Principal("open", "admin", "*")
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a handler needs to know about the request besides its parameters."""
+
+    tenant: str | None
+    context: Any  # the caller's @context value (URL, object, list) or None for the core
+    principal: Principal
+    accept: str  # application/json | application/ld+json | application/geo+json
+
+
+def link_context(request: Request) -> str | None:
+    """The @context URL of a ``Link`` header (clause 6.3.5), if any."""
+    header = request.headers.get("link")
+    if not header:
+        return None
+    found: list[str] = []
+    for match in _LINK.finditer(header):
+        url, params = match.group(1), match.group(2)
+        if CONTEXT_REL in params:
+            found.append(url.strip())
+    if len(found) > 1:
+        raise BadRequestData("Only one JSON-LD context Link header is allowed")
+    if not found:
+        return None
+    if not re.match(r"^https?://", found[0]):
+        raise BadRequestData(f"The Link header @context must be an http(s) URL, got {found[0]!r}")
+    return found[0]
+
+
+def negotiate(request: Request, geojson_ok: bool = False) -> str:
+    """The response media type from the ``Accept`` header (clause 6.3.6)."""
+    accept = request.headers.get("accept", "")
+    if not accept:
+        return "application/json"
+    choices = []
+    for part in accept.split(","):
+        media, _, params = part.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        choices.append((quality, media.strip().lower()))
+    for _, media in sorted(choices, key=lambda c: -c[0]):
+        if media in ("application/json", "*/*", "application/*"):
+            return "application/json"
+        if media == "application/ld+json":
+            return media
+        if media == "application/geo+json" and geojson_ok:
+            return media
+    raise NotAcceptable(f"None of the accepted media types can be served: {accept}")
+
+
+async def read_json(request: Request, max_bytes: int) -> tuple[str, Any]:
+    """Check the media type and size of a request body and parse it: (media type, JSON)."""
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";")[0].strip().lower()
+    if media not in ("application/json", "application/ld+json", "application/merge-patch+json"):
+        raise UnsupportedMediaType(
+            f"Content-Type {content_type or '(none)'} is not supported: use application/json "
+            "or application/ld+json"
+        )
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_bytes:
+        raise PayloadTooLarge(f"The body is larger than the limit of {max_bytes} bytes")
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks.extend(chunk)
+        if len(chunks) > max_bytes:
+            raise PayloadTooLarge(f"The body is larger than the limit of {max_bytes} bytes")
+    if not chunks:
+        raise InvalidRequest("The request has no body")
+    try:
+        return media, orjson.loads(chunks)
+    except orjson.JSONDecodeError as error:
+        raise InvalidRequest(f"The body is not valid JSON: {error}") from error
+
+
+async def read_body(request: Request, max_bytes: int) -> tuple[Any, Any]:
+    """Parse an NGSI-LD request body; return (body, @context value)."""
+    media, body = await read_json(request, max_bytes)
+    link = link_context(request)
+    if media == "application/ld+json":
+        if link is not None:
+            raise BadRequestData("With application/ld+json the @context goes in the body, not a Link header")
+        context = _body_context(body)
+    else:
+        if _has_context(body):
+            raise BadRequestData("With application/json the @context must come in a Link header")
+        context = link
+    return body, context
+
+
+def _has_context(body: Any) -> bool:
+    if isinstance(body, dict):
+        return "@context" in body
+    return isinstance(body, list) and any(isinstance(i, dict) and "@context" in i for i in body)
+
+
+def _body_context(body: Any) -> Any:
+    if isinstance(body, dict):
+        if "@context" not in body:
+            raise BadRequestData("An application/ld+json body must carry an @context")
+        return body["@context"]
+    if isinstance(body, list) and body:
+        contexts = [i.get("@context") if isinstance(i, dict) else None for i in body]
+        if any(c is None for c in contexts):
+            raise BadRequestData("Every entity of an application/ld+json batch needs an @context")
+        first = contexts[0]
+        if any(c != first for c in contexts[1:]):
+            raise BadRequestData("The entities of one batch must share the same @context")
+        return first
+    return None
+
+
+def json_response(call: Call, data: Any, status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    """Serialise a result in the negotiated media type, with the @context where it goes."""
+    context = call.context if call.context is not None else CORE_CONTEXT_URL
+    extra = dict(headers or {})
+    if call.accept == "application/ld+json":
+        if isinstance(data, list):
+            data = [{**item, "@context": context} if isinstance(item, dict) else item for item in data]
+        elif isinstance(data, dict):
+            data = {**data, "@context": context}
+    elif call.accept == "application/json":
+        url = context if isinstance(context, str) else CORE_CONTEXT_URL
+        extra["Link"] = f'<{url}>; rel="{CONTEXT_REL}"; type="application/ld+json"'
+    return Response(orjson.dumps(data), status_code=status, headers=extra, media_type=call.accept)
+
+
+def problem_response(error: NgsiLdError) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    return Response(orjson.dumps(error.problem()), status_code=error.status, headers=headers,
+                    media_type="application/problem+json")
+
+
+def tenant_of(request: Request) -> str | None:
+    from cityvisor.store.sqlite import check_tenant
+
+    tenant = request.headers.get(TENANT_HEADER) or None
+    check_tenant(tenant)
+    return tenant
+
+
+def authorize(request: Request, tokens: TokenStore | None, role: str,
+              tenant: str | None) -> Principal:
+    if tokens is None:
+        return ADMIN
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("A bearer token is required (Authorization: Bearer <token>)")
+    principal = tokens.verify(token.strip())
+    if principal is None:
+        raise Unauthorized("The bearer token is unknown or revoked")
+    if not principal.may(role):
+        raise Forbidden(f"The token's role {principal.role} cannot perform this operation "
+                        f"(needs {role})")
+    if not principal.may_use(tenant):
+        raise Forbidden(f"The token is not valid for tenant {tenant or '(default)'}")
+    return principal
+
+
+Handler = Callable[[Request, Call], Awaitable[Response]]
+
+
+def int_param(request: Request, name: str, default: int | None = None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequestData(f"Parameter {name} must be an integer, got {raw!r}") from None
+
+
+def bool_param(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return False
+    if raw in ("true", "false"):
+        return raw == "true"
+    raise BadRequestData(f"Parameter {name} must be true or false, got {raw!r}")
+
+
+def guard(error: Exception) -> Response:
+    """Map any exception to a problem response; unexpected ones are logged, never leaked."""
+    if isinstance(error, NgsiLdError):
+        return problem_response(error)
+    LOG.exception("unexpected error", exc_info=error)
+    return problem_response(InternalError("An unexpected error occurred; see the server log"))

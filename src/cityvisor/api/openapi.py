@@ -1,0 +1,125 @@
+"""The served OpenAPI 3.0 description of the NGSI-LD API subset cityvisor implements.
+
+It is written from the route table's point of view (paths, parameters, bodies, status codes)
+so that clients can discover the API and fuzzers (schemathesis) can exercise it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from cityvisor import __version__
+
+_STR = {"type": "string"}
+_INT = {"type": "integer"}
+_BOOL = {"type": "string", "enum": ["true", "false"]}
+
+
+def _param(name: str, schema: dict[str, Any], where: str = "query",
+           required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required or where == "path", "schema": schema}
+
+
+_TENANT = _param("NGSILD-Tenant", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}, "header")
+_ENTITY_ID = _param("entityId", {"type": "string", "format": "uri"}, "path")
+_ATTR_ID = _param("attrId", _STR, "path")
+_SHAPE = [_param("options", _STR), _param("format", {"type": "string", "enum": [
+    "normalized", "concise", "keyValues", "simplified", "geojson"]}), _param("attrs", _STR),
+    _param("pick", _STR), _param("omit", _STR), _param("lang", _STR),
+    _param("geometryProperty", _STR)]
+_QUERY = [_param("id", _STR), _param("idPattern", _STR), _param("type", _STR), _param("q", _STR),
+          _param("georel", _STR), _param("geometry", _STR), _param("coordinates", _STR),
+          _param("geoproperty", _STR), _param("limit", _INT), _param("offset", _INT),
+          _param("count", _BOOL), _param("local", _BOOL)]
+_PAGING = [_param("limit", _INT), _param("offset", _INT), _param("count", _BOOL),
+           _param("local", _BOOL)]
+
+_ATTRIBUTE = {"type": "object", "additionalProperties": True}
+_ENTITY = {"type": "object", "required": ["id", "type"], "properties": {
+    "id": {"type": "string", "format": "uri"},
+    "type": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}},
+    "additionalProperties": _ATTRIBUTE}
+_FRAGMENT = {"type": "object", "additionalProperties": _ATTRIBUTE}
+_ENTITIES = {"type": "array", "items": _ENTITY}
+_IDS = {"type": "array", "items": {"type": "string", "format": "uri"}}
+_QUERY_BODY = {"type": "object", "properties": {
+    "type": {"type": "string", "enum": ["Query"]}, "entities": {"type": "array", "items": {
+        "type": "object"}}, "attrs": {"type": "array", "items": _STR}, "q": _STR,
+    "geoQ": {"type": "object"}}}
+_PROBLEM = {"description": "Error (application/problem+json)",
+            "content": {"application/problem+json": {"schema": {"type": "object"}}}}
+
+
+def _op(summary: str, params: list[dict[str, Any]], ok: dict[str, str],
+        body: dict[str, Any] | None = None) -> dict[str, Any]:
+    responses: dict[str, Any] = {code: {"description": text} for code, text in ok.items()}
+    for code in ("400", "401", "403", "404", "409", "413", "415"):
+        responses.setdefault(code, _PROBLEM)
+    op: dict[str, Any] = {"summary": summary, "parameters": [_TENANT, *params],
+                          "responses": responses, "security": [{"bearer": []}]}
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {
+            "application/json": {"schema": body}, "application/ld+json": {"schema": body}}}
+    return op
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    ok200 = {"200": "OK"}
+    no_content = {"204": "No Content"}
+    batch = {"204": "All succeeded", "207": "Some failed (BatchOperationResult)"}
+    paths: dict[str, Any] = {
+        "/entities": {
+            "get": _op("Query entities (6.4.3.2)", _QUERY + _SHAPE[:1] + _SHAPE[1:], ok200),
+            "post": _op("Create entity (6.4.3.1)", [], {"201": "Created"}, _ENTITY)},
+        "/entities/{entityId}": {
+            "get": _op("Retrieve entity (6.5.3.1)", [_ENTITY_ID, *_SHAPE], ok200),
+            "put": _op("Replace entity (6.5.3.3)", [_ENTITY_ID], no_content, _FRAGMENT),
+            "patch": _op("Merge entity (6.5.3.4)", [_ENTITY_ID], no_content, _FRAGMENT),
+            "delete": _op("Delete entity (6.5.3.2)", [_ENTITY_ID], no_content)},
+        "/entities/{entityId}/attrs": {
+            "post": _op("Append attributes (6.6.3.1)", [_ENTITY_ID, _param("options", _STR)],
+                        {"204": "No Content", "207": "Partial"}, _FRAGMENT),
+            "patch": _op("Update attributes (6.6.3.2)", [_ENTITY_ID],
+                         {"204": "No Content", "207": "Partial"}, _FRAGMENT)},
+        "/entities/{entityId}/attrs/{attrId}": {
+            "patch": _op("Partial attribute update (6.7.3.1)", [_ENTITY_ID, _ATTR_ID],
+                         no_content, _ATTRIBUTE),
+            "put": _op("Replace attribute (6.7.3.3)", [_ENTITY_ID, _ATTR_ID], no_content,
+                       _ATTRIBUTE),
+            "delete": _op("Delete attribute (6.7.3.2)", [_ENTITY_ID, _ATTR_ID,
+                          _param("datasetId", _STR), _param("deleteAll", _BOOL)], no_content)},
+        "/entityOperations/create": {"post": _op("Batch create (6.14)", [],
+                                                 {"201": "Created", "207": "Partial"}, _ENTITIES)},
+        "/entityOperations/upsert": {"post": _op("Batch upsert (6.15)", [_param("options", _STR)],
+                                                 {"201": "Created", **batch}, _ENTITIES)},
+        "/entityOperations/update": {"post": _op("Batch update (6.16)", [_param("options", _STR)],
+                                                 batch, _ENTITIES)},
+        "/entityOperations/merge": {"post": _op("Batch merge (6.31)", [], batch, _ENTITIES)},
+        "/entityOperations/delete": {"post": _op("Batch delete (6.17)", [], batch, _IDS)},
+        "/entityOperations/query": {"post": _op("Query via POST (6.23)", _PAGING + _SHAPE, ok200,
+                                                _QUERY_BODY)},
+        "/types": {"get": _op("Entity types (6.25)", [_param("details", _BOOL)], ok200)},
+        "/types/{type}": {"get": _op("Entity type details (6.26)",
+                                     [_param("type", _STR, "path")], ok200)},
+        "/attributes": {"get": _op("Attributes (6.27)", [_param("details", _BOOL)], ok200)},
+        "/attributes/{attrId}": {"get": _op("Attribute details (6.28)", [_ATTR_ID], ok200)},
+        "/jsonldContexts": {
+            "get": _op("List @contexts (6.30.3.2)", [_param("details", _BOOL),
+                                                      _param("kind", _STR)], ok200),
+            "post": _op("Add an @context (6.30.3.1)", [], {"201": "Created"},
+                        {"type": "object", "required": ["@context"]})},
+        "/jsonldContexts/{contextId}": {
+            "get": _op("Serve an @context (6.30.3.3)", [_param("contextId", _STR, "path")], ok200),
+            "delete": _op("Delete an @context (6.30.3.4)", [_param("contextId", _STR, "path")],
+                          no_content)},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "cityvisor NGSI-LD API", "version": __version__,
+                 "description": "ETSI GS CIM 009 v1.8 context information management API"},
+        "servers": [{"url": "/ngsi-ld/v1"}],
+        "paths": paths,
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }

@@ -1,0 +1,758 @@
+"""The NGSI-LD entity operations (ETSI GS CIM 009 v1.8, clauses 5.6 and 5.7).
+
+``EntityBroker`` owns the semantics: it expands request fragments with the caller's
+``@context``, reads the current entity, computes the new one and hands the store a list of
+``WriteOp`` to apply atomically. Writes to one tenant are serialised by a lock, so a
+read-modify-write never loses a concurrent update. Results are compacted for the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cityvisor.broker.contexts import ContextRegistry
+from cityvisor.broker.options import Shape, representation, split_list
+from cityvisor.ngsild import geo, query, typequery
+from cityvisor.ngsild.context import CORE_IRI, TermMap
+from cityvisor.ngsild.errors import (
+    AlreadyExists,
+    BadRequestData,
+    NgsiLdError,
+    NonexistentTenant,
+    ResourceNotFound,
+)
+from cityvisor.ngsild.model import (
+    NULL,
+    VALUE_MEMBER,
+    Entity,
+    Instance,
+    Representation,
+    check_name,
+    check_uri,
+    compact_entity,
+    expand_entity,
+    expand_instance,
+    expand_instances,
+    expand_types,
+)
+from cityvisor.store.base import EntityQuery, Store, WriteOp
+
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 20
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class QueryParams:
+    """The filters of Query Entities as sent (strings), parsed by the broker with the context."""
+
+    id: str | None = None
+    id_pattern: str | None = None
+    type: str | None = None
+    attrs: str | None = None
+    q: str | None = None
+    georel: str | None = None
+    geometry: str | None = None
+    coordinates: Any = None
+    geoproperty: str | None = None
+    limit: int | None = None
+    offset: int = 0
+    count: bool = False
+    local: bool = False
+
+
+@dataclass
+class UpdateResult:
+    """Clause 5.2.18: which attributes were updated and which were not, and why."""
+
+    updated: list[str] = field(default_factory=list)
+    not_updated: list[dict[str, str]] = field(default_factory=list)
+
+    def body(self) -> dict[str, Any]:
+        return {"updated": self.updated, "notUpdated": self.not_updated}
+
+
+@dataclass
+class BatchResult:
+    """Clause 5.2.17: per-entity outcome of a batch operation."""
+
+    success: list[str] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+
+    def fail(self, entity_id: Any, error: NgsiLdError) -> None:
+        self.errors.append({"entityId": entity_id if isinstance(entity_id, str) else str(entity_id),
+                            "error": error.problem()})
+
+    def body(self) -> dict[str, Any]:
+        return {"success": self.success, "errors": self.errors}
+
+
+class EntityBroker:
+    """Entity, attribute, batch and discovery operations for every tenant."""
+
+    def __init__(self, store: Store, contexts: ContextRegistry,
+                 clock: Callable[[], str] = utc_now) -> None:
+        self.store = store
+        self.contexts = contexts
+        self.clock = clock
+        self._locks: dict[str | None, asyncio.Lock] = {}
+
+    def _lock(self, tenant: str | None) -> asyncio.Lock:
+        lock = self._locks.get(tenant)
+        if lock is None:
+            lock = self._locks[tenant] = asyncio.Lock()
+        return lock
+
+    async def _require_tenant(self, tenant: str | None) -> None:
+        if not await self.store.has_tenant(tenant):
+            raise NonexistentTenant(f"Tenant {tenant!r} does not exist")
+
+    async def _existing(self, tenant: str | None, entity_id: str) -> Entity:
+        check_uri(entity_id, "Entity id")
+        await self._require_tenant(tenant)
+        entity = await self.store.get(tenant, entity_id)
+        if entity is None:
+            raise ResourceNotFound(f"Entity {entity_id} does not exist")
+        return entity
+
+    # ------------------------------------------------------------ entities (5.6)
+
+    async def create_entity(self, tenant: str | None, context: Any, body: object) -> str:
+        """5.6.1 Create Entity."""
+        terms = await self.contexts.term_map(context)
+        entity = expand_entity(body, terms, self.clock())
+        async with self._lock(tenant):
+            if await self.store.get(tenant, entity["id"]) is not None:
+                raise AlreadyExists(f"Entity {entity['id']} already exists")
+            await self.store.write(tenant, [WriteOp(None, entity)])
+        return entity["id"]  # type: ignore[no-any-return]
+
+    async def retrieve_entity(self, tenant: str | None, context: Any, entity_id: str,
+                              shape: Shape = Shape()) -> dict[str, Any]:
+        """5.7.1 Retrieve Entity."""
+        terms = await self.contexts.term_map(context)
+        rep = representation(shape, terms)
+        entity = await self._existing(tenant, entity_id)
+        if shape.format == "geojson":
+            return self.geojson_feature(entity, terms, rep, shape.geometry_property)
+        return compact_entity(entity, terms, rep)
+
+    async def replace_entity(self, tenant: str | None, context: Any, entity_id: str,
+                             body: object) -> None:
+        """5.6.18 Replace Entity (PUT): all attributes are replaced."""
+        terms = await self.contexts.term_map(context)
+        if isinstance(body, dict) and "id" in body and body["id"] != entity_id:
+            raise BadRequestData("The id in the body differs from the id in the URL")
+        fragment = dict(body) if isinstance(body, dict) else body
+        if isinstance(fragment, dict):
+            fragment["id"] = entity_id
+        async with self._lock(tenant):
+            old = await self._existing(tenant, entity_id)
+            new = expand_entity(fragment, terms, self.clock(), require_id_type=False)
+            new.setdefault("type", old["type"])
+            new["createdAt"] = old["createdAt"]
+            if "scope" not in new and "scope" in old:
+                pass  # a replace drops the old scope too
+            await self.store.write(tenant, [WriteOp(old, new)])
+
+    async def merge_entity(self, tenant: str | None, context: Any, entity_id: str,
+                           body: object) -> None:
+        """5.6.17 Merge Entity (PATCH /entities/{id})."""
+        terms = await self.contexts.term_map(context)
+        async with self._lock(tenant):
+            old = await self._existing(tenant, entity_id)
+            new = self._merged(old, body, terms, self.clock())
+            await self.store.write(tenant, [WriteOp(old, new)])
+
+    async def delete_entity(self, tenant: str | None, entity_id: str) -> None:
+        """5.6.6 Delete Entity."""
+        async with self._lock(tenant):
+            old = await self._existing(tenant, entity_id)
+            await self.store.write(tenant, [WriteOp(old, None)])
+
+    # ------------------------------------------------------------ attributes (5.6.2-5.6.5)
+
+    async def append_attributes(self, tenant: str | None, context: Any, entity_id: str,
+                                body: object, *, no_overwrite: bool = False) -> UpdateResult:
+        """5.6.3 Append Entity Attributes (POST /entities/{id}/attrs)."""
+        terms = await self.contexts.term_map(context)
+        fragment = _fragment(body, entity_id)
+        async with self._lock(tenant):
+            old = await self._existing(tenant, entity_id)
+            new, result = _appended(old, fragment, terms, self.clock(), no_overwrite, True)
+            if result.updated:
+                await self.store.write(tenant, [WriteOp(old, new)])
+            return result
+
+    async def update_attributes(self, tenant: str | None, context: Any, entity_id: str,
+                                body: object) -> UpdateResult:
+        """5.6.2 Update Entity Attributes (PATCH /entities/{id}/attrs): existing ones only."""
+        terms = await self.contexts.term_map(context)
+        fragment = _fragment(body, entity_id)
+        async with self._lock(tenant):
+            old = await self._existing(tenant, entity_id)
+            new, result = _appended(old, fragment, terms, self.clock(), False, False)
+            if result.updated:
+                await self.store.write(tenant, [WriteOp(old, new)])
+            return result
+
+    async def update_attribute(self, tenant: str | None, context: Any, entity_id: str,
+                               attribute: str, body: object) -> None:
+        """5.6.4 Partial Attribute Update (PATCH /entities/{id}/attrs/{attrId})."""
+        terms = await self.contexts.term_map(context)
+        check_name(attribute)
+        iri = terms.expand(attribute)
+        now = self.clock()
+        fragment = expand_instance(iri, body, terms, now, attribute)
+        explicit_type = isinstance(body, dict) and "type" in body
+        async with self._lock(tenant):
+            old = await self._existing(tenant, entity_id)
+            instances = old["attrs"].get(iri)
+            index = _instance_index(instances, fragment.get("datasetId"))
+            if instances is None or index is None:
+                raise ResourceNotFound(f"Entity {entity_id} has no attribute {attribute}"
+                                       + _dataset_text(fragment.get("datasetId")))
+            new = _copy_entity(old)
+            current = new["attrs"][iri][index]
+            if not explicit_type and fragment["type"] != current["type"]:
+                fragment = _retype(fragment, current["type"])
+            new["attrs"][iri][index] = _merge_instance(current, fragment, now)
+            new["modifiedAt"] = now
+            await self.store.write(tenant, [WriteOp(old, new)])
+
+    async def replace_attribute(self, tenant: str | None, context: Any, entity_id: str,
+                                attribute: str, body: object) -> None:
+        """5.6.19 Replace Attribute (PUT /entities/{id}/attrs/{attrId})."""
+        terms = await self.contexts.term_map(context)
+        check_name(attribute)
+        iri = terms.expand(attribute)
+        now = self.clock()
+        fragment = expand_instance(iri, body, terms, now, attribute)
+        async with self._lock(tenant):
+            old = await self._existing(tenant, entity_id)
+            instances = old["attrs"].get(iri)
+            index = _instance_index(instances, fragment.get("datasetId"))
+            if instances is None or index is None:
+                raise ResourceNotFound(f"Entity {entity_id} has no attribute {attribute}"
+                                       + _dataset_text(fragment.get("datasetId")))
+            new = _copy_entity(old)
+            fragment["createdAt"] = instances[index]["createdAt"]
+            new["attrs"][iri][index] = fragment
+            new["modifiedAt"] = now
+            await self.store.write(tenant, [WriteOp(old, new)])
+
+    async def delete_attribute(self, tenant: str | None, context: Any, entity_id: str,
+                               attribute: str, *, dataset_id: str | None = None,
+                               delete_all: bool = False) -> None:
+        """5.6.5 Delete Entity Attribute (with ``datasetId`` / ``deleteAll``)."""
+        terms = await self.contexts.term_map(context)
+        check_name(attribute)
+        if dataset_id is not None:
+            check_uri(dataset_id, "datasetId")
+        iri = terms.expand(attribute)
+        async with self._lock(tenant):
+            old = await self._existing(tenant, entity_id)
+            instances = old["attrs"].get(iri)
+            if instances is None:
+                raise ResourceNotFound(f"Entity {entity_id} has no attribute {attribute}")
+            new = _copy_entity(old)
+            if delete_all:
+                del new["attrs"][iri]
+            else:
+                index = _instance_index(instances, dataset_id)
+                if index is None:
+                    raise ResourceNotFound(f"Entity {entity_id} has no attribute {attribute}"
+                                           + _dataset_text(dataset_id))
+                del new["attrs"][iri][index]
+                if not new["attrs"][iri]:
+                    del new["attrs"][iri]
+            new["modifiedAt"] = self.clock()
+            await self.store.write(tenant, [WriteOp(old, new)])
+
+    # ------------------------------------------------------------ query (5.7.2)
+
+    async def query_entities(self, tenant: str | None, context: Any, params: QueryParams,
+                             shape: Shape = Shape()) -> tuple[list[dict[str, Any]], int | None]:
+        """5.7.2 Query Entities: (entities in the caller's representation, count or None)."""
+        terms = await self.contexts.term_map(context)
+        rep = representation(shape, terms)
+        entity_query = self.entity_query(params, terms)
+        if not await self.store.has_tenant(tenant):
+            raise NonexistentTenant(f"Tenant {tenant!r} does not exist")
+        result = await self.store.query(tenant, entity_query)
+        if shape.format == "geojson":
+            rendered = [self.geojson_feature(e, terms, rep, shape.geometry_property)
+                        for e in result.entities]
+        else:
+            rendered = [compact_entity(e, terms, rep) for e in result.entities]
+        return rendered, result.count
+
+    def entity_query(self, params: QueryParams, terms: TermMap) -> EntityQuery:
+        """Parse and validate the filters of a query with the caller's term map."""
+        limit = DEFAULT_LIMIT if params.limit is None else params.limit
+        if limit < 0 or limit > MAX_LIMIT:
+            raise BadRequestData(f"limit must be between 0 and {MAX_LIMIT}, got {limit}")
+        if limit == 0 and not params.count:
+            raise BadRequestData("limit=0 is only allowed together with count=true")
+        if params.offset < 0:
+            raise BadRequestData(f"offset must not be negative, got {params.offset}")
+        ids = split_list(params.id, "id")
+        for entity_id in ids or ():
+            check_uri(entity_id, "Entity id")
+        if params.id_pattern is not None:
+            query.sqlite_regexp(params.id_pattern, "")  # raise early on a bad pattern
+        types = typequery.parse_type_selection(params.type, terms.expand) if params.type else None
+        attrs = split_list(params.attrs, "attrs")
+        q = query.parse_q(params.q, terms.expand) if params.q else None
+        geo_query = geo.parse_geoquery(params.georel, params.geometry, params.coordinates,
+                                       params.geoproperty, terms.expand)
+        if not (ids or params.id_pattern or types or attrs or q or geo_query or params.local):
+            raise BadRequestData(
+                "A query needs at least one of id, idPattern, type, attrs, q or geo-query "
+                "(or local=true)"
+            )
+        return EntityQuery(
+            ids=tuple(ids) if ids else None, id_pattern=params.id_pattern, types=types, q=q,
+            geo=geo_query, attrs=frozenset(terms.expand(a) for a in attrs) if attrs else None,
+            limit=limit, offset=params.offset, count=params.count,
+        )
+
+    def geojson_feature(self, entity: Entity, terms: TermMap, rep: Representation,
+                        geometry_property: str | None) -> dict[str, Any]:
+        """Clause 4.5.17: an entity as a GeoJSON Feature."""
+        name = geometry_property or "location"
+        iri = terms.expand(name) if name not in ("location", "observationSpace",
+                                                 "operationSpace") else CORE_IRI + name
+        instances = entity["attrs"].get(iri) or []
+        geometry = instances[0]["value"] if instances and instances[0]["type"] == "GeoProperty" else None
+        properties = compact_entity(entity, terms, rep)
+        entity_id = properties.pop("id")
+        return {"id": entity_id, "type": "Feature", "geometry": geometry,
+                "properties": properties}
+
+    # ------------------------------------------------------------ batch (5.6.7-5.6.10, 5.6.20)
+
+    def _parse_batch(self, body: object, terms: TermMap, now: str, result: BatchResult,
+                     require_type: bool) -> list[Entity]:
+        if not isinstance(body, list):
+            raise BadRequestData("A batch operation takes a JSON array of entities")
+        if not body:
+            raise BadRequestData("A batch operation needs at least one entity")
+        parsed: list[Entity] = []
+        for item in body:
+            try:
+                parsed.append(expand_entity(item, terms, now, require_id_type=require_type))
+            except NgsiLdError as error:
+                result.fail(item.get("id") if isinstance(item, dict) else None, error)
+        return parsed
+
+    async def batch_create(self, tenant: str | None, context: Any, body: object) -> BatchResult:
+        """5.6.7 Batch Entity Creation."""
+        terms = await self.contexts.term_map(context)
+        result = BatchResult()
+        now = self.clock()
+        entities = self._parse_batch(body, terms, now, result, True)
+        async with self._lock(tenant):
+            existing = await self.store.get_many(tenant, [e["id"] for e in entities])
+            ops: list[WriteOp] = []
+            seen: set[str] = set()
+            for entity in entities:
+                if entity["id"] in existing or entity["id"] in seen:
+                    result.fail(entity["id"], AlreadyExists(f"Entity {entity['id']} already exists"))
+                    continue
+                seen.add(entity["id"])
+                ops.append(WriteOp(None, entity))
+            await self.store.write(tenant, ops)
+        result.success = [op.new["id"] for op in ops if op.new]
+        result.created = list(result.success)
+        return result
+
+    async def batch_upsert(self, tenant: str | None, context: Any, body: object,
+                           *, mode: str = "replace") -> BatchResult:
+        """5.6.8 Batch Entity Upsert (``options=replace`` default, or ``update``)."""
+        terms = await self.contexts.term_map(context)
+        result = BatchResult()
+        now = self.clock()
+        entities = self._parse_batch(body, terms, now, result, True)
+        async with self._lock(tenant):
+            current = await self.store.get_many(tenant, [e["id"] for e in entities])
+            originals = dict(current)
+            for entity in entities:
+                old = current.get(entity["id"])
+                if old is None:
+                    current[entity["id"]] = entity
+                    if entity["id"] not in result.created:
+                        result.created.append(entity["id"])
+                elif mode == "update":
+                    merged, _ = _appended(old, {}, terms, now, False, True)
+                    merged["attrs"].update(_overwrite_attrs(old, entity, now))
+                    for t in entity["type"]:
+                        if t not in merged["type"]:
+                            merged["type"].append(t)
+                    current[entity["id"]] = merged
+                else:
+                    entity["createdAt"] = old["createdAt"]
+                    current[entity["id"]] = entity
+                if entity["id"] not in result.success:
+                    result.success.append(entity["id"])
+            ops = [WriteOp(originals.get(i), current[i]) for i in result.success]
+            await self.store.write(tenant, ops)
+        return result
+
+    async def batch_update(self, tenant: str | None, context: Any, body: object,
+                           *, no_overwrite: bool = False) -> BatchResult:
+        """5.6.9 Batch Entity Update: append attributes to existing entities."""
+        return await self._batch_modify(tenant, context, body, "update", no_overwrite)
+
+    async def batch_merge(self, tenant: str | None, context: Any, body: object) -> BatchResult:
+        """5.6.20 Batch Entity Merge."""
+        return await self._batch_modify(tenant, context, body, "merge", False)
+
+    async def _batch_modify(self, tenant: str | None, context: Any, body: object, how: str,
+                            no_overwrite: bool) -> BatchResult:
+        terms = await self.contexts.term_map(context)
+        result = BatchResult()
+        now = self.clock()
+        if not isinstance(body, list) or not body:
+            raise BadRequestData("A batch operation takes a non-empty JSON array of entities")
+        async with self._lock(tenant):
+            ids = [item.get("id") for item in body if isinstance(item, dict)]
+            current = await self.store.get_many(tenant, [i for i in ids if isinstance(i, str)])
+            originals = dict(current)
+            touched: list[str] = []
+            for item in body:
+                entity_id = item.get("id") if isinstance(item, dict) else None
+                try:
+                    if not isinstance(item, dict):
+                        raise BadRequestData("Each batch item must be an entity object")
+                    check_uri(entity_id, "Entity id")
+                    old = current.get(entity_id)  # type: ignore[arg-type]
+                    if old is None:
+                        raise ResourceNotFound(f"Entity {entity_id} does not exist")
+                    if how == "merge":
+                        new = self._merged(old, item, terms, now)
+                    else:
+                        fragment = {k: v for k, v in item.items() if k not in ("id", "@context")}
+                        new, partial = _appended(old, fragment, terms, now, no_overwrite, True)
+                        if partial.not_updated and not partial.updated:
+                            raise BadRequestData("No attribute was updated: "
+                                                 + str(partial.not_updated))
+                    current[entity_id] = new  # type: ignore[index]
+                    if entity_id not in touched:
+                        touched.append(entity_id)  # type: ignore[arg-type]
+                    result.success.append(entity_id)  # type: ignore[arg-type]
+                except NgsiLdError as error:
+                    result.fail(entity_id, error)
+            await self.store.write(tenant, [WriteOp(originals[i], current[i]) for i in touched])
+        return result
+
+    async def batch_delete(self, tenant: str | None, body: object) -> BatchResult:
+        """5.6.10 Batch Entity Delete."""
+        if not isinstance(body, list) or not body:
+            raise BadRequestData("Batch delete takes a non-empty JSON array of entity ids")
+        result = BatchResult()
+        async with self._lock(tenant):
+            valid = [i for i in body if isinstance(i, str)]
+            current = await self.store.get_many(tenant, valid)
+            ops: list[WriteOp] = []
+            for entity_id in body:
+                try:
+                    check_uri(entity_id, "Entity id")
+                    old = current.pop(entity_id, None)
+                    if old is None:
+                        raise ResourceNotFound(f"Entity {entity_id} does not exist")
+                    ops.append(WriteOp(old, None))
+                    result.success.append(entity_id)
+                except NgsiLdError as error:
+                    result.fail(entity_id, error)
+            await self.store.write(tenant, ops)
+        return result
+
+    async def batch_query(self, tenant: str | None, context: Any, body: object,
+                          params: QueryParams, shape: Shape) -> tuple[list[dict[str, Any]], int | None]:
+        """5.7.2 via POST /entityOperations/query: the Query data type (clause 5.2.23)."""
+        if not isinstance(body, dict) or body.get("type", "Query") != "Query":
+            raise BadRequestData("The body must be a Query object (type Query)")
+        selectors = body.get("entities") or []
+        if not isinstance(selectors, list) or len(selectors) > 1:
+            if not isinstance(selectors, list):
+                raise BadRequestData("entities must be a list of entity selectors")
+        ids: list[str] = []
+        types: list[str] = []
+        pattern = None
+        for selector in selectors:
+            if not isinstance(selector, dict):
+                raise BadRequestData("Each entity selector must be an object")
+            if "id" in selector:
+                ids.append(selector["id"])
+            if "type" in selector:
+                types.append(f"({selector['type']})" if "id" not in selector else selector["type"])
+            if "idPattern" in selector:
+                pattern = selector["idPattern"]
+        geo_q = body.get("geoQ") or {}
+        if not isinstance(geo_q, dict):
+            raise BadRequestData("geoQ must be an object")
+        attrs = body.get("attrs")
+        if attrs is not None and not (isinstance(attrs, list) and all(isinstance(a, str) for a in attrs)):
+            raise BadRequestData("attrs must be a list of attribute names")
+        merged = QueryParams(
+            id=",".join(ids) or None, id_pattern=pattern,
+            type="|".join(types) or None, attrs=",".join(attrs) if attrs else None,
+            q=body.get("q"), georel=geo_q.get("georel"), geometry=geo_q.get("geometry"),
+            coordinates=geo_q.get("coordinates"), geoproperty=geo_q.get("geoproperty"),
+            limit=params.limit, offset=params.offset, count=params.count,
+            local=params.local or bool(body.get("local")),
+        )
+        if merged.q is not None and not isinstance(merged.q, str):
+            raise BadRequestData("q must be a string")
+        return await self.query_entities(tenant, context, merged, shape)
+
+    # ------------------------------------------------------------ discovery (5.7.5-5.7.10)
+
+    async def types(self, tenant: str | None, context: Any, *, details: bool = False) -> Any:
+        """5.7.5/5.7.6 Retrieve available entity types (EntityTypeList or EntityType[])."""
+        terms = await self.contexts.term_map(context)
+        stats = await self.store.attribute_stats(tenant)
+        by_type: dict[str, list[str]] = {}
+        for stat in stats:
+            names = by_type.setdefault(stat.entity_type, [])
+            if stat.attribute and terms.compact(stat.attribute) not in names:
+                names.append(terms.compact(stat.attribute))
+        if not details:
+            return {"id": f"urn:ngsi-ld:EntityTypeList:{_digest(by_type)}",
+                    "type": "EntityTypeList", "typeList": sorted(terms.compact(t) for t in by_type)}
+        return [{"id": t, "type": "EntityType", "typeName": terms.compact(t),
+                 "attributeNames": sorted(names)} for t, names in sorted(by_type.items())]
+
+    async def type_info(self, tenant: str | None, context: Any, type_name: str) -> dict[str, Any]:
+        """5.7.7 Retrieve entity type information."""
+        terms = await self.contexts.term_map(context)
+        iri = terms.expand(type_name)
+        stats = [s for s in await self.store.attribute_stats(tenant) if s.entity_type == iri]
+        if not stats:
+            raise ResourceNotFound(f"No entity of type {type_name} exists")
+        count = sum(s.count for s in stats if not s.attribute)
+        attributes: dict[str, dict[str, Any]] = {}
+        for stat in stats:
+            if not stat.attribute:
+                continue
+            info = attributes.setdefault(stat.attribute, {
+                "id": stat.attribute, "type": "Attribute",
+                "attributeName": terms.compact(stat.attribute), "attributeTypes": []})
+            info["attributeTypes"].append(stat.kind)
+        return {"id": iri, "type": "EntityTypeInfo", "typeName": terms.compact(iri),
+                "entityCount": count, "attributeDetails": list(attributes.values())}
+
+    async def attributes(self, tenant: str | None, context: Any, *, details: bool = False) -> Any:
+        """5.7.8/5.7.9 Retrieve available attributes."""
+        terms = await self.contexts.term_map(context)
+        infos = self._attribute_infos(await self.store.attribute_stats(tenant), terms)
+        if not details:
+            return {"id": f"urn:ngsi-ld:AttributeList:{_digest(infos)}", "type": "AttributeList",
+                    "attributeList": sorted(i["attributeName"] for i in infos.values())}
+        return [{k: v for k, v in i.items() if k != "attributeCount"} for i in infos.values()]
+
+    async def attribute_info(self, tenant: str | None, context: Any, name: str) -> dict[str, Any]:
+        """5.7.10 Retrieve attribute information."""
+        terms = await self.contexts.term_map(context)
+        iri = terms.expand(name)
+        infos = self._attribute_infos(await self.store.attribute_stats(tenant), terms)
+        if iri not in infos:
+            raise ResourceNotFound(f"No entity has an attribute {name}")
+        return infos[iri]
+
+    @staticmethod
+    def _attribute_infos(stats: Sequence[Any], terms: TermMap) -> dict[str, dict[str, Any]]:
+        infos: dict[str, dict[str, Any]] = {}
+        for stat in stats:
+            if not stat.attribute:
+                continue
+            info = infos.setdefault(stat.attribute, {
+                "id": stat.attribute, "type": "Attribute",
+                "attributeName": terms.compact(stat.attribute), "attributeCount": 0,
+                "attributeTypes": [], "typeNames": []})
+            info["attributeCount"] += stat.count
+            if stat.kind not in info["attributeTypes"]:
+                info["attributeTypes"].append(stat.kind)
+            type_name = terms.compact(stat.entity_type)
+            if type_name not in info["typeNames"]:
+                info["typeNames"].append(type_name)
+        return dict(sorted(infos.items(), key=lambda item: item[1]["attributeName"]))
+
+    # ------------------------------------------------------------ merge helper
+
+    def _merged(self, old: Entity, body: object, terms: TermMap, now: str) -> Entity:
+        if not isinstance(body, dict):
+            raise BadRequestData("The body must be a JSON object")
+        if "id" in body and body["id"] != old["id"]:
+            raise BadRequestData("The id in the body differs from the id in the URL")
+        new = _copy_entity(old)
+        if "type" in body:
+            for t in expand_types(body["type"], terms):
+                if t not in new["type"]:
+                    new["type"].append(t)
+        for name, raw in body.items():
+            if name in ("id", "type", "@context", "createdAt", "modifiedAt"):
+                continue
+            if name == "scope":
+                new["scope"] = expand_entity({"id": old["id"], "type": "T", "scope": raw},
+                                             terms, now)["scope"]
+                continue
+            check_name(name)
+            iri = terms.expand(name)
+            if raw == NULL or (isinstance(raw, dict) and raw.get("value") == NULL):
+                new["attrs"].pop(iri, None)
+                continue
+            for fragment in expand_instances(iri, _strip_nulls(raw), terms, now, name):
+                instances = new["attrs"].setdefault(iri, [])
+                index = _instance_index(instances, fragment.get("datasetId"))
+                if index is None:
+                    instances.append(fragment)
+                else:
+                    merged = _merge_instance(instances[index], fragment, now)
+                    for sub_name, sub_raw in (raw.items() if isinstance(raw, dict) else ()):
+                        if sub_raw == NULL:
+                            merged.get("subs", {}).pop(terms.expand(sub_name), None)
+                    instances[index] = merged
+                instances.sort(key=lambda i: "datasetId" in i)
+        new["modifiedAt"] = now
+        return new
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha1(repr(sorted(value)).encode()).hexdigest()[:16]
+
+
+def _copy_entity(entity: Entity) -> Entity:
+    """A copy safe to modify: attribute lists are new, instances are copied on write."""
+    new = dict(entity)
+    new["type"] = list(entity["type"])
+    new["attrs"] = {iri: list(instances) for iri, instances in entity["attrs"].items()}
+    return new
+
+
+def _fragment(body: object, entity_id: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequestData("The body must be a JSON object of attributes")
+    if "id" in body and body["id"] != entity_id:
+        raise BadRequestData("The id in the body differs from the id in the URL")
+    return {k: v for k, v in body.items() if k not in ("id", "type", "@context")}
+
+
+def _strip_nulls(raw: object) -> object:
+    if isinstance(raw, dict):
+        return {k: v for k, v in raw.items() if v != NULL}
+    return raw
+
+
+def _instance_index(instances: list[Instance] | None, dataset_id: str | None) -> int | None:
+    for index, instance in enumerate(instances or ()):
+        if instance.get("datasetId") == dataset_id:
+            return index
+    return None
+
+
+def _dataset_text(dataset_id: str | None) -> str:
+    return f" with datasetId {dataset_id}" if dataset_id else ""
+
+
+def _retype(fragment: Instance, kind: str) -> Instance:
+    """A concise fragment ({"value": ...}) aimed at a Relationship etc. keeps the old type."""
+    member = VALUE_MEMBER[fragment["type"]]
+    target = VALUE_MEMBER[kind]
+    if member == target:
+        return {**fragment, "type": kind}
+    raise BadRequestData(f"The attribute is a {kind}; the fragment carries a {fragment['type']}")
+
+
+def _merge_instance(current: Instance, fragment: Instance, now: str) -> Instance:
+    merged = {k: v for k, v in current.items() if k != "subs"}
+    if VALUE_MEMBER[fragment["type"]] != VALUE_MEMBER[current["type"]]:
+        merged.pop(VALUE_MEMBER[current["type"]], None)
+    for key, value in fragment.items():
+        if key not in ("subs", "createdAt", "modifiedAt"):
+            merged[key] = value
+    subs = dict(current.get("subs", {}))
+    for sub_iri, sub in fragment.get("subs", {}).items():
+        old_sub = subs.get(sub_iri)
+        subs[sub_iri] = {**sub, "createdAt": old_sub["createdAt"]} if old_sub else sub
+    if subs:
+        merged["subs"] = subs
+    merged["modifiedAt"] = now
+    return merged
+
+
+def _overwrite_attrs(old: Entity, entity: Entity, now: str) -> dict[str, list[Instance]]:
+    """Upsert with options=update: the new attributes replace same-dataset instances."""
+    result: dict[str, list[Instance]] = {}
+    for iri, instances in entity["attrs"].items():
+        merged = list(old["attrs"].get(iri, []))
+        for instance in instances:
+            index = _instance_index(merged, instance.get("datasetId"))
+            if index is None:
+                merged.append(instance)
+            else:
+                merged[index] = {**instance, "createdAt": merged[index]["createdAt"]}
+        merged.sort(key=lambda i: "datasetId" in i)
+        result[iri] = merged
+    return result
+
+
+def _appended(old: Entity, fragment: dict[str, Any], terms: TermMap, now: str,
+              no_overwrite: bool, allow_new: bool) -> tuple[Entity, UpdateResult]:
+    """Append (allow_new) or update attributes; returns the new entity and the result."""
+    result = UpdateResult()
+    new = _copy_entity(old)
+    for name, raw in fragment.items():
+        if name in ("scope", "createdAt", "modifiedAt"):
+            continue
+        try:
+            check_name(name)
+            iri = terms.expand(name)
+            incoming = expand_instances(iri, raw, terms, now, name)
+        except NgsiLdError as error:
+            result.not_updated.append({"attributeName": name, "reason": error.detail})
+            continue
+        instances = new["attrs"].get(iri)
+        if instances is not None and no_overwrite:
+            result.not_updated.append({"attributeName": name,
+                                       "reason": "The attribute exists and noOverwrite is set"})
+            continue
+        if instances is None and not allow_new:
+            result.not_updated.append({"attributeName": name,
+                                       "reason": "The attribute does not exist"})
+            continue
+        merged = list(instances or [])
+        for instance in incoming:
+            index = _instance_index(merged, instance.get("datasetId"))
+            if index is None:
+                if not allow_new:
+                    result.not_updated.append({
+                        "attributeName": name,
+                        "reason": "No instance" + _dataset_text(instance.get("datasetId"))})
+                    continue
+                merged.append(instance)
+            else:
+                merged[index] = {**instance, "createdAt": merged[index]["createdAt"]}
+        merged.sort(key=lambda i: "datasetId" in i)
+        new["attrs"][iri] = merged
+        if name not in result.updated:
+            result.updated.append(name)
+    if result.updated:
+        new["modifiedAt"] = now
+    return new, result
+
+
+__all__ = ["BatchResult", "EntityBroker", "QueryParams", "UpdateResult"]

@@ -1,0 +1,76 @@
+"""One ``Settings`` object for the whole process: env vars ``CITYVISOR_*`` and an optional TOML file."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+
+
+class Settings(BaseSettings):
+    """Configuration of ``cityvisor serve`` (and of ``demo``, which sets its own defaults)."""
+
+    model_config = SettingsConfigDict(env_prefix="CITYVISOR_", extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Address to bind")
+    port: int = Field(1026, ge=0, le=65535, description="HTTP port (FIWARE convention: 1026)")
+    data_dir: Path = Field(Path("var/cityvisor"), description="Where databases are kept")
+    auth: bool = Field(True, description="Require bearer tokens; false only on loopback")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body")
+    allow_context_fetch: bool = Field(True, description="Fetch unknown @context URLs once")
+    sqlite_synchronous: str = Field("NORMAL", pattern="^(NORMAL|FULL|normal|full)$",
+                                    description="NORMAL survives a killed process; FULL power loss")
+    public_url: str | None = Field(None, description="Base URL clients use (hosted @contexts)")
+    log_level: str = Field("warning", description="uvicorn log level")
+    config_file: Path | None = Field(None, description="TOML file read before env vars")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        """Settings from (lowest first) defaults, the TOML file, env vars, explicit overrides."""
+        values: dict[str, Any] = {}
+        if config_file is not None:
+            toml = TomlConfigSettingsSource(cls, toml_file=config_file)
+            values.update(toml())
+        env = cls()  # env vars over defaults
+        for name in env.model_fields_set:
+            values[name] = getattr(env, name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def system_db(self) -> Path:
+        return self.data_dir / "system.sqlite"
+
+    @property
+    def tenants_dir(self) -> Path:
+        return self.data_dir / "tenants"
+
+    def is_loopback(self) -> bool:
+        if self.host in LOOPBACK_NAMES:
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def check(self) -> None:
+        """Refuse configurations that are insecure: no auth off loopback."""
+        if not self.auth and not self.is_loopback():
+            raise ValueError(
+                f"Refusing to run without authentication on {self.host}: authentication may be "
+                "turned off only on a loopback address (127.0.0.1, ::1, localhost)"
+            )

@@ -1,0 +1,1 @@
+"""Bundled data files (contexts, geography); licences are written next to them."""

@@ -1,0 +1,356 @@
+"""NGSI-LD entities: input validation and expansion, output compaction (clauses 4.5, 4.6, 5.2).
+
+Entities are stored in the expanded form described in ``docs/internal-model.md``. ``expand_*``
+functions turn a request fragment (normalized or concise, compact terms) into that form and
+raise ``BadRequestData`` on anything malformed; ``compact_entity`` renders the stored form for a
+caller's ``@context`` in the normalized, concise or keyValues representation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cityvisor.ngsild import geo
+from cityvisor.ngsild.context import CORE_IRI, TermMap, is_absolute_iri
+from cityvisor.ngsild.errors import BadRequestData
+
+Entity = dict[str, Any]
+Instance = dict[str, Any]
+
+NULL = "urn:ngsi-ld:null"  # the merge-patch "delete" marker (clause 4.5.0)
+
+#: attribute type -> the member holding its value
+VALUE_MEMBER = {
+    "Property": "value",
+    "GeoProperty": "value",
+    "Relationship": "object",
+    "LanguageProperty": "languageMap",
+    "ListProperty": "valueList",
+    "ListRelationship": "objectList",
+    "JsonProperty": "json",
+    "VocabProperty": "vocab",
+}
+_MEMBER_TYPE = {
+    "object": "Relationship",
+    "languageMap": "LanguageProperty",
+    "valueList": "ListProperty",
+    "objectList": "ListRelationship",
+    "json": "JsonProperty",
+    "vocab": "VocabProperty",
+}
+#: members of an attribute that are not sub-attributes
+META = frozenset(
+    ["type", "value", "object", "languageMap", "valueList", "objectList", "json", "vocab",
+     "observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt", "instanceId", "lang",
+     "previousValue", "previousObject", "deletedAt", "objectType"]
+)
+ENTITY_MEMBERS = frozenset(["id", "type", "scope", "@context", "createdAt", "modifiedAt",
+                            "deletedAt", "location", "observationSpace", "operationSpace"])
+GEO_ATTRIBUTES = frozenset(
+    [CORE_IRI + "location", CORE_IRI + "observationSpace", CORE_IRI + "operationSpace"]
+)
+GEOJSON_TYPES = frozenset(["Point", "MultiPoint", "LineString", "MultiLineString", "Polygon",
+                           "MultiPolygon", "GeometryCollection"])
+# clause 4.6.2: characters that may not appear in a name
+_BAD_NAME = re.compile(r"[\s<>\"'=;()\[\]\\]")
+
+
+@dataclass(frozen=True)
+class Representation:
+    """How to render entities: form, system attributes, attribute projection."""
+
+    form: str = "normalized"  # normalized | concise | keyValues
+    sys_attrs: bool = False
+    attrs: frozenset[str] | None = None  # expanded attribute IRIs to keep
+    pick: frozenset[str] | None = None  # compact member names to keep (id, type, attrs)
+    omit: frozenset[str] | None = None
+    lang: str | None = None
+
+
+def check_uri(value: object, what: str) -> str:
+    if not isinstance(value, str) or not is_absolute_iri(value) or _BAD_NAME.search(value):
+        raise BadRequestData(f"{what} must be a URI, got {value!r}")
+    return value
+
+
+def check_name(name: str, what: str = "Attribute name") -> str:
+    if not name or _BAD_NAME.search(name):
+        raise BadRequestData(f"{what} {name!r} contains a forbidden character or is empty")
+    return name
+
+
+def check_datetime(value: object, what: str) -> str:
+    if isinstance(value, str):
+        try:
+            datetime.fromisoformat(value)
+            return value
+        except ValueError:
+            pass
+    raise BadRequestData(f"{what} must be an ISO 8601 date-time, got {value!r}")
+
+
+def expand_types(value: object, terms: TermMap) -> list[str]:
+    """Validate and expand the ``type`` member of an entity (a string or a list of strings)."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise BadRequestData("Entity type must not be empty")
+    result: list[str] = []
+    for item in items:
+        if not isinstance(item, str) or not item:
+            raise BadRequestData(f"Entity type must be a string or a list of strings, got {item!r}")
+        check_name(item, "Entity type")
+        iri = terms.expand(item)
+        if iri not in result:
+            result.append(iri)
+    return result
+
+
+def expand_entity(body: object, terms: TermMap, now: str, *, require_id_type: bool = True) -> Entity:
+    """Validate a request entity and return it in stored form (with timestamps ``now``)."""
+    if not isinstance(body, dict):
+        raise BadRequestData("The entity must be a JSON object")
+    entity: Entity = {}
+    if "id" in body or require_id_type:
+        if "id" not in body:
+            raise BadRequestData("The entity has no id")
+        entity["id"] = check_uri(body["id"], "Entity id")
+    if "type" in body or require_id_type:
+        if "type" not in body:
+            raise BadRequestData("The entity has no type")
+        entity["type"] = expand_types(body["type"], terms)
+    if "scope" in body:
+        entity["scope"] = _expand_scope(body["scope"])
+    entity["createdAt"] = now
+    entity["modifiedAt"] = now
+    entity["attrs"] = expand_attributes(body, terms, now)
+    return entity
+
+
+def expand_attributes(body: dict[str, Any], terms: TermMap, now: str) -> dict[str, list[Instance]]:
+    """Expand every attribute of a fragment: name IRI -> list of instances."""
+    attrs: dict[str, list[Instance]] = {}
+    for name, raw in body.items():
+        if name in ("id", "type", "scope", "@context", "createdAt", "modifiedAt"):
+            continue
+        check_name(name)
+        iri = terms.expand(name)
+        attrs[iri] = expand_instances(iri, raw, terms, now, name)
+    return attrs
+
+
+def expand_instances(
+    iri: str, raw: object, terms: TermMap, now: str, name: str | None = None
+) -> list[Instance]:
+    """One attribute's instances (a list means a multi-attribute, clause 4.5.5)."""
+    label = name or iri
+    raws = raw if isinstance(raw, list) and raw and all(_is_instance(r) for r in raw) else [raw]
+    instances: list[Instance] = []
+    seen: set[str | None] = set()
+    for item in raws:
+        instance = expand_instance(iri, item, terms, now, label)
+        dataset = instance.get("datasetId")
+        if dataset in seen:
+            what = f"datasetId {dataset}" if dataset else "default instance"
+            raise BadRequestData(f"Attribute {label!r} has the {what} twice")
+        seen.add(dataset)
+        instances.append(instance)
+    instances.sort(key=lambda i: "datasetId" in i)  # the default instance first
+    return instances
+
+
+def _is_instance(raw: object) -> bool:
+    return isinstance(raw, dict) and (
+        raw.get("type") in VALUE_MEMBER or any(m in raw for m in VALUE_MEMBER.values())
+    )
+
+
+def expand_instance(
+    iri: str, raw: object, terms: TermMap, now: str, label: str, *, sub: bool = False
+) -> Instance:
+    """Validate one attribute instance, normalized or concise, and expand its sub-attributes."""
+    if raw is None:
+        raise BadRequestData(f"Attribute {label!r} has a null value")
+    if not isinstance(raw, dict):
+        raw = {"value": raw}  # concise form of a Property (clause 4.5.x, concise representation)
+    kind = raw.get("type")
+    if kind not in VALUE_MEMBER:
+        if kind in GEOJSON_TYPES and "coordinates" in raw or kind == "GeometryCollection":
+            raw = {"type": "GeoProperty", "value": raw}
+        elif kind is not None and not any(m in raw for m in VALUE_MEMBER.values()):
+            raw = {"value": raw}  # a compound value that happens to have a "type" member
+        elif kind is not None:
+            raise BadRequestData(f"Attribute {label!r} has an unknown type {kind!r}")
+        kind = raw.get("type")
+        if kind is None:
+            kind = next((t for m, t in _MEMBER_TYPE.items() if m in raw), "Property")
+            if kind == "Property" and _looks_geojson(raw.get("value")):
+                kind = "GeoProperty"
+    member = VALUE_MEMBER[kind]
+    if member not in raw:
+        raise BadRequestData(f"Attribute {label!r} of type {kind} has no {member!r} member")
+    value = raw[member]
+    instance: Instance = {"type": kind, member: _check_value(kind, value, label, terms)}
+    if iri in GEO_ATTRIBUTES and kind != "GeoProperty":
+        raise BadRequestData(f"Attribute {label!r} must be a GeoProperty")
+    subs: dict[str, Instance] = {}
+    for key, item in raw.items():
+        if key in ("type", member, "createdAt", "modifiedAt", "instanceId"):
+            continue
+        if key == "observedAt":
+            instance["observedAt"] = check_datetime(item, f"observedAt of {label!r}")
+        elif key == "unitCode":
+            if not isinstance(item, str) or not item:
+                raise BadRequestData(f"unitCode of {label!r} must be a string")
+            instance["unitCode"] = item
+        elif key == "datasetId":
+            if sub:
+                raise BadRequestData(f"Sub-attribute {label!r} cannot have a datasetId")
+            instance["datasetId"] = check_uri(item, f"datasetId of {label!r}")
+        elif key in META:
+            if key == "lang" and kind == "Property":
+                instance["lang"] = str(item)
+            continue
+        else:
+            check_name(key, "Sub-attribute name")
+            sub_iri = terms.expand(key)
+            subs[sub_iri] = expand_instance(sub_iri, item, terms, now, key, sub=True)
+    instance["createdAt"] = now
+    instance["modifiedAt"] = now
+    if subs:
+        instance["subs"] = subs
+    return instance
+
+
+def _looks_geojson(value: object) -> bool:
+    return isinstance(value, dict) and value.get("type") in GEOJSON_TYPES and (
+        "coordinates" in value or "geometries" in value
+    )
+
+
+def _check_value(kind: str, value: object, label: str, terms: TermMap) -> object:
+    if value is None:
+        raise BadRequestData(f"Attribute {label!r} has a null value")
+    if kind == "GeoProperty":
+        geo.parse_geojson(value)  # raises BadRequestData with the reason
+    elif kind == "Relationship":
+        if isinstance(value, list):
+            for item in value:
+                check_uri(item, f"Object of relationship {label!r}")
+        else:
+            check_uri(value, f"Object of relationship {label!r}")
+    elif kind == "ListRelationship":
+        if not isinstance(value, list):
+            raise BadRequestData(f"objectList of {label!r} must be a list")
+        for item in value:
+            target = item.get("object") if isinstance(item, dict) else item
+            check_uri(target, f"Object in objectList of {label!r}")
+    elif kind == "LanguageProperty":
+        if not isinstance(value, dict) or not value:
+            raise BadRequestData(f"languageMap of {label!r} must be a non-empty object")
+        for tag, text in value.items():
+            if not isinstance(text, (str, list)):
+                raise BadRequestData(f"languageMap of {label!r}: {tag!r} must map to a string")
+    elif kind == "ListProperty":
+        if not isinstance(value, list):
+            raise BadRequestData(f"valueList of {label!r} must be a list")
+    elif kind == "VocabProperty":
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, str) for v in items):
+            raise BadRequestData(f"vocab of {label!r} must be a string or a list of strings")
+        expanded = [terms.expand(v) for v in items]
+        return expanded if isinstance(value, list) else expanded[0]
+    return value
+
+
+def _expand_scope(value: object) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if not isinstance(item, str) or not item.startswith("/"):
+            raise BadRequestData(f"Scope must be a path starting with '/', got {item!r}")
+    return list(items)
+
+
+# --------------------------------------------------------------------------- output
+
+
+def compact_entity(entity: Entity, terms: TermMap, rep: Representation) -> dict[str, Any]:
+    """Render a stored entity for the caller's context, in the requested representation."""
+    types = [terms.compact(t) for t in entity["type"]]
+    out: dict[str, Any] = {"id": entity["id"], "type": types[0] if len(types) == 1 else types}
+    if "scope" in entity:
+        out["scope"] = entity["scope"] if len(entity["scope"]) > 1 else entity["scope"][0]
+    if rep.sys_attrs and rep.form != "keyValues":
+        out["createdAt"] = entity["createdAt"]
+        out["modifiedAt"] = entity["modifiedAt"]
+    wanted = rep.attrs
+    for iri, instances in entity["attrs"].items():
+        if wanted is not None and iri not in wanted:
+            continue
+        name = terms.compact(iri)
+        if rep.form == "keyValues":
+            out[name] = _key_value(instances[0], terms, rep)
+        else:
+            rendered = [_compact_instance(i, terms, rep) for i in instances]
+            out[name] = rendered[0] if len(rendered) == 1 else rendered
+    if rep.pick is not None:
+        out = {k: v for k, v in out.items() if k in rep.pick}
+    if rep.omit is not None:
+        out = {k: v for k, v in out.items() if k not in rep.omit}
+    return out
+
+
+def _key_value(instance: Instance, terms: TermMap, rep: Representation) -> object:
+    kind = instance["type"]
+    value = instance[VALUE_MEMBER[kind]]
+    if kind == "LanguageProperty" and rep.lang is not None:
+        return _pick_language(value, rep.lang)
+    if kind == "VocabProperty":
+        return [terms.compact(v) for v in value] if isinstance(value, list) else terms.compact(value)
+    return value
+
+
+def _pick_language(language_map: dict[str, Any], lang: str) -> object:
+    for tag in [t.split(";")[0].strip() for t in lang.split(",")]:
+        if tag in language_map:
+            return language_map[tag]
+        if tag == "*":
+            break
+    return language_map.get("@none", next(iter(language_map.values())))
+
+
+def _compact_instance(instance: Instance, terms: TermMap, rep: Representation) -> Any:
+    kind = instance["type"]
+    member = VALUE_MEMBER[kind]
+    value = _key_value(instance, terms, rep)
+    out: dict[str, Any] = {}
+    if rep.form == "normalized":
+        out["type"] = kind
+    if kind == "LanguageProperty" and rep.lang is not None:
+        out = {"type": "Property"} if rep.form == "normalized" else {}
+        out["value"] = value
+        member = "value"
+    else:
+        out[member] = value
+    for key in ("observedAt", "unitCode", "datasetId", "lang"):
+        if key in instance:
+            out[key] = instance[key]
+    if rep.sys_attrs:
+        out["createdAt"] = instance["createdAt"]
+        out["modifiedAt"] = instance["modifiedAt"]
+    for sub_iri, sub in instance.get("subs", {}).items():
+        out[terms.compact(sub_iri)] = _compact_instance(sub, terms, rep)
+    if rep.form == "concise" and len(out) == 1 and member == "value":
+        if kind == "GeoProperty" or not isinstance(value, dict):
+            return value  # concise: a bare value when there is nothing else to say
+    return out
+
+
+def attribute_kinds(entity: Entity) -> Iterable[tuple[str, str]]:
+    """(attribute IRI, attribute type) pairs of an entity, for the discovery statistics."""
+    for iri, instances in entity["attrs"].items():
+        for kind in {i["type"] for i in instances}:
+            yield iri, kind

@@ -1,0 +1,850 @@
+"""The NGSI-LD Query Language (ETSI GS CIM 009 v1.8, clause 4.9): parsing, evaluation, SQL.
+
+``parse_q`` turns a ``q`` expression into an immutable tree of :class:`QNode` objects, with the
+attribute names expanded to IRIs by the caller's ``@context``. ``evaluate`` decides whether an
+entity in the stored form (docs/internal-model.md) matches. ``to_sql`` translates the tree into a
+SQLite WHERE fragment over the JSON document column, exact where it can be, a safe prefilter
+where it cannot.
+
+Grammar (clause 4.9, with the usual broker extensions)::
+
+    query     := and ( '|' and )*
+    and       := primary ( ';' primary )*
+    primary   := '(' query ')' | '!' path | path [ op operand ]
+    path      := name ( '.' name )* [ '[' member ( '.' member )* ']' ]*
+    op        := '==' | '!=' | '>' | '>=' | '<' | '<=' | '~=' | '!~='
+    operand   := value | value '..' value | value ( ',' value )+ | regex
+
+A path ``attr.sub.observedAt`` names the attribute, then sub-attributes, then optionally one of
+the metadata members ``observedAt``, ``createdAt``, ``modifiedAt``, ``unitCode``, ``datasetId``
+(never expanded). ``attr[a.b]`` (or ``attr[a][b]``) navigates inside a compound value; member
+names are not expanded.
+
+Semantics, shared exactly by ``evaluate`` and the exact SQL:
+
+* An attribute is a list of instances (multi-attributes, datasetId); a term is true when ANY
+  instance satisfies it.
+* The candidate values of an instance: Property/GeoProperty ``value`` (a ``{"@value": ..}``
+  object is unwrapped; any other object is not comparable); Relationship ``object``;
+  VocabProperty ``vocab``; ListProperty ``valueList``; JsonProperty ``json``: an array
+  contributes its scalar elements, a scalar itself. LanguageProperty: every scalar inside
+  ``languageMap``. ListRelationship: every URI of ``objectList`` (plain or ``{"object": ..}``).
+* Comparisons are type strict: a number never matches a string or a boolean, whatever the
+  operator (``a!="x"`` is false when ``a`` is 5). ``!=`` needs the attribute to exist.
+  Unquoted datetimes compare as instants (strings that do not parse as datetimes never match);
+  quoted strings, dates and times compare as strings; ``~=`` applies to strings only.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, Union
+
+from cityvisor.ngsild.errors import BadRequestData
+
+__all__ = [
+    "And", "Compare", "Exists", "Literal", "Match", "Or", "Path", "QNode", "Range", "SqlFilter",
+    "ValueList", "evaluate", "parse_q", "sqlite_regexp", "to_sql",
+]
+
+METADATA = frozenset({"observedAt", "createdAt", "modifiedAt", "unitCode", "datasetId"})
+COMPARISON_OPS = ("==", "!=", ">", ">=", "<", "<=")
+_OPS = ("!~=", "==", "!=", ">=", "<=", "~=", ">", "<")  # longest first
+_NAME_STOP = set('=!<>~;|()[].,"\'\\') | {" ", "\t", "\r", "\n"}
+_VALUE_STOP = set(";|),") | {" ", "\t", "\r", "\n"}
+_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?\Z")
+_DATETIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?\Z")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
+_TIME = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?\Z")
+_DATE_PREFIX = re.compile(r"\d{4}-\d{2}-\d{2}")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+\Z")
+_KEY_BY_TYPE = {
+    "Property": "value", "GeoProperty": "value", "Relationship": "object",
+    "LanguageProperty": "languageMap", "ListProperty": "valueList",
+    "ListRelationship": "objectList", "VocabProperty": "vocab", "JsonProperty": "json",
+}
+_FLAT_TYPES = ("Property", "GeoProperty", "Relationship", "ListProperty", "VocabProperty",
+               "JsonProperty")
+_COMPOUND_KEYS = {"Property": "value", "GeoProperty": "value", "JsonProperty": "json"}
+
+
+# --------------------------------------------------------------------------- the tree
+
+
+@dataclass(frozen=True)
+class Literal:
+    """A value of the grammar: kind is number, string, bool, datetime, date, time or uri."""
+
+    kind: str
+    value: Any  # int | float | str | bool; a datetime is kept in canonical UTC form
+
+    @property
+    def family(self) -> str:
+        """Which stored values it can be compared with: number, string, bool or datetime."""
+        return "string" if self.kind in ("string", "date", "time", "uri") else self.kind
+
+    def __str__(self) -> str:
+        if self.kind == "bool":
+            return "true" if self.value else "false"
+        if self.kind == "number":
+            return repr(self.value)
+        if self.kind == "string":
+            return '"' + self.value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return str(self.value)
+
+
+@dataclass(frozen=True)
+class Range:
+    """``low..high``, both bounds included (clause 4.9)."""
+
+    low: Literal
+    high: Literal
+
+    def __str__(self) -> str:
+        return f"{self.low}..{self.high}"
+
+
+@dataclass(frozen=True)
+class ValueList:
+    """``v1,v2,...``: equal to any of (``==``) or to none of (``!=``)."""
+
+    values: tuple[Literal, ...]
+
+    def __str__(self) -> str:
+        return ",".join(str(v) for v in self.values)
+
+
+@dataclass(frozen=True)
+class Path:
+    """An attribute path: attribute IRI, sub-attribute IRIs, metadata name, compound members."""
+
+    attr: str
+    subs: tuple[str, ...] = ()
+    meta: str | None = None
+    members: tuple[str, ...] = ()
+    labels: tuple[str, ...] = field(default=(), compare=False)  # compact names, for rendering
+
+    def __str__(self) -> str:
+        names = self.labels or (self.attr, *self.subs)
+        text = ".".join(names)
+        if self.meta:
+            text += "." + self.meta
+        if self.members:
+            text += "[" + ".".join(self.members) + "]"
+        return text
+
+
+@dataclass(frozen=True)
+class Exists:
+    """``attr`` (the path exists) or ``!attr`` (negated)."""
+
+    path: Path
+    negated: bool = False
+
+    def __str__(self) -> str:
+        return ("!" if self.negated else "") + str(self.path)
+
+
+@dataclass(frozen=True)
+class Compare:
+    """``path op operand``; a Range or ValueList operand only with ``==`` and ``!=``."""
+
+    path: Path
+    op: str
+    operand: Literal | Range | ValueList
+
+    def __str__(self) -> str:
+        return f"{self.path}{self.op}{self.operand}"
+
+
+@dataclass(frozen=True)
+class Match:
+    """``path~=regex`` or ``path!~=regex`` (Python ``re.search`` semantics)."""
+
+    path: Path
+    pattern: str
+    negated: bool = False
+
+    def __str__(self) -> str:
+        quoted = '"' + self.pattern.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return f"{self.path}{'!~=' if self.negated else '~='}{quoted}"
+
+
+@dataclass(frozen=True)
+class And:
+    """``a;b;...``."""
+
+    children: tuple[QNode, ...]
+
+    def __str__(self) -> str:
+        return ";".join(f"({c})" if isinstance(c, Or) else str(c) for c in self.children)
+
+
+@dataclass(frozen=True)
+class Or:
+    """``a|b|...``."""
+
+    children: tuple[QNode, ...]
+
+    def __str__(self) -> str:
+        return "|".join(str(c) for c in self.children)
+
+
+QNode = Union[And, Or, Exists, Compare, Match]  # noqa: UP007 - used at runtime by isinstance
+
+# --------------------------------------------------------------------------- parsing
+
+
+class _Parser:
+    """Recursive descent over the characters of one q expression (clause 4.9)."""
+
+    def __init__(self, text: str, expand: Callable[[str], str]) -> None:
+        self.text = text
+        self.pos = 0
+        self.expand = expand
+
+    # -- helpers
+    def fail(self, message: str, pos: int | None = None) -> BadRequestData:
+        at = self.pos if pos is None else pos
+        found = self.text[at:at + 20]
+        where = f"found {found!r}" if found else "found the end of the expression"
+        return BadRequestData(
+            f"Invalid q expression at position {at + 1}: {message}, {where} (q={self.text!r})")
+
+    def skip_ws(self) -> None:
+        while self.pos < len(self.text) and self.text[self.pos].isspace():
+            self.pos += 1
+
+    def peek(self, token: str) -> bool:
+        self.skip_ws()
+        return self.text.startswith(token, self.pos)
+
+    def eat(self, token: str) -> bool:
+        if self.peek(token):
+            self.pos += len(token)
+            return True
+        return False
+
+    # -- structure
+    def parse(self) -> QNode:
+        self.skip_ws()
+        if self.pos >= len(self.text):
+            raise self.fail("the expression is empty")
+        node = self.query()
+        self.skip_ws()
+        if self.pos < len(self.text):
+            if self.text[self.pos] == ")":
+                raise self.fail("unbalanced ')'")
+            raise self.fail("expected ';', '|' or the end of the expression")
+        return node
+
+    def query(self) -> QNode:
+        children = [self.conjunction()]
+        while self.eat("|"):
+            children.append(self.conjunction())
+        return _combine(Or, children)
+
+    def conjunction(self) -> QNode:
+        children = [self.primary()]
+        while self.eat(";"):
+            children.append(self.primary())
+        return _combine(And, children)
+
+    def primary(self) -> QNode:
+        self.skip_ws()
+        if self.eat("("):
+            start = self.pos
+            node = self.query()
+            if not self.eat(")"):
+                raise self.fail(f"missing ')' for the '(' at position {start}")
+            return node
+        if self.peek("!") and not self.text.startswith("!=", self.pos):
+            self.pos += 1
+            return Exists(self.path(), negated=True)
+        path = self.path()
+        op = self.operator()
+        if op is None:
+            return Exists(path)
+        if op in ("~=", "!~="):
+            return Match(path, self.regex(), negated=op == "!~=")
+        return Compare(path, op, self.operand(op))
+
+    def operator(self) -> str | None:
+        self.skip_ws()
+        for op in _OPS:
+            if self.text.startswith(op, self.pos):
+                self.pos += len(op)
+                return op
+        if self.pos < len(self.text) and self.text[self.pos] in "=!~<>":
+            raise self.fail("unknown operator (use ==, !=, >, >=, <, <=, ~= or !~=)")
+        return None
+
+    # -- attribute paths
+    def name(self, what: str) -> str:
+        self.skip_ws()
+        start = self.pos
+        while self.pos < len(self.text) and self.text[self.pos] not in _NAME_STOP:
+            self.pos += 1
+        if self.pos == start:
+            raise self.fail(f"expected {what}")
+        return self.text[start:self.pos]
+
+    def path(self) -> Path:
+        names = [self.name("an attribute name")]
+        while self.text.startswith(".", self.pos):
+            self.pos += 1
+            names.append(self.name("a sub-attribute name after '.'"))
+        meta = None
+        if len(names) > 1 and names[-1] in METADATA:
+            meta = names.pop()
+        if any(n in METADATA for n in names):
+            raise self.fail(f"metadata names ({', '.join(sorted(METADATA))}) must come last")
+        members: list[str] = []
+        while self.text.startswith("[", self.pos):
+            self.pos += 1
+            members.append(self.name("a member name after '['"))
+            while self.text.startswith(".", self.pos):
+                self.pos += 1
+                members.append(self.name("a member name after '.'"))
+            if not self.text.startswith("]", self.pos):
+                raise self.fail("expected ']'")
+            self.pos += 1
+        if meta and members:
+            raise self.fail("a metadata value has no compound members")
+        iris = [self._expand(n) for n in names]
+        return Path(iris[0], tuple(iris[1:]), meta, tuple(members), labels=tuple(names))
+
+    def _expand(self, name: str) -> str:
+        iri = self.expand(name)
+        if '"' in iri or "\\" in iri or "'" in iri:
+            raise BadRequestData(f"Attribute {name!r} expands to an unsupported IRI {iri!r}")
+        return iri
+
+    # -- values
+    def operand(self, op: str) -> Literal | Range | ValueList:
+        first = self.value()
+        if self.text.startswith("..", self.pos):
+            self.pos += 2
+            if op not in ("==", "!="):
+                raise self.fail(f"a range is only allowed with == and != (not {op})")
+            high = self.value()
+            if first.family != high.family or first.family not in ("number", "string",
+                                                                   "datetime"):
+                raise self.fail("the bounds of a range must be two numbers, strings or "
+                                "datetimes of the same kind")
+            if self.text.startswith("..", self.pos):
+                raise self.fail("a range has exactly two bounds")
+            return Range(first, high)
+        if not self.peek(","):
+            if op not in ("==", "!=") and first.kind == "bool":
+                raise self.fail(f"{op} needs a number, a string or a datetime")
+            return first
+        if op not in ("==", "!="):
+            raise self.fail(f"a list of values is only allowed with == and != (not {op})")
+        values = [first]
+        while self.eat(","):
+            values.append(self.value())
+            if self.text.startswith("..", self.pos):
+                raise self.fail("a list of values cannot contain ranges")
+        return ValueList(tuple(values))
+
+    def value(self) -> Literal:
+        self.skip_ws()
+        start = self.pos
+        if self.text.startswith('"', self.pos):
+            return Literal("string", self.quoted())
+        while (self.pos < len(self.text) and self.text[self.pos] not in _VALUE_STOP
+               and not self.text.startswith("..", self.pos)):
+            self.pos += 1
+        raw = self.text[start:self.pos]
+        if not raw:
+            raise self.fail("expected a value", start)
+        return _literal(raw) or self._bad_value(raw, start)
+
+    def _bad_value(self, raw: str, start: int) -> Literal:
+        raise self.fail(f"{raw!r} is not a number, a datetime, true/false or a URI "
+                        "(quote strings with \")", start)
+
+    def quoted(self) -> str:
+        start = self.pos
+        self.pos += 1
+        out: list[str] = []
+        while self.pos < len(self.text):
+            char = self.text[self.pos]
+            if char == "\\" and self.pos + 1 < len(self.text):
+                nxt = self.text[self.pos + 1]
+                out.append(nxt if nxt in '"\\' else char + nxt)
+                self.pos += 2
+            elif char == '"':
+                self.pos += 1
+                return "".join(out)
+            else:
+                out.append(char)
+                self.pos += 1
+        raise self.fail("unterminated quoted string", start)
+
+    def regex(self) -> str:
+        self.skip_ws()
+        start = self.pos
+        if self.text.startswith('"', self.pos):
+            pattern = self.quoted()
+        else:
+            pattern = self.bare_regex()
+        if not pattern:
+            raise self.fail("expected a regular expression", start)
+        try:
+            _compiled(pattern)
+        except BadRequestData as exc:
+            raise self.fail(f"invalid regular expression ({exc.detail})", start) from None
+        return pattern
+
+    def bare_regex(self) -> str:
+        """An unquoted pattern ends at ';' or '|' outside its own (...) and [...]."""
+        start, depth, in_class = self.pos, 0, False
+        while self.pos < len(self.text):
+            char = self.text[self.pos]
+            if char == "\\":
+                self.pos += 2
+                continue
+            if in_class:
+                in_class = char != "]"
+            elif char == "[":
+                in_class = True
+            elif char == "(":
+                depth += 1
+            elif char == ")":
+                if depth == 0:
+                    break
+                depth -= 1
+            elif char in ";|" and depth == 0:
+                break
+            self.pos += 1
+        self.pos = min(self.pos, len(self.text))
+        return self.text[start:self.pos]
+
+
+def _combine(cls: type[And | Or], children: list[QNode]) -> QNode:
+    if len(children) == 1:
+        return children[0]
+    flat: list[QNode] = []
+    for child in children:
+        flat.extend(child.children if isinstance(child, cls) else (child,))
+    return cls(tuple(flat))
+
+
+def _literal(raw: str) -> Literal | None:
+    """Classify an unquoted value: number, boolean, datetime, date, time or URI."""
+    if _NUMBER.match(raw):
+        number = float(raw) if any(c in raw for c in ".eE") else int(raw)
+        if isinstance(number, float) and not math.isfinite(number):
+            return None
+        return Literal("number", number)
+    if raw in ("true", "false"):
+        return Literal("bool", raw == "true")
+    if _DATETIME.match(raw):
+        canonical = _canonical_datetime(raw)
+        if canonical is None:
+            raise BadRequestData(f"Invalid q expression: {raw!r} is not a valid datetime")
+        return Literal("datetime", canonical)
+    if _DATE.match(raw):
+        return Literal("date", raw)
+    if _TIME.match(raw):
+        return Literal("time", raw)
+    if _URI.match(raw):
+        return Literal("uri", raw)
+    return None
+
+
+def parse_q(text: str, expand: Callable[[str], str]) -> QNode:
+    """Parse a ``q`` expression (clause 4.9); raise BadRequestData naming the bad position."""
+    return _Parser(text, expand).parse()
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@lru_cache(maxsize=4096)
+def _canonical_datetime(text: str) -> str | None:
+    """``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC (naive means UTC), or None if not a datetime."""
+    if not _DATE_PREFIX.match(text):
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        parsed = parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+    return parsed.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise BadRequestData(f"Invalid regular expression {pattern!r}: {exc}") from None
+
+
+def sqlite_regexp(pattern: str, value: object) -> int:
+    """The ``ngsi_regexp(pattern, text)`` SQL function: 1 if ``re.search`` finds the pattern.
+
+    Raises BadRequestData for an invalid pattern (the broker calls it once to validate).
+    """
+    compiled = _compiled(pattern)
+    return int(isinstance(value, str) and compiled.search(value) is not None)
+
+
+_MISSING = object()
+
+
+def _is_scalar(value: object) -> bool:
+    return not isinstance(value, (dict, list))
+
+
+def _flat(value: object) -> list[Any]:
+    """The scalar elements of an array, a scalar itself; an object contributes nothing."""
+    if isinstance(value, list):
+        return [v for v in value if _is_scalar(v)]
+    if isinstance(value, dict) or value is _MISSING:
+        return []
+    return [value]
+
+
+def _leaves(value: object, key: object, accept: Callable[[object], bool]) -> Iterator[Any]:
+    """Scalar leaves of a JSON tree whose own key (None for the root) is accepted."""
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _leaves(item, index, accept)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            yield from _leaves(item, name, accept)
+    elif key is None or accept(key):
+        yield value
+
+
+def _object_key(key: object) -> bool:
+    return isinstance(key, int) or key == "object"
+
+
+def _candidates(instance: dict[str, Any], path: Path) -> list[Any]:
+    """The values of one (sub-)attribute instance that a comparison looks at."""
+    if path.meta is not None:
+        return _flat_meta(instance.get(path.meta, _MISSING))
+    kind = instance.get("type")
+    if path.members:
+        value = _member(instance, kind, path.members)
+        return _flat(value)
+    key = _KEY_BY_TYPE.get(kind)  # type: ignore[arg-type]
+    if key is None or key not in instance:
+        return []
+    value = instance[key]
+    if kind == "LanguageProperty":
+        return list(_leaves(value, None, lambda _key: True))
+    if kind == "ListRelationship":
+        return list(_leaves(value, None, _object_key))
+    if kind in ("Property", "GeoProperty") and isinstance(value, dict):
+        value = value.get("@value", _MISSING)
+    return _flat(value)
+
+
+def _flat_meta(value: object) -> list[Any]:
+    return [] if value is _MISSING or not _is_scalar(value) else [value]
+
+
+def _member(instance: dict[str, Any], kind: object, members: tuple[str, ...]) -> object:
+    key = _COMPOUND_KEYS.get(kind)  # type: ignore[arg-type]
+    value = instance.get(key, _MISSING) if key else _MISSING
+    for member in members:
+        if not isinstance(value, dict):
+            return _MISSING
+        value = value.get(member, _MISSING)
+    return value
+
+
+def _instances(entity: dict[str, Any], path: Path) -> Iterator[dict[str, Any]]:
+    """The instances (or sub-attribute instances) addressed by the path, any datasetId."""
+    instances = entity.get("attrs", {}).get(path.attr)
+    if not isinstance(instances, list):
+        return
+    for instance in instances:
+        for sub in path.subs:
+            subs = instance.get("subs") if isinstance(instance, dict) else None
+            instance = subs.get(sub) if isinstance(subs, dict) else None
+        if isinstance(instance, dict):
+            yield instance
+
+
+def _exists(entity: dict[str, Any], path: Path) -> bool:
+    for instance in _instances(entity, path):
+        if path.meta is not None:
+            if path.meta in instance:
+                return True
+        elif not path.members or _member(instance, instance.get("type"),
+                                         path.members) is not _MISSING:
+            return True
+    return False
+
+
+def _compatible(value: object, literal: Literal) -> Any:
+    """The stored value in the literal's comparison domain, or _MISSING if incomparable."""
+    family = literal.family
+    if family == "number":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return value if ok else _MISSING
+    if family == "bool":
+        return value if isinstance(value, bool) else _MISSING
+    if not isinstance(value, str):
+        return _MISSING
+    if family == "datetime":
+        canonical = _canonical_datetime(value)
+        return _MISSING if canonical is None else canonical
+    return value
+
+
+def _compare(value: object, op: str, operand: Literal | Range | ValueList) -> bool:
+    if isinstance(operand, Range):
+        seen = _compatible(value, operand.low)
+        if seen is _MISSING:
+            return False
+        inside = operand.low.value <= seen <= operand.high.value
+        return inside if op == "==" else not inside
+    if isinstance(operand, ValueList):
+        seen_values = [_compatible(value, v) for v in operand.values]
+        if all(s is _MISSING for s in seen_values):
+            return False
+        equal = any(s is not _MISSING and s == v.value
+                    for s, v in zip(seen_values, operand.values, strict=True))
+        return equal if op == "==" else not equal
+    seen = _compatible(value, operand)
+    if seen is _MISSING:
+        return False
+    other = operand.value
+    return {"==": seen == other, "!=": seen != other, ">": seen > other,
+            ">=": seen >= other, "<": seen < other, "<=": seen <= other}[op]
+
+
+def evaluate(node: QNode, entity: dict[str, Any]) -> bool:
+    """True if the stored entity satisfies the q expression (clause 4.9)."""
+    if isinstance(node, And):
+        return all(evaluate(c, entity) for c in node.children)
+    if isinstance(node, Or):
+        return any(evaluate(c, entity) for c in node.children)
+    if isinstance(node, Exists):
+        return _exists(entity, node.path) != node.negated
+    if isinstance(node, Match):
+        compiled = _compiled(node.pattern)
+        return any(isinstance(v, str) and (compiled.search(v) is None) == node.negated
+                   for inst in _instances(entity, node.path)
+                   for v in _candidates(inst, node.path))
+    return any(_compare(v, node.op, node.operand)
+               for inst in _instances(entity, node.path)
+               for v in _candidates(inst, node.path))
+
+
+# --------------------------------------------------------------------------- SQL
+
+
+@dataclass(frozen=True)
+class SqlFilter:
+    """A WHERE fragment with ``?`` params; ``exact`` when it has the semantics of evaluate."""
+
+    sql: str
+    params: list[Any]
+    exact: bool
+
+
+_SCALAR_TYPES = {"number": "('integer','real')", "string": "('text')", "datetime": "('text')"}
+_NONE_PATH = "'$.\"#none\"'"
+_JD_TOLERANCE = 3 / 86_400_000  # 3 ms in days: SQLite rounds to milliseconds
+
+
+def _lit(path: str) -> str:
+    """A JSON path as an SQL string literal."""
+    return "'" + path.replace("'", "''") + "'"
+
+
+def _key(name: str) -> str:
+    """A quoted JSON path label (names with a double quote are rejected by the parser)."""
+    return '."' + name + '"'
+
+
+class _SqlBuilder:
+    """Generates the SQL of one tree; ``exact`` drops to False on any approximation."""
+
+    def __init__(self, doc: str) -> None:
+        self.doc = doc
+        self.exact = True
+        self.aliases = 0
+
+    def alias(self) -> str:
+        self.aliases += 1
+        return f"q{self.aliases}"
+
+    def node(self, node: QNode) -> tuple[str, list[Any]]:
+        if isinstance(node, (And, Or)):
+            parts = [self.node(c) for c in node.children]
+            joiner = " AND " if isinstance(node, And) else " OR "
+            return ("(" + joiner.join(p[0] for p in parts) + ")",
+                    [x for p in parts for x in p[1]])
+        if isinstance(node, Exists):
+            sql, params = self.any_instance(node.path, lambda x, p: (self.exists_in(node.path,
+                                                                                    x, p), []))
+            return (f"NOT COALESCE({sql}, 0)" if node.negated else f"COALESCE({sql}, 0)"), params
+        return self.any_instance(node.path, lambda x, p: self.compare_in(node, x, p))
+
+    def any_instance(self, path: Path, cond: Callable[[str, str], tuple[str, list[Any]]]
+                     ) -> tuple[str, list[Any]]:
+        """ANY instance: the first one by path, the others through json_each if there are."""
+        attr = "$.attrs" + _key(path.attr)
+        subs = "".join(".subs" + _key(s) for s in path.subs)
+        first_sql, first_params = cond(self.doc, attr + "[0]" + subs)
+        alias = self.alias()
+        rest_sql, rest_params = cond(f"{alias}.value", "$" + subs)
+        sql = (f"({first_sql} OR (json_array_length({self.doc}, {_lit(attr)}) > 1 AND "
+               f"EXISTS(SELECT 1 FROM json_each({self.doc}, {_lit(attr)}) AS {alias} "
+               f"WHERE {alias}.key > 0 AND {alias}.type = 'object' AND {rest_sql})))")
+        return sql, first_params + rest_params
+
+    @staticmethod
+    def exists_in(path: Path, x: str, p: str) -> str:
+        """The (sub-)attribute instance at x/p has the path's metadata or member."""
+        if path.meta is not None:
+            return f"json_type({x}, {_lit(p + '.' + path.meta)}) IS NOT NULL"
+        if not path.members:
+            return f"json_type({x}, {_lit(p)}) = 'object'"
+        members = "".join(_key(m) for m in path.members)
+        branches = " ".join(
+            f"WHEN '{kind}' THEN json_type({x}, {_lit(p + '.' + key + members)}) IS NOT NULL"
+            for kind, key in _COMPOUND_KEYS.items())
+        return f"(CASE json_extract({x}, {_lit(p + '.type')}) {branches} ELSE 0 END)"
+
+    def compare_in(self, node: Compare | Match, x: str, p: str) -> tuple[str, list[Any]]:
+        """Some candidate value of the instance at x/p satisfies the comparison."""
+        path = node.path
+        if path.meta is not None:
+            meta = _lit(p + "." + path.meta)
+            return self.scalar(node, f"json_type({x}, {meta})", f"json_extract({x}, {meta})")
+        kind = f"json_extract({x}, {_lit(p + '.type')})"
+        if path.members:
+            members = "".join(_key(m) for m in path.members)
+            branches = " ".join(f"WHEN '{k}' THEN {_guarded(x, p + '.' + key + members)}"
+                                for k, key in _COMPOUND_KEYS.items())
+            return self.each(node, "json_each", f"{x}, CASE {kind} {branches} ELSE "
+                             f"{_NONE_PATH} END", "")
+        value = _lit(p + ".value")
+        fast_sql, fast_params = self.scalar(node, f"json_type({x}, {value})",
+                                            f"json_extract({x}, {value})")
+        unwrapped = _guarded(x, p + '.value."@value"')
+        property_path = (f"CASE json_type({x}, {value}) WHEN 'array' THEN {value} "
+                         f"WHEN 'object' THEN {unwrapped} ELSE {_NONE_PATH} END")
+        paths = {k: property_path if k in ("Property", "GeoProperty")
+                 else _guarded(x, p + "." + _KEY_BY_TYPE[k]) for k in _FLAT_TYPES}
+        branches = " ".join(f"WHEN '{k}' THEN {path_sql}" for k, path_sql in paths.items())
+        flat_sql, flat_params = self.each(node, "json_each",
+                                          f"{x}, CASE {kind} {branches} ELSE {_NONE_PATH} END",
+                                          "")
+        lang_sql, lang_params = self.each(node, "json_tree",
+                                          f"{x}, {_lit(p + '.languageMap')}", "")
+        rel_sql, rel_params = self.each(
+            node, "json_tree", f"{x}, {_lit(p + '.objectList')}",
+            "(c.parent IS NULL OR typeof(c.key) = 'integer' OR c.key = 'object') AND ")
+        sql = (f"(({kind} IN ('Property', 'GeoProperty') AND {fast_sql}) OR {flat_sql} OR "
+               f"({kind} = 'LanguageProperty' AND {lang_sql}) OR "
+               f"({kind} = 'ListRelationship' AND {rel_sql}))")
+        return sql, fast_params + flat_params + lang_params + rel_params
+
+    def each(self, node: Compare | Match, function: str, args: str, where: str
+             ) -> tuple[str, list[Any]]:
+        """EXISTS over the rows of json_each/json_tree, a scalar row satisfying the node."""
+        alias = self.alias()
+        cond, params = self.scalar(node, f"{alias}.type", f"{alias}.value")
+        where = where.replace("c.", f"{alias}.")
+        return (f"EXISTS(SELECT 1 FROM {function}({args}) AS {alias} WHERE {where}{cond})",
+                params)
+
+    def scalar(self, node: Compare | Match, jtype: str, value: str) -> tuple[str, list[Any]]:
+        """The comparison on one JSON scalar given by its json_type and SQL value."""
+        if isinstance(node, Match):
+            negation = "NOT " if node.negated else ""
+            return f"({jtype} = 'text' AND {negation}ngsi_regexp(?, {value}))", [node.pattern]
+        operand = node.operand
+        if isinstance(operand, ValueList):
+            return self.value_list(node.op, operand, jtype, value)
+        literal = operand.low if isinstance(operand, Range) else operand
+        if literal.family == "bool":
+            wanted = literal.value == (node.op == "==")
+            return f"({jtype} = '{'true' if wanted else 'false'}')", []
+        if literal.family == "datetime":
+            return self.instant(node.op, operand, jtype, value)
+        check = f"{jtype} IN {_SCALAR_TYPES[literal.family]}"
+        if isinstance(operand, Range):
+            between = "BETWEEN" if node.op == "==" else "NOT BETWEEN"
+            return f"({check} AND {value} {between} ? AND ?)", [operand.low.value,
+                                                                   operand.high.value]
+        op = "=" if node.op == "==" else "<>" if node.op == "!=" else node.op
+        return f"({check} AND {value} {op} ?)", [literal.value]
+
+    def value_list(self, op: str, operand: ValueList, jtype: str, value: str
+                   ) -> tuple[str, list[Any]]:
+        families = sorted({v.family for v in operand.values})
+        compat = " OR ".join(_family_check(f, jtype) for f in families)
+        if op == "!=" and "datetime" in families:
+            self.exact = False
+            return f"({compat})", []
+        parts = [self.scalar(Compare(Path(""), "==", v), jtype, value) for v in operand.values]
+        equal = " OR ".join(p[0] for p in parts)
+        params = [x for p in parts for x in p[1]]
+        if op == "==":
+            return f"({equal})", params
+        return f"(({compat}) AND NOT COALESCE({equal}, 0))", params
+
+    def instant(self, op: str, operand: Literal | Range, jtype: str, value: str
+                 ) -> tuple[str, list[Any]]:
+        """A prefilter on instants: SQLite keeps milliseconds only, so widen by a tolerance."""
+        self.exact = False
+        check = _family_check("datetime", jtype) + f" AND {value} GLOB '{_DATE_GLOB}*'"
+        jd, tol = f"julianday({value})", _JD_TOLERANCE
+        if op == "!=":
+            return f"({check})", []
+        if isinstance(operand, Range):
+            cond = f"{jd} BETWEEN julianday(?) - {tol!r} AND julianday(?) + {tol!r}"
+            params = [operand.low.value, operand.high.value]
+        elif op == "==":
+            cond, params = f"abs({jd} - julianday(?)) <= {tol!r}", [operand.value]
+        elif op in (">", ">="):
+            cond, params = f"{jd} >= julianday(?) - {tol!r}", [operand.value]
+        else:
+            cond, params = f"{jd} <= julianday(?) + {tol!r}", [operand.value]
+        return f"({check} AND ({jd} IS NULL OR {cond}))", params
+
+
+_DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"
+
+
+def _family_check(family: str, jtype: str) -> str:
+    if family == "bool":
+        return f"{jtype} IN ('true','false')"
+    return f"{jtype} IN {_SCALAR_TYPES[family]}"
+
+
+def _guarded(x: str, path: str) -> str:
+    """The path, unless it holds an object (whose members are no candidates)."""
+    literal = _lit(path)
+    return f"CASE WHEN json_type({x}, {literal}) = 'object' THEN {_NONE_PATH} ELSE {literal} END"
+
+
+def to_sql(node: QNode, doc_column: str = "doc") -> SqlFilter | None:
+    """Translate a q tree into a SQLite WHERE fragment over the JSON document column."""
+    builder = _SqlBuilder(doc_column)
+    sql, params = builder.node(node)
+    return SqlFilter(sql, params, builder.exact)

@@ -1,0 +1,392 @@
+"""Embedded store: one SQLite file per tenant, WAL mode (ADR 0002).
+
+Layout of a tenant database:
+
+- ``entities``: one row per entity: id, first type IRI, the stored form as JSON text (``doc``,
+  which ``json_extract`` filters read), timestamps. Index ``(type, rowid)`` serves type queries
+  in insertion order, so ``LIMIT`` stops early.
+- ``entity_types``: the extra types of multi-typed entities (rare).
+- ``geo``: an R*Tree of the bounding boxes of every GeoProperty instance, rowid
+  ``entity_rowid * 1024 + slot``; exact predicates run in Python (shapely) on the candidates.
+- ``attribute_stats``: counts per (type, attribute, kind), kept in step by every write, for
+  ``/types`` and ``/attributes`` without scanning.
+
+Writes run on the caller's thread (the event loop) in ``BEGIN IMMEDIATE`` transactions;
+``synchronous=NORMAL`` in WAL mode makes a committed transaction survive a killed process
+(``synchronous=FULL``, setting ``sqlite_synchronous``, survives power loss too). Queries run in
+a small thread pool, each thread with its own read connection (WAL readers never block writers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from cityvisor.ngsild import geo as geo_predicates
+from cityvisor.ngsild import query as q_language
+from cityvisor.ngsild import typequery
+from cityvisor.ngsild.errors import AlreadyExists, BadRequestData
+from cityvisor.store.base import AttributeStat, Entity, EntityQuery, QueryResult, Store, WriteOp
+
+GEO_SLOTS = 1024  # GeoProperty instances indexed per entity
+_TENANT = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entities (
+  rowid INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  type TEXT NOT NULL,
+  doc TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  modified_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entities_type ON entities(type);
+CREATE TABLE IF NOT EXISTS entity_types (
+  type TEXT NOT NULL, entity INTEGER NOT NULL, PRIMARY KEY (type, entity)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entity_types_entity ON entity_types(entity);
+CREATE VIRTUAL TABLE IF NOT EXISTS geo USING rtree(id, minx, maxx, miny, maxy, +attr TEXT);
+CREATE TABLE IF NOT EXISTS attribute_stats (
+  type TEXT NOT NULL, attr TEXT NOT NULL, kind TEXT NOT NULL, count INTEGER NOT NULL,
+  PRIMARY KEY (type, attr, kind)
+) WITHOUT ROWID;
+"""
+
+
+def check_tenant(tenant: str | None) -> None:
+    if tenant is not None and not _TENANT.match(tenant):
+        raise BadRequestData(
+            f"Tenant {tenant!r} is invalid: use 1 to 64 letters, digits, '_' or '-'"
+        )
+
+
+def _configure(conn: sqlite3.Connection, synchronous: str) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA foreign_keys=OFF")
+    conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
+    conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute("PRAGMA mmap_size=268435456")
+    conn.create_function("ngsi_regexp", 2, q_language.sqlite_regexp, deterministic=True)
+
+
+class SqliteStore(Store):
+    """The embedded backend: ``<directory>/default.sqlite`` and ``tenant-<name>.sqlite``."""
+
+    def __init__(self, directory: Path | str, *, synchronous: str = "NORMAL", readers: int = 4):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.synchronous = synchronous.upper()
+        self._writers: dict[str | None, sqlite3.Connection] = {}
+        self._multi_typed: dict[str | None, bool] = {}
+        self._local = threading.local()
+        self._pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="store-read")
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ connections
+
+    def path(self, tenant: str | None) -> Path:
+        check_tenant(tenant)
+        name = "default.sqlite" if tenant is None else f"tenant-{tenant}.sqlite"
+        return self.directory / name
+
+    def _writer(self, tenant: str | None) -> sqlite3.Connection:
+        conn = self._writers.get(tenant)
+        if conn is None:
+            conn = sqlite3.connect(self.path(tenant), isolation_level=None,
+                                   check_same_thread=False)
+            _configure(conn, self.synchronous)
+            conn.executescript(SCHEMA)
+            self._writers[tenant] = conn
+            self._multi_typed[tenant] = (
+                conn.execute("SELECT 1 FROM entity_types LIMIT 1").fetchone() is not None
+            )
+        return conn
+
+    def _reader(self, tenant: str | None) -> sqlite3.Connection | None:
+        """This thread's read connection to a tenant, or None if the tenant has no database."""
+        conns: dict[str | None, sqlite3.Connection] = getattr(self._local, "conns", None) or {}
+        self._local.conns = conns
+        conn = conns.get(tenant)
+        if conn is None:
+            path = self.path(tenant)
+            if not path.exists():
+                return None
+            self._writer(tenant)  # make sure the schema exists
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            _configure(conn, self.synchronous)
+            conns[tenant] = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    async def _read(self, fn: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, fn, *args)
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self, tenant: str | None, entity_id: str) -> Entity | None:
+        if tenant not in self._writers and not self.path(tenant).exists():
+            return None
+        row = self._writer(tenant).execute(
+            "SELECT doc FROM entities WHERE id = ?", (entity_id,)
+        ).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    async def get_many(self, tenant: str | None, entity_ids: list[str]) -> dict[str, Entity]:
+        if not entity_ids or (tenant not in self._writers and not self.path(tenant).exists()):
+            return {}
+        conn = self._writer(tenant)
+        found: dict[str, Entity] = {}
+        unique = list(dict.fromkeys(entity_ids))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for entity_id, doc in conn.execute(
+                f"SELECT id, doc FROM entities WHERE id IN ({marks})", chunk
+            ):
+                found[entity_id] = orjson.loads(doc)
+        return found
+
+    async def query(self, tenant: str | None, query: EntityQuery) -> QueryResult:
+        return await self._read(self._query_sync, tenant, query)  # type: ignore[no-any-return]
+
+    def _query_sync(self, tenant: str | None, query: EntityQuery) -> QueryResult:
+        conn = self._reader(tenant)
+        if conn is None:
+            return QueryResult([], 0 if query.count else None)
+        where, params, exact = self._where(tenant, query)
+        clause = " WHERE " + " AND ".join(where) if where else ""
+        if exact:
+            count = None
+            if query.count:
+                count = conn.execute(f"SELECT count(*) FROM entities e{clause}", params).fetchone()[0]
+            entities: list[Entity] = []
+            if query.limit > 0:
+                rows = conn.execute(
+                    f"SELECT e.doc FROM entities e{clause} ORDER BY e.rowid LIMIT ? OFFSET ?",
+                    [*params, query.limit, query.offset],
+                )
+                entities = [orjson.loads(doc) for (doc,) in rows]
+            return QueryResult(entities, count)
+        # Inexact SQL: stream the candidates and apply the exact predicates here.
+        matched: list[Entity] = []
+        total = 0
+        stop = query.offset + query.limit
+        for (doc,) in conn.execute(f"SELECT e.doc FROM entities e{clause} ORDER BY e.rowid", params):
+            entity = orjson.loads(doc)
+            if query.q is not None and not q_language.evaluate(query.q, entity):
+                continue
+            if query.geo is not None and not _geo_matches(query.geo, entity):
+                continue
+            if query.offset <= total < stop:
+                matched.append(entity)
+            total += 1
+            if total >= stop and not query.count:
+                break
+        return QueryResult(matched, total if query.count else None)
+
+    def _where(self, tenant: str | None, query: EntityQuery) -> tuple[list[str], list[Any], bool]:
+        where: list[str] = []
+        params: list[Any] = []
+        exact = True
+        if query.ids is not None:
+            where.append(f"e.id IN ({','.join('?' * len(query.ids))})")
+            params.extend(query.ids)
+        if query.id_pattern is not None:
+            where.append("ngsi_regexp(?, e.id)")
+            params.append(query.id_pattern)
+        if query.types is not None:
+            simple = typequery.simple_types(query.types)
+            multi = self._multi_typed.get(tenant, True)
+            if simple is not None and not multi:
+                where.append(f"e.type IN ({','.join('?' * len(simple))})")
+                params.extend(simple)
+            else:
+                sql, type_params = self._type_sql(query.types)
+                where.append(sql)
+                params.extend(type_params)
+        if query.attrs:
+            where.append("(" + " OR ".join(
+                "json_type(e.doc, ?) IS NOT NULL" for _ in query.attrs) + ")")
+            params.extend(_attr_path(iri) for iri in sorted(query.attrs))
+        if query.q is not None:
+            sql_filter = q_language.to_sql(query.q, "e.doc")
+            if sql_filter is None:
+                exact = False
+            else:
+                where.append(f"({sql_filter.sql})")
+                params.extend(sql_filter.params)
+                exact = exact and sql_filter.exact
+        if query.geo is not None:
+            exact = False
+            box = geo_predicates.prefilter_bbox(query.geo)
+            if box is not None:
+                minx, miny, maxx, maxy = box
+                where.append(
+                    f"e.rowid IN (SELECT id / {GEO_SLOTS} FROM geo WHERE maxx >= ? AND minx <= ? "
+                    "AND maxy >= ? AND miny <= ? AND attr = ?)"
+                )
+                params.extend([minx, maxx, miny, maxy, query.geo.geoproperty])
+        return where, params, exact
+
+    @staticmethod
+    def _type_sql(node: typequery.TypeNode) -> tuple[str, list[Any]]:
+        # One placeholder per type term: matched against the first type or the extra types.
+        def one(_iri: str) -> str:
+            return ("(e.type = ? OR EXISTS(SELECT 1 FROM entity_types t "
+                    "WHERE t.entity = e.rowid AND t.type = ?))")
+
+        sql, params = typequery.to_sql(node, one)
+        doubled: list[Any] = []
+        for iri in params:
+            doubled.extend([iri, iri])
+        return sql, doubled
+
+    async def attribute_stats(self, tenant: str | None) -> list[AttributeStat]:
+        if tenant not in self._writers and not self.path(tenant).exists():
+            return []
+        rows = self._writer(tenant).execute(
+            "SELECT type, attr, kind, count FROM attribute_stats WHERE count > 0 ORDER BY type, attr"
+        )
+        return [AttributeStat(*row) for row in rows]
+
+    async def has_tenant(self, tenant: str | None) -> bool:
+        return tenant is None or tenant in self._writers or self.path(tenant).exists()
+
+    async def tenants(self) -> list[str]:
+        names = {p.stem[len("tenant-"):] for p in self.directory.glob("tenant-*.sqlite")}
+        return sorted(names)
+
+    # ------------------------------------------------------------------ writes
+
+    async def write(self, tenant: str | None, ops: list[WriteOp]) -> None:
+        if not ops:
+            return
+        conn = self._writer(tenant)
+        stats: Counter[tuple[str, str, str]] = Counter()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for op in ops:
+                self._apply(conn, tenant, op, stats)
+            self._update_stats(conn, stats)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _apply(self, conn: sqlite3.Connection, tenant: str | None, op: WriteOp,
+               stats: Counter[tuple[str, str, str]]) -> None:
+        old, new = op.old, op.new
+        if old is not None:
+            _count(stats, old, -1)
+        if new is not None:
+            _count(stats, new, +1)
+        if new is None:
+            assert old is not None
+            row = conn.execute("DELETE FROM entities WHERE id = ? RETURNING rowid",
+                               (old["id"],)).fetchone()
+            if row is not None:
+                self._delete_extras(conn, row[0], old)
+            return
+        doc = orjson.dumps(new).decode()
+        if old is None:
+            try:
+                rowid = conn.execute(
+                    "INSERT INTO entities (id, type, doc, created_at, modified_at) "
+                    "VALUES (?, ?, ?, ?, ?) RETURNING rowid",
+                    (new["id"], new["type"][0], doc, new["createdAt"], new["modifiedAt"]),
+                ).fetchone()[0]
+            except sqlite3.IntegrityError as error:
+                raise AlreadyExists(f"Entity {new['id']} already exists") from error
+        else:
+            rowid = conn.execute(
+                "UPDATE entities SET type = ?, doc = ?, modified_at = ? WHERE id = ? "
+                "RETURNING rowid",
+                (new["type"][0], doc, new["modifiedAt"], new["id"]),
+            ).fetchone()[0]
+        types_changed = old is None or old["type"] != new["type"]
+        boxes = list(_geo_boxes(new))
+        geo_changed = old is None or boxes != list(_geo_boxes(old))
+        if old is not None:
+            self._delete_extras(conn, rowid, old, types_changed, geo_changed)
+        if len(new["type"]) > 1 and types_changed:
+            conn.executemany("INSERT OR IGNORE INTO entity_types (type, entity) VALUES (?, ?)",
+                             [(t, rowid) for t in new["type"][1:]])
+            self._multi_typed[tenant] = True
+        if boxes and geo_changed:
+            conn.executemany(
+                "INSERT INTO geo (id, minx, maxx, miny, maxy, attr) VALUES (?, ?, ?, ?, ?, ?)",
+                [(rowid * GEO_SLOTS + slot, b[0], b[2], b[1], b[3], attr)
+                 for slot, (attr, b) in enumerate(boxes[:GEO_SLOTS])],
+            )
+
+    @staticmethod
+    def _delete_extras(conn: sqlite3.Connection, rowid: int, old: Entity,
+                       types: bool = True, geo: bool = True) -> None:
+        if types and len(old["type"]) > 1:
+            conn.execute("DELETE FROM entity_types WHERE entity = ?", (rowid,))
+        if geo:
+            slots = sum(1 for _ in _geo_boxes(old))
+            conn.executemany("DELETE FROM geo WHERE id = ?",
+                             [(rowid * GEO_SLOTS + slot,) for slot in range(min(slots, GEO_SLOTS))])
+
+    @staticmethod
+    def _update_stats(conn: sqlite3.Connection, stats: Counter[tuple[str, str, str]]) -> None:
+        changes = [(t, a, k, n) for (t, a, k), n in stats.items() if n]
+        if not changes:
+            return
+        conn.executemany(
+            "INSERT INTO attribute_stats (type, attr, kind, count) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (type, attr, kind) DO UPDATE SET count = count + excluded.count",
+            changes,
+        )
+        if any(n < 0 for *_, n in changes):
+            conn.execute("DELETE FROM attribute_stats WHERE count <= 0")
+
+    async def close(self) -> None:
+        for conn in self._writers.values():
+            conn.close()
+        self._writers.clear()
+        self._pool.shutdown(wait=True)
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+
+def _attr_path(iri: str) -> str:
+    return '$.attrs."' + iri.replace('"', '\\"') + '"'
+
+
+def _count(stats: Counter[tuple[str, str, str]], entity: Entity, sign: int) -> None:
+    kinds = {(iri, inst["type"]) for iri, insts in entity["attrs"].items() for inst in insts}
+    for entity_type in entity["type"]:
+        stats[(entity_type, "", "")] += sign
+        for iri, kind in kinds:
+            stats[(entity_type, iri, kind)] += sign
+
+
+def _geo_boxes(entity: Entity) -> Iterator[tuple[str, tuple[float, float, float, float]]]:
+    for iri, instances in entity["attrs"].items():
+        for instance in instances:
+            if instance["type"] == "GeoProperty":
+                yield iri, geo_predicates.bbox(instance["value"])
+
+
+def _geo_matches(query: geo_predicates.GeoQuery, entity: Entity) -> bool:
+    for instance in entity["attrs"].get(query.geoproperty, ()):
+        if instance["type"] == "GeoProperty" and geo_predicates.matches(query, instance["value"]):
+            return True
+    return False

@@ -1,0 +1,42 @@
+"""Shared fixtures: an app on a temporary data directory, driven through Starlette's TestClient."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from cityvisor.api.app import create_app
+from cityvisor.config import Settings
+
+SDM = "https://raw.githubusercontent.com/smart-data-models/dataModel.{}/master/context.jsonld"
+LINK_REL = 'rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+
+
+def link(url: str) -> dict[str, str]:
+    """A Link header carrying a JSON-LD @context URL."""
+    return {"Link": f"<{url}>; {LINK_REL}"}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", auth=False, allow_context_fetch=False)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:1026") as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def secure_settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "secure", auth=True, allow_context_fetch=False)
+
+
+@pytest.fixture
+def secure_client(secure_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(secure_settings), base_url="http://127.0.0.1:1026") as test_client:
+        yield test_client
