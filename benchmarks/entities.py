@@ -494,6 +494,7 @@ def main() -> int:
         "benchmark": "entities", "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "cores": os.cpu_count(), "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version, "entities": n,
+        "loadavg_1m_at_start": round(os.getloadavg()[0], 2),  # other load skews the figures
     }
     server = BenchServer.start()
     profiler = Profiler(args.profile, server.pid)
@@ -520,6 +521,7 @@ def main() -> int:
         figures.update(phase_queries(server, args.queries))
         query_profile = profiler.stop()
 
+        figures["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
         figures["rss_mb"] = server.rss_mb()
         figures["peak_rss_mb"] = server.peak_rss_mb()
         figures["rss_detail_mb"] = server.rss_breakdown_mb()

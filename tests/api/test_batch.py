@@ -352,8 +352,6 @@ def test_batch_on_a_tenant_creates_it_and_stays_there(client: TestClient) -> Non
     assert_problem(get(client, uid(1)), 404, "ResourceNotFound")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: batch update stores the entity's `type` member as "
-                                        "an attribute named type (broker _batch_modify)")
 def test_update_with_the_entity_type_keeps_the_entity_intact(client: TestClient) -> None:
     batch(client, "create", [sensor(1, temperature=1)])
     response = batch(client, "update", [sensor(1, temperature=3)])  # carries "type": "Sensor"

@@ -172,8 +172,6 @@ def test_geojson_feature_collection(client: TestClient, museum: None) -> None:
     assert features["urn:ngsi-ld:Museum:m2"]["geometry"] is None
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Accept: application/geo+json without format= "
-                   "returns a plain entity labelled application/geo+json, not a Feature")
 def test_accept_geojson_gives_feature(client: TestClient, museum: None) -> None:
     response = get(client, headers={"Accept": "application/geo+json"})
     assert response.status_code == 200
@@ -364,8 +362,6 @@ def test_lang_unknown_falls_back(client: TestClient, museum: None) -> None:
     assert name in ("Musée de la Romanité", "Museum of Romanity")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: with lang= a LanguageProperty rendered as a "
-                   "Property lacks the 'lang' member naming the chosen language (4.5.18)")
 def test_lang_names_the_chosen_language(client: TestClient, museum: None) -> None:
     assert ok(get(client, lang="en"))["name"] == {"type": "Property",
                                                   "value": "Museum of Romanity", "lang": "en"}
@@ -411,8 +407,6 @@ def test_query_attrs_projects_and_selects(client: TestClient, museum: None) -> N
     assert body == [{"id": EID, "type": "Museum", "visitors": ok(get(client))["visitors"]}]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: pick in a query also filters entities (treated "
-                   "as attrs in api/entities.py _query_params); it must only project")
 def test_query_pick_only_projects(client: TestClient, museum: None) -> None:
     client.post(f"{BASE}/entities", json={"id": "urn:ngsi-ld:Museum:m2", "type": "Museum",
                                           "open": False})

@@ -112,10 +112,21 @@ def _routes() -> list[Route]:
     ]
     routes: list[Route] = []
     for path, methods in table:
-        for method, (handler, role, has_body) in methods.items():
-            routes.append(Route(BASE + path, endpoint(handler, role, body=has_body),
-                                methods=[method], name=f"{method} {path}"))
+        handlers = {method: endpoint(handler, role, body=has_body)
+                    for method, (handler, role, has_body) in methods.items()}
+        routes.append(Route(BASE + path, _dispatch(handlers), methods=list(handlers), name=path))
     return routes
+
+
+def _dispatch(handlers: dict[str, Any]) -> Any:
+    """One route per path (so a 405 names every allowed method), one handler per method."""
+    if len(handlers) == 1:
+        return next(iter(handlers.values()))
+
+    async def run(request: Request) -> Response:
+        return await handlers[request.method](request)  # type: ignore[no-any-return]
+
+    return run
 
 
 async def health(request: Request) -> Response:
@@ -129,7 +140,11 @@ async def openapi(request: Request) -> Response:
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException) and exc.status_code == 405:
-        return problem_response(MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}"))
+        response = problem_response(
+            MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}"))
+        if exc.headers and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     return problem_response(ResourceNotFound(f"No resource at {request.url.path}"))
 
 
@@ -157,4 +172,4 @@ def create_app(settings: Settings, services: Services | None = None) -> ASGIApp:
     return SecurityHeaders(app)
 
 
-__all__ = ["create_app", "Call", "replace", "NgsiLdError"]
+__all__ = ["Call", "NgsiLdError", "create_app", "replace"]

@@ -30,9 +30,12 @@ async def _body(request: Request, call: Call) -> tuple[Any, Call]:
     return body, replace(call, context=context)
 
 
-def _shape(request: Request) -> Shape:
+def _shape(request: Request, call: Call) -> Shape:
     params = request.query_params
-    return Shape(options=params.get("options"), format=params.get("format"),
+    form = params.get("format")
+    if form is None and call.accept == "application/geo+json":
+        form = "geojson"
+    return Shape(options=params.get("options"), format=form,
                  attrs=params.get("attrs"), pick=params.get("pick"), omit=params.get("omit"),
                  lang=params.get("lang"), geometry_property=params.get("geometryProperty"))
 
@@ -42,7 +45,7 @@ def _query_params(request: Request) -> QueryParams:
     options = option_set(params.get("options"))
     return QueryParams(
         id=params.get("id"), id_pattern=params.get("idPattern"), type=params.get("type"),
-        attrs=params.get("attrs") or params.get("pick"), q=params.get("q"),
+        attrs=params.get("attrs"), q=params.get("q"),
         georel=params.get("georel"), geometry=params.get("geometry"),
         coordinates=params.get("coordinates"), geoproperty=params.get("geoproperty"),
         limit=int_param(request, "limit"), offset=int_param(request, "offset", 0) or 0,
@@ -79,7 +82,7 @@ def _batch_response(result: BatchResult, created_status: bool = False) -> Respon
 async def query_entities(request: Request, call: Call) -> Response:
     """6.4.3.2 Query Entities. Unsupported: scopeQ, csf, lang filtering of queries, local
     distribution (this broker has no registrations), entityMap."""
-    shape = _shape(request)
+    shape = _shape(request, call)
     entities, count = await _broker(request).query_entities(
         call.tenant, call.context, _query_params(request), shape)
     call = _geojson_call(call, shape)
@@ -99,7 +102,7 @@ async def create_entity(request: Request, call: Call) -> Response:
 
 async def retrieve_entity(request: Request, call: Call) -> Response:
     """6.5.3.1 Retrieve Entity. Unsupported: containedBy, join, entityMap."""
-    shape = _shape(request)
+    shape = _shape(request, call)
     entity = await _broker(request).retrieve_entity(
         call.tenant, call.context, request.path_params["entityId"], shape)
     return json_response(_geojson_call(call, shape), entity)
@@ -221,7 +224,7 @@ async def batch_delete(request: Request, call: Call) -> Response:
 async def batch_query(request: Request, call: Call) -> Response:
     """6.23.3.1 Query Entities via POST (the Query data type, clause 5.2.23)."""
     body, call = await _body(request, call)
-    shape = _shape(request)
+    shape = _shape(request, call)
     params = request.query_params
     query = QueryParams(limit=int_param(request, "limit"),
                         offset=int_param(request, "offset", 0) or 0,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,9 +40,10 @@ from cityvisor.ngsild.model import (
     expand_instances,
     expand_types,
 )
-from cityvisor.store.base import EntityQuery, Store, WriteOp
+from cityvisor.store.base import EntityQuery, EntitySelector, Store, WriteOp
 
 MAX_LIMIT = 1000
+DEFAULT_SHAPE = Shape()
 DEFAULT_LIMIT = 20
 
 
@@ -67,6 +68,8 @@ class QueryParams:
     offset: int = 0
     count: bool = False
     local: bool = False
+    #: POST /entityOperations/query: the Query's entity selectors (alternatives), raw
+    selectors: tuple[dict[str, Any], ...] | None = None
 
 
 @dataclass
@@ -137,7 +140,7 @@ class EntityBroker:
         return entity["id"]  # type: ignore[no-any-return]
 
     async def retrieve_entity(self, tenant: str | None, context: Any, entity_id: str,
-                              shape: Shape = Shape()) -> dict[str, Any]:
+                              shape: Shape = DEFAULT_SHAPE) -> dict[str, Any]:
         """5.7.1 Retrieve Entity."""
         terms = await self.contexts.term_map(context)
         rep = representation(shape, terms)
@@ -281,7 +284,7 @@ class EntityBroker:
     # ------------------------------------------------------------ query (5.7.2)
 
     async def query_entities(self, tenant: str | None, context: Any, params: QueryParams,
-                             shape: Shape = Shape()) -> tuple[list[dict[str, Any]], int | None]:
+                             shape: Shape = DEFAULT_SHAPE) -> tuple[list[dict[str, Any]], int | None]:
         """5.7.2 Query Entities: (entities in the caller's representation, count or None)."""
         terms = await self.contexts.term_map(context)
         rep = representation(shape, terms)
@@ -305,26 +308,49 @@ class EntityBroker:
             raise BadRequestData("limit=0 is only allowed together with count=true")
         if params.offset < 0:
             raise BadRequestData(f"offset must not be negative, got {params.offset}")
-        ids = split_list(params.id, "id")
-        for entity_id in ids or ():
-            check_uri(entity_id, "Entity id")
-        if params.id_pattern is not None:
-            query.sqlite_regexp(params.id_pattern, "")  # raise early on a bad pattern
-        types = typequery.parse_type_selection(params.type, terms.expand) if params.type else None
+        if params.selectors is not None:
+            selectors = tuple(self._selector(raw, terms) for raw in params.selectors)
+        else:
+            one = self._selector({"id": params.id, "idPattern": params.id_pattern,
+                                  "type": params.type}, terms, listed=True)
+            selectors = (one,) if one != EntitySelector() else ()
         attrs = split_list(params.attrs, "attrs")
         q = query.parse_q(params.q, terms.expand) if params.q else None
         geo_query = geo.parse_geoquery(params.georel, params.geometry, params.coordinates,
                                        params.geoproperty, terms.expand)
-        if not (ids or params.id_pattern or types or attrs or q or geo_query or params.local):
+        if not (selectors or attrs or q or geo_query or params.local):
             raise BadRequestData(
                 "A query needs at least one of id, idPattern, type, attrs, q or geo-query "
                 "(or local=true)"
             )
         return EntityQuery(
-            ids=tuple(ids) if ids else None, id_pattern=params.id_pattern, types=types, q=q,
+            selectors=selectors, q=q,
             geo=geo_query, attrs=frozenset(terms.expand(a) for a in attrs) if attrs else None,
             limit=limit, offset=params.offset, count=params.count,
         )
+
+    @staticmethod
+    def _selector(raw: dict[str, Any], terms: TermMap, listed: bool = False) -> EntitySelector:
+        """An entity selector; in a URL ``id`` is a comma-separated list (``listed``)."""
+        if not isinstance(raw, dict):
+            raise BadRequestData("Each entity selector must be an object")
+        ids = raw.get("id")
+        if isinstance(ids, str):
+            ids = split_list(ids, "id") if listed else [ids]
+        if ids is not None and not isinstance(ids, list):
+            raise BadRequestData(f"Selector id must be a URI, got {ids!r}")
+        for entity_id in ids or ():
+            check_uri(entity_id, "Entity id")
+        pattern = raw.get("idPattern")
+        if pattern is not None:
+            if not isinstance(pattern, str):
+                raise BadRequestData("idPattern must be a string")
+            query.sqlite_regexp(pattern, "")  # raise early on a bad pattern
+        type_text = raw.get("type")
+        if type_text is not None and (not isinstance(type_text, str) or not type_text):
+            raise BadRequestData("Selector type must be a non-empty string")
+        types = typequery.parse_type_selection(type_text, terms.expand) if type_text else None
+        return EntitySelector(tuple(ids) if ids else None, pattern, types)
 
     def geojson_feature(self, entity: Entity, terms: TermMap, rep: Representation,
                         geometry_property: str | None) -> dict[str, Any]:
@@ -441,7 +467,8 @@ class EntityBroker:
                     if how == "merge":
                         new = self._merged(old, item, terms, now)
                     else:
-                        fragment = {k: v for k, v in item.items() if k not in ("id", "@context")}
+                        fragment = {k: v for k, v in item.items()
+                                    if k not in ("id", "type", "@context")}
                         new, partial = _appended(old, fragment, terms, now, no_overwrite, True)
                         if partial.not_updated and not partial.updated:
                             raise BadRequestData("No attribute was updated: "
@@ -482,22 +509,9 @@ class EntityBroker:
         """5.7.2 via POST /entityOperations/query: the Query data type (clause 5.2.23)."""
         if not isinstance(body, dict) or body.get("type", "Query") != "Query":
             raise BadRequestData("The body must be a Query object (type Query)")
-        selectors = body.get("entities") or []
-        if not isinstance(selectors, list) or len(selectors) > 1:
-            if not isinstance(selectors, list):
-                raise BadRequestData("entities must be a list of entity selectors")
-        ids: list[str] = []
-        types: list[str] = []
-        pattern = None
-        for selector in selectors:
-            if not isinstance(selector, dict):
-                raise BadRequestData("Each entity selector must be an object")
-            if "id" in selector:
-                ids.append(selector["id"])
-            if "type" in selector:
-                types.append(f"({selector['type']})" if "id" not in selector else selector["type"])
-            if "idPattern" in selector:
-                pattern = selector["idPattern"]
+        selectors = body.get("entities")
+        if selectors is not None and not isinstance(selectors, list):
+            raise BadRequestData("entities must be a list of entity selectors")
         geo_q = body.get("geoQ") or {}
         if not isinstance(geo_q, dict):
             raise BadRequestData("geoQ must be an object")
@@ -505,8 +519,8 @@ class EntityBroker:
         if attrs is not None and not (isinstance(attrs, list) and all(isinstance(a, str) for a in attrs)):
             raise BadRequestData("attrs must be a list of attribute names")
         merged = QueryParams(
-            id=",".join(ids) or None, id_pattern=pattern,
-            type="|".join(types) or None, attrs=",".join(attrs) if attrs else None,
+            selectors=tuple(selectors) if selectors else None,
+            attrs=",".join(attrs) if attrs else None,
             q=body.get("q"), georel=geo_q.get("georel"), geometry=geo_q.get("geometry"),
             coordinates=geo_q.get("coordinates"), geoproperty=geo_q.get("geoproperty"),
             limit=params.limit, offset=params.offset, count=params.count,
@@ -514,16 +528,21 @@ class EntityBroker:
         )
         if merged.q is not None and not isinstance(merged.q, str):
             raise BadRequestData("q must be a string")
+        if attrs and shape.attrs is None:
+            shape = replace(shape, attrs=",".join(attrs))
         return await self.query_entities(tenant, context, merged, shape)
 
     # ------------------------------------------------------------ discovery (5.7.5-5.7.10)
 
     async def types(self, tenant: str | None, context: Any, *, details: bool = False) -> Any:
         """5.7.5/5.7.6 Retrieve available entity types (EntityTypeList or EntityType[])."""
+        await self._require_tenant(tenant)
         terms = await self.contexts.term_map(context)
         stats = await self.store.attribute_stats(tenant)
         by_type: dict[str, list[str]] = {}
         for stat in stats:
+            if not stat.entity_type:
+                continue  # the all-types rows
             names = by_type.setdefault(stat.entity_type, [])
             if stat.attribute and terms.compact(stat.attribute) not in names:
                 names.append(terms.compact(stat.attribute))
@@ -535,6 +554,7 @@ class EntityBroker:
 
     async def type_info(self, tenant: str | None, context: Any, type_name: str) -> dict[str, Any]:
         """5.7.7 Retrieve entity type information."""
+        await self._require_tenant(tenant)
         terms = await self.contexts.term_map(context)
         iri = terms.expand(type_name)
         stats = [s for s in await self.store.attribute_stats(tenant) if s.entity_type == iri]
@@ -554,6 +574,7 @@ class EntityBroker:
 
     async def attributes(self, tenant: str | None, context: Any, *, details: bool = False) -> Any:
         """5.7.8/5.7.9 Retrieve available attributes."""
+        await self._require_tenant(tenant)
         terms = await self.contexts.term_map(context)
         infos = self._attribute_infos(await self.store.attribute_stats(tenant), terms)
         if not details:
@@ -563,6 +584,7 @@ class EntityBroker:
 
     async def attribute_info(self, tenant: str | None, context: Any, name: str) -> dict[str, Any]:
         """5.7.10 Retrieve attribute information."""
+        await self._require_tenant(tenant)
         terms = await self.contexts.term_map(context)
         iri = terms.expand(name)
         infos = self._attribute_infos(await self.store.attribute_stats(tenant), terms)
@@ -572,6 +594,8 @@ class EntityBroker:
 
     @staticmethod
     def _attribute_infos(stats: Sequence[Any], terms: TermMap) -> dict[str, dict[str, Any]]:
+        """Attribute details: counts from the all-types rows (an entity counts once), type
+        names from the per-type rows."""
         infos: dict[str, dict[str, Any]] = {}
         for stat in stats:
             if not stat.attribute:
@@ -580,9 +604,11 @@ class EntityBroker:
                 "id": stat.attribute, "type": "Attribute",
                 "attributeName": terms.compact(stat.attribute), "attributeCount": 0,
                 "attributeTypes": [], "typeNames": []})
-            info["attributeCount"] += stat.count
-            if stat.kind not in info["attributeTypes"]:
-                info["attributeTypes"].append(stat.kind)
+            if not stat.entity_type:
+                info["attributeCount"] += stat.count
+                if stat.kind not in info["attributeTypes"]:
+                    info["attributeTypes"].append(stat.kind)
+                continue
             type_name = terms.compact(stat.entity_type)
             if type_name not in info["typeNames"]:
                 info["typeNames"].append(type_name)

@@ -37,7 +37,7 @@ def is_absolute_iri(text: str) -> bool:
 class TermMap:
     """A compiled ``@context``: expands terms to IRIs and compacts IRIs back to terms."""
 
-    __slots__ = ("terms", "vocab", "_reverse", "_prefixes", "_expand_cache", "_compact_cache")
+    __slots__ = ("_compact_cache", "_expand_cache", "_prefixes", "_reverse", "terms", "vocab")
 
     def __init__(self, terms: Mapping[str, str], vocab: str | None) -> None:
         self.terms = dict(terms)

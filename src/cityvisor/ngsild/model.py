@@ -307,33 +307,43 @@ def _key_value(instance: Instance, terms: TermMap, rep: Representation) -> objec
     kind = instance["type"]
     value = instance[VALUE_MEMBER[kind]]
     if kind == "LanguageProperty" and rep.lang is not None:
-        return _pick_language(value, rep.lang)
+        return _pick_language(value, rep.lang)[1]
     if kind == "VocabProperty":
         return [terms.compact(v) for v in value] if isinstance(value, list) else terms.compact(value)
     return value
 
 
-def _pick_language(language_map: dict[str, Any], lang: str) -> object:
+def _pick_language(language_map: dict[str, Any], lang: str) -> tuple[str, object]:
+    """The (tag, text) chosen by a ``lang`` parameter (clause 4.15): first listed tag
+    present, else ``@none``, else the first entry."""
     for tag in [t.split(";")[0].strip() for t in lang.split(",")]:
         if tag in language_map:
-            return language_map[tag]
+            return tag, language_map[tag]
         if tag == "*":
             break
-    return language_map.get("@none", next(iter(language_map.values())))
+    if "@none" in language_map:
+        return "@none", language_map["@none"]
+    return next(iter(language_map.items()))
 
 
 def _compact_instance(instance: Instance, terms: TermMap, rep: Representation) -> Any:
     kind = instance["type"]
     member = VALUE_MEMBER[kind]
-    value = _key_value(instance, terms, rep)
     out: dict[str, Any] = {}
-    if rep.form == "normalized":
-        out["type"] = kind
     if kind == "LanguageProperty" and rep.lang is not None:
-        out = {"type": "Property"} if rep.form == "normalized" else {}
-        out["value"] = value
+        # Clause 4.5.18: with lang, a LanguageProperty is shown as a Property in one language.
+        tag, text = _pick_language(instance[member], rep.lang)
+        if rep.form == "normalized":
+            out["type"] = "Property"
+        out["value"] = text
+        if tag != "@none":
+            out["lang"] = tag
         member = "value"
+        value: object = text
     else:
+        value = _key_value(instance, terms, rep)
+        if rep.form == "normalized":
+            out["type"] = kind
         out[member] = value
     for key in ("observedAt", "unitCode", "datasetId", "lang"):
         if key in instance:
@@ -343,9 +353,9 @@ def _compact_instance(instance: Instance, terms: TermMap, rep: Representation) -
         out["modifiedAt"] = instance["modifiedAt"]
     for sub_iri, sub in instance.get("subs", {}).items():
         out[terms.compact(sub_iri)] = _compact_instance(sub, terms, rep)
-    if rep.form == "concise" and len(out) == 1 and member == "value":
-        if kind == "GeoProperty" or not isinstance(value, dict):
-            return value  # concise: a bare value when there is nothing else to say
+    if (rep.form == "concise" and len(out) == 1 and member == "value"
+            and (kind == "GeoProperty" or not isinstance(value, dict))):
+        return value  # concise: a bare value when there is nothing else to say
     return out
 
 

@@ -322,7 +322,7 @@ class _Parser:
 
     def _expand(self, name: str) -> str:
         iri = self.expand(name)
-        if '"' in iri or "\\" in iri or "'" in iri:
+        if '"' in iri or "\\" in iri:
             raise BadRequestData(f"Attribute {name!r} expands to an unsupported IRI {iri!r}")
         return iri
 
@@ -848,3 +848,36 @@ def to_sql(node: QNode, doc_column: str = "doc") -> SqlFilter | None:
     builder = _SqlBuilder(doc_column)
     sql, params = builder.node(node)
     return SqlFilter(sql, params, builder.exact)
+
+
+# --------------------------------------------------------------------------- value index support
+
+
+def comparable_values(instance: dict[str, Any]) -> list[Any]:
+    """The values a comparison on an attribute looks at in one of its instances.
+
+    A store may index these (per attribute) to answer simple comparisons exactly: the values
+    are exactly those ``evaluate`` compares for a path naming just the attribute.
+    """
+    return _candidates(instance, Path(""))
+
+
+def index_family(leaf: QNode) -> str | None:
+    """The family (number, string, bool) if ``leaf`` can be answered from a value index.
+
+    That is a comparison on a plain attribute path (no sub-attribute, metadata or compound
+    member) whose operand values all belong to one family other than datetime.
+    """
+    if not isinstance(leaf, Compare):
+        return None
+    path = leaf.path
+    if path.subs or path.meta or path.members:
+        return None
+    operand = leaf.operand
+    literals = (operand.low, operand.high) if isinstance(operand, Range) else (
+        operand.values if isinstance(operand, ValueList) else (operand,))
+    families = {literal.family for literal in literals}
+    if len(families) != 1:
+        return None
+    family = families.pop()
+    return None if family == "datetime" else family

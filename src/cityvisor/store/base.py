@@ -29,12 +29,23 @@ class WriteOp:
 
 
 @dataclass(frozen=True)
-class EntityQuery:
-    """Filters of a Query Entities request, already parsed and expanded (clause 5.7.2)."""
+class EntitySelector:
+    """One entity selector (clause 5.2.33): all of its members must match."""
 
     ids: tuple[str, ...] | None = None
     id_pattern: str | None = None
     types: TypeNode | None = None
+
+
+@dataclass(frozen=True)
+class EntityQuery:
+    """Filters of a Query Entities request, already parsed and expanded (clause 5.7.2).
+
+    An entity matches if it matches ANY of ``selectors`` (none: every entity) and all the
+    other filters.
+    """
+
+    selectors: tuple[EntitySelector, ...] = ()
     q: QNode | None = None
     geo: GeoQuery | None = None
     attrs: frozenset[str] | None = None  # the entity must have at least one of them

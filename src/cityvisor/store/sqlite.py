@@ -8,6 +8,9 @@ Layout of a tenant database:
 - ``entity_types``: the extra types of multi-typed entities (rare).
 - ``geo``: an R*Tree of the bounding boxes of every GeoProperty instance, rowid
   ``entity_rowid * 1024 + slot``; exact predicates run in Python (shapely) on the candidates.
+- ``attr_values``: every scalar value a ``q`` comparison looks at, per (attribute, kind
+  n/s/b, value, entity), so that simple comparisons (``a>5``, ``a=="x"``, ranges, lists) are
+  answered from an index instead of parsing JSON; other ``q`` terms run ``json_extract`` SQL.
 - ``attribute_stats``: counts per (type, attribute, kind), kept in step by every write, for
   ``/types`` and ``/attributes`` without scanning.
 
@@ -35,7 +38,15 @@ from cityvisor.ngsild import geo as geo_predicates
 from cityvisor.ngsild import query as q_language
 from cityvisor.ngsild import typequery
 from cityvisor.ngsild.errors import AlreadyExists, BadRequestData
-from cityvisor.store.base import AttributeStat, Entity, EntityQuery, QueryResult, Store, WriteOp
+from cityvisor.store.base import (
+    AttributeStat,
+    Entity,
+    EntityQuery,
+    EntitySelector,
+    QueryResult,
+    Store,
+    WriteOp,
+)
 
 GEO_SLOTS = 1024  # GeoProperty instances indexed per entity
 _TENANT = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -55,6 +66,11 @@ CREATE TABLE IF NOT EXISTS entity_types (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entity_types_entity ON entity_types(entity);
 CREATE VIRTUAL TABLE IF NOT EXISTS geo USING rtree(id, minx, maxx, miny, maxy, +attr TEXT);
+CREATE TABLE IF NOT EXISTS attr_values (
+  attr TEXT NOT NULL, kind TEXT NOT NULL, value ANY, entity INTEGER NOT NULL,
+  PRIMARY KEY (attr, kind, value, entity)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS attr_values_entity ON attr_values(entity, attr, kind, value);
 CREATE TABLE IF NOT EXISTS attribute_stats (
   type TEXT NOT NULL, attr TEXT NOT NULL, kind TEXT NOT NULL, count INTEGER NOT NULL,
   PRIMARY KEY (type, attr, kind)
@@ -73,9 +89,8 @@ def _configure(conn: sqlite3.Connection, synchronous: str) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA foreign_keys=OFF")
-    conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
+    conn.execute("PRAGMA cache_size=-16384")  # 16 MiB page cache per connection
     conn.execute("PRAGMA temp_store=MEMORY")
-    conn.execute("PRAGMA mmap_size=268435456")
     conn.create_function("ngsi_regexp", 2, q_language.sqlite_regexp, deterministic=True)
 
 
@@ -201,34 +216,23 @@ class SqliteStore(Store):
         where: list[str] = []
         params: list[Any] = []
         exact = True
-        if query.ids is not None:
-            where.append(f"e.id IN ({','.join('?' * len(query.ids))})")
-            params.extend(query.ids)
-        if query.id_pattern is not None:
-            where.append("ngsi_regexp(?, e.id)")
-            params.append(query.id_pattern)
-        if query.types is not None:
-            simple = typequery.simple_types(query.types)
-            multi = self._multi_typed.get(tenant, True)
-            if simple is not None and not multi:
-                where.append(f"e.type IN ({','.join('?' * len(simple))})")
-                params.extend(simple)
-            else:
-                sql, type_params = self._type_sql(query.types)
-                where.append(sql)
-                params.extend(type_params)
+        if query.selectors:
+            alternatives: list[str] = []
+            for selector in query.selectors:
+                clause, clause_params = self._selector_sql(tenant, selector)
+                alternatives.append(clause)
+                params.extend(clause_params)
+            where.append(alternatives[0] if len(alternatives) == 1
+                         else "(" + " OR ".join(alternatives) + ")")
         if query.attrs:
             where.append("(" + " OR ".join(
                 "json_type(e.doc, ?) IS NOT NULL" for _ in query.attrs) + ")")
             params.extend(_attr_path(iri) for iri in sorted(query.attrs))
         if query.q is not None:
-            sql_filter = q_language.to_sql(query.q, "e.doc")
-            if sql_filter is None:
-                exact = False
-            else:
-                where.append(f"({sql_filter.sql})")
-                params.extend(sql_filter.params)
-                exact = exact and sql_filter.exact
+            sql, q_params, q_exact = _q_sql(query.q, probe=not query.count)
+            where.append(sql)
+            params.extend(q_params)
+            exact = exact and q_exact
         if query.geo is not None:
             exact = False
             box = geo_predicates.prefilter_bbox(query.geo)
@@ -240,6 +244,26 @@ class SqliteStore(Store):
                 )
                 params.extend([minx, maxx, miny, maxy, query.geo.geoproperty])
         return where, params, exact
+
+    def _selector_sql(self, tenant: str | None, selector: EntitySelector) -> tuple[str, list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if selector.ids is not None:
+            where.append(f"e.id IN ({','.join('?' * len(selector.ids))})")
+            params.extend(selector.ids)
+        if selector.id_pattern is not None:
+            where.append("ngsi_regexp(?, e.id)")
+            params.append(selector.id_pattern)
+        if selector.types is not None:
+            simple = typequery.simple_types(selector.types)
+            if simple is not None and not self._multi_typed.get(tenant, True):
+                where.append(f"e.type IN ({','.join('?' * len(simple))})")
+                params.extend(simple)
+            else:
+                sql, type_params = self._type_sql(selector.types)
+                where.append(sql)
+                params.extend(type_params)
+        return ("(" + " AND ".join(where) + ")" if where else "1"), params
 
     @staticmethod
     def _type_sql(node: typequery.TypeNode) -> tuple[str, list[Any]]:
@@ -299,6 +323,7 @@ class SqliteStore(Store):
                                (old["id"],)).fetchone()
             if row is not None:
                 self._delete_extras(conn, row[0], old)
+                self._index_values(conn, row[0], old, None)
             return
         doc = orjson.dumps(new).decode()
         if old is None:
@@ -316,6 +341,7 @@ class SqliteStore(Store):
                 "RETURNING rowid",
                 (new["type"][0], doc, new["modifiedAt"], new["id"]),
             ).fetchone()[0]
+        self._index_values(conn, rowid, old, new)
         types_changed = old is None or old["type"] != new["type"]
         boxes = list(_geo_boxes(new))
         geo_changed = old is None or boxes != list(_geo_boxes(old))
@@ -343,6 +369,29 @@ class SqliteStore(Store):
                              [(rowid * GEO_SLOTS + slot,) for slot in range(min(slots, GEO_SLOTS))])
 
     @staticmethod
+    def _index_values(conn: sqlite3.Connection, rowid: int, old: Entity | None,
+                      new: Entity | None) -> None:
+        """Keep ``attr_values`` in step: only attributes that changed are re-indexed."""
+        old_attrs = old["attrs"] if old else {}
+        new_attrs = new["attrs"] if new else {}
+        removed: set[tuple[str, str, Any]] = set()
+        added: set[tuple[str, str, Any]] = set()
+        for iri in old_attrs.keys() | new_attrs.keys():
+            before, after = old_attrs.get(iri), new_attrs.get(iri)
+            if before == after:
+                continue
+            old_values = _values(iri, before)
+            new_values = _values(iri, after)
+            removed |= old_values - new_values
+            added |= new_values - old_values
+        if removed:
+            conn.executemany("DELETE FROM attr_values WHERE attr = ? AND kind = ? AND value = ? "
+                             "AND entity = ?", [(*v, rowid) for v in removed])
+        if added:
+            conn.executemany("INSERT OR IGNORE INTO attr_values (attr, kind, value, entity) "
+                             "VALUES (?, ?, ?, ?)", [(*v, rowid) for v in added])
+
+    @staticmethod
     def _update_stats(conn: sqlite3.Connection, stats: Counter[tuple[str, str, str]]) -> None:
         changes = [(t, a, k, n) for (t, a, k), n in stats.items() if n]
         if not changes:
@@ -366,13 +415,77 @@ class SqliteStore(Store):
             self._readers.clear()
 
 
+_KIND = {"number": "n", "string": "s", "bool": "b"}
+_INT64 = 2**63
+
+
+def _values(iri: str, instances: list[dict[str, Any]] | None) -> set[tuple[str, str, Any]]:
+    """(attribute, kind, value) rows of an attribute for ``attr_values``."""
+    rows: set[tuple[str, str, Any]] = set()
+    for instance in instances or ():
+        for value in q_language.comparable_values(instance):
+            if isinstance(value, bool):
+                rows.add((iri, "b", int(value)))
+            elif isinstance(value, int):
+                rows.add((iri, "n", value if -_INT64 <= value < _INT64 else float(value)))
+            elif isinstance(value, float):
+                rows.add((iri, "n", value))
+            elif isinstance(value, str):
+                rows.add((iri, "s", value))
+    return rows
+
+
+def _q_sql(node: q_language.QNode, probe: bool = True) -> tuple[str, list[Any], bool]:
+    """A q tree as SQL: simple comparisons from ``attr_values``, the rest via JSON SQL.
+
+    ``probe``: test each candidate entity with an index seek (best when LIMIT stops the scan
+    early); otherwise collect the matching entities once (best to count them all).
+    """
+    if isinstance(node, (q_language.And, q_language.Or)):
+        parts = [_q_sql(child, probe) for child in node.children]
+        joiner = " AND " if isinstance(node, q_language.And) else " OR "
+        return ("(" + joiner.join(p[0] for p in parts) + ")",
+                [param for p in parts for param in p[1]], all(p[2] for p in parts))
+    family = q_language.index_family(node)
+    if family is None:
+        sql_filter = q_language.to_sql(node, "e.doc")
+        if sql_filter is None:
+            return "1", [], False
+        return f"({sql_filter.sql})", list(sql_filter.params), sql_filter.exact
+    assert isinstance(node, q_language.Compare)
+    operand = node.operand
+    kind = _KIND[family]
+
+    def literal(value: Any) -> Any:
+        return int(value) if kind == "b" else value
+
+    if isinstance(operand, q_language.Range):
+        test = "value BETWEEN ? AND ?" if node.op == "==" else "value NOT BETWEEN ? AND ?"
+        values = [literal(operand.low.value), literal(operand.high.value)]
+    elif isinstance(operand, q_language.ValueList):
+        marks = ",".join("?" * len(operand.values))
+        test = f"value IN ({marks})" if node.op == "==" else f"value NOT IN ({marks})"
+        values = [literal(v.value) for v in operand.values]
+    else:
+        op = "=" if node.op == "==" else node.op
+        test = f"value {op} ?"
+        values = [literal(operand.value)]
+    if probe:
+        sql = (f"EXISTS (SELECT 1 FROM attr_values v WHERE v.entity = e.rowid AND v.attr = ? "
+               f"AND v.kind = ? AND v.{test})")
+    else:
+        sql = f"e.rowid IN (SELECT entity FROM attr_values WHERE attr = ? AND kind = ? AND {test})"
+    return sql, [node.path.attr, kind, *values], True
+
+
 def _attr_path(iri: str) -> str:
     return '$.attrs."' + iri.replace('"', '\\"') + '"'
 
 
 def _count(stats: Counter[tuple[str, str, str]], entity: Entity, sign: int) -> None:
+    """Per-type rows, and rows with type "" where a multi-typed entity counts once."""
     kinds = {(iri, inst["type"]) for iri, insts in entity["attrs"].items() for inst in insts}
-    for entity_type in entity["type"]:
+    for entity_type in ("", *entity["type"]):
         stats[(entity_type, "", "")] += sign
         for iri, kind in kinds:
             stats[(entity_type, iri, kind)] += sign
