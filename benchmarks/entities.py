@@ -184,6 +184,8 @@ def phase_raw_sqlite(source: Path, n: int) -> dict[str, Any]:
                               (low * GEO_SLOTS, high * GEO_SLOTS + GEO_SLOTS - 1)).fetchall()
             types = src.execute("SELECT type, entity FROM entity_types "
                                 "WHERE entity BETWEEN ? AND ?", (low, high)).fetchall()
+            values = src.execute("SELECT attr, kind, value, entity FROM attr_values "
+                                 "WHERE entity BETWEEN ? AND ?", (low, high)).fetchall()
             t0 = time.perf_counter()
             dst.execute("BEGIN IMMEDIATE")
             dst.executemany("INSERT INTO entities (rowid, id, type, doc, created_at, modified_at) "
@@ -192,6 +194,8 @@ def phase_raw_sqlite(source: Path, n: int) -> dict[str, Any]:
                 dst.executemany("INSERT INTO entity_types (type, entity) VALUES (?, ?)", types)
             dst.executemany("INSERT INTO geo (id, minx, maxx, miny, maxy, attr) "
                             "VALUES (?, ?, ?, ?, ?, ?)", geo)
+            dst.executemany("INSERT INTO attr_values (attr, kind, value, entity) "
+                            "VALUES (?, ?, ?, ?)", values)
             dst.executemany(
                 "INSERT INTO attribute_stats (type, attr, kind, count) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (type, attr, kind) DO UPDATE SET count = excluded.count", stats)

@@ -327,8 +327,8 @@ def test_geoquery_constructor_checks() -> None:
     q = GeoQuery("near", shapely.Point(*ARENES), max_distance=1000.0)
     assert q == GeoQuery("near", shapely.Point(*ARENES), max_distance=1000.0)
     assert matches(q, point(*MAISON_CARREE))
-    assert GEORELS == {"near", "within", "contains", "intersects", "equals", "disjoint",
-                       "overlaps"}
+    assert {"near", "within", "contains", "intersects", "equals", "disjoint",
+                       "overlaps"} == GEORELS
 
 
 # --------------------------------------------------------------------------------------------

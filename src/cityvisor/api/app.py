@@ -76,7 +76,7 @@ def endpoint(handler: Handler, role: str, *, body: bool = False) -> Any:
             accept = "application/json" if body and role != "reader" else negotiate(request, True)
             call = Call(tenant, None if body else link_context(request), principal, accept)
             return await handler(request, call)
-        except Exception as error:  # noqa: BLE001 - every error becomes a problem response
+        except Exception as error:
             return guard(error)
 
     return run

@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -54,6 +55,11 @@ def link_context(request: Request) -> str | None:
     header = request.headers.get("link")
     if not header:
         return None
+    return _parse_link(header)
+
+
+@lru_cache(maxsize=256)
+def _parse_link(header: str) -> str | None:
     found: list[str] = []
     for match in _LINK.finditer(header):
         url, params = match.group(1), match.group(2)

@@ -80,7 +80,8 @@ class ContextRegistry:
         """The compiled term map of a context value (None, URL, object or list of them)."""
         if context is None or (isinstance(context, str) and context in CORE_CONTEXT_URLS):
             return self.core_map
-        key = orjson.dumps(context, option=orjson.OPT_SORT_KEYS)
+        key = context.encode() if isinstance(context, str) else orjson.dumps(
+            context, option=orjson.OPT_SORT_KEYS)
         cached = self._maps.get(key)
         if cached is not None:
             self._maps.move_to_end(key)

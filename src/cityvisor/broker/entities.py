@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -47,8 +49,17 @@ DEFAULT_SHAPE = Shape()
 DEFAULT_LIMIT = 20
 
 
+_SECOND: list[Any] = [None, ""]
+
+
 def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Now in UTC as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (formatting cached per second)."""
+    now = time.time()
+    second = int(now)
+    if _SECOND[0] != second:
+        _SECOND[0] = second
+        _SECOND[1] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{_SECOND[1]}.{int((now - second) * 1_000_000):06d}Z"
 
 
 @dataclass(frozen=True)
@@ -115,6 +126,16 @@ class EntityBroker:
             lock = self._locks[tenant] = asyncio.Lock()
         return lock
 
+    @asynccontextmanager
+    async def _writing(self, tenant: str | None) -> AsyncIterator[list[Awaitable[None]]]:
+        """Serialise read-modify-write per tenant; wait for durability after the lock is
+        released, so that concurrent writers share one commit."""
+        staged: list[Awaitable[None]] = []
+        async with self._lock(tenant):
+            yield staged
+        for durable in staged:
+            await durable
+
     async def _require_tenant(self, tenant: str | None) -> None:
         if not await self.store.has_tenant(tenant):
             raise NonexistentTenant(f"Tenant {tenant!r} does not exist")
@@ -133,10 +154,10 @@ class EntityBroker:
         """5.6.1 Create Entity."""
         terms = await self.contexts.term_map(context)
         entity = expand_entity(body, terms, self.clock())
-        async with self._lock(tenant):
+        async with self._writing(tenant) as staged:
             if await self.store.get(tenant, entity["id"]) is not None:
                 raise AlreadyExists(f"Entity {entity['id']} already exists")
-            await self.store.write(tenant, [WriteOp(None, entity)])
+            staged.append(await self.store.stage(tenant, [WriteOp(None, entity)]))
         return entity["id"]  # type: ignore[no-any-return]
 
     async def retrieve_entity(self, tenant: str | None, context: Any, entity_id: str,
@@ -158,29 +179,29 @@ class EntityBroker:
         fragment = dict(body) if isinstance(body, dict) else body
         if isinstance(fragment, dict):
             fragment["id"] = entity_id
-        async with self._lock(tenant):
+        async with self._writing(tenant) as staged:
             old = await self._existing(tenant, entity_id)
             new = expand_entity(fragment, terms, self.clock(), require_id_type=False)
             new.setdefault("type", old["type"])
             new["createdAt"] = old["createdAt"]
             if "scope" not in new and "scope" in old:
                 pass  # a replace drops the old scope too
-            await self.store.write(tenant, [WriteOp(old, new)])
+            staged.append(await self.store.stage(tenant, [WriteOp(old, new)]))
 
     async def merge_entity(self, tenant: str | None, context: Any, entity_id: str,
                            body: object) -> None:
         """5.6.17 Merge Entity (PATCH /entities/{id})."""
         terms = await self.contexts.term_map(context)
-        async with self._lock(tenant):
+        async with self._writing(tenant) as staged:
             old = await self._existing(tenant, entity_id)
             new = self._merged(old, body, terms, self.clock())
-            await self.store.write(tenant, [WriteOp(old, new)])
+            staged.append(await self.store.stage(tenant, [WriteOp(old, new)]))
 
     async def delete_entity(self, tenant: str | None, entity_id: str) -> None:
         """5.6.6 Delete Entity."""
-        async with self._lock(tenant):
+        async with self._writing(tenant) as staged:
             old = await self._existing(tenant, entity_id)
-            await self.store.write(tenant, [WriteOp(old, None)])
+            staged.append(await self.store.stage(tenant, [WriteOp(old, None)]))
 
     # ------------------------------------------------------------ attributes (5.6.2-5.6.5)
 
@@ -189,11 +210,11 @@ class EntityBroker:
         """5.6.3 Append Entity Attributes (POST /entities/{id}/attrs)."""
         terms = await self.contexts.term_map(context)
         fragment = _fragment(body, entity_id)
-        async with self._lock(tenant):
+        async with self._writing(tenant) as staged:
             old = await self._existing(tenant, entity_id)
             new, result = _appended(old, fragment, terms, self.clock(), no_overwrite, True)
             if result.updated:
-                await self.store.write(tenant, [WriteOp(old, new)])
+                staged.append(await self.store.stage(tenant, [WriteOp(old, new)]))
             return result
 
     async def update_attributes(self, tenant: str | None, context: Any, entity_id: str,
@@ -201,11 +222,11 @@ class EntityBroker:
         """5.6.2 Update Entity Attributes (PATCH /entities/{id}/attrs): existing ones only."""
         terms = await self.contexts.term_map(context)
         fragment = _fragment(body, entity_id)
-        async with self._lock(tenant):
+        async with self._writing(tenant) as staged:
             old = await self._existing(tenant, entity_id)
             new, result = _appended(old, fragment, terms, self.clock(), False, False)
             if result.updated:
-                await self.store.write(tenant, [WriteOp(old, new)])
+                staged.append(await self.store.stage(tenant, [WriteOp(old, new)]))
             return result
 
     async def update_attribute(self, tenant: str | None, context: Any, entity_id: str,
@@ -217,7 +238,7 @@ class EntityBroker:
         now = self.clock()
         fragment = expand_instance(iri, body, terms, now, attribute)
         explicit_type = isinstance(body, dict) and "type" in body
-        async with self._lock(tenant):
+        async with self._writing(tenant) as staged:
             old = await self._existing(tenant, entity_id)
             instances = old["attrs"].get(iri)
             index = _instance_index(instances, fragment.get("datasetId"))
@@ -230,7 +251,7 @@ class EntityBroker:
                 fragment = _retype(fragment, current["type"])
             new["attrs"][iri][index] = _merge_instance(current, fragment, now)
             new["modifiedAt"] = now
-            await self.store.write(tenant, [WriteOp(old, new)])
+            staged.append(await self.store.stage(tenant, [WriteOp(old, new)]))
 
     async def replace_attribute(self, tenant: str | None, context: Any, entity_id: str,
                                 attribute: str, body: object) -> None:
@@ -240,7 +261,7 @@ class EntityBroker:
         iri = terms.expand(attribute)
         now = self.clock()
         fragment = expand_instance(iri, body, terms, now, attribute)
-        async with self._lock(tenant):
+        async with self._writing(tenant) as staged:
             old = await self._existing(tenant, entity_id)
             instances = old["attrs"].get(iri)
             index = _instance_index(instances, fragment.get("datasetId"))
@@ -251,7 +272,7 @@ class EntityBroker:
             fragment["createdAt"] = instances[index]["createdAt"]
             new["attrs"][iri][index] = fragment
             new["modifiedAt"] = now
-            await self.store.write(tenant, [WriteOp(old, new)])
+            staged.append(await self.store.stage(tenant, [WriteOp(old, new)]))
 
     async def delete_attribute(self, tenant: str | None, context: Any, entity_id: str,
                                attribute: str, *, dataset_id: str | None = None,
@@ -262,7 +283,7 @@ class EntityBroker:
         if dataset_id is not None:
             check_uri(dataset_id, "datasetId")
         iri = terms.expand(attribute)
-        async with self._lock(tenant):
+        async with self._writing(tenant) as staged:
             old = await self._existing(tenant, entity_id)
             instances = old["attrs"].get(iri)
             if instances is None:
@@ -279,7 +300,7 @@ class EntityBroker:
                 if not new["attrs"][iri]:
                     del new["attrs"][iri]
             new["modifiedAt"] = self.clock()
-            await self.store.write(tenant, [WriteOp(old, new)])
+            staged.append(await self.store.stage(tenant, [WriteOp(old, new)]))
 
     # ------------------------------------------------------------ query (5.7.2)
 
@@ -387,7 +408,7 @@ class EntityBroker:
         result = BatchResult()
         now = self.clock()
         entities = self._parse_batch(body, terms, now, result, True)
-        async with self._lock(tenant):
+        async with self._writing(tenant) as staged:
             existing = await self.store.get_many(tenant, [e["id"] for e in entities])
             ops: list[WriteOp] = []
             seen: set[str] = set()
@@ -397,7 +418,7 @@ class EntityBroker:
                     continue
                 seen.add(entity["id"])
                 ops.append(WriteOp(None, entity))
-            await self.store.write(tenant, ops)
+            staged.append(await self.store.stage(tenant, ops))
         result.success = [op.new["id"] for op in ops if op.new]
         result.created = list(result.success)
         return result
@@ -409,7 +430,7 @@ class EntityBroker:
         result = BatchResult()
         now = self.clock()
         entities = self._parse_batch(body, terms, now, result, True)
-        async with self._lock(tenant):
+        async with self._writing(tenant) as staged:
             current = await self.store.get_many(tenant, [e["id"] for e in entities])
             originals = dict(current)
             for entity in entities:
@@ -431,7 +452,7 @@ class EntityBroker:
                 if entity["id"] not in result.success:
                     result.success.append(entity["id"])
             ops = [WriteOp(originals.get(i), current[i]) for i in result.success]
-            await self.store.write(tenant, ops)
+            staged.append(await self.store.stage(tenant, ops))
         return result
 
     async def batch_update(self, tenant: str | None, context: Any, body: object,
@@ -450,7 +471,7 @@ class EntityBroker:
         now = self.clock()
         if not isinstance(body, list) or not body:
             raise BadRequestData("A batch operation takes a non-empty JSON array of entities")
-        async with self._lock(tenant):
+        async with self._writing(tenant) as staged:
             ids = [item.get("id") for item in body if isinstance(item, dict)]
             current = await self.store.get_many(tenant, [i for i in ids if isinstance(i, str)])
             originals = dict(current)
@@ -479,7 +500,7 @@ class EntityBroker:
                     result.success.append(entity_id)  # type: ignore[arg-type]
                 except NgsiLdError as error:
                     result.fail(entity_id, error)
-            await self.store.write(tenant, [WriteOp(originals[i], current[i]) for i in touched])
+            staged.append(await self.store.stage(tenant, [WriteOp(originals[i], current[i]) for i in touched]))
         return result
 
     async def batch_delete(self, tenant: str | None, body: object) -> BatchResult:
@@ -487,7 +508,7 @@ class EntityBroker:
         if not isinstance(body, list) or not body:
             raise BadRequestData("Batch delete takes a non-empty JSON array of entity ids")
         result = BatchResult()
-        async with self._lock(tenant):
+        async with self._writing(tenant) as staged:
             valid = [i for i in body if isinstance(i, str)]
             current = await self.store.get_many(tenant, valid)
             ops: list[WriteOp] = []
@@ -501,7 +522,7 @@ class EntityBroker:
                     result.success.append(entity_id)
                 except NgsiLdError as error:
                     result.fail(entity_id, error)
-            await self.store.write(tenant, ops)
+            staged.append(await self.store.stage(tenant, ops))
         return result
 
     async def batch_query(self, tenant: str | None, context: Any, body: object,

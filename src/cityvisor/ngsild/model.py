@@ -231,11 +231,25 @@ def _looks_geojson(value: object) -> bool:
     )
 
 
+def _valid_point(value: object) -> bool:
+    """Fast path for the most common GeoProperty: a well-formed WGS84 Point."""
+    if not isinstance(value, dict) or value.get("type") != "Point" or len(value) != 2:
+        return False
+    position = value.get("coordinates")
+    if not isinstance(position, list) or not 2 <= len(position) <= 3:
+        return False
+    for number in position:
+        if type(number) not in (int, float):  # no bool (JSON has no NaN)
+            return False
+    return -180.0 <= position[0] <= 180.0 and -90.0 <= position[1] <= 90.0
+
+
 def _check_value(kind: str, value: object, label: str, terms: TermMap) -> object:
     if value is None:
         raise BadRequestData(f"Attribute {label!r} has a null value")
     if kind == "GeoProperty":
-        geo.parse_geojson(value)  # raises BadRequestData with the reason
+        if not _valid_point(value):
+            geo.parse_geojson(value)  # raises BadRequestData with the reason
     elif kind == "Relationship":
         if isinstance(value, list):
             for item in value:

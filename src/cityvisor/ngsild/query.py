@@ -392,10 +392,7 @@ class _Parser:
     def regex(self) -> str:
         self.skip_ws()
         start = self.pos
-        if self.text.startswith('"', self.pos):
-            pattern = self.quoted()
-        else:
-            pattern = self.bare_regex()
+        pattern = self.quoted() if self.text.startswith('"', self.pos) else self.bare_regex()
         if not pattern:
             raise self.fail("expected a regular expression", start)
         try:
@@ -853,13 +850,16 @@ def to_sql(node: QNode, doc_column: str = "doc") -> SqlFilter | None:
 # --------------------------------------------------------------------------- value index support
 
 
+_BARE_PATH = Path("")
+
+
 def comparable_values(instance: dict[str, Any]) -> list[Any]:
     """The values a comparison on an attribute looks at in one of its instances.
 
     A store may index these (per attribute) to answer simple comparisons exactly: the values
     are exactly those ``evaluate`` compares for a path naming just the attribute.
     """
-    return _candidates(instance, Path(""))
+    return _candidates(instance, _BARE_PATH)
 
 
 def index_family(leaf: QNode) -> str | None:

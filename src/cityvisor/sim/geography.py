@@ -143,7 +143,7 @@ def sample_communes(rng: np.random.Generator, total: int, weights: np.ndarray,
     communes = load_communes()
     counts = allocate(total, weights)
     pts, idx = [], []
-    for c, k in zip(communes, counts):
+    for c, k in zip(communes, counts, strict=False):
         if k == 0:
             continue
         core = NIMES_CORE if c.code == NIMES_INSEE else None

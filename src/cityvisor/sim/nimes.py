@@ -202,7 +202,7 @@ def _along_cadereaux(rng, n: int) -> list[tuple[str, float, float]]:
     lengths = np.array([np.hypot(*np.diff(np.array(geo.CADEREAUX[k]), axis=0).T).sum()
                         for k in names])
     out = []
-    for name, k in zip(names, geo.allocate(n, lengths)):
+    for name, k in zip(names, geo.allocate(n, lengths), strict=False):
         for x, y in geo.points_along(rng, geo.CADEREAUX[name], int(k)).tolist():
             out.append((name, x, y))
     return out

@@ -10,6 +10,7 @@ PostgreSQL implements the same interface next.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,8 +84,15 @@ class Store(ABC):
     async def get_many(self, tenant: str | None, entity_ids: list[str]) -> dict[str, Entity]: ...
 
     @abstractmethod
+    async def stage(self, tenant: str | None, ops: list[WriteOp]) -> Awaitable[None]:
+        """Apply all ops atomically (all or none) and return an awaitable that completes when
+        they are durable. Later reads through this store see staged ops; a backend may commit
+        several callers' staged ops together (group commit). If the commit fails, the
+        awaitable raises and the ops are lost: the caller must not acknowledge them."""
+
     async def write(self, tenant: str | None, ops: list[WriteOp]) -> None:
-        """Apply all ops in one transaction, durable when this returns."""
+        """Apply all ops atomically; durable when this returns."""
+        await (await self.stage(tenant, ops))
 
     @abstractmethod
     async def query(self, tenant: str | None, query: EntityQuery) -> QueryResult: ...

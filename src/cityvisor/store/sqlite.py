@@ -23,11 +23,12 @@ a small thread pool, each thread with its own read connection (WAL readers never
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,7 @@ class SqliteStore(Store):
         self.synchronous = synchronous.upper()
         self._writers: dict[str | None, sqlite3.Connection] = {}
         self._multi_typed: dict[str | None, bool] = {}
+        self._committed: dict[str | None, asyncio.Future[None]] = {}
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="store-read")
         self._readers: list[sqlite3.Connection] = []
@@ -295,35 +297,84 @@ class SqliteStore(Store):
 
     # ------------------------------------------------------------------ writes
 
-    async def write(self, tenant: str | None, ops: list[WriteOp]) -> None:
+    async def stage(self, tenant: str | None, ops: list[WriteOp]) -> Awaitable[None]:
+        """Apply ops inside the tenant's open group transaction (under a savepoint, so they
+        are all-or-nothing); the transaction commits on the next turn of the event loop, so
+        concurrent writers share one commit."""
+        loop = asyncio.get_running_loop()
+        committed = self._committed.get(tenant)
         if not ops:
-            return
+            done = loop.create_future()
+            done.set_result(None)
+            return committed or done
         conn = self._writer(tenant)
-        stats: Counter[tuple[str, str, str]] = Counter()
-        conn.execute("BEGIN IMMEDIATE")
+        if committed is None:
+            conn.execute("BEGIN IMMEDIATE")
+            committed = self._committed[tenant] = loop.create_future()
+            loop.call_soon(self._commit, tenant)
+        side = _SideRows()
+        conn.execute("SAVEPOINT op")
         try:
+            inserts: list[Entity] = []
             for op in ops:
-                self._apply(conn, tenant, op, stats)
-            self._update_stats(conn, stats)
-            conn.execute("COMMIT")
+                if op.old is None and op.new is not None:
+                    inserts.append(op.new)
+                    continue
+                self._insert(conn, tenant, inserts, side)
+                self._apply(conn, tenant, op, side)
+            self._insert(conn, tenant, inserts, side)
+            side.write(conn)
         except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
             raise
+        conn.execute("RELEASE op")
+        return committed
+
+    def _commit(self, tenant: str | None) -> None:
+        committed = self._committed.pop(tenant)
+        try:
+            self._writers[tenant].execute("COMMIT")
+        except Exception as error:
+            with contextlib.suppress(sqlite3.Error):
+                self._writers[tenant].execute("ROLLBACK")
+            committed.set_exception(error)
+        else:
+            committed.set_result(None)
+
+    def _insert(self, conn: sqlite3.Connection, tenant: str | None, entities: list[Entity],
+                side: _SideRows) -> None:
+        """Insert new entities with one ``executemany``; rowids are assigned here, after the
+        largest one in the table (read inside this write transaction, so it is current)."""
+        if not entities:
+            return
+        first = (conn.execute("SELECT max(rowid) FROM entities").fetchone()[0] or 0) + 1
+        rows = []
+        for offset, new in enumerate(entities):
+            _stats_delta(side.stats, None, new)
+            side.change(first + offset, None, new)
+            if len(new["type"]) > 1:
+                self._multi_typed[tenant] = True
+            rows.append((first + offset, new["id"], new["type"][0], orjson.dumps(new).decode(),
+                         new["createdAt"], new["modifiedAt"]))
+        entities.clear()
+        try:
+            conn.executemany("INSERT INTO entities (rowid, id, type, doc, created_at, "
+                             "modified_at) VALUES (?, ?, ?, ?, ?, ?)", rows)
+        except sqlite3.IntegrityError as error:
+            raise AlreadyExists(f"An entity of this batch already exists: {error}") from error
 
     def _apply(self, conn: sqlite3.Connection, tenant: str | None, op: WriteOp,
-               stats: Counter[tuple[str, str, str]]) -> None:
+               side: _SideRows) -> None:
+        """Write one entity row; collect its index rows in ``side`` (written in bulk)."""
         old, new = op.old, op.new
-        if old is not None:
-            _count(stats, old, -1)
-        if new is not None:
-            _count(stats, new, +1)
+        _stats_delta(side.stats, old, new)
         if new is None:
             assert old is not None
             row = conn.execute("DELETE FROM entities WHERE id = ? RETURNING rowid",
                                (old["id"],)).fetchone()
             if row is not None:
-                self._delete_extras(conn, row[0], old)
-                self._index_values(conn, row[0], old, None)
+                side.change(row[0], old, None)
             return
         doc = orjson.dumps(new).decode()
         if old is None:
@@ -341,70 +392,13 @@ class SqliteStore(Store):
                 "RETURNING rowid",
                 (new["type"][0], doc, new["modifiedAt"], new["id"]),
             ).fetchone()[0]
-        self._index_values(conn, rowid, old, new)
-        types_changed = old is None or old["type"] != new["type"]
-        boxes = list(_geo_boxes(new))
-        geo_changed = old is None or boxes != list(_geo_boxes(old))
-        if old is not None:
-            self._delete_extras(conn, rowid, old, types_changed, geo_changed)
-        if len(new["type"]) > 1 and types_changed:
-            conn.executemany("INSERT OR IGNORE INTO entity_types (type, entity) VALUES (?, ?)",
-                             [(t, rowid) for t in new["type"][1:]])
+        side.change(rowid, old, new)
+        if len(new["type"]) > 1:
             self._multi_typed[tenant] = True
-        if boxes and geo_changed:
-            conn.executemany(
-                "INSERT INTO geo (id, minx, maxx, miny, maxy, attr) VALUES (?, ?, ?, ?, ?, ?)",
-                [(rowid * GEO_SLOTS + slot, b[0], b[2], b[1], b[3], attr)
-                 for slot, (attr, b) in enumerate(boxes[:GEO_SLOTS])],
-            )
-
-    @staticmethod
-    def _delete_extras(conn: sqlite3.Connection, rowid: int, old: Entity,
-                       types: bool = True, geo: bool = True) -> None:
-        if types and len(old["type"]) > 1:
-            conn.execute("DELETE FROM entity_types WHERE entity = ?", (rowid,))
-        if geo:
-            slots = sum(1 for _ in _geo_boxes(old))
-            conn.executemany("DELETE FROM geo WHERE id = ?",
-                             [(rowid * GEO_SLOTS + slot,) for slot in range(min(slots, GEO_SLOTS))])
-
-    @staticmethod
-    def _index_values(conn: sqlite3.Connection, rowid: int, old: Entity | None,
-                      new: Entity | None) -> None:
-        """Keep ``attr_values`` in step: only attributes that changed are re-indexed."""
-        old_attrs = old["attrs"] if old else {}
-        new_attrs = new["attrs"] if new else {}
-        removed: set[tuple[str, str, Any]] = set()
-        added: set[tuple[str, str, Any]] = set()
-        for iri in old_attrs.keys() | new_attrs.keys():
-            before, after = old_attrs.get(iri), new_attrs.get(iri)
-            if before == after:
-                continue
-            old_values = _values(iri, before)
-            new_values = _values(iri, after)
-            removed |= old_values - new_values
-            added |= new_values - old_values
-        if removed:
-            conn.executemany("DELETE FROM attr_values WHERE attr = ? AND kind = ? AND value = ? "
-                             "AND entity = ?", [(*v, rowid) for v in removed])
-        if added:
-            conn.executemany("INSERT OR IGNORE INTO attr_values (attr, kind, value, entity) "
-                             "VALUES (?, ?, ?, ?)", [(*v, rowid) for v in added])
-
-    @staticmethod
-    def _update_stats(conn: sqlite3.Connection, stats: Counter[tuple[str, str, str]]) -> None:
-        changes = [(t, a, k, n) for (t, a, k), n in stats.items() if n]
-        if not changes:
-            return
-        conn.executemany(
-            "INSERT INTO attribute_stats (type, attr, kind, count) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (type, attr, kind) DO UPDATE SET count = count + excluded.count",
-            changes,
-        )
-        if any(n < 0 for *_, n in changes):
-            conn.execute("DELETE FROM attribute_stats WHERE count <= 0")
 
     async def close(self) -> None:
+        for tenant in list(self._committed):
+            self._commit(tenant)
         for conn in self._writers.values():
             conn.close()
         self._writers.clear()
@@ -413,6 +407,70 @@ class SqliteStore(Store):
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
+
+
+class _SideRows:
+    """Changes to the index tables of one ``stage`` call, written with one ``executemany``
+    per table. Later changes of the same row win, so an entity changed twice in a batch ends
+    in its final state."""
+
+    def __init__(self) -> None:
+        self.stats: Counter[tuple[str, str, str]] = Counter()
+        self.values: dict[tuple[str, str, Any, int], bool] = {}  # row -> present?
+        self.geo: dict[int, tuple[Any, ...] | None] = {}  # R*Tree id -> row or None
+        self.types: dict[int, list[str]] = {}  # entity rowid -> extra types
+
+    def change(self, rowid: int, old: Entity | None, new: Entity | None) -> None:
+        old_attrs = old["attrs"] if old else {}
+        new_attrs = new["attrs"] if new else {}
+        for iri in old_attrs.keys() | new_attrs.keys():
+            before, after = old_attrs.get(iri), new_attrs.get(iri)
+            if before == after:
+                continue
+            old_values = _values(iri, before)
+            new_values = _values(iri, after)
+            for row in old_values - new_values:
+                self.values[(*row, rowid)] = False
+            for row in new_values - old_values:
+                self.values[(*row, rowid)] = True
+        old_boxes = list(_geo_boxes(old)) if old else []
+        new_boxes = list(_geo_boxes(new)) if new else []
+        if old_boxes != new_boxes:
+            for slot in range(min(len(old_boxes), GEO_SLOTS)):
+                self.geo[rowid * GEO_SLOTS + slot] = None
+            for slot, (attr, b) in enumerate(new_boxes[:GEO_SLOTS]):
+                self.geo[rowid * GEO_SLOTS + slot] = (b[0], b[2], b[1], b[3], attr)
+        old_types = old["type"][1:] if old else []
+        new_types = new["type"][1:] if new else []
+        if old_types != new_types:
+            self.types[rowid] = new_types
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        if self.values:
+            conn.executemany(
+                "DELETE FROM attr_values WHERE attr = ? AND kind = ? AND value = ? AND entity = ?",
+                [row for row, present in self.values.items() if not present])
+            conn.executemany(
+                "INSERT OR IGNORE INTO attr_values (attr, kind, value, entity) VALUES (?, ?, ?, ?)",
+                [row for row, present in self.values.items() if present])
+        if self.geo:
+            conn.executemany("DELETE FROM geo WHERE id = ?", [(i,) for i in self.geo])
+            conn.executemany(
+                "INSERT INTO geo (id, minx, maxx, miny, maxy, attr) VALUES (?, ?, ?, ?, ?, ?)",
+                [(i, *row) for i, row in self.geo.items() if row is not None])
+        if self.types:
+            conn.executemany("DELETE FROM entity_types WHERE entity = ?",
+                             [(e,) for e in self.types])
+            conn.executemany("INSERT OR IGNORE INTO entity_types (type, entity) VALUES (?, ?)",
+                             [(t, e) for e, types in self.types.items() for t in types])
+        changes = [(t, a, k, n) for (t, a, k), n in self.stats.items() if n]
+        if changes:
+            conn.executemany(
+                "INSERT INTO attribute_stats (type, attr, kind, count) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (type, attr, kind) DO UPDATE SET count = count + excluded.count",
+                changes)
+            if any(n < 0 for *_, n in changes):
+                conn.execute("DELETE FROM attribute_stats WHERE count <= 0")
 
 
 _KIND = {"number": "n", "string": "s", "bool": "b"}
@@ -480,6 +538,33 @@ def _q_sql(node: q_language.QNode, probe: bool = True) -> tuple[str, list[Any], 
 
 def _attr_path(iri: str) -> str:
     return '$.attrs."' + iri.replace('"', '\\"') + '"'
+
+
+def _stats_delta(stats: Counter[tuple[str, str, str]], old: Entity | None,
+                 new: Entity | None) -> None:
+    """Add the change of ``attribute_stats`` rows from ``old`` to ``new``."""
+    if old is None or new is None or old["type"] != new["type"]:
+        if old is not None:
+            _count(stats, old, -1)
+        if new is not None:
+            _count(stats, new, +1)
+        return
+    # Same types: only attributes whose set of kinds changed move the counts (the common
+    # partial update changes a value, not a kind, and costs nothing here).
+    old_attrs, new_attrs = old["attrs"], new["attrs"]
+    for iri in old_attrs.keys() | new_attrs.keys():
+        before, after = old_attrs.get(iri), new_attrs.get(iri)
+        if before is after:
+            continue
+        before_kinds = {i["type"] for i in before or ()}
+        after_kinds = {i["type"] for i in after or ()}
+        if before_kinds == after_kinds:
+            continue
+        for entity_type in ("", *new["type"]):
+            for kind in before_kinds - after_kinds:
+                stats[(entity_type, iri, kind)] -= 1
+            for kind in after_kinds - before_kinds:
+                stats[(entity_type, iri, kind)] += 1
 
 
 def _count(stats: Counter[tuple[str, str, str]], entity: Entity, sign: int) -> None:
