@@ -174,6 +174,9 @@ def expand_instance(
     """Validate one attribute instance, normalized or concise, and expand its sub-attributes."""
     if raw is None:
         raise BadRequestData(f"Attribute {label!r} has a null value")
+    simple = _simple_property(iri, raw, now)
+    if simple is not None:
+        return simple
     if not isinstance(raw, dict):
         raw = {"value": raw}  # concise form of a Property (clause 4.5.x, concise representation)
     kind = raw.get("type")
@@ -223,6 +226,43 @@ def expand_instance(
     if subs:
         instance["subs"] = subs
     return instance
+
+
+_SIMPLE_KEYS = frozenset(["type", "value", "observedAt", "unitCode"])
+_SCALARS = (str, int, float, bool)
+
+
+def _simple_property(iri: str, raw: object, now: str) -> Instance | None:
+    """Fast path for the most common attribute: a normalized Property with a scalar value and
+    at most observedAt/unitCode. Anything else (or anything invalid) takes the full path."""
+    if (not isinstance(raw, dict) or raw.get("type") != "Property" or iri in GEO_ATTRIBUTES
+            or not _SIMPLE_KEYS.issuperset(raw)):
+        return None
+    value = raw.get("value")
+    if not isinstance(value, _SCALARS):
+        return None
+    instance: Instance = {"type": "Property", "value": value}
+    if "observedAt" in raw:
+        observed = raw["observedAt"]
+        if not isinstance(observed, str) or not _is_datetime(observed):
+            return None
+        instance["observedAt"] = observed
+    if "unitCode" in raw:
+        unit = raw["unitCode"]
+        if not isinstance(unit, str) or not unit:
+            return None
+        instance["unitCode"] = unit
+    instance["createdAt"] = now
+    instance["modifiedAt"] = now
+    return instance
+
+
+def _is_datetime(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text)
+        return True
+    except ValueError:
+        return False
 
 
 def _looks_geojson(value: object) -> bool:
