@@ -40,3 +40,9 @@ def secure_settings(tmp_path: Path) -> Settings:
 def secure_client(secure_settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(secure_settings), base_url="http://127.0.0.1:1026") as test_client:
         yield test_client
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (``pytest.mark.anyio``) run on asyncio, like the server."""
+    return "asyncio"
