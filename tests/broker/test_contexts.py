@@ -1,0 +1,80 @@
+"""@context resolution: bundled, fetched once and cached, offline behaviour."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from cityvisor.broker.contexts import ContextRegistry
+from cityvisor.ngsild.errors import LdContextNotAvailable
+
+pytestmark = pytest.mark.anyio
+USER_CONTEXT = {"@context": {"level": "https://example.org/flood#level"}}
+
+
+@pytest.fixture
+def context_server() -> Iterator[tuple[str, list[str]]]:
+    """A local HTTP server serving one @context and recording each request path."""
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            body = json.dumps(USER_CONTEXT).encode()
+            self.send_response(200 if self.path == "/ctx.jsonld" else 404)
+            self.send_header("Content-Type", "application/ld+json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    server.shutdown()
+
+
+async def test_user_context_is_fetched_once_then_cached(
+        tmp_path: Path, context_server: tuple[str, list[str]]) -> None:
+    base, hits = context_server
+    registry = ContextRegistry(tmp_path / "system.sqlite")
+    terms = await registry.term_map(f"{base}/ctx.jsonld")
+    assert terms.expand("level") == "https://example.org/flood#level"
+    registry._maps.clear()  # forget the compiled map: the document must come from the cache
+    await registry.term_map(f"{base}/ctx.jsonld")
+    assert hits == ["/ctx.jsonld"]
+    # A restarted broker, offline, still knows it.
+    registry.close()
+    offline = ContextRegistry(tmp_path / "system.sqlite", allow_fetch=False)
+    assert (await offline.term_map(f"{base}/ctx.jsonld")).expand("level").endswith("#level")
+    assert any(i.url == f"{base}/ctx.jsonld" and i.kind == "Cached" for i in offline.list())
+
+
+async def test_unreachable_context_is_503(tmp_path: Path,
+                                          context_server: tuple[str, list[str]]) -> None:
+    base, _ = context_server
+    registry = ContextRegistry(tmp_path / "system.sqlite", fetch_timeout_s=2)
+    with pytest.raises(LdContextNotAvailable):
+        await registry.term_map(f"{base}/missing.jsonld")
+    offline = ContextRegistry(tmp_path / "other.sqlite", allow_fetch=False)
+    with pytest.raises(LdContextNotAvailable, match="preload"):
+        await offline.term_map("https://example.org/never-seen.jsonld")
+
+
+async def test_bundled_contexts_need_no_network(tmp_path: Path) -> None:
+    registry = ContextRegistry(tmp_path / "system.sqlite", allow_fetch=False)
+    for version in range(3, 10):
+        url = f"https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.{version}.jsonld"
+        assert (await registry.term_map(url)).expand("location").endswith("/ngsi-ld/location")
+    for branch in ("master", "main"):
+        url = (f"https://raw.githubusercontent.com/smart-data-models/dataModel.Weather/"
+               f"{branch}/context.jsonld")
+        assert (await registry.term_map(url)).expand("precipitation").startswith(
+            "https://smartdatamodels.org/")
