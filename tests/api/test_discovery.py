@@ -278,8 +278,6 @@ def test_discovery_with_an_unavailable_context_is_503(client: TestClient) -> Non
     problem(response, 503, "LdContextNotAvailable")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: attributeCount counts an entity once per type "
-                                        "(broker _attribute_infos sums per-type stats)")
 def test_attribute_count_of_a_multi_typed_entity(client: TestClient) -> None:
     create(client, [{"id": "urn:ngsi-ld:Kiosk:1", "type": ["Kiosk", "Shop"], "open": prop(True)}])
     assert client.get(f"{BASE}/types/Kiosk").json()["entityCount"] == 1
@@ -289,8 +287,6 @@ def test_attribute_count_of_a_multi_typed_entity(client: TestClient) -> None:
     assert info["attributeCount"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: discovery on an unknown tenant answers 200/"
-                                        "ResourceNotFound, not 404 NonexistentTenant (docs)")
 def test_discovery_on_an_unknown_tenant_is_404_nonexistent_tenant(client: TestClient) -> None:
     headers = {"NGSILD-Tenant": "nowhere"}
     for path in ("/types", "/attributes", "/types/Thing", "/attributes/thing"):

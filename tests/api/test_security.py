@@ -270,7 +270,6 @@ def test_wrong_method_is_405_problem(client: TestClient) -> None:
         assert response.json()["status"] == 405
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: 405 responses drop the Allow header (RFC 9110 15.5.6)")
 def test_wrong_method_names_the_allowed_methods(client: TestClient) -> None:
     response = client.request("PUT", f"{BASE}/entities")
     assert response.status_code == 405
