@@ -208,23 +208,20 @@ class EntityBroker:
     async def append_attributes(self, tenant: str | None, context: Any, entity_id: str,
                                 body: object, *, no_overwrite: bool = False) -> UpdateResult:
         """5.6.3 Append Entity Attributes (POST /entities/{id}/attrs)."""
-        terms = await self.contexts.term_map(context)
-        fragment = _fragment(body, entity_id)
-        async with self._writing(tenant) as staged:
-            old = await self._existing(tenant, entity_id)
-            new, result = _appended(old, fragment, terms, self.clock(), no_overwrite, True)
-            if result.updated:
-                staged.append(await self.store.stage(tenant, [WriteOp(old, new)]))
-            return result
+        return await self._add_attributes(tenant, context, entity_id, body, no_overwrite, True)
 
     async def update_attributes(self, tenant: str | None, context: Any, entity_id: str,
                                 body: object) -> UpdateResult:
         """5.6.2 Update Entity Attributes (PATCH /entities/{id}/attrs): existing ones only."""
+        return await self._add_attributes(tenant, context, entity_id, body, False, False)
+
+    async def _add_attributes(self, tenant: str | None, context: Any, entity_id: str,
+                              body: object, no_overwrite: bool, allow_new: bool) -> UpdateResult:
         terms = await self.contexts.term_map(context)
         fragment = _fragment(body, entity_id)
         async with self._writing(tenant) as staged:
             old = await self._existing(tenant, entity_id)
-            new, result = _appended(old, fragment, terms, self.clock(), False, False)
+            new, result = _appended(old, fragment, terms, self.clock(), no_overwrite, allow_new)
             if result.updated:
                 staged.append(await self.store.stage(tenant, [WriteOp(old, new)]))
             return result
@@ -232,6 +229,16 @@ class EntityBroker:
     async def update_attribute(self, tenant: str | None, context: Any, entity_id: str,
                                attribute: str, body: object) -> None:
         """5.6.4 Partial Attribute Update (PATCH /entities/{id}/attrs/{attrId})."""
+        await self._change_attribute(tenant, context, entity_id, attribute, body, replace=False)
+
+    async def replace_attribute(self, tenant: str | None, context: Any, entity_id: str,
+                                attribute: str, body: object) -> None:
+        """5.6.19 Replace Attribute (PUT /entities/{id}/attrs/{attrId})."""
+        await self._change_attribute(tenant, context, entity_id, attribute, body, replace=True)
+
+    async def _change_attribute(self, tenant: str | None, context: Any, entity_id: str,
+                                attribute: str, body: object, *, replace: bool) -> None:
+        """Merge a fragment into (or replace) one existing attribute instance."""
         terms = await self.contexts.term_map(context)
         check_name(attribute)
         iri = terms.expand(attribute)
@@ -247,30 +254,13 @@ class EntityBroker:
                                        + _dataset_text(fragment.get("datasetId")))
             new = _copy_entity(old)
             current = new["attrs"][iri][index]
-            if not explicit_type and fragment["type"] != current["type"]:
-                fragment = _retype(fragment, current["type"])
-            new["attrs"][iri][index] = _merge_instance(current, fragment, now)
-            new["modifiedAt"] = now
-            staged.append(await self.store.stage(tenant, [WriteOp(old, new)]))
-
-    async def replace_attribute(self, tenant: str | None, context: Any, entity_id: str,
-                                attribute: str, body: object) -> None:
-        """5.6.19 Replace Attribute (PUT /entities/{id}/attrs/{attrId})."""
-        terms = await self.contexts.term_map(context)
-        check_name(attribute)
-        iri = terms.expand(attribute)
-        now = self.clock()
-        fragment = expand_instance(iri, body, terms, now, attribute)
-        async with self._writing(tenant) as staged:
-            old = await self._existing(tenant, entity_id)
-            instances = old["attrs"].get(iri)
-            index = _instance_index(instances, fragment.get("datasetId"))
-            if instances is None or index is None:
-                raise ResourceNotFound(f"Entity {entity_id} has no attribute {attribute}"
-                                       + _dataset_text(fragment.get("datasetId")))
-            new = _copy_entity(old)
-            fragment["createdAt"] = instances[index]["createdAt"]
-            new["attrs"][iri][index] = fragment
+            if replace:
+                changed = {**fragment, "createdAt": current["createdAt"]}
+            else:
+                if not explicit_type and fragment["type"] != current["type"]:
+                    fragment = _retype(fragment, current["type"])
+                changed = _merge_instance(current, fragment, now)
+            new["attrs"][iri][index] = changed
             new["modifiedAt"] = now
             staged.append(await self.store.stage(tenant, [WriteOp(old, new)]))
 
