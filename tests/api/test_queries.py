@@ -616,3 +616,10 @@ def test_post_query_errors(qclient: TestClient, body: dict[str, Any]) -> None:
 def test_post_query_not_an_object_is_400(qclient: TestClient) -> None:
     response = qclient.post(f"{BASE}/entityOperations/query", json=[{"type": "Gauge"}])
     assert_problem(response)
+
+
+@pytest.mark.parametrize("param", ["scopeQ=/Nimes", "csf=x", "join=flat", "entityMap=true"])
+def test_unsupported_query_parameters_are_refused(client: TestClient, param: str) -> None:
+    response = client.get(f"/ngsi-ld/v1/entities?type=Thing&{param}")
+    assert response.status_code == 422
+    assert response.json()["type"].endswith("/OperationNotSupported")

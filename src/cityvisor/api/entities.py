@@ -16,7 +16,7 @@ from starlette.responses import Response
 from cityvisor.api.http import Call, bool_param, int_param, json_response, read_body
 from cityvisor.broker.entities import BatchResult, EntityBroker, QueryParams, UpdateResult
 from cityvisor.broker.options import Shape, option_set
-from cityvisor.ngsild.errors import BadRequestData
+from cityvisor.ngsild.errors import BadRequestData, OperationNotSupported
 
 BASE = "/ngsi-ld/v1"
 
@@ -40,7 +40,19 @@ def _shape(request: Request, call: Call) -> Shape:
                  lang=params.get("lang"), geometry_property=params.get("geometryProperty"))
 
 
+UNSUPPORTED_QUERY = ("scopeQ", "csf", "join", "joinLevel", "entityMap", "containedBy",
+                     "datasetId", "expandValues", "collectValues")
+
+
+def _refuse_unsupported(request: Request) -> None:
+    """Answer 422 rather than silently ignore a filter we do not implement (wrong results)."""
+    for name in UNSUPPORTED_QUERY:
+        if name in request.query_params:
+            raise OperationNotSupported(f"Parameter {name} is not supported by this broker")
+
+
 def _query_params(request: Request) -> QueryParams:
+    _refuse_unsupported(request)
     params = request.query_params
     options = option_set(params.get("options"))
     return QueryParams(
@@ -80,8 +92,9 @@ def _batch_response(result: BatchResult, created_status: bool = False) -> Respon
 
 
 async def query_entities(request: Request, call: Call) -> Response:
-    """6.4.3.2 Query Entities. Unsupported: scopeQ, csf, lang filtering of queries, local
-    distribution (this broker has no registrations), entityMap."""
+    """6.4.3.2 Query Entities. Unsupported (422): scopeQ, csf, join, entityMap, containedBy,
+    datasetId, expandValues, collectValues; there are no context source registrations, so
+    every query is local."""
     shape = _shape(request, call)
     entities, count = await _broker(request).query_entities(
         call.tenant, call.context, _query_params(request), shape)
@@ -101,7 +114,8 @@ async def create_entity(request: Request, call: Call) -> Response:
 
 
 async def retrieve_entity(request: Request, call: Call) -> Response:
-    """6.5.3.1 Retrieve Entity. Unsupported: containedBy, join, entityMap."""
+    """6.5.3.1 Retrieve Entity. Unsupported (422): containedBy, join, entityMap."""
+    _refuse_unsupported(request)
     shape = _shape(request, call)
     entity = await _broker(request).retrieve_entity(
         call.tenant, call.context, request.path_params["entityId"], shape)
@@ -223,7 +237,12 @@ async def batch_delete(request: Request, call: Call) -> Response:
 
 async def batch_query(request: Request, call: Call) -> Response:
     """6.23.3.1 Query Entities via POST (the Query data type, clause 5.2.23)."""
+    _refuse_unsupported(request)
     body, call = await _body(request, call)
+    if isinstance(body, dict):
+        for member in ("scopeQ", "csf", "temporalQ"):
+            if member in body:
+                raise OperationNotSupported(f"Query member {member} is not supported here")
     shape = _shape(request, call)
     params = request.query_params
     query = QueryParams(limit=int_param(request, "limit"),
