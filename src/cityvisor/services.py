@@ -27,9 +27,17 @@ class Services:
         store = SqliteStore(settings.tenants_dir, synchronous=settings.sqlite_synchronous)
         contexts = ContextRegistry(settings.system_db, allow_fetch=settings.allow_context_fetch)
         tokens = TokenStore(settings.system_db) if settings.auth else None
-        return cls(settings, store, contexts, EntityBroker(store, contexts), tokens)
+        services = cls(settings, store, contexts, EntityBroker(store, contexts), tokens)
+        # TEMPORAL WIRING
+        # SUBSCRIPTION WIRING
+        return services
+
+    async def start(self) -> None:
+        """Start background work (notification delivery, retention); called by the server."""
+        # SUBSCRIPTION START
 
     async def close(self) -> None:
+        # SUBSCRIPTION STOP
         await self.store.close()
         self.contexts.close()
         if self.tokens is not None:

@@ -82,34 +82,12 @@ def endpoint(handler: Handler, role: str, *, body: bool = False) -> Any:
     return run
 
 
+#: every API module's route table: (path under /ngsi-ld/v1, {method: (handler, role, body?)})
+ROUTE_TABLES = [entities.ROUTES, contexts.ROUTES]
+
+
 def _routes() -> list[Route]:
-    r, w, a = "reader", "writer", "admin"
-    e = entities
-    table: list[tuple[str, dict[str, tuple[Handler, str, bool]]]] = [
-        ("/entities", {"GET": (e.query_entities, r, False), "POST": (e.create_entity, w, True)}),
-        ("/entities/{entityId}", {
-            "GET": (e.retrieve_entity, r, False), "PUT": (e.replace_entity, w, True),
-            "PATCH": (e.merge_entity, w, True), "DELETE": (e.delete_entity, w, False)}),
-        ("/entities/{entityId}/attrs", {
-            "POST": (e.append_attributes, w, True), "PATCH": (e.update_attributes, w, True)}),
-        ("/entities/{entityId}/attrs/{attrId}", {
-            "PATCH": (e.update_attribute, w, True), "PUT": (e.replace_attribute, w, True),
-            "DELETE": (e.delete_attribute, w, False)}),
-        ("/entityOperations/create", {"POST": (e.batch_create, w, True)}),
-        ("/entityOperations/upsert", {"POST": (e.batch_upsert, w, True)}),
-        ("/entityOperations/update", {"POST": (e.batch_update, w, True)}),
-        ("/entityOperations/merge", {"POST": (e.batch_merge, w, True)}),
-        ("/entityOperations/delete", {"POST": (e.batch_delete, w, True)}),
-        ("/entityOperations/query", {"POST": (e.batch_query, r, True)}),
-        ("/types", {"GET": (e.list_types, r, False)}),
-        ("/types/{type:path}", {"GET": (e.type_info, r, False)}),
-        ("/attributes", {"GET": (e.list_attributes, r, False)}),
-        ("/attributes/{attrId:path}", {"GET": (e.attribute_info, r, False)}),
-        ("/jsonldContexts", {"GET": (contexts.list_contexts, r, False),
-                             "POST": (contexts.add_context, w, True)}),
-        ("/jsonldContexts/{contextId}", {"GET": (contexts.serve_context, r, False),
-                                         "DELETE": (contexts.delete_context, a, False)}),
-    ]
+    table = [row for module_table in ROUTE_TABLES for row in module_table]
     routes: list[Route] = []
     for path, methods in table:
         handlers = {method: endpoint(handler, role, body=has_body)
@@ -155,6 +133,7 @@ def create_app(settings: Settings, services: Services | None = None) -> ASGIApp:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own = services is None
         app.state.services = services or Services.build(settings)
+        await app.state.services.start()
         try:
             yield
         finally:

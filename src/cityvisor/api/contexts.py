@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -46,3 +48,11 @@ async def delete_context(request: Request, call: Call) -> Response:
     """6.30.3.4 Delete an @context (the core context cannot be deleted)."""
     _registry(request).delete(request.path_params["contextId"])
     return Response(status_code=204)
+
+
+ROUTES: list[tuple[str, dict[str, tuple[Any, str, bool]]]] = [
+    ("/jsonldContexts", {"GET": (list_contexts, "reader", False),
+                         "POST": (add_context, "writer", True)}),
+    ("/jsonldContexts/{contextId}", {"GET": (serve_context, "reader", False),
+                                     "DELETE": (delete_context, "admin", False)}),
+]

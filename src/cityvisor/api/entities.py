@@ -284,3 +284,28 @@ async def attribute_info(request: Request, call: Call) -> Response:
     data = await _broker(request).attribute_info(call.tenant, call.context,
                                                  request.path_params["attrId"])
     return json_response(call, data)
+
+
+R, W = "reader", "writer"
+#: (path, {method: (handler, minimum role, has a JSON body)})
+ROUTES: list[tuple[str, dict[str, tuple[Any, str, bool]]]] = [
+    ("/entities", {"GET": (query_entities, R, False), "POST": (create_entity, W, True)}),
+    ("/entities/{entityId}", {
+        "GET": (retrieve_entity, R, False), "PUT": (replace_entity, W, True),
+        "PATCH": (merge_entity, W, True), "DELETE": (delete_entity, W, False)}),
+    ("/entities/{entityId}/attrs", {
+        "POST": (append_attributes, W, True), "PATCH": (update_attributes, W, True)}),
+    ("/entities/{entityId}/attrs/{attrId}", {
+        "PATCH": (update_attribute, W, True), "PUT": (replace_attribute, W, True),
+        "DELETE": (delete_attribute, W, False)}),
+    ("/entityOperations/create", {"POST": (batch_create, W, True)}),
+    ("/entityOperations/upsert", {"POST": (batch_upsert, W, True)}),
+    ("/entityOperations/update", {"POST": (batch_update, W, True)}),
+    ("/entityOperations/merge", {"POST": (batch_merge, W, True)}),
+    ("/entityOperations/delete", {"POST": (batch_delete, W, True)}),
+    ("/entityOperations/query", {"POST": (batch_query, R, True)}),
+    ("/types", {"GET": (list_types, R, False)}),
+    ("/types/{type:path}", {"GET": (type_info, R, False)}),
+    ("/attributes", {"GET": (list_attributes, R, False)}),
+    ("/attributes/{attrId:path}", {"GET": (attribute_info, R, False)}),
+]

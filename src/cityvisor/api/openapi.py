@@ -115,6 +115,8 @@ def openapi_document() -> dict[str, Any]:
             "delete": _op("Delete an @context (6.30.3.4)", [_param("contextId", _STR, "path")],
                           no_content)},
     }
+    paths.update(_subscription_paths())
+    paths.update(_temporal_paths())
     return {
         "openapi": "3.0.3",
         "info": {"title": "cityvisor NGSI-LD API", "version": __version__,
@@ -123,3 +125,13 @@ def openapi_document() -> dict[str, Any]:
         "paths": paths,
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     }
+
+
+def _subscription_paths() -> dict[str, Any]:
+    """Subscriptions (clause 6.10-6.11)."""
+    return {}  # SUBSCRIPTION PATHS
+
+
+def _temporal_paths() -> dict[str, Any]:
+    """Temporal API (clause 6.18-6.22)."""
+    return {}  # TEMPORAL PATHS

@@ -44,6 +44,9 @@ from cityvisor.ngsild.model import (
 )
 from cityvisor.store.base import EntityQuery, EntitySelector, Store, WriteOp
 
+#: ``await listener(tenant, ops)`` -> records to stage with the ops (see ``Store.stage``)
+ChangeListener = Callable[[str | None, list[WriteOp]], Awaitable[Sequence[object]]]
+
 MAX_LIMIT = 1000
 DEFAULT_SHAPE = Shape()
 DEFAULT_LIMIT = 20
@@ -119,12 +122,22 @@ class EntityBroker:
         self.contexts = contexts
         self.clock = clock
         self._locks: dict[str | None, asyncio.Lock] = {}
+        #: called with every batch of changes before it is staged; each returns side records
+        self.listeners: list[ChangeListener] = []
 
     def _lock(self, tenant: str | None) -> asyncio.Lock:
         lock = self._locks.get(tenant)
         if lock is None:
             lock = self._locks[tenant] = asyncio.Lock()
         return lock
+
+    async def _stage(self, tenant: str | None, ops: list[WriteOp]) -> Awaitable[None]:
+        """Stage entity changes with the side records every listener derives from them
+        (temporal instances, notifications), all in one transaction."""
+        records: list[object] = []
+        for listener in self.listeners:
+            records.extend(await listener(tenant, ops))
+        return await self.store.stage(tenant, ops, records)
 
     @asynccontextmanager
     async def _writing(self, tenant: str | None) -> AsyncIterator[list[Awaitable[None]]]:
@@ -157,7 +170,7 @@ class EntityBroker:
         async with self._writing(tenant) as staged:
             if await self.store.get(tenant, entity["id"]) is not None:
                 raise AlreadyExists(f"Entity {entity['id']} already exists")
-            staged.append(await self.store.stage(tenant, [WriteOp(None, entity)]))
+            staged.append(await self._stage(tenant, [WriteOp(None, entity)]))
         return entity["id"]  # type: ignore[no-any-return]
 
     async def retrieve_entity(self, tenant: str | None, context: Any, entity_id: str,
@@ -186,7 +199,7 @@ class EntityBroker:
             new["createdAt"] = old["createdAt"]
             if "scope" not in new and "scope" in old:
                 pass  # a replace drops the old scope too
-            staged.append(await self.store.stage(tenant, [WriteOp(old, new)]))
+            staged.append(await self._stage(tenant, [WriteOp(old, new)]))
 
     async def merge_entity(self, tenant: str | None, context: Any, entity_id: str,
                            body: object) -> None:
@@ -195,13 +208,13 @@ class EntityBroker:
         async with self._writing(tenant) as staged:
             old = await self._existing(tenant, entity_id)
             new = self._merged(old, body, terms, self.clock())
-            staged.append(await self.store.stage(tenant, [WriteOp(old, new)]))
+            staged.append(await self._stage(tenant, [WriteOp(old, new)]))
 
     async def delete_entity(self, tenant: str | None, entity_id: str) -> None:
         """5.6.6 Delete Entity."""
         async with self._writing(tenant) as staged:
             old = await self._existing(tenant, entity_id)
-            staged.append(await self.store.stage(tenant, [WriteOp(old, None)]))
+            staged.append(await self._stage(tenant, [WriteOp(old, None)]))
 
     # ------------------------------------------------------------ attributes (5.6.2-5.6.5)
 
@@ -223,7 +236,7 @@ class EntityBroker:
             old = await self._existing(tenant, entity_id)
             new, result = _appended(old, fragment, terms, self.clock(), no_overwrite, allow_new)
             if result.updated:
-                staged.append(await self.store.stage(tenant, [WriteOp(old, new)]))
+                staged.append(await self._stage(tenant, [WriteOp(old, new)]))
             return result
 
     async def update_attribute(self, tenant: str | None, context: Any, entity_id: str,
@@ -262,7 +275,7 @@ class EntityBroker:
                 changed = _merge_instance(current, fragment, now)
             new["attrs"][iri][index] = changed
             new["modifiedAt"] = now
-            staged.append(await self.store.stage(tenant, [WriteOp(old, new)]))
+            staged.append(await self._stage(tenant, [WriteOp(old, new)]))
 
     async def delete_attribute(self, tenant: str | None, context: Any, entity_id: str,
                                attribute: str, *, dataset_id: str | None = None,
@@ -290,7 +303,7 @@ class EntityBroker:
                 if not new["attrs"][iri]:
                     del new["attrs"][iri]
             new["modifiedAt"] = self.clock()
-            staged.append(await self.store.stage(tenant, [WriteOp(old, new)]))
+            staged.append(await self._stage(tenant, [WriteOp(old, new)]))
 
     # ------------------------------------------------------------ query (5.7.2)
 
@@ -408,7 +421,7 @@ class EntityBroker:
                     continue
                 seen.add(entity["id"])
                 ops.append(WriteOp(None, entity))
-            staged.append(await self.store.stage(tenant, ops))
+            staged.append(await self._stage(tenant, ops))
         result.success = [op.new["id"] for op in ops if op.new]
         result.created = list(result.success)
         return result
@@ -442,7 +455,7 @@ class EntityBroker:
                 if entity["id"] not in result.success:
                     result.success.append(entity["id"])
             ops = [WriteOp(originals.get(i), current[i]) for i in result.success]
-            staged.append(await self.store.stage(tenant, ops))
+            staged.append(await self._stage(tenant, ops))
         return result
 
     async def batch_update(self, tenant: str | None, context: Any, body: object,
@@ -490,7 +503,7 @@ class EntityBroker:
                     result.success.append(entity_id)  # type: ignore[arg-type]
                 except NgsiLdError as error:
                     result.fail(entity_id, error)
-            staged.append(await self.store.stage(tenant, [WriteOp(originals[i], current[i]) for i in touched]))
+            staged.append(await self._stage(tenant, [WriteOp(originals[i], current[i]) for i in touched]))
         return result
 
     async def batch_delete(self, tenant: str | None, body: object) -> BatchResult:
@@ -512,7 +525,7 @@ class EntityBroker:
                     result.success.append(entity_id)
                 except NgsiLdError as error:
                     result.fail(entity_id, error)
-            staged.append(await self.store.stage(tenant, ops))
+            staged.append(await self._stage(tenant, ops))
         return result
 
     async def batch_query(self, tenant: str | None, context: Any, body: object,

@@ -10,7 +10,7 @@ PostgreSQL implements the same interface next.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,15 +84,21 @@ class Store(ABC):
     async def get_many(self, tenant: str | None, entity_ids: list[str]) -> dict[str, Entity]: ...
 
     @abstractmethod
-    async def stage(self, tenant: str | None, ops: list[WriteOp]) -> Awaitable[None]:
+    async def stage(self, tenant: str | None, ops: list[WriteOp],
+                    records: Sequence[object] = ()) -> Awaitable[None]:
         """Apply all ops atomically (all or none) and return an awaitable that completes when
         they are durable. Later reads through this store see staged ops; a backend may commit
         several callers' staged ops together (group commit). If the commit fails, the
-        awaitable raises and the ops are lost: the caller must not acknowledge them."""
+        awaitable raises and the ops are lost: the caller must not acknowledge them.
 
-    async def write(self, tenant: str | None, ops: list[WriteOp]) -> None:
+        ``records`` are side rows written in the same transaction (attribute instances of
+        the temporal history, notifications of the outbox...): each record type is persisted
+        by the writer registered for it with ``register_records``."""
+
+    async def write(self, tenant: str | None, ops: list[WriteOp],
+                    records: Sequence[object] = ()) -> None:
         """Apply all ops atomically; durable when this returns."""
-        await (await self.stage(tenant, ops))
+        await (await self.stage(tenant, ops, records))
 
     @abstractmethod
     async def query(self, tenant: str | None, query: EntityQuery) -> QueryResult: ...

@@ -28,7 +28,7 @@ import re
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -110,6 +110,8 @@ class SqliteStore(Store):
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._checkpointer: _Checkpointer | None = None
+        self._extra_schema: list[str] = []
+        self._record_writers: dict[type, Callable[[sqlite3.Connection, list[Any]], None]] = {}
 
     # ------------------------------------------------------------------ connections
 
@@ -128,6 +130,8 @@ class SqliteStore(Store):
             # writer only checkpoints itself if the WAL grows past ~80 MB (a safety bound).
             conn.execute("PRAGMA wal_autocheckpoint=20000")
             conn.executescript(SCHEMA)
+            for schema in self._extra_schema:
+                conn.executescript(schema)
             self._writers[tenant] = conn
             if self._checkpointer is None:
                 self._checkpointer = _Checkpointer(self.synchronous)
@@ -304,13 +308,28 @@ class SqliteStore(Store):
 
     # ------------------------------------------------------------------ writes
 
-    async def stage(self, tenant: str | None, ops: list[WriteOp]) -> Awaitable[None]:
+    def register_records(self, schema: str,
+                         writers: dict[type, Callable[[sqlite3.Connection, list[Any]], None]]
+                         ) -> None:
+        """Extend every tenant database with ``schema`` (idempotent DDL) and persist records
+        of each type with its writer, inside ``stage``'s transaction. Call before use."""
+        self._extra_schema.append(schema)
+        self._record_writers.update(writers)
+        for conn in self._writers.values():
+            conn.executescript(schema)
+
+    def connection(self, tenant: str | None) -> sqlite3.Connection:
+        """The tenant's write connection, for store extensions (same thread as ``stage``)."""
+        return self._writer(tenant)
+
+    async def stage(self, tenant: str | None, ops: list[WriteOp],
+                    records: Sequence[object] = ()) -> Awaitable[None]:
         """Apply ops inside the tenant's open group transaction (under a savepoint, so they
         are all-or-nothing); the transaction commits on the next turn of the event loop, so
         concurrent writers share one commit."""
         loop = asyncio.get_running_loop()
         committed = self._committed.get(tenant)
-        if not ops:
+        if not ops and not records:
             done = loop.create_future()
             done.set_result(None)
             return committed or done
@@ -331,12 +350,23 @@ class SqliteStore(Store):
                 self._apply(conn, tenant, op, side)
             self._insert(conn, tenant, inserts, side)
             side.write(conn)
+            self._write_records(conn, records)
         except BaseException:
             conn.execute("ROLLBACK TO op")
             conn.execute("RELEASE op")
             raise
         conn.execute("RELEASE op")
         return committed
+
+    def _write_records(self, conn: sqlite3.Connection, records: Sequence[object]) -> None:
+        by_type: dict[type, list[Any]] = {}
+        for record in records:
+            by_type.setdefault(type(record), []).append(record)
+        for record_type, items in by_type.items():
+            writer = self._record_writers.get(record_type)
+            if writer is None:
+                raise TypeError(f"No writer registered for {record_type.__name__} records")
+            writer(conn, items)
 
     def _commit(self, tenant: str | None) -> None:
         committed = self._committed.pop(tenant)
