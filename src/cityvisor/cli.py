@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -104,17 +105,24 @@ def demo(
     err.print(f"[green]Loaded {total} entities into tenant '{DEMO_TENANT}' in {seconds:.1f} s[/]")
     if load_only:
         return
-    err.print(
-        f"\nNGSI-LD API: {base}  (tenant header  NGSILD-Tenant: {DEMO_TENANT})\n"
-        f"Try:\n  curl -s '{base}/types' -H 'NGSILD-Tenant: {DEMO_TENANT}'\n"
+    env_link = ("-H 'Link: <https://raw.githubusercontent.com/smart-data-models/"
+                "dataModel.Environment/master/context.jsonld>; "
+                "rel=\"http://www.w3.org/ns/json-ld#context\"'")
+    tenant = f"-H 'NGSILD-Tenant: {DEMO_TENANT}'"
+    lines = [
+        "",
+        f"NGSI-LD API: {base}  (tenant header  NGSILD-Tenant: {DEMO_TENANT})",
+        "Try:",
+        f"  curl -s '{base}/types' {tenant}",
         f"  curl -s '{base}/entities?type=FloodMonitoring&limit=3&options=keyValues' "
-        f"-H 'NGSILD-Tenant: {DEMO_TENANT}' -H 'Link: <https://raw.githubusercontent.com/"
-        "smart-data-models/dataModel.Environment/master/context.jsonld>; "
-        "rel=\"http://www.w3.org/ns/json-ld#context\"'\n"
-        f"  curl -s '{base}/entities?type=Streetlight&georel=near;maxDistance==200&geometry=Point"
-        f"&coordinates=[4.3597,43.8349]&count=true&limit=0' -H 'NGSILD-Tenant: {DEMO_TENANT}' -i\n"
-        "Stop with Ctrl-C. The demo runs without authentication, on loopback only.\n"
-    )
+        f"{tenant} {env_link}",
+        f"  curl -sg -i '{base}/entities?type=Streetlight&georel=near;maxDistance==200"
+        f"&geometry=Point&coordinates=[4.3597,43.8349]&count=true&limit=0' {tenant}",
+        "Stop with Ctrl-C. The demo runs without authentication, on loopback only.",
+        "",
+    ]
+    # Plain text (not rich): long commands must stay on one line to be copied.
+    print("\n".join(lines), file=sys.stderr, flush=True)
     _run(settings, Services.build(settings))
 
 
