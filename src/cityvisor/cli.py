@@ -105,9 +105,11 @@ def demo(
     err.print(f"[green]Loaded {total} entities into tenant '{DEMO_TENANT}' in {seconds:.1f} s[/]")
     if load_only:
         return
-    env_link = ("-H 'Link: <https://raw.githubusercontent.com/smart-data-models/"
-                "dataModel.Environment/master/context.jsonld>; "
+    def link(domain: str) -> str:
+        return ("-H 'Link: <https://raw.githubusercontent.com/smart-data-models/"
+                f"dataModel.{domain}/master/context.jsonld>; "
                 "rel=\"http://www.w3.org/ns/json-ld#context\"'")
+
     tenant = f"-H 'NGSILD-Tenant: {DEMO_TENANT}'"
     lines = [
         "",
@@ -115,9 +117,10 @@ def demo(
         "Try:",
         f"  curl -s '{base}/types' {tenant}",
         f"  curl -s '{base}/entities?type=FloodMonitoring&limit=3&options=keyValues' "
-        f"{tenant} {env_link}",
+        f"{tenant} {link('Environment')}",
         f"  curl -sg -i '{base}/entities?type=Streetlight&georel=near;maxDistance==200"
-        f"&geometry=Point&coordinates=[4.3597,43.8349]&count=true&limit=0' {tenant}",
+        f"&geometry=Point&coordinates=[4.3597,43.8349]&count=true&limit=0' {tenant} "
+        f"{link('Streetlighting')}",
         "Stop with Ctrl-C. The demo runs without authentication, on loopback only.",
         "",
     ]
