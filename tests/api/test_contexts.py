@@ -80,7 +80,7 @@ def test_add_get_list_and_delete(client: TestClient) -> None:
     details = client.get(f"{BASE}/jsonldContexts", params={"details": "true",
                                                            "kind": "Hosted"}).json()
     assert [(d["URL"], d["localId"], d["kind"]) for d in details] == [(url, local_id, "Hosted")]
-    assert details[0]["createdAt"]
+    assert details[0]["timestamp"]
 
     response = client.delete(f"{BASE}/jsonldContexts/{local_id}")
     assert response.status_code == 204, response.text

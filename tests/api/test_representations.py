@@ -64,7 +64,8 @@ def test_key_values(client: TestClient, museum: None) -> None:
         "id": EID, "type": "Museum", "visitors": 1200, "open": True,
         "address": {"streetAddress": "16 Bd des Arènes", "addressLocality": "Nîmes"},
         "operator": "urn:ngsi-ld:Org:nimes",
-        "name": {"fr": "Musée de la Romanité", "en": "Museum of Romanity"},
+        # clause 4.5.4: a LanguageProperty keeps its languageMap member in keyValues
+        "name": {"languageMap": {"fr": "Musée de la Romanité", "en": "Museum of Romanity"}},
         "location": POINT,
     }
 

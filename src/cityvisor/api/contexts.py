@@ -24,7 +24,8 @@ async def list_contexts(request: Request, call: Call) -> Response:
         infos = [i for i in infos if i.kind == kind]
     if bool_param(request, "details"):
         data: object = [{"URL": i.url, "localId": i.local_id, "kind": i.kind,
-                         "createdAt": i.created_at} for i in infos]
+                         **({"timestamp": i.created_at} if i.created_at else {})}
+                        for i in infos]
     else:
         data = [i.url for i in infos]
     return Response(orjson.dumps(data), media_type="application/json")
@@ -53,6 +54,6 @@ async def delete_context(request: Request, call: Call) -> Response:
 ROUTES: list[tuple[str, dict[str, tuple[Any, str, bool]]]] = [
     ("/jsonldContexts", {"GET": (list_contexts, "reader", False),
                          "POST": (add_context, "writer", True)}),
-    ("/jsonldContexts/{contextId}", {"GET": (serve_context, "reader", False),
+    ("/jsonldContexts/{contextId:path}", {"GET": (serve_context, "reader", False),
                                      "DELETE": (delete_context, "admin", False)}),
 ]

@@ -37,11 +37,12 @@ def _shape(request: Request, call: Call) -> Shape:
         form = "geojson"
     return Shape(options=params.get("options"), format=form,
                  attrs=params.get("attrs"), pick=params.get("pick"), omit=params.get("omit"),
-                 lang=params.get("lang"), geometry_property=params.get("geometryProperty"))
+                 lang=params.get("lang"), geometry_property=params.get("geometryProperty"),
+                 dataset_id=params.get("datasetId"))
 
 
 UNSUPPORTED_QUERY = ("scopeQ", "csf", "join", "joinLevel", "entityMap", "containedBy",
-                     "datasetId", "expandValues", "collectValues")
+                     "expandValues", "collectValues")
 
 
 def _refuse_unsupported(request: Request) -> None:
@@ -93,7 +94,7 @@ def _batch_response(result: BatchResult, created_status: bool = False) -> Respon
 
 async def query_entities(request: Request, call: Call) -> Response:
     """6.4.3.2 Query Entities. Unsupported (422): scopeQ, csf, join, entityMap, containedBy,
-    datasetId, expandValues, collectValues; there are no context source registrations, so
+    expandValues, collectValues; there are no context source registrations, so
     every query is local."""
     shape = _shape(request, call)
     entities, count = await _broker(request).query_entities(

@@ -168,7 +168,9 @@ def json_response(call: Call, data: Any, status: int = 200,
     """Serialise a result in the negotiated media type, with the @context where it goes."""
     context = call.context if call.context is not None else CORE_CONTEXT_URL
     extra = dict(headers or {})
-    if call.accept == "application/ld+json":
+    if call.accept == "application/geo+json" and isinstance(data, dict):
+        data = {**data, "@context": context}  # clause 6.3.7: on the Feature(Collection)
+    elif call.accept == "application/ld+json":
         if isinstance(data, list):
             data = [{**item, "@context": context} if isinstance(item, dict) else item for item in data]
         elif isinstance(data, dict):

@@ -202,7 +202,15 @@ class ContextRegistry:
             infos.append(ContextInfo(url, local_id, kind, created))
         return infos
 
-    def get(self, local_id: str) -> dict[str, Any]:
+    def _local_id(self, context_id: str) -> str:
+        """A context is addressed by its local id or by its URL (clause 6.30)."""
+        if context_id in CORE_CONTEXT_URLS:
+            return "core"
+        row = self._conn.execute("SELECT id FROM contexts WHERE url = ?", (context_id,)).fetchone()
+        return row[0] if row else context_id
+
+    def get(self, context_id: str) -> dict[str, Any]:
+        local_id = self._local_id(context_id)
         if local_id == "core":
             return {"@context": self.core}
         row = self._conn.execute("SELECT document FROM contexts WHERE id = ?", (local_id,)).fetchone()
@@ -210,7 +218,8 @@ class ContextRegistry:
             raise ResourceNotFound(f"No @context with id {local_id} is hosted or cached here")
         return orjson.loads(row[0])  # type: ignore[no-any-return]
 
-    def delete(self, local_id: str) -> None:
+    def delete(self, context_id: str) -> None:
+        local_id = self._local_id(context_id)
         if local_id == "core":
             raise BadRequestData("The core @context cannot be deleted")
         with self._lock:

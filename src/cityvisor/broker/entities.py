@@ -106,7 +106,7 @@ class BatchResult:
     created: list[str] = field(default_factory=list)
 
     def fail(self, entity_id: Any, error: NgsiLdError) -> None:
-        self.errors.append({"entityId": entity_id if isinstance(entity_id, str) else str(entity_id),
+        self.errors.append({"entityId": entity_id if isinstance(entity_id, str) else "",
                             "error": error.problem()})
 
     def body(self) -> dict[str, Any]:
@@ -256,6 +256,11 @@ class EntityBroker:
         check_name(attribute)
         iri = terms.expand(attribute)
         now = self.clock()
+        deleted, dataset_id = _deletion(body)
+        if deleted and not replace:
+            await self.delete_attribute(tenant, context, entity_id, attribute,
+                                        dataset_id=dataset_id)
+            return
         fragment = expand_instance(iri, body, terms, now, attribute)
         explicit_type = isinstance(body, dict) and "type" in body
         async with self._writing(tenant) as staged:
@@ -443,8 +448,11 @@ class EntityBroker:
                     if entity["id"] not in result.created:
                         result.created.append(entity["id"])
                 elif mode == "update":
-                    merged, _ = _appended(old, {}, terms, now, False, True)
+                    merged = _copy_entity(old)
                     merged["attrs"].update(_overwrite_attrs(old, entity, now))
+                    merged["modifiedAt"] = now
+                    if "scope" in entity:
+                        merged["scope"] = entity["scope"]
                     for t in entity["type"]:
                         if t not in merged["type"]:
                             merged["type"].append(t)
@@ -659,10 +667,21 @@ class EntityBroker:
                 continue
             check_name(name)
             iri = terms.expand(name)
-            if raw == NULL or (isinstance(raw, dict) and raw.get("value") == NULL):
+            if raw == NULL:
                 new["attrs"].pop(iri, None)
                 continue
-            for fragment in expand_instances(iri, _strip_nulls(raw), terms, now, name):
+            items = raw if isinstance(raw, list) else [raw]
+            kept = []
+            for item in items:
+                deleted, dataset_id = _deletion(item)
+                if deleted:
+                    _delete_instance(new, iri, dataset_id)
+                else:
+                    kept.append(_strip_nulls(item))
+            if not kept:
+                continue
+            for fragment in expand_instances(iri, kept if isinstance(raw, list) else kept[0],
+                                             terms, now, name):
                 instances = new["attrs"].setdefault(iri, [])
                 index = _instance_index(instances, fragment.get("datasetId"))
                 if index is None:
@@ -699,6 +718,33 @@ def _fragment(body: object, entity_id: str) -> dict[str, Any]:
     if "id" in body and body["id"] != entity_id:
         raise BadRequestData("The id in the body differs from the id in the URL")
     return {k: v for k, v in body.items() if k not in ("id", "type", "@context")}
+
+
+def _deletion(raw: object) -> tuple[bool, str | None]:
+    """Whether an attribute fragment is the merge-patch null (``"urn:ngsi-ld:null"``, alone or
+    as the value member of an instance), and the datasetId it targets (clause 4.5.0)."""
+    if raw == NULL:
+        return True, None
+    if isinstance(raw, dict):
+        dataset = raw.get("datasetId") if isinstance(raw.get("datasetId"), str) else None
+        for member in VALUE_MEMBER.values():
+            if member in raw and raw[member] == NULL:
+                return True, dataset
+    return False, None
+
+
+def _delete_instance(entity: Entity, iri: str, dataset_id: str | None) -> bool:
+    """Remove one instance (or the attribute when none is left); False if absent."""
+    instances = entity["attrs"].get(iri)
+    index = _instance_index(instances, dataset_id)
+    if instances is None or index is None:
+        return False
+    remaining = [i for n, i in enumerate(instances) if n != index]
+    if remaining:
+        entity["attrs"][iri] = remaining
+    else:
+        del entity["attrs"][iri]
+    return True
 
 
 def _strip_nulls(raw: object) -> object:
@@ -771,6 +817,18 @@ def _appended(old: Entity, fragment: dict[str, Any], terms: TermMap, now: str,
         try:
             check_name(name)
             iri = terms.expand(name)
+            deletions = [_deletion(item) for item in (raw if isinstance(raw, list) else [raw])]
+            if any(deleted for deleted, _ in deletions):
+                if no_overwrite and iri in new["attrs"]:
+                    result.not_updated.append({
+                        "attributeName": name,
+                        "reason": "The attribute exists and noOverwrite is set"})
+                elif all(_delete_instance(new, iri, dataset) for _, dataset in deletions):
+                    result.updated.append(name)
+                else:
+                    result.not_updated.append({"attributeName": name,
+                                               "reason": "The attribute does not exist"})
+                continue
             incoming = expand_instances(iri, raw, terms, now, name)
         except NgsiLdError as error:
             result.not_updated.append({"attributeName": name, "reason": error.detail})

@@ -23,6 +23,7 @@ class Shape:
     omit: str | None = None
     lang: str | None = None
     geometry_property: str | None = None
+    dataset_id: str | None = None
 
 
 def split_list(text: str | None, what: str) -> list[str] | None:
@@ -67,4 +68,6 @@ def representation(shape: Shape, terms: TermMap) -> Representation:
         pick=frozenset(pick) if pick else None,
         omit=frozenset(omit) if omit else None,
         lang=shape.lang,
+        dataset_ids=frozenset(split_list(shape.dataset_id, "datasetId") or ())
+        if shape.dataset_id is not None else None,
     )

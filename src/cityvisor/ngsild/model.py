@@ -66,6 +66,7 @@ class Representation:
     form: str = "normalized"  # normalized | concise | keyValues
     sys_attrs: bool = False
     attrs: frozenset[str] | None = None  # expanded attribute IRIs to keep
+    dataset_ids: frozenset[str] | None = None  # instances to keep ("@none": the default one)
     pick: frozenset[str] | None = None  # compact member names to keep (id, type, attrs)
     omit: frozenset[str] | None = None
     lang: str | None = None
@@ -344,9 +345,13 @@ def compact_entity(entity: Entity, terms: TermMap, rep: Representation) -> dict[
     for iri, instances in entity["attrs"].items():
         if wanted is not None and iri not in wanted:
             continue
+        if rep.dataset_ids is not None:
+            instances = [i for i in instances if i.get("datasetId", "@none") in rep.dataset_ids]
+            if not instances:
+                continue
         name = terms.compact(iri)
         if rep.form == "keyValues":
-            out[name] = _key_value(instances[0], terms, rep)
+            out[name] = _simplified(instances[0], terms, rep)
         else:
             rendered = [_compact_instance(i, terms, rep) for i in instances]
             out[name] = rendered[0] if len(rendered) == 1 else rendered
@@ -365,6 +370,20 @@ def _key_value(instance: Instance, terms: TermMap, rep: Representation) -> objec
     if kind == "VocabProperty":
         return [terms.compact(v) for v in value] if isinstance(value, list) else terms.compact(value)
     return value
+
+
+_WRAPPED = {"LanguageProperty": "languageMap", "JsonProperty": "json",
+            "VocabProperty": "vocab", "ListRelationship": "objectList"}
+
+
+def _simplified(instance: Instance, terms: TermMap, rep: Representation) -> object:
+    """keyValues (clause 4.5.4): the value, except where a bare value would be ambiguous
+    (language maps, JSON, vocab and relationship lists keep their member name)."""
+    value = _key_value(instance, terms, rep)
+    member = _WRAPPED.get(instance["type"])
+    if member is None or (instance["type"] == "LanguageProperty" and rep.lang is not None):
+        return value
+    return {member: value}
 
 
 def _pick_language(language_map: dict[str, Any], lang: str) -> tuple[str, object]:
