@@ -1,0 +1,1 @@
+"""City apps: one package per capability (flood early warning, ...), each using only the ContextClient."""
