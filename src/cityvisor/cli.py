@@ -23,6 +23,8 @@ token_app = typer.Typer(help="Create, list and revoke API bearer tokens", no_arg
 context_app = typer.Typer(help="Manage cached JSON-LD @contexts", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(context_app, name="context")
+retention_app = typer.Typer(help="Retention of the temporal history", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
 console = Console()
 err = Console(stderr=True)
 
@@ -195,6 +197,61 @@ def context_preload(url: str, file: Annotated[Path, typer.Argument(exists=True, 
         err.print(f"[red]error:[/] {error}")
         raise typer.Exit(2) from None
     err.print(f"Cached {url}")
+
+
+@retention_app.command("set")
+def retention_set(
+    days: Annotated[int | None, typer.Option("--days", min=1, help="Days kept")] = None,
+    tenant: Annotated[str, typer.Option(help="Tenant; default: the default tenant")] = "",
+    attribute: Annotated[str, typer.Option(help="Attribute (term or IRI); default: all")] = "",
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the setting")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Keep a tenant's (or one attribute's) temporal history for --days days."""
+    from cityvisor.broker.temporal import expand_attribute, tenant_database
+    from cityvisor.ngsild.errors import NgsiLdError
+    from cityvisor.store.sqlite_temporal import set_retention
+
+    if (days is None) == (not clear):
+        err.print("[red]error:[/] give --days N or --clear")
+        raise typer.Exit(2)
+    settings = _settings(config, data_dir=data_dir)
+    try:
+        iri = expand_attribute(attribute) if attribute else ""
+        conn = tenant_database(settings.tenants_dir, tenant or None)
+    except NgsiLdError as error:
+        err.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from None
+    set_retention(conn, iri, None if clear else days)
+    conn.close()
+    err.print(f"Retention of {iri or 'every attribute'} in tenant {tenant or '(default)'}: "
+              f"{'default' if clear else f'{days} days'}")
+
+
+@retention_app.command("list")
+def retention_list(
+    tenant: Annotated[str, typer.Option(help="Tenant; default: the default tenant")] = "",
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """List the retention settings of a tenant (and the global default)."""
+    from cityvisor.broker.temporal import tenant_database
+    from cityvisor.ngsild.errors import NgsiLdError
+    from cityvisor.store.sqlite_temporal import retention_settings
+
+    settings = _settings(config, data_dir=data_dir)
+    try:
+        conn = tenant_database(settings.tenants_dir, tenant or None)
+    except NgsiLdError as error:
+        err.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from None
+    table = Table("attribute", "days")
+    table.add_row("(global default)", str(settings.temporal_retention_days or "forever"))
+    for attr, days in retention_settings(conn).items():
+        table.add_row(attr or "(every attribute)", str(days))
+    conn.close()
+    console.print(table)
 
 
 def main() -> None:

@@ -33,6 +33,16 @@ class Settings(BaseSettings):
     public_url: str | None = Field(None, description="Base URL clients use (hosted @contexts)")
     log_level: str = Field("warning", description="uvicorn log level")
     config_file: Path | None = Field(None, description="TOML file read before env vars")
+    temporal_retention_days: int | None = Field(
+        None, ge=1, description="Default days of temporal history kept (None: forever)")
+    temporal_purge_interval_s: float = Field(
+        3600.0, gt=0, description="Seconds between two purges of expired temporal history")
+    temporal_max_instances: int = Field(
+        1000, ge=1, description="Instances per attribute in one temporal answer (then 206)")
+    notification_retry_base_s: float = Field(0.5, gt=0, description="First retry delay of a failed notification")
+    notification_retry_cap_s: float = Field(30.0, gt=0, description="Longest retry delay")
+    notification_timeout_s: float = Field(5.0, gt=0, description="Notification request timeout")
+    notification_concurrency: int = Field(8, ge=1, le=256, description="Deliveries in flight per endpoint")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

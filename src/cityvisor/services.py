@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cityvisor.broker.contexts import ContextRegistry
 from cityvisor.broker.entities import EntityBroker
@@ -19,6 +20,8 @@ class Services:
     contexts: ContextRegistry
     broker: EntityBroker
     tokens: TokenStore | None  # None: authentication is off (loopback only)
+    subscriptions: Any = None  # cityvisor.notify.Notifications
+    temporal: Any = None  # cityvisor.broker.temporal.TemporalBroker
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -28,16 +31,29 @@ class Services:
         contexts = ContextRegistry(settings.system_db, allow_fetch=settings.allow_context_fetch)
         tokens = TokenStore(settings.system_db) if settings.auth else None
         services = cls(settings, store, contexts, EntityBroker(store, contexts), tokens)
-        # TEMPORAL WIRING
-        # SUBSCRIPTION WIRING
+        from cityvisor.broker.temporal import TemporalBroker
+
+        services.temporal = TemporalBroker.install(
+            store, services.broker, max_instances=settings.temporal_max_instances,
+            retention_days=settings.temporal_retention_days,
+            purge_interval_s=settings.temporal_purge_interval_s)
+        from cityvisor.notify import install as install_notifications
+
+        services.subscriptions = install_notifications(services)
         return services
 
     async def start(self) -> None:
         """Start background work (notification delivery, retention); called by the server."""
-        # SUBSCRIPTION START
+        if self.subscriptions is not None:
+            await self.subscriptions.start()
+        if self.temporal is not None:
+            self.temporal.start()  # retention purge
 
     async def close(self) -> None:
-        # SUBSCRIPTION STOP
+        if self.temporal is not None:
+            await self.temporal.stop()
+        if self.subscriptions is not None:
+            await self.subscriptions.close()
         await self.store.close()
         self.contexts.close()
         if self.tokens is not None:

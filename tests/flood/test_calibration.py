@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 
 from cityvisor.apps.flood.algorithms import GR4HParams, gr4h, nse
-
-
 from cityvisor.apps.flood.calibration import calibrate_gr4h
 
 TRUE_PARAMS = GR4HParams(x1_mm=350.0, x2_mm_per_h=-0.5, x3_mm=120.0, x4_h=5.0)

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cityvisor import __version__
-from cityvisor.api import contexts, entities
+from cityvisor.api import contexts, entities, subscriptions, temporal
 from cityvisor.api.http import (
     Call,
     Handler,
@@ -83,7 +83,7 @@ def endpoint(handler: Handler, role: str, *, body: bool = False) -> Any:
 
 
 #: every API module's route table: (path under /ngsi-ld/v1, {method: (handler, role, body?)})
-ROUTE_TABLES = [entities.ROUTES, contexts.ROUTES]
+ROUTE_TABLES = [entities.ROUTES, contexts.ROUTES, subscriptions.ROUTES, temporal.ROUTES]
 
 
 def _routes() -> list[Route]:

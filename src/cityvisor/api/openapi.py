@@ -129,9 +129,85 @@ def openapi_document() -> dict[str, Any]:
 
 def _subscription_paths() -> dict[str, Any]:
     """Subscriptions (clause 6.10-6.11)."""
-    return {}  # SUBSCRIPTION PATHS
+    sub_id = _param("subscriptionId", {"type": "string", "format": "uri"}, "path")
+    body = {"type": "object", "properties": {
+        "id": {"type": "string", "format": "uri"},
+        "type": {"type": "string", "enum": ["Subscription"]},
+        "entities": {"type": "array", "items": {"type": "object"}},
+        "watchedAttributes": {"type": "array", "items": _STR}, "q": _STR,
+        "geoQ": {"type": "object"}, "notificationTrigger": {"type": "array", "items": _STR},
+        "throttling": {"type": "number"}, "timeInterval": {"type": "number"},
+        "expiresAt": {"type": "string", "format": "date-time"}, "isActive": {"type": "boolean"},
+        "jsonldContext": _STR,
+        "notification": {"type": "object", "properties": {
+            "attributes": {"type": "array", "items": _STR},
+            "format": {"type": "string", "enum": ["normalized", "keyValues", "concise"]},
+            "showChanges": {"type": "boolean"}, "sysAttrs": {"type": "boolean"},
+            "endpoint": {"type": "object", "required": ["uri"], "properties": {
+                "uri": {"type": "string", "format": "uri"}, "accept": _STR,
+                "receiverInfo": {"type": "array", "items": {"type": "object"}},
+                "notifierInfo": {"type": "array", "items": {"type": "object"}}}}}}}}
+    return {
+        "/subscriptions": {
+            "get": _op("Query subscriptions (6.10.3.2)", [
+                _param("limit", _INT), _param("offset", _INT), _param("count", _BOOL)],
+                {"200": "OK"}),
+            "post": _op("Create subscription (6.10.3.1)", [], {"201": "Created"},
+                        {**body, "required": ["notification"]})},
+        "/subscriptions/{subscriptionId}": {
+            "get": _op("Retrieve subscription (6.11.3.1)", [sub_id], {"200": "OK"}),
+            "patch": _op("Update subscription (6.11.3.2)", [sub_id], {"204": "No Content"},
+                         body),
+            "delete": _op("Delete subscription (6.11.3.3)", [sub_id], {"204": "No Content"})},
+    }
 
 
 def _temporal_paths() -> dict[str, Any]:
     """Temporal API (clause 6.18-6.22)."""
-    return {}  # TEMPORAL PATHS
+    time = [_param("timerel", {"type": "string", "enum": ["before", "after", "between"]}),
+            _param("timeAt", {"type": "string", "format": "date-time"}),
+            _param("endTimeAt", {"type": "string", "format": "date-time"}),
+            _param("timeproperty", {"type": "string", "enum": [
+                "observedAt", "createdAt", "modifiedAt"]}),
+            _param("lastN", _INT), _param("options", _STR), _param("aggrMethods", _STR),
+            _param("aggrPeriodDuration", _STR)]
+    entity = {"type": "object", "required": ["id", "type"], "properties": {
+        "id": {"type": "string", "format": "uri"},
+        "type": {"oneOf": [_STR, {"type": "array", "items": _STR}]}},
+        "additionalProperties": {"oneOf": [_ATTRIBUTE, {"type": "array", "items": _ATTRIBUTE}]}}
+    fragment = {"type": "object", "additionalProperties": {
+        "oneOf": [_ATTRIBUTE, {"type": "array", "items": _ATTRIBUTE}]}}
+    query = {"type": "object", "properties": {
+        **_QUERY_BODY["properties"], "temporalQ": {"type": "object", "properties": {
+            "timerel": time[0]["schema"], "timeAt": time[1]["schema"],
+            "endTimeAt": time[2]["schema"], "timeproperty": time[3]["schema"],
+            "lastN": _INT}}}}
+    instance = _param("instanceId", {"type": "string", "format": "uri"}, "path")
+    ok = {"200": "OK", "206": "Partial Content (Content-Range: date-time ...)"}
+    return {
+        "/temporal/entities": {
+            "get": _op("Query temporal evolution of entities (6.18.3.2)",
+                       _QUERY + time + [_param("attrs", _STR)], ok),
+            "post": _op("Create or update temporal representation (6.18.3.1)", [],
+                        {"201": "Created", "204": "Updated"}, entity)},
+        "/temporal/entities/{entityId}": {
+            "get": _op("Retrieve temporal evolution of an entity (6.19.3.1)",
+                       [_ENTITY_ID, _param("attrs", _STR), *time], ok),
+            "delete": _op("Delete temporal representation (6.19.3.2)", [_ENTITY_ID],
+                          {"204": "No Content"})},
+        "/temporal/entities/{entityId}/attrs": {
+            "post": _op("Add attributes to temporal representation (6.20.3.1)", [_ENTITY_ID],
+                        {"204": "No Content"}, fragment)},
+        "/temporal/entities/{entityId}/attrs/{attrId}": {
+            "delete": _op("Delete attribute history (6.21.3.1)", [
+                _ENTITY_ID, _ATTR_ID, _param("datasetId", _STR), _param("deleteAll", _BOOL)],
+                {"204": "No Content"})},
+        "/temporal/entities/{entityId}/attrs/{attrId}/{instanceId}": {
+            "patch": _op("Modify attribute instance (6.22.3.1)", [_ENTITY_ID, _ATTR_ID, instance],
+                         {"204": "No Content"}, _ATTRIBUTE),
+            "delete": _op("Delete attribute instance (6.22.3.2)",
+                          [_ENTITY_ID, _ATTR_ID, instance], {"204": "No Content"})},
+        "/temporal/entityOperations/query": {
+            "post": _op("Query temporal evolution via POST (6.24.3.1)", _PAGING + time, ok,
+                        query)},
+    }

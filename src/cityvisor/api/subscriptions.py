@@ -1,0 +1,73 @@
+"""NGSI-LD subscription endpoints (clauses 6.10-6.11)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cityvisor.api.http import Call, bool_param, int_param, json_response, read_body
+from cityvisor.broker.subscriptions import SubscriptionManager
+from cityvisor.ngsild.errors import BadRequestData
+
+BASE = "/ngsi-ld/v1"
+MAX_LIMIT = 1000
+
+
+def _manager(request: Request) -> SubscriptionManager:
+    return request.app.state.services.subscriptions.manager  # type: ignore[no-any-return]
+
+
+async def create_subscription(request: Request, call: Call) -> Response:
+    """6.10.3.1 Create Subscription: 201 with Location."""
+    body, context = await read_body(request, request.app.state.services.settings.max_body_bytes)
+    sub_id = await _manager(request).create(call.tenant, context, body)
+    return Response(status_code=201, headers={"Location": f"{BASE}/subscriptions/{sub_id}"})
+
+
+async def query_subscriptions(request: Request, call: Call) -> Response:
+    """6.10.3.2 Query Subscriptions (limit, offset, count)."""
+    limit = int_param(request, "limit", 20)
+    offset = int_param(request, "offset", 0)
+    assert limit is not None and offset is not None
+    count = bool_param(request, "count")
+    if not 0 <= limit <= MAX_LIMIT:
+        raise BadRequestData(f"limit must be between 0 and {MAX_LIMIT}, got {limit}")
+    if limit == 0 and not count:
+        raise BadRequestData("limit=0 is only allowed together with count=true")
+    if offset < 0:
+        raise BadRequestData(f"offset must not be negative, got {offset}")
+    page, total = await _manager(request).query(call.tenant, limit, offset)
+    headers = {"NGSILD-Results-Count": str(total)} if count else None
+    return json_response(call, page, headers=headers)
+
+
+async def retrieve_subscription(request: Request, call: Call) -> Response:
+    """6.11.3.1 Retrieve Subscription."""
+    sub = await _manager(request).retrieve(call.tenant, request.path_params["subscriptionId"])
+    return json_response(call, sub)
+
+
+async def update_subscription(request: Request, call: Call) -> Response:
+    """6.11.3.2 Update Subscription: 204."""
+    body, context = await read_body(request, request.app.state.services.settings.max_body_bytes)
+    call = replace(call, context=context)
+    await _manager(request).update(call.tenant, request.path_params["subscriptionId"], body)
+    return Response(status_code=204)
+
+
+async def delete_subscription(request: Request, call: Call) -> Response:
+    """6.11.3.3 Delete Subscription: 204."""
+    await _manager(request).delete(call.tenant, request.path_params["subscriptionId"])
+    return Response(status_code=204)
+
+
+ROUTES = [
+    ("/subscriptions", {"GET": (query_subscriptions, "reader", False),
+                        "POST": (create_subscription, "writer", True)}),
+    ("/subscriptions/{subscriptionId}", {
+        "GET": (retrieve_subscription, "reader", False),
+        "PATCH": (update_subscription, "writer", True),
+        "DELETE": (delete_subscription, "writer", False)}),
+]

@@ -1,0 +1,176 @@
+"""NGSI-LD Temporal API endpoints (clauses 6.18-6.22 and 6.24 of ETSI GS CIM 009 v1.8).
+
+Each handler parses and validates the request, makes one ``TemporalBroker`` call and builds
+the response. Semantics and choices: ``broker/temporal.py`` and ``docs/temporal.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cityvisor.api.http import Call, bool_param, int_param, json_response, read_body
+from cityvisor.broker.entities import QueryParams
+from cityvisor.broker.temporal import TemporalBroker, TemporalQuery, TemporalResult
+from cityvisor.ngsild.errors import BadRequestData, OperationNotSupported
+
+BASE = "/ngsi-ld/v1"
+UNSUPPORTED = ("scopeQ", "csf", "join", "joinLevel", "entityMap", "containedBy", "datasetId",
+               "expandValues", "collectValues", "pick", "omit", "format")
+
+
+def _temporal(request: Request) -> TemporalBroker:
+    return request.app.state.services.temporal  # type: ignore[no-any-return]
+
+
+async def _body(request: Request, call: Call) -> tuple[Any, Call]:
+    body, context = await read_body(request, request.app.state.services.settings.max_body_bytes)
+    return body, replace(call, context=context)
+
+
+def _refuse_unsupported(request: Request, allowed: tuple[str, ...] = ()) -> None:
+    for name in UNSUPPORTED:
+        if name in request.query_params and name not in allowed:
+            raise OperationNotSupported(f"Parameter {name} is not supported by the Temporal API")
+
+
+def _temporal_query(request: Request) -> TemporalQuery:
+    params = request.query_params
+    return TemporalQuery.parse(
+        timerel=params.get("timerel"), time_at=params.get("timeAt"),
+        end_time_at=params.get("endTimeAt"), timeproperty=params.get("timeproperty"),
+        last_n=params.get("lastN"), options=params.get("options"),
+        aggr_methods=params.get("aggrMethods"), aggr_period=params.get("aggrPeriodDuration"))
+
+
+def _count(request: Request) -> bool:
+    options = [o.strip() for o in (request.query_params.get("options") or "").split(",")]
+    return bool_param(request, "count") or "count" in options
+
+
+def _result_response(call: Call, result: TemporalResult, data: Any) -> Response:
+    headers: dict[str, str] = {}
+    if result.count is not None:
+        headers["NGSILD-Results-Count"] = str(result.count)
+    status = 200
+    if result.content_range is not None:
+        headers["Content-Range"] = result.content_range
+        status = 206
+    return json_response(call, data, status=status, headers=headers or None)
+
+
+# ------------------------------------------------------------------ /temporal/entities
+
+
+async def query_temporal(request: Request, call: Call) -> Response:
+    """6.18.3.2 Query Temporal Evolution of Entities: id, idPattern, type, attrs, q, geo-query,
+    timerel/timeAt/endTimeAt/timeproperty, lastN, limit/offset/count, options=temporalValues |
+    aggregatedValues (aggrMethods, aggrPeriodDuration) | sysAttrs."""
+    _refuse_unsupported(request)
+    params = request.query_params
+    tq = _temporal_query(request)
+    query = QueryParams(
+        id=params.get("id"), id_pattern=params.get("idPattern"), type=params.get("type"),
+        attrs=params.get("attrs"), q=params.get("q"), georel=params.get("georel"),
+        geometry=params.get("geometry"), coordinates=params.get("coordinates"),
+        geoproperty=params.get("geoproperty"), limit=int_param(request, "limit"),
+        offset=int_param(request, "offset", 0) or 0, count=_count(request),
+        local=bool_param(request, "local"))
+    result = await _temporal(request).query(call.tenant, call.context, query, tq)
+    return _result_response(call, result, result.entities)
+
+
+async def create_temporal(request: Request, call: Call) -> Response:
+    """6.18.3.1 Create or Update Temporal Representation of an Entity: 201 or 204."""
+    body, call = await _body(request, call)
+    created = await _temporal(request).create_or_append(call.tenant, call.context, body)
+    if created:
+        entity_id = body["id"]
+        return Response(status_code=201,
+                        headers={"Location": f"{BASE}/temporal/entities/{entity_id}"})
+    return Response(status_code=204)
+
+
+async def retrieve_temporal(request: Request, call: Call) -> Response:
+    """6.19.3.1 Retrieve Temporal Evolution of an Entity (attrs and the temporal parameters)."""
+    _refuse_unsupported(request)
+    result = await _temporal(request).retrieve(
+        call.tenant, call.context, request.path_params["entityId"], _temporal_query(request),
+        request.query_params.get("attrs"))
+    return _result_response(call, result, result.entities[0])
+
+
+async def delete_temporal(request: Request, call: Call) -> Response:
+    """6.19.3.2 Delete Temporal Representation of an Entity."""
+    await _temporal(request).delete_entity(call.tenant, request.path_params["entityId"])
+    return Response(status_code=204)
+
+
+async def append_temporal_attrs(request: Request, call: Call) -> Response:
+    """6.20.3.1 Add Attributes to Temporal Representation of an Entity."""
+    body, call = await _body(request, call)
+    await _temporal(request).append_attributes(call.tenant, call.context,
+                                               request.path_params["entityId"], body)
+    return Response(status_code=204)
+
+
+async def delete_temporal_attr(request: Request, call: Call) -> Response:
+    """6.21.3.1 Delete Attribute from Temporal Representation (``datasetId``, ``deleteAll``)."""
+    await _temporal(request).delete_attribute(
+        call.tenant, call.context, request.path_params["entityId"],
+        request.path_params["attrId"], dataset_id=request.query_params.get("datasetId"),
+        delete_all=bool_param(request, "deleteAll"))
+    return Response(status_code=204)
+
+
+async def modify_instance(request: Request, call: Call) -> Response:
+    """6.22.3.1 Modify Attribute Instance in Temporal Representation of an Entity."""
+    body, call = await _body(request, call)
+    path = request.path_params
+    await _temporal(request).modify_instance(call.tenant, call.context, path["entityId"],
+                                             path["attrId"], path["instanceId"], body)
+    return Response(status_code=204)
+
+
+async def delete_instance(request: Request, call: Call) -> Response:
+    """6.22.3.2 Delete Attribute Instance from Temporal Representation of an Entity."""
+    path = request.path_params
+    await _temporal(request).delete_instance(call.tenant, call.context, path["entityId"],
+                                             path["attrId"], path["instanceId"])
+    return Response(status_code=204)
+
+
+async def query_temporal_post(request: Request, call: Call) -> Response:
+    """6.24.3.1 Query Temporal Evolution of Entities via POST (a Query with ``temporalQ``)."""
+    _refuse_unsupported(request)
+    body, call = await _body(request, call)
+    if isinstance(body, dict):
+        for member in ("scopeQ", "csf"):
+            if member in body:
+                raise OperationNotSupported(f"Query member {member} is not supported here")
+    elif not isinstance(body, dict):
+        raise BadRequestData("The body must be a Query object (type Query)")
+    query = QueryParams(limit=int_param(request, "limit"),
+                        offset=int_param(request, "offset", 0) or 0, count=_count(request),
+                        local=bool_param(request, "local"))
+    result = await _temporal(request).batch_query(call.tenant, call.context, body, query,
+                                                  dict(request.query_params))
+    return _result_response(call, result, result.entities)
+
+
+R, W = "reader", "writer"
+#: (path, {method: (handler, minimum role, has a JSON body)})
+ROUTES: list[tuple[str, dict[str, tuple[Any, str, bool]]]] = [
+    ("/temporal/entities", {"GET": (query_temporal, R, False),
+                            "POST": (create_temporal, W, True)}),
+    ("/temporal/entities/{entityId}", {"GET": (retrieve_temporal, R, False),
+                                       "DELETE": (delete_temporal, W, False)}),
+    ("/temporal/entities/{entityId}/attrs", {"POST": (append_temporal_attrs, W, True)}),
+    ("/temporal/entities/{entityId}/attrs/{attrId}", {"DELETE": (delete_temporal_attr, W, False)}),
+    ("/temporal/entities/{entityId}/attrs/{attrId}/{instanceId}", {
+        "PATCH": (modify_instance, W, True), "DELETE": (delete_instance, W, False)}),
+    ("/temporal/entityOperations/query", {"POST": (query_temporal_post, R, True)}),
+]

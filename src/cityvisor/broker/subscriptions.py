@@ -1,0 +1,649 @@
+"""NGSI-LD subscriptions (ETSI GS CIM 009 v1.8, clauses 5.2.12, 5.2.14, 5.2.15, 5.8, 5.11).
+
+``SubscriptionManager`` validates and stores subscriptions, keeps the subscriptions of each
+tenant in memory, and is an ``EntityBroker`` change listener: for every batch of ``WriteOp``
+it finds the subscriptions whose selectors, watchedAttributes, q, geoQ and notificationTrigger
+match, applies throttling, builds one Notification per subscription and returns it as an
+``OutboxRecord`` staged in the same transaction as the change (transactional outbox). A tenant
+with no subscription costs one dictionary lookup per write.
+
+Periodic subscriptions (``timeInterval``) are served by ``periodic_tick(now)``, called by the
+delivery service's scheduler (or directly by tests with a fake clock).
+
+Choices (see docs/subscriptions.md): the subscription is returned with the creator's terms;
+an entity creation raises ``entityCreated`` and ``attributeCreated`` for each attribute; an
+update compares instances (any change, ``modifiedAt`` included, is an update); a deletion
+raises ``entityDeleted`` only; q and geoQ are evaluated on the new entity (the old one for a
+deletion); throttling drops notifications inside the window (Orion-LD).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from cityvisor.broker.entities import EntityBroker, utc_now
+from cityvisor.ngsild import geo as geo_predicates
+from cityvisor.ngsild import query as q_language
+from cityvisor.ngsild import typequery
+from cityvisor.ngsild.context import CORE_CONTEXT_URL, TermMap
+from cityvisor.ngsild.errors import (
+    AlreadyExists,
+    BadRequestData,
+    NgsiLdError,
+    NonexistentTenant,
+    OperationNotSupported,
+    ResourceNotFound,
+)
+from cityvisor.ngsild.model import VALUE_MEMBER, Representation, check_name, check_uri
+from cityvisor.store.base import EntityQuery, EntitySelector, WriteOp
+from cityvisor.store.sqlite_subscriptions import (
+    OutboxRecord,
+    SubscriptionDelete,
+    SubscriptionPut,
+    SubscriptionStatus,
+    load_subscriptions,
+)
+
+TRIGGERS = ("entityCreated", "entityUpdated", "entityDeleted",
+            "attributeCreated", "attributeUpdated", "attributeDeleted")
+DEFAULT_TRIGGERS = ("attributeCreated", "attributeUpdated")
+FORMATS = ("normalized", "keyValues", "concise", "simplified")
+ACCEPTS = ("application/json", "application/ld+json")
+SCHEMES = ("http", "https", "mqtt", "mqtts")
+MQTT_VERSIONS = ("mqtt3.1.1", "mqtt5.0")
+#: members computed by the broker: ignored when a client sends them
+READ_ONLY = ("status", "createdAt", "modifiedAt", "@context")
+READ_ONLY_NOTIFICATION = ("status", "timesSent", "lastNotification", "lastSuccess",
+                          "lastFailure")
+UNSUPPORTED = ("scopeQ", "csf", "temporalQ", "datasetId", "expandValues", "join", "joinLevel")
+PERIODIC_LIMIT = 1000  # entities per periodic notification
+PREVIOUS = {"value": "previousValue", "object": "previousObject",
+            "languageMap": "previousLanguageMap", "json": "previousJson",
+            "vocab": "previousVocab", "valueList": "previousValueList",
+            "objectList": "previousObjectList"}
+
+
+def epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class Subscription:
+    """A validated subscription, ready to match; ``doc`` is what is stored and returned."""
+
+    id: str
+    doc: dict[str, Any]
+    context: Any  # the creator's @context (None: core)
+    terms: TermMap  # compacts notifications (jsonldContext if given, else the creator's)
+    notify_context: Any  # the @context value notifications carry / link
+    selectors: tuple[EntitySelector, ...]
+    watched: frozenset[str] | None
+    q: q_language.QNode | None
+    geo: geo_predicates.GeoQuery | None
+    triggers: frozenset[str]
+    throttling: float
+    time_interval: float
+    expires_at: float | None
+    is_active: bool
+    rep: Representation
+    show_changes: bool
+    target: dict[str, Any]
+    # runtime state
+    last_sent: float = -math.inf
+    next_due: float = 0.0
+    times_sent: int = 0
+    last_notification: str | None = None
+    last_success: str | None = None
+    last_failure: str | None = None
+    delivery: str | None = None
+    target_json: str = field(default="", repr=False)
+
+    def status(self, now: float) -> str:
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active" if self.is_active else "paused"
+
+    def render(self, now: float) -> dict[str, Any]:
+        out = {k: v for k, v in self.doc.items()}
+        out["isActive"] = self.is_active
+        out["status"] = self.status(now)
+        notification = dict(out["notification"])
+        notification["timesSent"] = self.times_sent
+        for key, value in (("lastNotification", self.last_notification),
+                           ("lastSuccess", self.last_success),
+                           ("lastFailure", self.last_failure)):
+            if value is not None:
+                notification[key] = value
+        if self.delivery is not None:
+            notification["status"] = self.delivery
+        out["notification"] = notification
+        return out
+
+    def status_record(self) -> SubscriptionStatus:
+        return SubscriptionStatus(self.id, self.times_sent, self.last_notification,
+                                  self.last_success, self.last_failure, self.delivery)
+
+
+# ------------------------------------------------------------------------ validation
+
+
+def _strings(value: object, what: str) -> list[str]:
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, str) and v for v in value):
+        raise BadRequestData(f"{what} must be a non-empty list of non-empty strings")
+    return value
+
+
+def _key_values(value: object, what: str) -> list[dict[str, str]]:
+    if not isinstance(value, list) or not all(
+            isinstance(i, dict) and set(i) == {"key", "value"}
+            and isinstance(i["key"], str) and i["key"] and isinstance(i["value"], str)
+            for i in value):
+        raise BadRequestData(f"{what} must be a list of {{\"key\": ..., \"value\": ...}} "
+                             "objects with string members")
+    return value
+
+
+def _positive(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0 < value < 10**9) or value != value:
+        raise BadRequestData(f"{what} must be a positive number of seconds")
+    return float(value)
+
+
+def check_endpoint(raw: object) -> dict[str, Any]:
+    """Clause 5.2.15 Endpoint: uri (http, https, mqtt, mqtts), accept, receiverInfo,
+    notifierInfo. Returns the cleaned endpoint."""
+    if not isinstance(raw, dict):
+        raise BadRequestData("notification.endpoint must be an object with a uri")
+    uri = raw.get("uri")
+    if not isinstance(uri, str):
+        raise BadRequestData("notification.endpoint.uri must be a URL")
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        raise BadRequestData(f"notification.endpoint.uri {uri[:80]!r} is not a URL") from None
+    if parts.scheme not in SCHEMES or not parts.hostname:
+        raise BadRequestData(f"notification.endpoint.uri {uri[:80]!r} must be an http, https, "
+                             "mqtt or mqtts URL with a host")
+    if any(c.isspace() for c in uri) or (port is not None and not 0 < port < 65536):
+        raise BadRequestData(f"notification.endpoint.uri {uri[:80]!r} is not a valid URL")
+    if parts.scheme.startswith("mqtt"):
+        topic = parts.path.lstrip("/")
+        if not topic or "#" in uri or "+" in topic or parts.query:
+            raise BadRequestData("An MQTT endpoint needs a topic without wildcards: "
+                                 "mqtt://host:port/topic")
+    endpoint: dict[str, Any] = {"uri": uri}
+    accept = raw.get("accept", "application/json")
+    if accept not in ACCEPTS:
+        raise BadRequestData(f"notification.endpoint.accept must be one of {', '.join(ACCEPTS)}")
+    endpoint["accept"] = accept
+    if "receiverInfo" in raw:
+        endpoint["receiverInfo"] = _key_values(raw["receiverInfo"], "receiverInfo")
+    if "notifierInfo" in raw:
+        info = _key_values(raw["notifierInfo"], "notifierInfo")
+        for item in info:
+            if item["key"] == "MQTT-QoS" and item["value"] not in ("0", "1", "2"):
+                raise BadRequestData("notifierInfo MQTT-QoS must be 0, 1 or 2")
+            if item["key"] == "MQTT-Version" and item["value"] not in MQTT_VERSIONS:
+                raise BadRequestData(f"notifierInfo MQTT-Version must be one of "
+                                     f"{', '.join(MQTT_VERSIONS)}")
+        endpoint["notifierInfo"] = info
+    return endpoint
+
+
+def clean_document(body: object) -> dict[str, Any]:
+    """The members of a subscription as stored: read-only members dropped, shape checked."""
+    if not isinstance(body, dict):
+        raise BadRequestData("A subscription must be a JSON object")
+    for name in UNSUPPORTED:
+        if name in body:
+            raise OperationNotSupported(f"Subscription member {name} is not supported")
+    doc = {k: v for k, v in body.items() if k not in READ_ONLY}
+    notification = doc.get("notification")
+    if isinstance(notification, dict):
+        doc["notification"] = {k: v for k, v in notification.items()
+                               if k not in READ_ONLY_NOTIFICATION}
+    return doc
+
+
+async def build(doc: dict[str, Any], context: Any, broker: EntityBroker,
+                now: float) -> Subscription:
+    """Validate a cleaned document (with its ``id``) into a ``Subscription``."""
+    terms = await broker.contexts.term_map(context)
+    if doc.get("type", "Subscription") != "Subscription":
+        raise BadRequestData("The type of a subscription must be Subscription")
+    doc["type"] = "Subscription"
+    check_uri(doc.get("id"), "Subscription id")
+    for name in ("subscriptionName", "description", "lang"):
+        if name in doc and not isinstance(doc[name], str):
+            raise BadRequestData(f"{name} must be a string")
+    selectors: tuple[EntitySelector, ...] = ()
+    if "entities" in doc:
+        raw = doc["entities"]
+        if not isinstance(raw, list) or not raw:
+            raise BadRequestData("entities must be a non-empty list of entity selectors")
+        for item in raw:
+            if not isinstance(item, dict) or not (set(item) & {"id", "idPattern", "type"}):
+                raise BadRequestData("Each entity selector needs id, idPattern or type")
+            if isinstance(item.get("id"), list):
+                raise BadRequestData("Selector id must be a URI")
+        selectors = tuple(EntityBroker._selector(item, terms) for item in raw)
+    watched = None
+    if "watchedAttributes" in doc:
+        names = _strings(doc["watchedAttributes"], "watchedAttributes")
+        watched = frozenset(terms.expand(check_name(n)) for n in names)
+    q = None
+    if "q" in doc:
+        if not isinstance(doc["q"], str) or not doc["q"].strip():
+            raise BadRequestData("q must be a non-empty string")
+        q = q_language.parse_q(doc["q"], terms.expand)
+    geo = None
+    if "geoQ" in doc:
+        geo_q = doc["geoQ"]
+        if not isinstance(geo_q, dict):
+            raise BadRequestData("geoQ must be an object with georel, geometry, coordinates")
+        if not all(k in geo_q for k in ("georel", "geometry", "coordinates")):
+            raise BadRequestData("geoQ needs georel, geometry and coordinates")
+        if isinstance(geo_q["coordinates"], (int, float, bool, dict)):
+            raise BadRequestData("geoQ.coordinates must be an array")
+        geo = geo_predicates.parse_geoquery(geo_q.get("georel"), geo_q.get("geometry"),
+                                            geo_q.get("coordinates"), geo_q.get("geoproperty"),
+                                            terms.expand)
+    if not selectors and watched is None:
+        raise BadRequestData("A subscription needs entities or watchedAttributes")
+    triggers = DEFAULT_TRIGGERS
+    if "notificationTrigger" in doc:
+        triggers = tuple(_strings(doc["notificationTrigger"], "notificationTrigger"))
+        unknown = [t for t in triggers if t not in TRIGGERS]
+        if unknown:
+            raise BadRequestData(f"Unknown notificationTrigger {unknown[0]!r}: use "
+                                 f"{', '.join(TRIGGERS)}")
+    throttling = _positive(doc["throttling"], "throttling") if "throttling" in doc else 0.0
+    interval = _positive(doc["timeInterval"], "timeInterval") if "timeInterval" in doc else 0.0
+    if interval and watched is not None:
+        raise BadRequestData("timeInterval and watchedAttributes cannot be used together")
+    if interval and throttling:
+        raise BadRequestData("timeInterval and throttling cannot be used together")
+    expires = None
+    if "expiresAt" in doc:
+        try:
+            expires = epoch(doc["expiresAt"]) if isinstance(doc["expiresAt"], str) else None
+        except ValueError:
+            expires = None
+        if expires is None or "T" not in doc["expiresAt"]:
+            raise BadRequestData("expiresAt must be an ISO 8601 date-time")
+    is_active = doc.get("isActive", True)
+    if not isinstance(is_active, bool):
+        raise BadRequestData("isActive must be true or false")
+    notification = doc.get("notification")
+    if not isinstance(notification, dict):
+        raise BadRequestData("A subscription needs a notification object with an endpoint")
+    form = notification.get("format", "normalized")
+    if form not in FORMATS:
+        raise BadRequestData(f"notification.format must be one of {', '.join(FORMATS)}")
+    attrs = None
+    if "attributes" in notification:
+        names = _strings(notification["attributes"], "notification.attributes")
+        attrs = frozenset(terms.expand(check_name(n)) for n in names)
+    for flag in ("showChanges", "sysAttrs"):
+        if not isinstance(notification.get(flag, False), bool):
+            raise BadRequestData(f"notification.{flag} must be true or false")
+    endpoint = check_endpoint(notification.get("endpoint"))
+    notification["endpoint"] = endpoint
+    notify_context = context
+    notify_terms = terms
+    if "jsonldContext" in doc:
+        url = doc["jsonldContext"]
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise BadRequestData("jsonldContext must be an http(s) URL")
+        notify_terms = await broker.contexts.term_map(url)
+        notify_context = url
+    rep = Representation(form="keyValues" if form == "simplified" else form,
+                         sys_attrs=notification.get("sysAttrs", False), attrs=attrs)
+    if notify_context is None:
+        notify_context = CORE_CONTEXT_URL
+    link = notify_context if isinstance(notify_context, str) else CORE_CONTEXT_URL
+    target = {**endpoint, "link": link}
+    sub = Subscription(
+        id=doc["id"], doc=doc, context=context, terms=notify_terms,
+        notify_context=notify_context, selectors=selectors, watched=watched, q=q, geo=geo,
+        triggers=frozenset(triggers), throttling=throttling, time_interval=interval,
+        expires_at=expires, is_active=is_active, rep=rep,
+        show_changes=notification.get("showChanges", False), target=target)
+    sub.target_json = orjson.dumps(target).decode()
+    sub.next_due = now
+    return sub
+
+
+# ------------------------------------------------------------------------ matching
+
+
+def selected(sub: Subscription, entity: dict[str, Any]) -> bool:
+    """Does the entity match one of the subscription's entity selectors (or there are none)?"""
+    if not sub.selectors:
+        return True
+    for selector in sub.selectors:
+        if selector.ids is not None and entity["id"] not in selector.ids:
+            continue
+        if selector.id_pattern is not None and not q_language.sqlite_regexp(
+                selector.id_pattern, entity["id"]):
+            continue
+        if selector.types is not None and not typequery.matches_types(
+                selector.types, entity["type"]):
+            continue
+        return True
+    return False
+
+
+def _geo_matches(query: geo_predicates.GeoQuery, entity: dict[str, Any]) -> bool:
+    for instance in entity["attrs"].get(query.geoproperty, ()):
+        if instance["type"] == "GeoProperty" and geo_predicates.matches(query, instance["value"]):
+            return True
+    return False
+
+
+def triggered(sub: Subscription, op: WriteOp) -> bool:
+    """Clause 5.11: does this change raise one of the subscription's triggers, on a watched
+    attribute where attributes are concerned?"""
+    triggers, watched = sub.triggers, sub.watched
+    if op.new is None:
+        return "entityDeleted" in triggers
+    if op.old is None:
+        if "entityCreated" in triggers:
+            return True
+        names = op.new["attrs"].keys()
+        return "attributeCreated" in triggers and (
+            watched is None or not watched.isdisjoint(names))
+    old_attrs, new_attrs = op.old["attrs"], op.new["attrs"]
+    created = new_attrs.keys() - old_attrs.keys()
+    deleted = old_attrs.keys() - new_attrs.keys()
+    updated = {k for k, v in new_attrs.items() if k in old_attrs and old_attrs[k] != v}
+    if watched is not None:
+        created, deleted, updated = created & watched, deleted & watched, updated & watched
+    if ("attributeCreated" in triggers and created) or (
+            "attributeUpdated" in triggers and updated) or (
+            "attributeDeleted" in triggers and deleted):
+        return True
+    if "entityUpdated" in triggers:
+        if created or deleted or updated:
+            return True
+        return watched is None and (op.old["type"] != op.new["type"]
+                                    or op.old.get("scope") != op.new.get("scope"))
+    return False
+
+
+def matches(sub: Subscription, op: WriteOp, now: float) -> bool:
+    """All the rules but throttling: active, selectors, trigger, q, geoQ."""
+    if not sub.is_active or sub.time_interval or (
+            sub.expires_at is not None and sub.expires_at <= now):
+        return False
+    entity = op.new if op.new is not None else op.old
+    assert entity is not None
+    if not selected(sub, entity) or not triggered(sub, op):
+        return False
+    if sub.q is not None and not q_language.evaluate(sub.q, entity):
+        return False
+    return sub.geo is None or _geo_matches(sub.geo, entity)
+
+
+def render_entity(sub: Subscription, op: WriteOp, now_text: str) -> dict[str, Any]:
+    """The entity of a notification, in the subscription's format, attributes and terms."""
+    from cityvisor.ngsild.model import compact_entity
+
+    if op.new is None:
+        assert op.old is not None
+        types = [sub.terms.compact(t) for t in op.old["type"]]
+        return {"id": op.old["id"], "type": types[0] if len(types) == 1 else types,
+                "deletedAt": now_text}
+    out = compact_entity(op.new, sub.terms, sub.rep)
+    if sub.show_changes and op.old is not None and sub.rep.form != "keyValues":
+        _add_previous(out, op.old, op.new, sub)
+    return out
+
+
+def _add_previous(out: dict[str, Any], old: dict[str, Any], new: dict[str, Any],
+                  sub: Subscription) -> None:
+    """showChanges: previousValue (previousObject, ...) of the default instance."""
+    for iri, instances in new["attrs"].items():
+        before = old["attrs"].get(iri)
+        if not before or before[0] == instances[0]:
+            continue
+        name = sub.terms.compact(iri)
+        if name not in out:
+            continue
+        member = VALUE_MEMBER[before[0]["type"]]
+        previous = before[0].get(member)
+        rendered = out[name]
+        if isinstance(rendered, list):
+            rendered = rendered[0]
+            if isinstance(rendered, dict):
+                rendered[PREVIOUS.get(member, "previousValue")] = previous
+            continue
+        if not isinstance(rendered, dict):
+            rendered = out[name] = {"value": rendered}
+        rendered[PREVIOUS.get(member, "previousValue")] = previous
+
+
+def notification(sub: Subscription, data: list[dict[str, Any]], now_text: str) -> bytes:
+    body: dict[str, Any] = {"id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}",
+                            "type": "Notification", "subscriptionId": sub.id,
+                            "notifiedAt": now_text, "data": data}
+    if sub.target["accept"] == "application/ld+json":
+        body["@context"] = sub.notify_context
+    return orjson.dumps(body)
+
+
+# ------------------------------------------------------------------------ the manager
+
+
+class SubscriptionManager:
+    """Subscription operations (5.8) and the change listener that produces notifications."""
+
+    def __init__(self, broker: EntityBroker, *, clock: Callable[[], float] = time.time,
+                 wake: Callable[[str | None], None] | None = None) -> None:
+        self.broker = broker
+        self.store: Any = broker.store
+        self.clock = clock
+        self.wake = wake or (lambda tenant: None)
+        self._subs: dict[str | None, dict[str, Subscription]] = {}
+        #: per tenant, the subscriptions notified on change (not periodic): the hot path
+        self._active: dict[str | None, list[Subscription]] = {}
+
+    # -------------------------------------------------------------- cache
+
+    async def _tenant(self, tenant: str | None) -> dict[str, Subscription]:
+        subs = self._subs.get(tenant)
+        if subs is None:
+            subs = {}
+            if await self.store.has_tenant(tenant):
+                for row in load_subscriptions(self.store.connection(tenant)):
+                    sub_id, doc, context, *status = row
+                    try:
+                        sub = await build(orjson.loads(doc), orjson.loads(context),
+                                          self.broker, self.clock())
+                    except NgsiLdError:
+                        continue  # e.g. its @context is no longer available: skip it
+                    (sub.times_sent, sub.last_notification, sub.last_success,
+                     sub.last_failure, sub.delivery) = status
+                    subs[sub_id] = sub
+            self._subs[tenant] = subs
+            self._refresh(tenant)
+        return subs
+
+    def _refresh(self, tenant: str | None) -> None:
+        self._active[tenant] = [s for s in self._subs.get(tenant, {}).values()
+                                if not s.time_interval]
+
+    async def load_all(self) -> None:
+        """Load every tenant's subscriptions (at start: periodic ones need a schedule)."""
+        tenants: list[str | None] = [None, *await self.store.tenants()]
+        for tenant in tenants:
+            if tenant is None and not self.store.path(None).exists():
+                continue
+            await self._tenant(tenant)
+
+    def tenants(self) -> list[str | None]:
+        return list(self._subs)
+
+    # -------------------------------------------------------------- operations (5.8)
+
+    async def create(self, tenant: str | None, context: Any, body: object) -> str:
+        """5.8.1 Create Subscription."""
+        doc = clean_document(body)
+        doc.setdefault("id", f"urn:ngsi-ld:Subscription:{uuid.uuid4()}")
+        sub = await build(doc, context, self.broker, self.clock())
+        if sub.expires_at is not None and sub.expires_at <= self.clock():
+            raise BadRequestData("expiresAt is in the past")
+        subs = await self._tenant(tenant)
+        if sub.id in subs:
+            raise AlreadyExists(f"Subscription {sub.id} already exists")
+        await self._put(tenant, subs, sub)
+        return sub.id
+
+    async def _put(self, tenant: str | None, subs: dict[str, Subscription],
+                   sub: Subscription) -> None:
+        record = SubscriptionPut(sub.id, orjson.dumps(sub.doc).decode(),
+                                 orjson.dumps(sub.context).decode())
+        durable = await self.store.stage(tenant, [], [record, sub.status_record()])
+        subs[sub.id] = sub
+        self._refresh(tenant)
+        await durable
+
+    async def _existing(self, tenant: str | None, sub_id: str) -> Subscription:
+        check_uri(sub_id, "Subscription id")
+        if not await self.store.has_tenant(tenant):
+            raise NonexistentTenant(f"Tenant {tenant!r} does not exist")
+        sub = (await self._tenant(tenant)).get(sub_id)
+        if sub is None:
+            raise ResourceNotFound(f"Subscription {sub_id} does not exist")
+        return sub
+
+    async def retrieve(self, tenant: str | None, sub_id: str) -> dict[str, Any]:
+        """5.8.3 Retrieve Subscription."""
+        return (await self._existing(tenant, sub_id)).render(self.clock())
+
+    async def query(self, tenant: str | None, limit: int, offset: int
+                    ) -> tuple[list[dict[str, Any]], int]:
+        """5.8.4 Query Subscriptions: (page, total)."""
+        if not await self.store.has_tenant(tenant):
+            raise NonexistentTenant(f"Tenant {tenant!r} does not exist")
+        subs = list((await self._tenant(tenant)).values())
+        now = self.clock()
+        return [s.render(now) for s in subs[offset:offset + limit]], len(subs)
+
+    async def update(self, tenant: str | None, sub_id: str, body: object) -> None:
+        """5.8.2 Update Subscription: members replace; notification members merge."""
+        current = await self._existing(tenant, sub_id)
+        fragment = clean_document(body)
+        if not fragment:
+            raise BadRequestData("The update carries no subscription member")
+        if fragment.get("id", sub_id) != sub_id:
+            raise BadRequestData("The id of a subscription cannot change")
+        doc = orjson.loads(orjson.dumps(current.doc))
+        for name, value in fragment.items():
+            if name == "notification" and isinstance(value, dict):
+                doc["notification"] = {**doc["notification"], **value}
+            elif value is None or value == "urn:ngsi-ld:null":
+                doc.pop(name, None)
+            else:
+                doc[name] = value
+        sub = await build(doc, current.context, self.broker, self.clock())
+        sub.times_sent, sub.last_notification = current.times_sent, current.last_notification
+        sub.last_success, sub.last_failure = current.last_success, current.last_failure
+        sub.delivery, sub.last_sent = current.delivery, current.last_sent
+        await self._put(tenant, await self._tenant(tenant), sub)
+
+    async def delete(self, tenant: str | None, sub_id: str) -> None:
+        """5.8.5 Delete Subscription (its pending notifications go too)."""
+        await self._existing(tenant, sub_id)
+        subs = await self._tenant(tenant)
+        durable = await self.store.stage(tenant, [], [SubscriptionDelete(sub_id)])
+        subs.pop(sub_id, None)
+        self._refresh(tenant)
+        await durable
+
+    # -------------------------------------------------------------- matching
+
+    async def on_change(self, tenant: str | None, ops: list[WriteOp]) -> Sequence[object]:
+        """The ``EntityBroker`` listener: notifications to stage with the change."""
+        subs = self._active.get(tenant)
+        if subs is None:
+            await self._tenant(tenant)
+            subs = self._active[tenant]
+        if not subs:
+            return ()
+        return self.records(tenant, subs, ops, self.clock())
+
+    def records(self, tenant: str | None, subs: list[Subscription], ops: list[WriteOp],
+                now: float) -> list[OutboxRecord]:
+        records: list[OutboxRecord] = []
+        now_text = utc_now()
+        for sub in subs:
+            if sub.throttling and now - sub.last_sent < sub.throttling:
+                continue
+            data = [render_entity(sub, op, now_text) for op in ops if matches(sub, op, now)]
+            if not data:
+                continue
+            sub.last_sent = now
+            records.append(OutboxRecord(sub.id, sub.target["uri"], sub.target_json,
+                                        notification(sub, data, now_text), now))
+        if records:
+            self.wake(tenant)
+        return records
+
+    async def periodic_tick(self, now: float | None = None) -> int:
+        """Periodic subscriptions (timeInterval) whose time has come: notify the entities
+        that match now. Returns how many notifications were staged."""
+        now = self.clock() if now is None else now
+        staged = 0
+        for tenant, subs in list(self._subs.items()):
+            records: list[OutboxRecord] = []
+            for sub in list(subs.values()):
+                if not sub.time_interval or sub.status(now) != "active" or now < sub.next_due:
+                    continue
+                sub.next_due = now + sub.time_interval
+                result = await self.store.query(tenant, EntityQuery(
+                    selectors=sub.selectors, q=sub.q, geo=sub.geo, limit=PERIODIC_LIMIT))
+                if not result.entities:
+                    continue
+                now_text = iso(now)
+                data = [render_entity(sub, WriteOp(None, e), now_text) for e in result.entities]
+                records.append(OutboxRecord(sub.id, sub.target["uri"], sub.target_json,
+                                            notification(sub, data, now_text), now))
+            if records:
+                await (await self.store.stage(tenant, [], records))
+                self.wake(tenant)
+                staged += len(records)
+        return staged
+
+    # -------------------------------------------------------------- delivery status
+
+    def delivered(self, tenant: str | None, sub_id: str, ok: bool,
+                  when: float) -> SubscriptionStatus | None:
+        """Record one delivery attempt; returns the status row to persist."""
+        sub = self._subs.get(tenant, {}).get(sub_id)
+        if sub is None:
+            return None
+        stamp = iso(when)
+        sub.times_sent += 1
+        sub.last_notification = stamp
+        if ok:
+            sub.last_success, sub.delivery = stamp, "ok"
+        else:
+            sub.last_failure, sub.delivery = stamp, "failed"
+        return sub.status_record()

@@ -1,0 +1,269 @@
+"""Delivery of the notification outbox: at-least-once, with retries and per-endpoint isolation.
+
+One ``TenantDispatcher`` per tenant reads COMMITTED outbox rows through its own read-only
+connection (``OutboxReader``): rows never tried (``id`` above the last one seen) and rows
+whose retry time has come. It wakes up when told (after the commit of a change that staged
+notifications) and every ``poll_s`` anyway. Rows go to one ``EndpointWorker`` per endpoint
+URI: at most ``concurrency`` deliveries in flight per endpoint and ``max_queue`` rows queued,
+so an endpoint that is slow or down never slows the others, nor the writes (which only insert
+rows). A failure blocks the endpoint for ``min(cap, base * 2**failures)`` plus jitter: the
+failed row and every row of that endpoint read meanwhile are rescheduled after it (a row is
+only *attempted* once the endpoint is unblocked). On success the row is deleted.
+
+Row deletions, reschedules and the subscriptions' delivery status are staged through the
+store (``Store.stage``) in one batch per event-loop turn; a row stays "in flight" (never
+re-read) until its change is committed. After a crash the rows are still there: a row
+delivered but not yet deleted is delivered again (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from cityvisor.store.sqlite_subscriptions import (
+    OutboxDone,
+    OutboxReader,
+    OutboxRetry,
+    OutboxRow,
+    SubscriptionStatus,
+)
+
+LOG = logging.getLogger("cityvisor.notify")
+Sender = Callable[[dict[str, Any], bytes, str | None], Awaitable[None]]
+#: (tenant, subscription id, ok, when) -> status row to persist
+StatusSink = Callable[[str | None, str, bool, float], SubscriptionStatus | None]
+
+
+@dataclass
+class RetryPolicy:
+    base_s: float = 0.5
+    cap_s: float = 30.0
+    jitter: float = 0.2  # up to +20 %
+
+    def delay(self, failures: int) -> float:
+        delay = min(self.cap_s, self.base_s * 2 ** min(failures, 40))
+        return delay + random.uniform(0, delay * self.jitter)
+
+
+class EndpointWorker:
+    """Deliveries to one endpoint URI."""
+
+    def __init__(self, dispatcher: TenantDispatcher, uri: str) -> None:
+        self.dispatcher = dispatcher
+        self.uri = uri
+        self.queue: deque[OutboxRow] = deque()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.failures = 0
+        self.blocked_until = 0.0
+
+    def submit(self, row: OutboxRow) -> None:
+        d = self.dispatcher
+        if d.clock() < self.blocked_until or len(self.queue) >= d.max_queue:
+            d.reschedule(row, row.attempts, max(self.blocked_until, d.clock() + 0.2))
+            return
+        self.queue.append(row)
+        while self.queue and len(self.tasks) < d.concurrency:
+            task = asyncio.create_task(self._run())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _run(self) -> None:
+        d = self.dispatcher
+        while self.queue:
+            row = self.queue.popleft()
+            if d.clock() < self.blocked_until:
+                d.reschedule(row, row.attempts, self.blocked_until)
+                continue
+            try:
+                target = orjson.loads(row.target)
+                sender = d.senders[target["uri"].split(":", 1)[0].rstrip("s")]
+                await sender(target, row.payload, d.tenant)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                now = d.clock()
+                self.failures += 1
+                delay = d.policy.delay(self.failures - 1)
+                self.blocked_until = max(self.blocked_until, now + delay)
+                LOG.info("notification to %s failed (%s); retry in %.1f s", self.uri, error,
+                         delay)
+                d.failed(row, now + delay)
+            else:
+                self.failures = 0
+                self.blocked_until = 0.0
+                d.succeeded(row)
+
+
+class TenantDispatcher:
+    def __init__(self, service: Outbox, tenant: str | None) -> None:
+        self.service = service
+        self.tenant = tenant
+        self.clock = service.clock
+        self.policy = service.policy
+        self.senders = service.senders
+        self.concurrency = service.concurrency
+        self.max_queue = service.max_queue
+        self.event = asyncio.Event()
+        self.reader: OutboxReader | None = None
+        self.last_id = 0
+        self.inflight: set[int] = set()
+        self.workers: dict[str, EndpointWorker] = {}
+        self._writes: list[object] = []
+        self._statuses: dict[str, SubscriptionStatus] = {}
+        self._flush_scheduled = False
+        self._flushes: set[asyncio.Task[None]] = set()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._loop())
+
+    async def _loop(self) -> None:
+        store = self.service.store
+        store.connection(self.tenant)  # the schema exists before we read
+        self.reader = OutboxReader(store.path(self.tenant))
+        next_due = 0.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.event.wait(), self.service.poll_s)
+            self.event.clear()
+            try:
+                rows = self.reader.fresh(self.last_id, 1000)
+                if rows:
+                    self.last_id = rows[-1].id
+                    if len(rows) == 1000:
+                        self.event.set()
+                now = self.clock()
+                if now >= next_due:
+                    next_due = now + self.service.poll_s
+                    rows.extend(self.reader.due(now, 1000))
+            except Exception:  # pragma: no cover - e.g. database busy: next round
+                LOG.exception("reading the outbox failed")
+                continue
+            for row in rows:
+                if row.id in self.inflight:
+                    continue
+                self.inflight.add(row.id)
+                worker = self.workers.get(row.endpoint)
+                if worker is None:
+                    worker = self.workers[row.endpoint] = EndpointWorker(self, row.endpoint)
+                worker.submit(row)
+
+    # ------------------------------------------------------------ outcomes
+
+    def succeeded(self, row: OutboxRow) -> None:
+        self._status(row, True)
+        self._write(OutboxDone(row.id), row.id)
+
+    def failed(self, row: OutboxRow, next_at: float) -> None:
+        self._status(row, False)
+        self._write(OutboxRetry(row.id, row.attempts + 1, next_at), row.id)
+
+    def reschedule(self, row: OutboxRow, attempts: int, at: float) -> None:
+        """Not attempted (endpoint blocked or queue full): try at ``at`` (plus jitter)."""
+        self._write(OutboxRetry(row.id, attempts, at + random.uniform(0, 0.05)), row.id)
+
+    def _status(self, row: OutboxRow, ok: bool) -> None:
+        record = self.service.status_sink(self.tenant, row.subscription, ok, self.clock())
+        if record is not None:
+            self._statuses[record.id] = record
+
+    def _write(self, record: object, row_id: int) -> None:
+        self._writes.append((record, row_id))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        writes, self._writes = self._writes, []
+        statuses, self._statuses = list(self._statuses.values()), {}
+        task = asyncio.create_task(self._commit(writes, statuses))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _commit(self, writes: list[Any], statuses: list[SubscriptionStatus]) -> None:
+        ids = [row_id for _, row_id in writes]
+        try:
+            durable = await self.service.store.stage(
+                self.tenant, [], [record for record, _ in writes] + statuses)
+            await durable
+        except Exception:  # pragma: no cover - the rows stay: delivered again later
+            LOG.exception("recording notification outcomes failed")
+        finally:
+            self.inflight.difference_update(ids)
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        for worker in self.workers.values():
+            for task in list(worker.tasks):
+                task.cancel()
+            for task in list(worker.tasks):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._flush_scheduled:
+            self._flush()
+        for task in list(self._flushes):
+            with contextlib.suppress(Exception):
+                await task
+        if self.reader is not None:
+            self.reader.close()
+
+
+class Outbox:
+    """The delivery service: one dispatcher per tenant with notifications."""
+
+    def __init__(self, store: Any, senders: dict[str, Sender], status_sink: StatusSink, *,
+                 clock: Callable[[], float] = time.time, policy: RetryPolicy | None = None,
+                 concurrency: int = 8, max_queue: int = 2000, poll_s: float = 0.1) -> None:
+        self.store = store
+        self.senders = senders
+        self.status_sink = status_sink
+        self.clock = clock
+        self.policy = policy or RetryPolicy()
+        self.concurrency = concurrency
+        self.max_queue = max_queue
+        self.poll_s = poll_s
+        self.dispatchers: dict[str | None, TenantDispatcher] = {}
+        self.running = False
+
+    async def start(self, tenants: list[str | None]) -> None:
+        self.running = True
+        for tenant in tenants:
+            self._dispatcher(tenant)
+
+    def _dispatcher(self, tenant: str | None) -> TenantDispatcher | None:
+        if not self.running:
+            return None
+        dispatcher = self.dispatchers.get(tenant)
+        if dispatcher is None:
+            dispatcher = self.dispatchers[tenant] = TenantDispatcher(self, tenant)
+            dispatcher.start()
+        return dispatcher
+
+    def wake(self, tenant: str | None) -> None:
+        """Called when notifications were staged: read them once committed. The store
+        commits on a later turn of the loop (``call_soon`` queued at the transaction's
+        start); two hops put the wake-up after it."""
+        dispatcher = self._dispatcher(tenant)
+        if dispatcher is not None:
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_soon, dispatcher.event.set)
+
+    async def close(self) -> None:
+        self.running = False
+        for dispatcher in self.dispatchers.values():
+            await dispatcher.close()
+        self.dispatchers.clear()

@@ -1,0 +1,207 @@
+"""SQLite persistence of subscriptions and of the notification outbox (transactional outbox).
+
+Two tables in every tenant database (registered with ``SqliteStore.register_records``):
+
+- ``subscriptions``: one row per subscription: the validated document as JSON (``doc``), the
+  creator's ``@context`` (``context``, JSON) and the delivery status columns.
+- ``outbox``: one row per notification to deliver: the subscription, the endpoint URI (the
+  unit of isolation of the delivery workers), the delivery target (JSON: uri, accept,
+  receiverInfo, notifierInfo, Link) and the ready payload. ``next_attempt_at`` is 0 for a row
+  never tried, else the epoch second of its next attempt (partial index ``outbox_retry``).
+
+Every write is a record staged with the entity changes (``Store.stage``), so a notification
+exists if and only if the change that caused it was committed. Reads of the outbox go through
+a separate read-only connection (``OutboxReader``), which sees committed rows only.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS subscriptions (
+  id TEXT PRIMARY KEY,
+  doc TEXT NOT NULL,
+  context TEXT,
+  times_sent INTEGER NOT NULL DEFAULT 0,
+  last_notification TEXT,
+  last_success TEXT,
+  last_failure TEXT,
+  delivery TEXT
+);
+CREATE TABLE IF NOT EXISTS outbox (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: readers track the last id seen
+  subscription TEXT NOT NULL,
+  endpoint TEXT NOT NULL,
+  target TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  created_at REAL NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS outbox_retry ON outbox(next_attempt_at) WHERE next_attempt_at > 0;
+CREATE INDEX IF NOT EXISTS outbox_subscription ON outbox(subscription);
+"""
+
+
+@dataclass(frozen=True)
+class SubscriptionPut:
+    """Create or replace a subscription document (status columns are kept)."""
+
+    id: str
+    doc: str
+    context: str
+
+
+@dataclass(frozen=True)
+class SubscriptionDelete:
+    """Delete a subscription and its pending notifications."""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class SubscriptionStatus:
+    """The delivery status of a subscription (absolute values: the latest record wins)."""
+
+    id: str
+    times_sent: int
+    last_notification: str | None
+    last_success: str | None
+    last_failure: str | None
+    delivery: str | None
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    """A notification to deliver."""
+
+    subscription: str
+    endpoint: str
+    target: str
+    payload: bytes
+    created_at: float
+
+
+@dataclass(frozen=True)
+class OutboxDone:
+    """A delivered notification: its row goes."""
+
+    id: int
+
+
+@dataclass(frozen=True)
+class OutboxRetry:
+    """A notification to try again later (``attempts`` counts the failed attempts)."""
+
+    id: int
+    attempts: int
+    next_attempt_at: float
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    subscription: str
+    endpoint: str
+    target: str
+    payload: bytes
+    created_at: float
+    attempts: int
+
+
+def _put(conn: sqlite3.Connection, items: list[SubscriptionPut]) -> None:
+    conn.executemany(
+        "INSERT INTO subscriptions (id, doc, context) VALUES (?, ?, ?) ON CONFLICT (id) "
+        "DO UPDATE SET doc = excluded.doc, context = excluded.context",
+        [(i.id, i.doc, i.context) for i in items])
+
+
+def _delete(conn: sqlite3.Connection, items: list[SubscriptionDelete]) -> None:
+    conn.executemany("DELETE FROM subscriptions WHERE id = ?", [(i.id,) for i in items])
+    conn.executemany("DELETE FROM outbox WHERE subscription = ?", [(i.id,) for i in items])
+
+
+def _status(conn: sqlite3.Connection, items: list[SubscriptionStatus]) -> None:
+    conn.executemany(
+        "UPDATE subscriptions SET times_sent = ?, last_notification = ?, last_success = ?, "
+        "last_failure = ?, delivery = ? WHERE id = ?",
+        [(i.times_sent, i.last_notification, i.last_success, i.last_failure, i.delivery, i.id)
+         for i in items])
+
+
+def _outbox(conn: sqlite3.Connection, items: list[OutboxRecord]) -> None:
+    conn.executemany(
+        "INSERT INTO outbox (subscription, endpoint, target, payload, created_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [(i.subscription, i.endpoint, i.target, i.payload, i.created_at) for i in items])
+
+
+def _done(conn: sqlite3.Connection, items: list[OutboxDone]) -> None:
+    conn.executemany("DELETE FROM outbox WHERE id = ?", [(i.id,) for i in items])
+
+
+def _retry(conn: sqlite3.Connection, items: list[OutboxRetry]) -> None:
+    conn.executemany("UPDATE outbox SET attempts = ?, next_attempt_at = ? WHERE id = ?",
+                     [(i.attempts, i.next_attempt_at, i.id) for i in items])
+
+
+WRITERS: dict[type, Any] = {
+    SubscriptionPut: _put,
+    SubscriptionDelete: _delete,
+    SubscriptionStatus: _status,
+    OutboxRecord: _outbox,
+    OutboxDone: _done,
+    OutboxRetry: _retry,
+}
+
+
+def register(store: Any) -> None:
+    """Add the tables and record writers to a ``SqliteStore``."""
+    store.register_records(SCHEMA, WRITERS)
+
+
+def load_subscriptions(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    """(id, doc, context, times_sent, last_notification, last_success, last_failure,
+    delivery) of every subscription, in creation order."""
+    return conn.execute(
+        "SELECT id, doc, context, times_sent, last_notification, last_success, last_failure, "
+        "delivery FROM subscriptions ORDER BY rowid").fetchall()
+
+
+_COLUMNS = "id, subscription, endpoint, target, payload, created_at, attempts"
+
+
+class OutboxReader:
+    """A separate connection to a tenant database: sees committed outbox rows only."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                                    check_same_thread=False)
+        self.conn.execute("PRAGMA query_only=1")
+
+    def fresh(self, after_id: int, limit: int) -> list[OutboxRow]:
+        """Rows never tried, newer than ``after_id``, oldest first."""
+        rows = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM outbox WHERE id > ? AND next_attempt_at = 0 "
+            "ORDER BY id LIMIT ?", (after_id, limit))
+        return [OutboxRow(*row) for row in rows]
+
+    def max_id(self) -> int:
+        return int(self.conn.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0])
+
+    def due(self, now: float, limit: int) -> list[OutboxRow]:
+        """Rows to try again whose time has come (a first attempt after a restart included)."""
+        rows = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM outbox WHERE next_attempt_at > 0 AND next_attempt_at <= ? "
+            "ORDER BY next_attempt_at LIMIT ?", (now, limit))
+        return [OutboxRow(*row) for row in rows]
+
+    def pending(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+    def close(self) -> None:
+        self.conn.close()

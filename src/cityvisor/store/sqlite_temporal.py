@@ -1,0 +1,329 @@
+"""SQLite tables of the temporal history (NGSI-LD Temporal API, clauses 5.6.11-5.6.16, 5.7.3-5.7.4).
+
+Layout, in every tenant database (see ``docs/temporal.md`` for the choice of indexes):
+
+- ``temporal_instances``: one row per recorded attribute instance: entity id, first type IRI,
+  attribute IRI, datasetId ('' for the default instance), the three time columns normalised to
+  ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (so that text order is time order), ``deleted_at`` for a
+  deletion, ``num`` (the value when it is a number, for SQL aggregations) and ``value`` (the
+  stored instance as JSON). ``observed_at`` is the instance's ``observedAt``, or its
+  ``modifiedAt`` when it has none, so that every row has a place on the observedAt axis.
+  Indexes ``(entity, attr, observed_at)`` and ``(entity, attr, modified_at)``: a time-range
+  query or an aggregation of one attribute of one entity is one index range scan.
+- ``temporal_entities``: the entities that have a history (also after the entity itself was
+  deleted from the core store): id, types (JSON list), timestamps. Written when an entity is
+  created, deleted or changes type, not on attribute updates (the hot path).
+- ``temporal_retention``: retention days per attribute ('' = the whole tenant).
+
+Writes are side records of ``SqliteStore.stage`` (same transaction as the entity change);
+reads run on the store's read pool, each function below taking a read connection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS temporal_instances (
+  instance_id INTEGER PRIMARY KEY,
+  entity TEXT NOT NULL,
+  entity_type TEXT NOT NULL,
+  attr TEXT NOT NULL,
+  dataset_id TEXT NOT NULL,
+  observed_at TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  modified_at TEXT NOT NULL,
+  deleted_at TEXT,
+  num REAL,
+  value TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS temporal_observed ON temporal_instances(entity, attr, observed_at,
+                                                                 dataset_id, deleted_at, num);
+CREATE INDEX IF NOT EXISTS temporal_modified ON temporal_instances(entity, attr, modified_at);
+CREATE TABLE IF NOT EXISTS temporal_entities (
+  rowid INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  type TEXT NOT NULL,
+  types TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  modified_at TEXT NOT NULL,
+  deleted_at TEXT
+);
+CREATE INDEX IF NOT EXISTS temporal_entities_type ON temporal_entities(type);
+CREATE TABLE IF NOT EXISTS temporal_retention (
+  attr TEXT PRIMARY KEY,
+  days INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+#: timeproperty -> column
+TIME_COLUMNS = {"observedAt": "observed_at", "createdAt": "created_at", "modifiedAt": "modified_at"}
+_COLUMNS = ("instance_id, attr, dataset_id, observed_at, created_at, modified_at, deleted_at, "
+            "value")
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    """One attribute instance to append to the history (a ``stage`` side record)."""
+
+    entity: str
+    entity_type: str
+    attr: str
+    dataset_id: str
+    observed_at: str
+    created_at: str
+    modified_at: str
+    deleted_at: str | None
+    num: float | None
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class EntityRecord:
+    """Create or update (``deleted_at`` None) or mark deleted a temporal entity."""
+
+    entity: str
+    types: tuple[str, ...]
+    created_at: str
+    modified_at: str
+    deleted_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """Any other change of the temporal tables, run in the ``stage`` transaction."""
+
+    sql: str
+    params: tuple[Any, ...] = ()
+
+
+def write_instances(conn: sqlite3.Connection, records: list[InstanceRecord]) -> None:
+    conn.executemany(
+        "INSERT INTO temporal_instances (entity, entity_type, attr, dataset_id, observed_at, "
+        "created_at, modified_at, deleted_at, num, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(r.entity, r.entity_type, r.attr, r.dataset_id, r.observed_at, r.created_at,
+          r.modified_at, r.deleted_at, r.num, r.value) for r in records])
+
+
+def write_entities(conn: sqlite3.Connection, records: list[EntityRecord]) -> None:
+    for r in records:
+        types = orjson.dumps(list(r.types)).decode()
+        if r.deleted_at is not None:
+            conn.execute("UPDATE temporal_entities SET deleted_at = ?, modified_at = ? WHERE id = ?",
+                         (r.deleted_at, r.deleted_at, r.entity))
+            continue
+        conn.execute(
+            "INSERT INTO temporal_entities (id, type, types, created_at, modified_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET type = excluded.type, "
+            "types = excluded.types, modified_at = excluded.modified_at, deleted_at = NULL",
+            (r.entity, r.types[0], types, r.created_at, r.modified_at))
+
+
+def write_statements(conn: sqlite3.Connection, records: list[Statement]) -> None:
+    for r in records:
+        conn.execute(r.sql, r.params)
+
+
+WRITERS: dict[type, Any] = {InstanceRecord: write_instances, EntityRecord: write_entities,
+                            Statement: write_statements}
+
+
+# ---------------------------------------------------------------------------- reads
+
+
+@dataclass(frozen=True)
+class TimeFilter:
+    """The temporal query, normalised: column, bounds (text, normalised UTC), lastN."""
+
+    column: str = "observed_at"
+    after: str | None = None  # t > after   (timerel=after)
+    from_: str | None = None  # t >= from_  (timerel=between)
+    before: str | None = None  # t < before  (timerel=before, between)
+    last_n: int | None = None
+
+    def sql(self) -> tuple[str, list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if self.after is not None:
+            where.append(f"{self.column} > ?")
+            params.append(self.after)
+        if self.from_ is not None:
+            where.append(f"{self.column} >= ?")
+            params.append(self.from_)
+        if self.before is not None:
+            where.append(f"{self.column} < ?")
+            params.append(self.before)
+        return "".join(" AND " + w for w in where), params
+
+
+def entity_rows(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+    """id -> (types JSON, created_at, modified_at, deleted_at) of temporal entities."""
+    found: dict[str, tuple[Any, ...]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start:start + 500])
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(
+                f"SELECT id, types, created_at, modified_at, deleted_at FROM temporal_entities "
+                f"WHERE id IN ({marks})", chunk):
+            found[row[0]] = row[1:]
+    return found
+
+
+def entity_attributes(conn: sqlite3.Connection, entity: str) -> list[str]:
+    """The attributes with a history, by a loose index scan (one seek per attribute)."""
+    rows = conn.execute(
+        "WITH RECURSIVE a(attr) AS ("
+        " SELECT (SELECT min(attr) FROM temporal_instances WHERE entity = ?1)"
+        " UNION ALL SELECT (SELECT min(attr) FROM temporal_instances"
+        "  WHERE entity = ?1 AND attr > a.attr) FROM a WHERE a.attr IS NOT NULL)"
+        " SELECT attr FROM a WHERE attr IS NOT NULL", (entity,))
+    return [attr for (attr,) in rows]
+
+
+def attribute_history(conn: sqlite3.Connection, entity: str, attr: str, time: TimeFilter,
+                      limit: int) -> list[tuple[Any, ...]]:
+    """Up to ``limit`` rows of one attribute, in time order (lastN: the most recent ones,
+    newest first). Row: instance_id, attr, dataset_id, observed_at, created_at, modified_at,
+    deleted_at, value."""
+    where, params = time.sql()
+    order = "DESC" if time.last_n is not None else "ASC"
+    return conn.execute(
+        f"SELECT {_COLUMNS} FROM temporal_instances INDEXED BY {_index(time.column)} "
+        f"WHERE entity = ? AND attr = ?{where} ORDER BY {time.column} {order}, instance_id {order} "
+        "LIMIT ?", [entity, attr, *params, limit]).fetchall()
+
+
+def _index(column: str) -> str:
+    return "temporal_modified" if column == "modified_at" else "temporal_observed"
+
+
+#: aggregation method -> SQL aggregate over the rows of one period
+AGGREGATES = {
+    "totalCount": "count(*)",
+    "distinctCount": "count(DISTINCT coalesce(json_extract(value, '$.value'), "
+                     "json_extract(value, '$.object'), json(json_extract(value, '$.languageMap')), "
+                     "json(json_extract(value, '$.valueList')), "
+                     "json(json_extract(value, '$.objectList')), json(json_extract(value, '$.json')), "
+                     "json_extract(value, '$.vocab')))",
+    "sum": "sum(num)",
+    "avg": "avg(num)",
+    "min": "min(num)",
+    "max": "max(num)",
+    "sumsq": "sum(num * num)",
+    # sample standard deviation (like PostgreSQL's stddev), from the moments of the period
+    "stddev": "CASE WHEN count(num) > 1 THEN sqrt(max(0.0, (sum(num * num) - sum(num) * sum(num) "
+              "/ count(num)) / (count(num) - 1))) END",
+}
+
+
+def first_time(conn: sqlite3.Connection, entity: str, attr: str, time: TimeFilter) -> str | None:
+    where, params = time.sql()
+    row = conn.execute(
+        f"SELECT min({time.column}) FROM temporal_instances INDEXED BY {_index(time.column)} "
+        f"WHERE entity = ? AND attr = ? AND deleted_at IS NULL{where}",
+        [entity, attr, *params]).fetchone()
+    return row[0] if row else None
+
+
+def aggregate(conn: sqlite3.Connection, entity: str, attr: str, time: TimeFilter,
+              methods: Sequence[str], origin_jd: float, period_ms: int | None,
+              months: int | None, origin: str) -> list[tuple[Any, ...]]:
+    """Rows (dataset_id, bucket, method values...) of one attribute, grouped per period.
+
+    Buckets: ``period_ms`` fixed periods from the origin (julian day ``origin_jd``); or
+    ``months`` calendar months from ``origin``; or one bucket (both None)."""
+    where, params = time.sql()
+    col = time.column
+    if period_ms is not None:
+        bucket = f"CAST(round((julianday({col}) - ?) * 86400000.0) AS INTEGER) / ?"
+        bucket_params: list[Any] = [origin_jd, period_ms]
+    elif months is not None:
+        # whole months from the origin, minus one when the day-and-time part is earlier
+        bucket = (f"((CAST(substr({col}, 1, 4) AS INTEGER) * 12 + CAST(substr({col}, 6, 2) AS "
+                  f"INTEGER)) - ? - (substr({col}, 9) < ?)) / ?")
+        bucket_params = [int(origin[:4]) * 12 + int(origin[5:7]), origin[8:], months]
+    else:
+        bucket, bucket_params = "0", []
+    selected = ", ".join(AGGREGATES[m] for m in methods)
+    return conn.execute(
+        f"SELECT dataset_id, {bucket} AS bucket, {selected} "
+        f"FROM temporal_instances INDEXED BY {_index(col)} "
+        f"WHERE entity = ? AND attr = ? AND deleted_at IS NULL{where} "
+        "GROUP BY dataset_id, bucket ORDER BY dataset_id, bucket",
+        [*bucket_params, entity, attr, *params]).fetchall()
+
+
+def attribute_kind(conn: sqlite3.Connection, entity: str, attr: str) -> str:
+    """The type (Property, Relationship...) of an attribute, from one of its instances."""
+    row = conn.execute("SELECT json_extract(value, '$.type') FROM temporal_instances "
+                       "WHERE entity = ? AND attr = ? LIMIT 1", (entity, attr)).fetchone()
+    return row[0] if row and row[0] else "Property"
+
+
+def instance_row(conn: sqlite3.Connection, entity: str, attr: str,
+                 instance_id: int) -> tuple[Any, ...] | None:
+    return conn.execute(
+        f"SELECT {_COLUMNS} FROM temporal_instances WHERE instance_id = ? AND entity = ? "
+        "AND attr = ?", (instance_id, entity, attr)).fetchone()
+
+
+# ---------------------------------------------------------------------------- retention
+
+
+def retention_settings(conn: sqlite3.Connection) -> dict[str, int]:
+    return {attr: days for attr, days in conn.execute(
+        "SELECT attr, days FROM temporal_retention ORDER BY attr")}
+
+
+def set_retention(conn: sqlite3.Connection, attr: str, days: int | None) -> None:
+    if days is None:
+        conn.execute("DELETE FROM temporal_retention WHERE attr = ?", (attr,))
+    else:
+        conn.execute("INSERT INTO temporal_retention (attr, days) VALUES (?, ?) "
+                      "ON CONFLICT (attr) DO UPDATE SET days = excluded.days", (attr, days))
+
+
+def purge_condition(cutoffs: dict[str, str], default_cutoff: str | None) -> tuple[str, list[Any]] | None:
+    """WHERE fragment selecting rows older than their retention (attribute cutoffs first)."""
+    parts: list[str] = []
+    params: list[Any] = []
+    for attr, cutoff in sorted(cutoffs.items()):
+        parts.append("(attr = ? AND observed_at < ?)")
+        params.extend([attr, cutoff])
+    if default_cutoff is not None:
+        if cutoffs:
+            marks = ",".join("?" * len(cutoffs))
+            parts.append(f"(attr NOT IN ({marks}) AND observed_at < ?)")
+            params.extend([*sorted(cutoffs), default_cutoff])
+        else:
+            parts.append("observed_at < ?")
+            params.append(default_cutoff)
+    if not parts:
+        return None
+    return "(" + " OR ".join(parts) + ")", params
+
+
+__all__ = ["SCHEMA", "TIME_COLUMNS", "WRITERS", "EntityRecord", "InstanceRecord", "Statement",
+           "TimeFilter"]
+
+
+def select_entities(conn: sqlite3.Connection, where: list[str], params: list[Any], limit: int,
+                    offset: int, count: bool) -> tuple[list[tuple[Any, ...]], int | None]:
+    """Temporal entities (id, types JSON, created_at, modified_at) matching ``where`` (alias
+    ``te``), in creation order, paginated; and their count if asked."""
+    clause = " WHERE " + " AND ".join(where) if where else ""
+    total = None
+    if count:
+        total = conn.execute(f"SELECT count(*) FROM temporal_entities te{clause}",
+                             params).fetchone()[0]
+    rows: list[tuple[Any, ...]] = []
+    if limit > 0:
+        rows = conn.execute(
+            f"SELECT te.id, te.types, te.created_at, te.modified_at FROM temporal_entities te"
+            f"{clause} ORDER BY te.rowid LIMIT ? OFFSET ?", [*params, limit, offset]).fetchall()
+    return rows, total

@@ -1,0 +1,222 @@
+"""Delivery through the outbox: a local HTTP receiver that fails then recovers, backoff,
+status reporting, endpoint isolation, and MQTT through the real Mosquitto at 127.0.0.1:1883
+(CI starts it; these tests fail, never skip, when it is not running)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import orjson
+import pytest
+
+from cityvisor.config import Settings
+from cityvisor.services import Services
+
+pytestmark = pytest.mark.anyio
+MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
+
+
+class Receiver:
+    """A threaded HTTP server recording notifications; answers 500 ``fail`` times first."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.fail = fail
+        self.received: list[tuple[dict[str, str], dict[str, Any], float]] = []
+        self.attempts: list[float] = []
+        self.changed = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver.changed:
+                    receiver.attempts.append(time.monotonic())
+                    failing = receiver.fail > 0
+                    if failing:
+                        receiver.fail -= 1
+                    else:
+                        receiver.received.append((dict(self.headers), orjson.loads(body),
+                                                  time.monotonic()))
+                    receiver.changed.notify_all()
+                self.send_response(500 if failing else 204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/notify"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    async def wait_for(self, count: int, limit_s: float = 10.0) -> None:
+        def wait() -> bool:
+            with self.changed:
+                return self.changed.wait_for(lambda: len(self.received) >= count, limit_s)
+
+        assert await asyncio.to_thread(wait), f"{len(self.received)} of {count} received"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+async def services(tmp_path: Path) -> Any:
+    services = Services.build(Settings(
+        data_dir=tmp_path / "d", auth=False, allow_context_fetch=False,
+        notification_retry_base_s=0.05, notification_retry_cap_s=0.2))
+    await services.start()
+    yield services
+    await services.close()
+
+
+def subscription(uri: str, **notification: Any) -> dict[str, Any]:
+    return {"type": "Subscription", "entities": [{"type": "Lamp"}],
+            "notification": {"endpoint": {"uri": uri, **notification.pop("endpoint", {})},
+                             **notification}}
+
+
+async def lamp(services: Services, n: int, value: Any, tenant: str | None = None) -> None:
+    await services.broker.create_entity(tenant, None, {
+        "id": f"urn:ngsi-ld:Lamp:{n}", "type": "Lamp", "level": {"value": value}})
+
+
+async def test_http_delivery_headers_and_status(services: Services) -> None:
+    receiver = Receiver()
+    try:
+        manager = services.subscriptions.manager
+        sub_id = await manager.create("city", None, subscription(receiver.url, endpoint={
+            "receiverInfo": [{"key": "X-Token", "value": "s3cret"}]}))
+        await lamp(services, 1, 5, "city")
+        await receiver.wait_for(1)
+        headers, body, _ = receiver.received[0]
+        assert headers["Content-Type"] == "application/json"
+        assert headers["X-Token"] == "s3cret" and headers["NGSILD-Tenant"] == "city"
+        assert "ngsi-ld-core-context" in headers["Link"]
+        assert body["subscriptionId"] == sub_id and body["data"][0]["level"]["value"] == 5
+        for _ in range(100):  # the status is recorded right after the delivery
+            status = (await manager.retrieve("city", sub_id))["notification"]
+            if status.get("timesSent") == 1:
+                break
+            await asyncio.sleep(0.01)
+        assert status["status"] == "ok" and status["timesSent"] == 1
+        assert "lastSuccess" in status and "lastFailure" not in status
+    finally:
+        receiver.close()
+
+
+async def test_failing_receiver_recovers_with_backoff(services: Services) -> None:
+    receiver = Receiver(fail=3)
+    services.subscriptions.outbox.concurrency = 1  # one attempt at a time: visible backoff
+    try:
+        manager = services.subscriptions.manager
+        sub_id = await manager.create(None, None, subscription(receiver.url))
+        for n in range(20):
+            await lamp(services, n, n)
+        await receiver.wait_for(20)
+        values = sorted(b["data"][0]["level"]["value"] for _, b, _ in receiver.received)
+        assert values == list(range(20))  # every notification, after three failures
+        gaps = [b - a for a, b in zip(receiver.attempts[:4], receiver.attempts[1:5],
+                                      strict=True)]
+        assert all(gap >= 0.045 for gap in gaps[:3]), gaps  # base 0.05 s, doubling
+        assert gaps[1] >= 0.09 and gaps[2] >= 0.18
+        status = (await manager.retrieve(None, sub_id))["notification"]
+        assert "lastFailure" in status and "lastSuccess" in status
+        for _ in range(100):
+            status = (await manager.retrieve(None, sub_id))["notification"]
+            if status["status"] == "ok" and status["timesSent"] >= 23:
+                break
+            await asyncio.sleep(0.01)
+        assert status["status"] == "ok" and status["timesSent"] >= 23
+        conn = services.store.connection(None)
+        for _ in range(100):
+            if conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+    finally:
+        receiver.close()
+
+
+async def test_failed_status_reported_and_down_endpoint_is_isolated(services: Services) -> None:
+    receiver = Receiver()
+    try:
+        manager = services.subscriptions.manager
+        dead = await manager.create(None, None, subscription("http://127.0.0.1:9/down"))
+        await manager.create(None, None, subscription(receiver.url))
+        started = time.monotonic()
+        for n in range(50):
+            await lamp(services, n, n)
+        writes_s = time.monotonic() - started
+        await receiver.wait_for(50)
+        assert writes_s < 5
+        for _ in range(200):
+            status = (await manager.retrieve(None, dead))["notification"]
+            if status.get("status") == "failed":
+                break
+            await asyncio.sleep(0.01)
+        assert status["status"] == "failed" and "lastFailure" in status
+        assert "lastSuccess" not in status
+        # deleting the subscription drops its pending notifications
+        await manager.delete(None, dead)
+        conn = services.store.connection(None)
+        assert conn.execute("SELECT count(*) FROM outbox WHERE subscription = ?",
+                            (dead,)).fetchone()[0] == 0
+    finally:
+        receiver.close()
+
+
+async def test_paused_subscription_sends_nothing(services: Services) -> None:
+    receiver = Receiver()
+    try:
+        manager = services.subscriptions.manager
+        sub_id = await manager.create(None, None, subscription(receiver.url))
+        await manager.update(None, sub_id, {"isActive": False})
+        await lamp(services, 1, 1)
+        await manager.update(None, sub_id, {"isActive": True})
+        await lamp(services, 2, 2)
+        await receiver.wait_for(1)
+        await asyncio.sleep(0.2)
+        assert [b["data"][0]["id"] for _, b, _ in receiver.received] == ["urn:ngsi-ld:Lamp:2"]
+    finally:
+        receiver.close()
+
+
+async def _mqtt_roundtrip(services: Services, version: str, qos: str) -> None:
+    topic = f"cityvisor-test/{uuid.uuid4().hex}"
+    protocol = (aiomqtt.ProtocolVersion.V5 if version == "mqtt5.0"
+                else aiomqtt.ProtocolVersion.V311)
+    async with aiomqtt.Client(MQTT_HOST, MQTT_PORT, protocol=protocol) as client:
+        await client.subscribe(topic, qos=1)
+        await services.subscriptions.manager.create(None, None, subscription(
+            f"mqtt://{MQTT_HOST}:{MQTT_PORT}/{topic}", endpoint={
+                "receiverInfo": [{"key": "X-Site", "value": "nimes"}],
+                "notifierInfo": [{"key": "MQTT-QoS", "value": qos},
+                                 {"key": "MQTT-Version", "value": version}]}))
+        await lamp(services, 1, 42)
+        async with asyncio.timeout(10):
+            message = await anext(aiter(client.messages))
+    payload = orjson.loads(message.payload)
+    assert set(payload) == {"metadata", "body"}
+    assert payload["metadata"]["Content-Type"] == "application/json"
+    assert payload["metadata"]["X-Site"] == "nimes" and "Link" in payload["metadata"]
+    assert payload["body"]["type"] == "Notification"
+    assert payload["body"]["data"][0]["level"]["value"] == 42
+    if version == "mqtt5.0":
+        assert ("X-Site", "nimes") in message.properties.UserProperty
+
+
+async def test_mqtt_delivery_v311(services: Services) -> None:
+    await _mqtt_roundtrip(services, "mqtt3.1.1", "1")
+
+
+async def test_mqtt_delivery_v5(services: Services) -> None:
+    await _mqtt_roundtrip(services, "mqtt5.0", "0")

@@ -1,0 +1,191 @@
+"""Subscription endpoints (clauses 6.10-6.11): success and error paths of every route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+SUBS = "/ngsi-ld/v1/subscriptions"
+STREETLIGHT = ("https://raw.githubusercontent.com/smart-data-models/dataModel.Streetlighting/"
+               "master/context.jsonld")
+
+
+def link(url: str) -> dict[str, str]:
+    return {"Link": f'<{url}>; rel="http://www.w3.org/ns/json-ld#context"; '
+                    'type="application/ld+json"'}
+
+
+def sub(**members: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": "Subscription", "entities": [{"type": "Streetlight"}],
+                            "notification": {"endpoint": {"uri": "http://127.0.0.1:9/n"}}}
+    body.update(members)
+    return body
+
+
+def test_create_retrieve_list_update_delete(client: TestClient) -> None:
+    created = client.post(SUBS, json=sub(watchedAttributes=["powerState"], q="powerState==\"on\"",
+                                         throttling=5), headers=link(STREETLIGHT))
+    assert created.status_code == 201, created.text
+    location = created.headers["Location"]
+    assert location.startswith(SUBS + "/urn:ngsi-ld:Subscription:")
+    sub_id = location.rsplit("/", 1)[1]
+    got = client.get(f"{SUBS}/{sub_id}")
+    assert got.status_code == 200
+    body = got.json()
+    assert body["id"] == sub_id and body["type"] == "Subscription"
+    assert body["status"] == "active" and body["isActive"] is True
+    assert body["watchedAttributes"] == ["powerState"]
+    assert body["notification"]["timesSent"] == 0
+    assert body["notification"]["endpoint"]["accept"] == "application/json"
+    assert "Link" in got.headers
+
+    client.post(SUBS, json=sub(id="urn:ngsi-ld:Subscription:two"))
+    listed = client.get(SUBS, params={"count": "true", "limit": "1"})
+    assert listed.status_code == 200
+    assert listed.headers["NGSILD-Results-Count"] == "2"
+    assert [s["id"] for s in listed.json()] == [sub_id]
+    assert [s["id"] for s in client.get(SUBS, params={"offset": "1"}).json()] == [
+        "urn:ngsi-ld:Subscription:two"]
+
+    patched = client.patch(f"{SUBS}/{sub_id}", json={"isActive": False,
+                                                     "notification": {"format": "keyValues"}})
+    assert patched.status_code == 204, patched.text
+    body = client.get(f"{SUBS}/{sub_id}").json()
+    assert body["status"] == "paused" and body["notification"]["format"] == "keyValues"
+    assert body["notification"]["endpoint"]["uri"] == "http://127.0.0.1:9/n"
+
+    assert client.delete(f"{SUBS}/{sub_id}").status_code == 204
+    assert client.get(f"{SUBS}/{sub_id}").status_code == 404
+    assert client.delete(f"{SUBS}/{sub_id}").status_code == 404
+
+
+def test_given_id_conflict_and_ld_json_context(client: TestClient) -> None:
+    body = {**sub(id="urn:ngsi-ld:Subscription:x"), "@context": STREETLIGHT}
+    headers = {"Content-Type": "application/ld+json"}
+    first = client.post(SUBS, content=__import__("orjson").dumps(body), headers=headers)
+    assert first.status_code == 201
+    again = client.post(SUBS, content=__import__("orjson").dumps(body), headers=headers)
+    assert again.status_code == 409
+    assert again.json()["type"].endswith("AlreadyExists")
+    got = client.get(f"{SUBS}/urn:ngsi-ld:Subscription:x",
+                     headers={"Accept": "application/ld+json"})
+    assert got.json()["@context"] == "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.9.jsonld"
+
+
+def test_expired_status_and_periodic(client: TestClient) -> None:
+    created = client.post(SUBS, json=sub(id="urn:ngsi-ld:Subscription:p", timeInterval=60,
+                                         expiresAt="2999-01-01T00:00:00Z"))
+    assert created.status_code == 201
+    assert client.get(f"{SUBS}/urn:ngsi-ld:Subscription:p").json()["timeInterval"] == 60
+
+
+@pytest.mark.parametrize("body, detail", [
+    ([], "JSON object"),
+    (sub(type="Entity"), "type"),
+    (sub(id="not a uri"), "URI"),
+    ({"type": "Subscription", "notification": {"endpoint": {"uri": "http://h/x"}}},
+     "entities or watchedAttributes"),
+    (sub(entities=[]), "entities"),
+    (sub(entities=[{}]), "selector"),
+    (sub(entities=[{"type": ""}]), "type"),
+    (sub(entities=[{"idPattern": "(["}]), ""),
+    (sub(watchedAttributes=[]), "watchedAttributes"),
+    (sub(watchedAttributes=["a b"]), "forbidden"),
+    (sub(q="a>>"), ""),
+    (sub(q=5), "q"),
+    (sub(geoQ={"georel": "near;maxDistance==10", "geometry": "Point"}), "geoQ"),
+    (sub(geoQ={"georel": "near;maxDistance==10", "geometry": "Point",
+               "coordinates": [500, 43]}), ""),
+    (sub(geoQ={"georel": "within", "geometry": "Polygon", "coordinates": "x"}), ""),
+    (sub(notificationTrigger=["entityExploded"]), "notificationTrigger"),
+    (sub(throttling=-1), "throttling"),
+    (sub(timeInterval="10"), "timeInterval"),
+    (sub(timeInterval=10, watchedAttributes=["a"]), "timeInterval"),
+    (sub(timeInterval=10, throttling=3), "timeInterval"),
+    (sub(expiresAt="tomorrow"), "expiresAt"),
+    (sub(expiresAt="2000-01-01T00:00:00Z"), "past"),
+    (sub(isActive="yes"), "isActive"),
+    (sub(notification=None), "notification"),
+    (sub(notification={"endpoint": {"uri": "ftp://h/x"}}), "uri"),
+    (sub(notification={"endpoint": {"uri": "http://"}}), "uri"),
+    (sub(notification={"endpoint": {"uri": "mqtt://h:1883/"}}), "topic"),
+    (sub(notification={"endpoint": {"uri": "mqtt://h/a/#"}}), "topic"),
+    (sub(notification={"endpoint": {"uri": "http://h/x", "accept": "text/plain"}}), "accept"),
+    (sub(notification={"endpoint": {"uri": "http://h/x", "receiverInfo": [{"k": 1}]}}),
+     "receiverInfo"),
+    (sub(notification={"endpoint": {"uri": "mqtt://h/t", "notifierInfo": [
+        {"key": "MQTT-QoS", "value": "3"}]}}), "MQTT-QoS"),
+    (sub(notification={"endpoint": {"uri": "mqtt://h/t", "notifierInfo": [
+        {"key": "MQTT-Version", "value": "4"}]}}), "MQTT-Version"),
+    (sub(notification={"format": "xml", "endpoint": {"uri": "http://h/x"}}), "format"),
+    (sub(notification={"attributes": "a", "endpoint": {"uri": "http://h/x"}}), "attributes"),
+    (sub(notification={"showChanges": 1, "endpoint": {"uri": "http://h/x"}}), "showChanges"),
+    (sub(jsonldContext="ctx"), "jsonldContext"),
+])
+def test_create_rejects_invalid(client: TestClient, body: Any, detail: str) -> None:
+    response = client.post(SUBS, json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["type"].endswith("BadRequestData")
+    assert detail in response.json()["detail"]
+
+
+def test_unsupported_member_and_media_type(client: TestClient) -> None:
+    assert client.post(SUBS, json=sub(scopeQ="/a")).status_code == 422
+    assert client.post(SUBS, content=b"{}", headers={"Content-Type": "text/plain"}
+                       ).status_code == 415
+    assert client.post(SUBS, content=b"{", headers={"Content-Type": "application/json"}
+                       ).status_code == 400
+
+
+def test_query_parameters_and_unknown(client: TestClient) -> None:
+    assert client.get(SUBS).json() == []
+    assert client.get(SUBS, params={"limit": "0"}).status_code == 400
+    assert client.get(SUBS, params={"limit": "5000"}).status_code == 400
+    assert client.get(SUBS, params={"offset": "-1"}).status_code == 400
+    assert client.get(SUBS, params={"limit": "x"}).status_code == 400
+    counted = client.get(SUBS, params={"limit": "0", "count": "true"})
+    assert counted.status_code == 200 and counted.headers["NGSILD-Results-Count"] == "0"
+    assert client.get(SUBS, headers={"NGSILD-Tenant": "nobody"}).status_code == 404
+    assert client.get(f"{SUBS}/urn:ngsi-ld:Subscription:none").status_code == 404
+    assert client.get(f"{SUBS}/not-a-uri").status_code == 400
+    assert client.patch(f"{SUBS}/urn:ngsi-ld:Subscription:none",
+                        json={"isActive": False}).status_code == 404
+    assert client.delete(f"{SUBS}/urn:ngsi-ld:Subscription:none",
+                         headers={"NGSILD-Tenant": "nobody"}).status_code == 404
+
+
+def test_update_errors(client: TestClient) -> None:
+    client.post(SUBS, json=sub(id="urn:ngsi-ld:Subscription:u"))
+    url = f"{SUBS}/urn:ngsi-ld:Subscription:u"
+    assert client.patch(url, json={}).status_code == 400
+    assert client.patch(url, json={"id": "urn:ngsi-ld:Subscription:v"}).status_code == 400
+    assert client.patch(url, json={"throttling": "fast"}).status_code == 400
+    assert client.patch(url, json={"notification": {"endpoint": {"uri": "x"}}}).status_code == 400
+    assert client.patch(url, json=[1]).status_code == 400
+    # the invalid updates changed nothing
+    assert client.get(url).json()["notification"]["endpoint"]["uri"] == "http://127.0.0.1:9/n"
+    assert client.patch(url, json={"q": "a==1", "expiresAt": "2999-01-01T00:00:00Z"}
+                        ).status_code == 204
+    assert client.get(url).json()["q"] == "a==1"
+
+
+def test_tenants_are_separate(client: TestClient) -> None:
+    tenant = {"NGSILD-Tenant": "city2"}
+    assert client.post(SUBS, json=sub(id="urn:ngsi-ld:Subscription:t"), headers=tenant
+                       ).status_code == 201
+    assert client.get(f"{SUBS}/urn:ngsi-ld:Subscription:t", headers=tenant).status_code == 200
+    assert client.get(f"{SUBS}/urn:ngsi-ld:Subscription:t").status_code == 404
+
+
+def test_roles(secure_client: TestClient, secure_settings: Any) -> None:
+    from cityvisor.security.tokens import TokenStore
+
+    tokens = TokenStore(secure_settings.system_db)
+    reader, _ = tokens.create("reader", "*", "r")
+    tokens.close()
+    auth = {"Authorization": f"Bearer {reader}"}
+    assert secure_client.get(SUBS).status_code == 401
+    assert secure_client.post(SUBS, json=sub(), headers=auth).status_code == 403
+    assert secure_client.get(SUBS, headers=auth).status_code == 200

@@ -1,0 +1,191 @@
+"""The matcher on hand-built stored entities: selectors, triggers, watchedAttributes, q, geoQ,
+throttling, notification bodies, periodic notifications (fake clock, no sleeps)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from cityvisor.broker.subscriptions import build, matches, render_entity, triggered
+from cityvisor.config import Settings
+from cityvisor.services import Services
+from cityvisor.store.base import WriteOp
+
+D = "https://uri.etsi.org/ngsi-ld/default-context/"
+T = "2026-01-01T00:00:00.000000Z"
+
+
+def inst(value: Any, modified: str = T) -> list[dict[str, Any]]:
+    return [{"type": "Property", "value": value, "createdAt": T, "modifiedAt": modified}]
+
+
+def entity(n: int = 1, kind: str = "Lamp", **attrs: Any) -> dict[str, Any]:
+    return {"id": f"urn:ngsi-ld:{kind}:{n}", "type": [D + kind], "createdAt": T,
+            "modifiedAt": T, "attrs": {D + k: v for k, v in attrs.items()}}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def services(tmp_path: Path) -> Any:
+    services = Services.build(Settings(data_dir=tmp_path / "d", auth=False,
+                                       allow_context_fetch=False))
+    yield services
+    await services.close()
+
+
+async def make(services: Services, **members: Any) -> Any:
+    doc: dict[str, Any] = {"id": "urn:ngsi-ld:Subscription:s", "type": "Subscription",
+                           "entities": [{"type": "Lamp"}],
+                           "notification": {"endpoint": {"uri": "http://h/n"}}}
+    doc.update(members)
+    doc = {k: v for k, v in doc.items() if v is not None}
+    return await build(doc, None, services.broker, 0.0)
+
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_selectors(services: Services) -> None:
+    lamp = entity(1, power=inst("on"))
+    other = entity(2, "Pole", power=inst("on"))
+    create = WriteOp(None, lamp)
+    assert matches(await make(services), create, 0)
+    assert not matches(await make(services), WriteOp(None, other), 0)
+    by_id = await make(services, entities=[{"id": "urn:ngsi-ld:Lamp:1", "type": "Lamp"}])
+    assert matches(by_id, create, 0)
+    assert not matches(by_id, WriteOp(None, entity(3, power=inst("on"))), 0)
+    pattern = await make(services, entities=[{"idPattern": "Pole:.*"}])
+    assert matches(pattern, WriteOp(None, other), 0) and not matches(pattern, create, 0)
+    either = await make(services, entities=[{"type": "Lamp|Pole"}])
+    assert matches(either, WriteOp(None, other), 0)
+    watched_only = await make(services, entities=None, watchedAttributes=["power"])
+    assert matches(watched_only, WriteOp(None, other), 0)
+
+
+async def test_triggers_and_watched_attributes(services: Services) -> None:
+    old = entity(power=inst("on"), level=inst(1))
+    changed = entity(power=inst("off", "2026-01-02T00:00:00Z"), level=inst(1))
+    added = entity(power=inst("on"), level=inst(1), extra=inst(5))
+    removed = entity(power=inst("on"))
+    default = await make(services)
+    assert triggered(default, WriteOp(None, old))  # attributeCreated on creation
+    assert triggered(default, WriteOp(old, changed))
+    assert triggered(default, WriteOp(old, added))
+    assert not triggered(default, WriteOp(old, removed))
+    assert not triggered(default, WriteOp(old, None))
+    assert not triggered(default, WriteOp(old, old))
+    watched = await make(services, watchedAttributes=["level"])
+    assert not triggered(watched, WriteOp(old, changed))
+    assert not triggered(watched, WriteOp(old, added))
+    deleted = await make(services, notificationTrigger=["attributeDeleted", "entityDeleted"])
+    assert triggered(deleted, WriteOp(old, removed))
+    assert triggered(deleted, WriteOp(old, None))
+    assert not triggered(deleted, WriteOp(old, changed))
+    entity_level = await make(services, notificationTrigger=["entityCreated", "entityUpdated"])
+    assert triggered(entity_level, WriteOp(None, old))
+    assert triggered(entity_level, WriteOp(old, removed))
+    assert not triggered(entity_level, WriteOp(old, None))
+    watched_update = await make(services, watchedAttributes=["power"],
+                                notificationTrigger=["entityUpdated"])
+    assert triggered(watched_update, WriteOp(old, changed))
+    assert not triggered(watched_update, WriteOp(old, added))
+
+
+async def test_q_geo_active_expiry(services: Services) -> None:
+    lamp = entity(power=inst("on"), level=inst(7), location=[{
+        "type": "GeoProperty", "value": {"type": "Point", "coordinates": [4.36, 43.84]},
+        "createdAt": T, "modifiedAt": T}])
+    lamp["attrs"]["https://uri.etsi.org/ngsi-ld/location"] = lamp["attrs"].pop(D + "location")
+    op = WriteOp(None, lamp)
+    assert matches(await make(services, q="level>5;power==\"on\""), op, 0)
+    assert not matches(await make(services, q="level>9"), op, 0)
+    near = {"georel": "near;maxDistance==1000", "geometry": "Point",
+            "coordinates": [4.361, 43.841]}
+    assert matches(await make(services, geoQ=near), op, 0)
+    far = {**near, "coordinates": [5.0, 44.0]}
+    assert not matches(await make(services, geoQ=far), op, 0)
+    assert not matches(await make(services, isActive=False), op, 0)
+    expiring = await make(services, expiresAt="2030-01-01T00:00:00Z")
+    assert matches(expiring, op, 1_800_000_000) and not matches(expiring, op, 1_900_000_000)
+    assert expiring.status(1_900_000_000) == "expired"
+    assert not matches(await make(services, timeInterval=5), op, 0)  # periodic only
+
+
+async def test_rendering_formats_attributes_show_changes(services: Services) -> None:
+    old = entity(power=inst("on"), level=inst(1))
+    new = entity(power=inst("off"), level=inst(1))
+    op = WriteOp(old, new)
+    normalized = render_entity(await make(services, notification={
+        "showChanges": True, "attributes": ["power"], "endpoint": {"uri": "http://h/n"}}), op, T)
+    assert normalized == {"id": "urn:ngsi-ld:Lamp:1", "type": "Lamp", "power": {
+        "type": "Property", "value": "off", "previousValue": "on"}}
+    key_values = render_entity(await make(services, notification={
+        "format": "keyValues", "endpoint": {"uri": "http://h/n"}}), op, T)
+    assert key_values == {"id": "urn:ngsi-ld:Lamp:1", "type": "Lamp", "power": "off", "level": 1}
+    concise = render_entity(await make(services, notification={
+        "format": "concise", "showChanges": True, "endpoint": {"uri": "http://h/n"}}), op, T)
+    assert concise["power"] == {"value": "off", "previousValue": "on"} and concise["level"] == 1
+    sys_attrs = render_entity(await make(services, notification={
+        "sysAttrs": True, "endpoint": {"uri": "http://h/n"}}), op, T)
+    assert sys_attrs["createdAt"] == T and sys_attrs["power"]["modifiedAt"] == T
+    gone = render_entity(await make(services), WriteOp(old, None), T)
+    assert gone == {"id": "urn:ngsi-ld:Lamp:1", "type": "Lamp", "deletedAt": T}
+
+
+async def test_listener_throttling_and_notification_body(services: Services) -> None:
+    clock = Clock()
+    manager = services.subscriptions.manager
+    manager.clock = clock
+    await manager.create(None, None, {
+        "type": "Subscription", "entities": [{"type": "Lamp"}], "throttling": 10,
+        "notification": {"endpoint": {"uri": "http://h/n", "accept": "application/ld+json"}}})
+    first = await manager.on_change(None, [WriteOp(None, entity(power=inst("on")))])
+    assert len(first) == 1
+    body = orjson.loads(first[0].payload)
+    assert body["type"] == "Notification" and body["id"].startswith("urn:ngsi-ld:Notification:")
+    assert body["data"][0]["power"]["value"] == "on" and "@context" in body
+    clock.now += 5
+    assert await manager.on_change(None, [WriteOp(None, entity(2, power=inst("on")))]) == []
+    clock.now += 6
+    assert len(await manager.on_change(None, [WriteOp(None, entity(3, power=inst("on")))])) == 1
+    # a batch: one notification carrying every matching entity
+    clock.now += 20
+    batch = await manager.on_change(None, [WriteOp(None, entity(n, power=inst(1)))
+                                           for n in range(4, 9)])
+    assert len(batch) == 1 and len(orjson.loads(batch[0].payload)["data"]) == 5
+    # no subscription in a tenant: nothing
+    assert await manager.on_change("empty", [WriteOp(None, entity())]) == ()
+
+
+async def test_periodic_notifications_with_fake_clock(services: Services) -> None:
+    clock = Clock()
+    manager = services.subscriptions.manager
+    manager.clock = clock
+    await services.broker.create_entity(None, None, {"id": "urn:ngsi-ld:Lamp:1", "type": "Lamp",
+                                                     "power": {"value": "on"}})
+    await manager.create(None, None, {
+        "type": "Subscription", "entities": [{"type": "Lamp"}], "timeInterval": 60,
+        "notification": {"endpoint": {"uri": "http://h/n"}}})
+    store = services.store
+    conn = store.connection(None)
+
+    def rows() -> int:
+        return conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+
+    before = rows()
+    assert await manager.periodic_tick(clock.now) == 1
+    assert await manager.periodic_tick(clock.now + 30) == 0
+    assert await manager.periodic_tick(clock.now + 61) == 1
+    assert rows() == before + 2
+    payload = conn.execute("SELECT payload FROM outbox ORDER BY id DESC").fetchone()[0]
+    assert orjson.loads(payload)["data"][0]["id"] == "urn:ngsi-ld:Lamp:1"
