@@ -162,6 +162,7 @@ def phase_upsert(server: BenchServer, bodies: list[bytes], n: int) -> dict[str, 
 def phase_raw_sqlite(source: Path, n: int) -> dict[str, Any]:
     """Insert the rows the server stored into a fresh file: same schema, PRAGMAs, transactions."""
     from cityvisor.store.sqlite import GEO_SLOTS, SCHEMA, _configure
+    from cityvisor.store.sqlite_temporal import SCHEMA as TEMPORAL_SCHEMA
 
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     stats = src.execute("SELECT type, attr, kind, count FROM attribute_stats").fetchall()
@@ -171,6 +172,7 @@ def phase_raw_sqlite(source: Path, n: int) -> dict[str, Any]:
         dst = sqlite3.connect(work / "raw.sqlite", isolation_level=None)
         _configure(dst, "NORMAL")
         dst.executescript(SCHEMA)
+        dst.executescript(TEMPORAL_SCHEMA)
         inserted = 0
         insert_seconds = 0.0
         for start in range(0, len(rowids), BATCH):
@@ -186,6 +188,15 @@ def phase_raw_sqlite(source: Path, n: int) -> dict[str, Any]:
                                 "WHERE entity BETWEEN ? AND ?", (low, high)).fetchall()
             values = src.execute("SELECT attr, kind, value, entity FROM attr_values "
                                  "WHERE entity BETWEEN ? AND ?", (low, high)).fetchall()
+            ids = [row[1] for row in entities]
+            marks = ",".join("?" * len(ids))
+            history = src.execute(
+                "SELECT entity, entity_type, attr, dataset_id, observed_at, created_at, "
+                f"modified_at, deleted_at, num, value FROM temporal_instances WHERE entity IN ({marks})",
+                ids).fetchall()
+            temporal_entities = src.execute(
+                "SELECT id, type, types, created_at, modified_at FROM temporal_entities "
+                f"WHERE id IN ({marks})", ids).fetchall()
             t0 = time.perf_counter()
             dst.execute("BEGIN IMMEDIATE")
             dst.executemany("INSERT INTO entities (rowid, id, type, doc, created_at, modified_at) "
@@ -196,6 +207,12 @@ def phase_raw_sqlite(source: Path, n: int) -> dict[str, Any]:
                             "VALUES (?, ?, ?, ?, ?, ?)", geo)
             dst.executemany("INSERT INTO attr_values (attr, kind, value, entity) "
                             "VALUES (?, ?, ?, ?)", values)
+            dst.executemany(
+                "INSERT INTO temporal_instances (entity, entity_type, attr, dataset_id, "
+                "observed_at, created_at, modified_at, deleted_at, num, value) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", history)
+            dst.executemany("INSERT INTO temporal_entities (id, type, types, created_at, "
+                            "modified_at) VALUES (?, ?, ?, ?, ?)", temporal_entities)
             dst.executemany(
                 "INSERT INTO attribute_stats (type, attr, kind, count) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (type, attr, kind) DO UPDATE SET count = excluded.count", stats)

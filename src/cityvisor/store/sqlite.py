@@ -129,6 +129,9 @@ class SqliteStore(Store):
             # Checkpoints (which fsync) run in a background thread, off the event loop; the
             # writer only checkpoints itself if the WAL grows past ~80 MB (a safety bound).
             conn.execute("PRAGMA wal_autocheckpoint=20000")
+            # The writer touches index pages all over the file (value index, history): a
+            # larger cache than the readers' saves re-reading them on every commit.
+            conn.execute("PRAGMA cache_size=-65536")
             conn.executescript(SCHEMA)
             for schema in self._extra_schema:
                 conn.executescript(schema)

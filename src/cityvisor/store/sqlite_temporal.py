@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS temporal_instances (
 );
 CREATE INDEX IF NOT EXISTS temporal_observed ON temporal_instances(entity, attr, observed_at,
                                                                  dataset_id, deleted_at, num);
-CREATE INDEX IF NOT EXISTS temporal_modified ON temporal_instances(entity, attr, modified_at);
+
 CREATE TABLE IF NOT EXISTS temporal_entities (
   rowid INTEGER PRIMARY KEY,
   id TEXT NOT NULL UNIQUE,
@@ -199,7 +199,7 @@ def attribute_history(conn: sqlite3.Connection, entity: str, attr: str, time: Ti
 
 
 def _index(column: str) -> str:
-    return "temporal_modified" if column == "modified_at" else "temporal_observed"
+    return "temporal_observed"
 
 
 #: aggregation method -> SQL aggregate over the rows of one period
