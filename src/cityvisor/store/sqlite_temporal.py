@@ -24,7 +24,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -67,9 +67,9 @@ _COLUMNS = ("instance_id, attr, dataset_id, observed_at, created_at, modified_at
             "value")
 
 
-@dataclass(frozen=True, slots=True)
-class InstanceRecord:
-    """One attribute instance to append to the history (a ``stage`` side record)."""
+class InstanceRecord(NamedTuple):
+    """One attribute instance to append to the history (a ``stage`` side record). A named
+    tuple in column order: it is created for every change, and goes to ``executemany`` as is."""
 
     entity: str
     entity_type: str
@@ -106,8 +106,7 @@ def write_instances(conn: sqlite3.Connection, records: list[InstanceRecord]) -> 
     conn.executemany(
         "INSERT INTO temporal_instances (entity, entity_type, attr, dataset_id, observed_at, "
         "created_at, modified_at, deleted_at, num, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(r.entity, r.entity_type, r.attr, r.dataset_id, r.observed_at, r.created_at,
-          r.modified_at, r.deleted_at, r.num, r.value) for r in records])
+        records)
 
 
 def write_entities(conn: sqlite3.Connection, records: list[EntityRecord]) -> None:
