@@ -110,17 +110,21 @@ def write_instances(conn: sqlite3.Connection, records: list[InstanceRecord]) -> 
 
 
 def write_entities(conn: sqlite3.Connection, records: list[EntityRecord]) -> None:
-    for r in records:
-        types = orjson.dumps(list(r.types)).decode()
-        if r.deleted_at is not None:
-            conn.execute("UPDATE temporal_entities SET deleted_at = ?, modified_at = ? WHERE id = ?",
-                         (r.deleted_at, r.deleted_at, r.entity))
-            continue
-        conn.execute(
+    deleted = [(r.deleted_at, r.deleted_at, r.entity) for r in records
+               if r.deleted_at is not None]
+    upserts = [(r.entity, r.types[0], orjson.dumps(list(r.types)).decode(), r.created_at,
+                r.modified_at) for r in records if r.deleted_at is None]
+    # Order matters only for the same entity deleted and re-created in one batch, which the
+    # broker never stages together; deletions of other entities are independent.
+    if upserts:
+        conn.executemany(
             "INSERT INTO temporal_entities (id, type, types, created_at, modified_at) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET type = excluded.type, "
             "types = excluded.types, modified_at = excluded.modified_at, deleted_at = NULL",
-            (r.entity, r.types[0], types, r.created_at, r.modified_at))
+            upserts)
+    if deleted:
+        conn.executemany("UPDATE temporal_entities SET deleted_at = ?, modified_at = ? "
+                         "WHERE id = ?", deleted)
 
 
 def write_statements(conn: sqlite3.Connection, records: list[Statement]) -> None:
