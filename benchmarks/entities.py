@@ -190,10 +190,13 @@ def phase_raw_sqlite(source: Path, n: int) -> dict[str, Any]:
                                  "WHERE entity BETWEEN ? AND ?", (low, high)).fetchall()
             ids = [row[1] for row in entities]
             marks = ",".join("?" * len(ids))
+            series = src.execute(f"SELECT id, entity, attr FROM temporal_series "
+                                 f"WHERE entity IN ({marks})", ids).fetchall()
+            series_marks = ",".join("?" * len(series))
             history = src.execute(
-                "SELECT entity, entity_type, attr, dataset_id, observed_at, created_at, "
-                f"modified_at, deleted_at, num, value FROM temporal_instances WHERE entity IN ({marks})",
-                ids).fetchall()
+                "SELECT series, entity_type, dataset_id, observed_at, created_at, modified_at, "
+                f"deleted_at, num, value FROM temporal_instances WHERE series IN ({series_marks})",
+                [row[0] for row in series]).fetchall()
             temporal_entities = src.execute(
                 "SELECT id, type, types, created_at, modified_at FROM temporal_entities "
                 f"WHERE id IN ({marks})", ids).fetchall()
@@ -207,10 +210,12 @@ def phase_raw_sqlite(source: Path, n: int) -> dict[str, Any]:
                             "VALUES (?, ?, ?, ?, ?, ?)", geo)
             dst.executemany("INSERT INTO attr_values (attr, kind, value, entity) "
                             "VALUES (?, ?, ?, ?)", values)
+            dst.executemany("INSERT INTO temporal_series (id, entity, attr) VALUES (?, ?, ?)",
+                            series)
             dst.executemany(
-                "INSERT INTO temporal_instances (entity, entity_type, attr, dataset_id, "
+                "INSERT INTO temporal_instances (series, entity_type, dataset_id, "
                 "observed_at, created_at, modified_at, deleted_at, num, value) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", history)
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", history)
             dst.executemany("INSERT INTO temporal_entities (id, type, types, created_at, "
                             "modified_at) VALUES (?, ?, ?, ?, ?)", temporal_entities)
             dst.executemany(

@@ -100,16 +100,20 @@ def load_bulk(db: Path, rows: int, first_entity: int) -> dict[str, Any]:
                      (eid, "https://uri.etsi.org/ngsi-ld/default-context/WeatherObserved",
                       '["https://uri.etsi.org/ngsi-ld/default-context/WeatherObserved"]',
                       created, created))
+        conn.execute("INSERT OR IGNORE INTO temporal_series (entity, attr) VALUES (?, ?)",
+                     (eid, ATTR))
+        (series,) = conn.execute("SELECT id FROM temporal_series WHERE entity = ? AND attr = ?",
+                                 (eid, ATTR)).fetchone()
         batch = []
         for i in range(count):
             value = round(rng.uniform(-5, 35), 2)
-            batch.append((eid, "https://uri.etsi.org/ngsi-ld/default-context/WeatherObserved",
-                          ATTR, "", times[i], created, created, None, value,
+            batch.append((series, "https://uri.etsi.org/ngsi-ld/default-context/WeatherObserved",
+                          "", times[i], created, created, None, value,
                           f'{{"type":"Property","value":{value},"observedAt":"{times[i]}",'
                           f'"createdAt":"{created}","modifiedAt":"{created}"}}'))
         conn.executemany(
-            "INSERT INTO temporal_instances (entity, entity_type, attr, dataset_id, observed_at, "
-            "created_at, modified_at, deleted_at, num, value) VALUES (?,?,?,?,?,?,?,?,?,?)", batch)
+            "INSERT INTO temporal_instances (series, entity_type, dataset_id, observed_at, "
+            "created_at, modified_at, deleted_at, num, value) VALUES (?,?,?,?,?,?,?,?,?)", batch)
         conn.execute("COMMIT")
         done += count
         n += 1

@@ -490,7 +490,8 @@ class TemporalBroker:
         async with self.broker._lock(tenant):
             await self._existing(tenant, entity_id)
             durable = await self.store.stage(tenant, [], [
-                st.Statement("DELETE FROM temporal_instances WHERE entity = ?", (entity_id,)),
+                st.Statement(f"DELETE FROM temporal_instances WHERE {st.ENTITY_SERIES}",
+                             (entity_id,)),
                 st.Statement("DELETE FROM temporal_entities WHERE id = ?", (entity_id,))])
         await durable
 
@@ -503,7 +504,7 @@ class TemporalBroker:
         if dataset_id is not None:
             check_uri(dataset_id, "datasetId")
         iri = terms.expand(attribute)
-        where, params = "entity = ? AND attr = ?", [entity_id, iri]
+        where, params = st.SERIES, [entity_id, iri]
         if not delete_all:
             where += " AND dataset_id = ?"
             params.append(dataset_id or "")
@@ -778,7 +779,7 @@ class TemporalBroker:
                    time: st.TimeFilter) -> str:
         where, params = time.sql()
         row = conn.execute(
-            f"SELECT max({time.column}) FROM temporal_instances WHERE entity = ? AND attr = ? "
+            f"SELECT max({time.column}) FROM temporal_instances WHERE {st.SERIES} "
             f"AND deleted_at IS NULL{where}", [entity_id, attr, *params]).fetchone()
         return row[0]  # type: ignore[no-any-return]
 
@@ -964,8 +965,9 @@ def _selection_sql(query: Any) -> tuple[list[str], list[Any]]:
                      else "(" + " OR ".join(alternatives) + ")")
     if query.attrs:
         marks = ",".join("?" * len(query.attrs))
-        where.append(f"EXISTS (SELECT 1 FROM temporal_instances ti WHERE ti.entity = te.id "
-                     f"AND ti.attr IN ({marks}))")
+        where.append(f"EXISTS (SELECT 1 FROM temporal_series s WHERE s.entity = te.id "
+                     f"AND s.attr IN ({marks}) AND EXISTS (SELECT 1 FROM temporal_instances ti "
+                     "WHERE ti.series = s.id))")
         params.extend(sorted(query.attrs))
     return where, params
 
