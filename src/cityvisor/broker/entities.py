@@ -125,7 +125,9 @@ class EntityBroker:
         #: called with every batch of changes before it is staged; each returns side records
         self.listeners: list[ChangeListener] = []
 
-    def _lock(self, tenant: str | None) -> asyncio.Lock:
+    def lock(self, tenant: str | None) -> asyncio.Lock:
+        """The tenant's write lock: hold it for any read-modify-write of the tenant's data
+        (other brokers writing to the same tenant, e.g. the temporal API, share it)."""
         lock = self._locks.get(tenant)
         if lock is None:
             lock = self._locks[tenant] = asyncio.Lock()
@@ -144,7 +146,7 @@ class EntityBroker:
         """Serialise read-modify-write per tenant; wait for durability after the lock is
         released, so that concurrent writers share one commit."""
         staged: list[Awaitable[None]] = []
-        async with self._lock(tenant):
+        async with self.lock(tenant):
             yield staged
         for durable in staged:
             await durable

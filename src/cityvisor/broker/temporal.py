@@ -450,7 +450,7 @@ class TemporalBroker:
         now = utc_now()
         pairs = self._instances(body, terms, now, ("id", "type", "@context", "scope",
                                                    "createdAt", "modifiedAt"))
-        async with self.broker._lock(tenant):
+        async with self.broker.lock(tenant):
             row = self._entity_row(tenant, entity_id)
             created_at = now
             if row is not None:
@@ -476,7 +476,7 @@ class TemporalBroker:
                                                    "createdAt", "modifiedAt"))
         if not pairs:
             raise BadRequestData("The body has no attribute")
-        async with self.broker._lock(tenant):
+        async with self.broker.lock(tenant):
             row = await self._existing(tenant, entity_id)
             kind = orjson.loads(row[0])[0]
             records: list[object] = [instance_record(entity_id, kind, iri, i) for iri, i in pairs]
@@ -487,7 +487,7 @@ class TemporalBroker:
 
     async def delete_entity(self, tenant: str | None, entity_id: str) -> None:
         """5.6.16 Delete Temporal Representation of an Entity."""
-        async with self.broker._lock(tenant):
+        async with self.broker.lock(tenant):
             await self._existing(tenant, entity_id)
             durable = await self.store.stage(tenant, [], [
                 st.Statement(f"DELETE FROM temporal_instances WHERE {st.ENTITY_SERIES}",
@@ -508,7 +508,7 @@ class TemporalBroker:
         if not delete_all:
             where += " AND dataset_id = ?"
             params.append(dataset_id or "")
-        async with self.broker._lock(tenant):
+        async with self.broker.lock(tenant):
             await self._existing(tenant, entity_id)
             found = self.store.connection(tenant).execute(
                 f"SELECT 1 FROM temporal_instances WHERE {where} LIMIT 1", params).fetchone()
@@ -552,7 +552,7 @@ class TemporalBroker:
                 raise BadRequestData("Modify one instance: the body holds one attribute instance")
             body = body[0]
         now = utc_now()
-        async with self.broker._lock(tenant):
+        async with self.broker.lock(tenant):
             _, number = await self._instance(tenant, entity_id, iri, attribute, instance_text)
             current_row = st.instance_row(self.store.connection(tenant), entity_id, iri, number)
             assert current_row is not None
@@ -581,7 +581,7 @@ class TemporalBroker:
         terms = await self.contexts.term_map(context)
         check_name(attribute)
         iri = terms.expand(attribute)
-        async with self.broker._lock(tenant):
+        async with self.broker.lock(tenant):
             _, number = await self._instance(tenant, entity_id, iri, attribute, instance_text)
             durable = await self.store.stage(tenant, [], [st.Statement(
                 "DELETE FROM temporal_instances WHERE instance_id = ?", (number,))])
