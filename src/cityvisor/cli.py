@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cityvisor import __version__
+from cityvisor.apps.flood.cli import app as flood_app
 from cityvisor.config import Settings
 
 app = typer.Typer(help="cityvisor: open, self-hosted urban hypervisor (NGSI-LD)",
@@ -25,6 +26,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(context_app, name="context")
 retention_app = typer.Typer(help="Retention of the temporal history", no_args_is_help=True)
 app.add_typer(retention_app, name="retention")
+app.add_typer(flood_app, name="flood")
 console = Console()
 err = Console(stderr=True)
 
