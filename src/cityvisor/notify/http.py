@@ -9,6 +9,19 @@ import httpx
 from cityvisor.api.http import CONTEXT_REL
 
 
+def notification_headers(target: dict[str, Any], tenant: str | None) -> dict[str, str]:
+    """Content-Type, the @context Link (for application/json), the tenant and the
+    receiverInfo pairs: HTTP headers, or the MQTT binding's metadata."""
+    headers = {"Content-Type": target.get("accept", "application/json")}
+    if headers["Content-Type"] == "application/json":
+        headers["Link"] = f'<{target["link"]}>; rel="{CONTEXT_REL}"; type="application/ld+json"'
+    if tenant is not None:
+        headers["NGSILD-Tenant"] = tenant
+    for item in target.get("receiverInfo", ()):
+        headers[item["key"]] = item["value"]
+    return headers
+
+
 class HttpSender:
     """One shared ``httpx.AsyncClient`` (keep-alive pools per host)."""
 
@@ -20,14 +33,7 @@ class HttpSender:
 
     async def send(self, target: dict[str, Any], payload: bytes, tenant: str | None) -> None:
         """Raise on any failure (transport error or a status other than 2xx)."""
-        headers = {"Content-Type": target.get("accept", "application/json")}
-        if headers["Content-Type"] == "application/json":
-            headers["Link"] = (f'<{target["link"]}>; rel="{CONTEXT_REL}"; '
-                               'type="application/ld+json"')
-        if tenant is not None:
-            headers["NGSILD-Tenant"] = tenant
-        for item in target.get("receiverInfo", ()):
-            headers[item["key"]] = item["value"]
+        headers = notification_headers(target, tenant)
         response = await self.client.post(target["uri"], content=payload, headers=headers)
         if not 200 <= response.status_code < 300:
             raise RuntimeError(f"HTTP {response.status_code} from {target['uri']}")

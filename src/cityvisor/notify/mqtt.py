@@ -22,7 +22,7 @@ import orjson
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from cityvisor.api.http import CONTEXT_REL
+from cityvisor.notify.http import notification_headers
 
 
 def _info(target: dict[str, Any], key: str, default: str) -> str:
@@ -35,14 +35,7 @@ def _info(target: dict[str, Any], key: str, default: str) -> str:
 def mqtt_message(target: dict[str, Any], payload: bytes, tenant: str | None
                  ) -> tuple[bytes, dict[str, str]]:
     """The MQTT payload (metadata + body) and the metadata."""
-    metadata = {"Content-Type": target.get("accept", "application/json")}
-    if metadata["Content-Type"] == "application/json":
-        metadata["Link"] = (f'<{target["link"]}>; rel="{CONTEXT_REL}"; '
-                            'type="application/ld+json"')
-    if tenant is not None:
-        metadata["NGSILD-Tenant"] = tenant
-    for item in target.get("receiverInfo", ()):
-        metadata[item["key"]] = item["value"]
+    metadata = notification_headers(target, tenant)
     return b'{"metadata":' + orjson.dumps(metadata) + b',"body":' + payload + b"}", metadata
 
 

@@ -1,7 +1,7 @@
 """Readers for a smash-style flood data set (gauges, discharge, radar rainfall, PET grids).
 
-The layout is that of the smash project's Cance test case (``/work/shared/data/flood/cance``,
-GPL-3.0 data, read by path and never copied into this repository)::
+The layout is that of the smash project's Cance test case (``../shared/data/flood/cance``
+beside the repository; GPL-3.0 data, read by path and never copied into this repository)::
 
     gauge_attributes.csv                    code,x,y,area  (Lambert-93 metres, km²)
     qobs/CODE.csv                           start %Y%m%d%H%M, then one m³/s value per hour

@@ -26,16 +26,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import NDArray
 
 from cityvisor.apps.flood.algorithms import GR4HParams, GR4HState, gr4h, initial_state, nse
 from cityvisor.apps.flood.calibration import calibrate_gr4h
 from cityvisor.apps.flood.catchments import GridMask, delineate, mask_on_grid
 from cityvisor.apps.flood.dataset import (
+    HOUR,
+    FloatArray,
     FutureDataError,
     Gauge,
     RadarArchive,
@@ -58,8 +59,6 @@ __all__ = [
     "replay",
 ]
 
-FloatArray = NDArray[np.float64]
-HOUR = timedelta(hours=1)
 LEADS = 6
 SCENARIOS = ("zero", "persistence")
 MAX_WARMUP_H = 7 * 24
