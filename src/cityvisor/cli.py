@@ -48,9 +48,9 @@ def _settings(config: Path | None, **overrides: object) -> Settings:
 def _run(settings: Settings, services: object | None = None) -> None:
     import uvicorn
 
-    from cityvisor.api.app import create_app
+    from cityvisor.web import create_web_app
 
-    asgi = create_app(settings, services)  # type: ignore[arg-type]
+    asgi = create_web_app(settings, services)  # type: ignore[arg-type]
     # Objects alive at start-up (modules, contexts) never become garbage: keep them out of the
     # collector's scans, and collect less often (requests allocate many short-lived dicts).
     gc.collect()

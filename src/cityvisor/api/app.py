@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cityvisor import __version__
@@ -59,7 +59,11 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                # a response may set its own CSP or cache policy (console pages, vendor files)
+                headers += [h for h in SECURITY_HEADERS if h[0] not in present]
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -126,8 +130,11 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return problem_response(ResourceNotFound(f"No resource at {request.url.path}"))
 
 
-def create_app(settings: Settings, services: Services | None = None) -> ASGIApp:
-    """The cityvisor ASGI app; ``services`` may be given (tests, the demo), else built on start."""
+def create_app(settings: Settings, services: Services | None = None,
+               extra_routes: Sequence[BaseRoute] = ()) -> ASGIApp:
+    """The NGSI-LD ASGI app; ``services`` may be given (tests, the demo), else built on start.
+
+    ``extra_routes`` come from the layers above (the console, see :mod:`cityvisor.web`)."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -143,6 +150,7 @@ def create_app(settings: Settings, services: Services | None = None) -> ASGIApp:
     routes = _routes() + [
         Route("/health", health, methods=["GET"]),
         Route(BASE + "/openapi.json", openapi, methods=["GET"]),
+        *extra_routes,
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={404: _not_found, 405: _not_found})

@@ -1,0 +1,19 @@
+"""The whole HTTP server: the NGSI-LD API plus the operator console and the public portal.
+
+The API layer does not know the console (imports point down); this module, like the CLI, sits on
+top and composes them. ``cityvisor serve`` and ``cityvisor demo`` serve :func:`create_web_app`.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp
+
+from cityvisor.api.app import create_app
+from cityvisor.config import Settings
+from cityvisor.console import assets
+from cityvisor.services import Services
+
+
+def create_web_app(settings: Settings, services: Services | None = None) -> ASGIApp:
+    """The NGSI-LD API with the console and portal pages, static files and their APIs."""
+    return create_app(settings, services, extra_routes=[*assets.ROUTES])
