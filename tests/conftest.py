@@ -6,18 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from links import LINK_REL, SDM, link  # noqa: F401  (re-exported for older imports)
 from starlette.testclient import TestClient
 
 from cityvisor.api.app import create_app
 from cityvisor.config import Settings
-
-SDM = "https://raw.githubusercontent.com/smart-data-models/dataModel.{}/master/context.jsonld"
-LINK_REL = 'rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
-
-
-def link(url: str) -> dict[str, str]:
-    """A Link header carrying a JSON-LD @context URL."""
-    return {"Link": f"<{url}>; {LINK_REL}"}
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import link
+from links import link
 from starlette.testclient import TestClient
 
 from cityvisor.config import Settings

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import SDM, link
+from links import SDM, link
 from starlette.testclient import TestClient
 
 BASE = "/ngsi-ld/v1"

@@ -94,7 +94,9 @@ def web() -> WebHelpers:
     return WebHelpers()
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop on the main thread while it runs, which
+# would break later (non-browser) tests that call asyncio.run().
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
