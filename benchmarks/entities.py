@@ -190,16 +190,17 @@ def phase_raw_sqlite(source: Path, n: int) -> dict[str, Any]:
                                  "WHERE entity BETWEEN ? AND ?", (low, high)).fetchall()
             ids = [row[1] for row in entities]
             marks = ",".join("?" * len(ids))
-            series = src.execute(f"SELECT id, entity, attr FROM temporal_series "
-                                 f"WHERE entity IN ({marks})", ids).fetchall()
-            series_marks = ",".join("?" * len(series))
-            history = src.execute(
-                "SELECT series, entity_type, dataset_id, observed_at, created_at, modified_at, "
-                f"deleted_at, num, value FROM temporal_instances WHERE series IN ({series_marks})",
-                [row[0] for row in series]).fetchall()
             temporal_entities = src.execute(
-                "SELECT id, type, types, created_at, modified_at FROM temporal_entities "
+                "SELECT rowid, id, type, types, created_at, modified_at FROM temporal_entities "
                 f"WHERE id IN ({marks})", ids).fetchall()
+            history = []
+            for entity_rowid in [row[0] for row in temporal_entities]:
+                history += src.execute(
+                    "SELECT series, entity_type, dataset_id, observed_at, created_at, "
+                    "modified_at, deleted_at, num, value FROM temporal_instances "
+                    "WHERE series BETWEEN ? AND ?",
+                    (entity_rowid << 20, (entity_rowid << 20) + (1 << 20) - 1)).fetchall()
+            attrs = src.execute("SELECT id, iri FROM temporal_attrs").fetchall()
             t0 = time.perf_counter()
             dst.execute("BEGIN IMMEDIATE")
             dst.executemany("INSERT INTO entities (rowid, id, type, doc, created_at, modified_at) "
@@ -210,14 +211,13 @@ def phase_raw_sqlite(source: Path, n: int) -> dict[str, Any]:
                             "VALUES (?, ?, ?, ?, ?, ?)", geo)
             dst.executemany("INSERT INTO attr_values (attr, kind, value, entity) "
                             "VALUES (?, ?, ?, ?)", values)
-            dst.executemany("INSERT INTO temporal_series (id, entity, attr) VALUES (?, ?, ?)",
-                            series)
+            dst.executemany("INSERT OR IGNORE INTO temporal_attrs (id, iri) VALUES (?, ?)", attrs)
             dst.executemany(
                 "INSERT INTO temporal_instances (series, entity_type, dataset_id, "
                 "observed_at, created_at, modified_at, deleted_at, num, value) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", history)
-            dst.executemany("INSERT INTO temporal_entities (id, type, types, created_at, "
-                            "modified_at) VALUES (?, ?, ?, ?, ?)", temporal_entities)
+            dst.executemany("INSERT INTO temporal_entities (rowid, id, type, types, created_at, "
+                            "modified_at) VALUES (?, ?, ?, ?, ?, ?)", temporal_entities)
             dst.executemany(
                 "INSERT INTO attribute_stats (type, attr, kind, count) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (type, attr, kind) DO UPDATE SET count = excluded.count", stats)

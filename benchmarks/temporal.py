@@ -100,10 +100,10 @@ def load_bulk(db: Path, rows: int, first_entity: int) -> dict[str, Any]:
                      (eid, "https://uri.etsi.org/ngsi-ld/default-context/WeatherObserved",
                       '["https://uri.etsi.org/ngsi-ld/default-context/WeatherObserved"]',
                       created, created))
-        conn.execute("INSERT OR IGNORE INTO temporal_series (entity, attr) VALUES (?, ?)",
-                     (eid, ATTR))
-        (series,) = conn.execute("SELECT id FROM temporal_series WHERE entity = ? AND attr = ?",
-                                 (eid, ATTR)).fetchone()
+        conn.execute("INSERT OR IGNORE INTO temporal_attrs (iri) VALUES (?)", (ATTR,))
+        (series,) = conn.execute(
+            "SELECT ((SELECT rowid FROM temporal_entities WHERE id = ?) << 20) | "
+            "(SELECT id FROM temporal_attrs WHERE iri = ?)", (eid, ATTR)).fetchone()
         batch = []
         for i in range(count):
             value = round(rng.uniform(-5, 35), 2)

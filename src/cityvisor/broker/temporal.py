@@ -965,9 +965,9 @@ def _selection_sql(query: Any) -> tuple[list[str], list[Any]]:
                      else "(" + " OR ".join(alternatives) + ")")
     if query.attrs:
         marks = ",".join("?" * len(query.attrs))
-        where.append(f"EXISTS (SELECT 1 FROM temporal_series s WHERE s.entity = te.id "
-                     f"AND s.attr IN ({marks}) AND EXISTS (SELECT 1 FROM temporal_instances ti "
-                     "WHERE ti.series = s.id))")
+        where.append(f"EXISTS (SELECT 1 FROM temporal_attrs a WHERE a.iri IN ({marks}) "
+                     "AND EXISTS (SELECT 1 FROM temporal_instances ti "
+                     f"WHERE ti.series = (te.rowid << {st.ATTR_BITS}) | a.id))")
         params.extend(sorted(query.attrs))
     return where, params
 
