@@ -19,6 +19,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import uuid
@@ -135,7 +136,7 @@ async def _patch_sender(port: int, queue: asyncio.Queue[int], acked: dict[int, f
     httpx request costs ~1 ms of this process's CPU, too much at 1,000/s on 2 cores)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        while True:
+        while True:  # ends when the server goes away (the SIGKILL phase) or when cancelled
             value = await queue.get()
             body = b'{"value": %d}' % value
             writer.write(
@@ -149,6 +150,8 @@ async def _patch_sender(port: int, queue: asyncio.Queue[int], acked: dict[int, f
             if head[9:12] == b"204":
                 acked[value] = time.monotonic()
             queue.task_done()
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
     finally:
         writer.close()
 
@@ -162,7 +165,7 @@ async def load(port: int, rate: int, duration: float, first: int, acked: dict[in
     start = time.monotonic()
     tick = 0.01
     n = 0
-    while time.monotonic() - start < duration:
+    while time.monotonic() - start < duration and not all(t.done() for t in senders):
         n += 1
         for _ in range(round(n * tick * rate) - (value - first)):
             queue.put_nowait(value)
@@ -170,8 +173,10 @@ async def load(port: int, rate: int, duration: float, first: int, acked: dict[in
         delay = start + n * tick - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-    await queue.join()
-    for task in senders:
+    joined = asyncio.create_task(queue.join())
+    await asyncio.wait([joined, asyncio.gather(*senders, return_exceptions=True)],
+                       return_when=asyncio.FIRST_COMPLETED)
+    for task in [*senders, joined]:
         task.cancel()
     return value
 
@@ -223,8 +228,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         http_watch.start()
         back = time.monotonic()
         await asyncio.sleep(args.drain)
+        # ---- SIGKILL of the server in the middle of the load, then a restart on its data
+        kill_acked: dict[int, float] = {}
+        kill_from = next_value + int(args.rate * (args.outage + 1))
+        loading = asyncio.create_task(load(server.port, args.rate, args.kill_load, kill_from,
+                                           kill_acked))
+        await asyncio.sleep(args.kill_load / 2)
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+        await loading
+        with BenchServer.start(data_dir=server.data_dir.parent, env=env):
+            await asyncio.sleep(args.drain)
         http_seen = http_watch.stop()
         mqtt_seen = mqtt_watch.stop()
+        for key, seen in (("sigkill_http", http_seen), ("sigkill_mqtt", mqtt_seen)):
+            result[key] = {"acked_before_kill": len(kill_acked),
+                           "delivered": sum(1 for v in kill_acked if v in seen),
+                           "lost": sum(1 for v in kill_acked if v not in seen)}
         result["steady_http"] = stats(acked, http_seen)
         result["steady_mqtt"] = stats(acked, mqtt_seen)
         last = max((http_seen[v] for v in outage_acked if v in http_seen), default=back)
@@ -238,8 +258,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     steady = result["steady_http"], result["steady_mqtt"]
     result["pass"] = {
         "p99_le_50ms": all(s["p99_ms"] is not None and s["p99_ms"] <= 50 for s in steady),
-        "zero_lost": all(s["lost"] == 0 for s in steady) and result["outage_http"]["lost"] == 0
-        and result["outage_mqtt"]["lost"] == 0}
+        "zero_lost": all(result[k]["lost"] == 0 for k in (
+            "steady_http", "steady_mqtt", "outage_http", "outage_mqtt", "sigkill_http",
+            "sigkill_mqtt"))}
     return result
 
 
@@ -256,13 +277,16 @@ def main() -> None:
                         help="seconds for the last notifications to arrive after the load")
     parser.add_argument("--drain", type=float, default=20.0,
                         help="seconds the receiver gets, once back, to catch up")
+    parser.add_argument("--kill-load", type=float, default=6.0,
+                        help="seconds of load around the SIGKILL of the server (killed halfway)")
     parser.add_argument("--quick", action="store_true", help="5 s load, 5 s outage")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.outage = 5.0, 5.0
     result = asyncio.run(run(args))
     print(json.dumps(result))
-    for key in ("steady_http", "steady_mqtt", "outage_http", "outage_mqtt"):
+    for key in ("steady_http", "steady_mqtt", "outage_http", "outage_mqtt", "sigkill_http",
+                "sigkill_mqtt"):
         print(f"{key:12} {result[key]}", file=sys.stderr)
     print(f"achieved {result['achieved_rate']} updates/s; pass {result['pass']}", file=sys.stderr)
 
