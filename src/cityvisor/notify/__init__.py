@@ -24,7 +24,7 @@ class Notifications:
     def __init__(self, store: Any, broker: Any, *, clock: Callable[[], float] = time.time,
                  retry_base_s: float = 0.5, retry_cap_s: float = 30.0,
                  timeout_s: float = 5.0, concurrency: int = 8, periodic_s: float = 0.5,
-                 poll_s: float = 0.1) -> None:
+                 poll_s: float = 0.1, batch_max: int = 100) -> None:
         sqlite_subscriptions.register(store)
         self.http = HttpSender(timeout_s)
         self.mqtt = MqttSender(timeout_s)
@@ -32,7 +32,7 @@ class Notifications:
         self.outbox = Outbox(store, {"http": self.http.send, "mqtt": self.mqtt.send},
                              self.manager.delivered, clock=clock,
                              policy=RetryPolicy(retry_base_s, retry_cap_s),
-                             concurrency=concurrency, poll_s=poll_s)
+                             concurrency=concurrency, poll_s=poll_s, batch_max=batch_max)
         self.manager.wake = self.outbox.wake
         broker.listeners.append(self.manager.on_change)
         self.periodic_s = periodic_s
@@ -65,4 +65,5 @@ def install(services: Any) -> Notifications:
                          retry_base_s=settings.notification_retry_base_s,
                          retry_cap_s=settings.notification_retry_cap_s,
                          timeout_s=settings.notification_timeout_s,
-                         concurrency=settings.notification_concurrency)
+                         concurrency=settings.notification_concurrency,
+                         batch_max=settings.notification_batch_max)

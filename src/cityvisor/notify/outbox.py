@@ -14,6 +14,12 @@ Row deletions, reschedules and the subscriptions' delivery status are staged thr
 store (``Store.stage``) in one batch per event-loop turn; a row stays "in flight" (never
 re-read) until its change is committed. After a crash the rows are still there: a row
 delivered but not yet deleted is delivered again (at-least-once).
+
+Under load, rows of one subscription that are already queued for the same endpoint are sent
+as ONE notification whose ``data`` holds all their entities, in order (at most ``batch_max``
+rows; NGSI-LD notifications carry an array of entities). Nothing waits for a batch to fill: a
+lone row goes alone at once, so batching only appears when deliveries fall behind, and it is
+what keeps 1,000 changes/s deliverable on 2 cores (one POST costs ~30x the merge).
 """
 
 from __future__ import annotations
@@ -77,17 +83,30 @@ class EndpointWorker:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
+    def _take(self) -> list[OutboxRow]:
+        """The next row and the queued rows of the same subscription right behind it."""
+        rows = [self.queue.popleft()]
+        limit = self.dispatcher.batch_max
+        while (self.queue and len(rows) < limit
+               and self.queue[0].subscription == rows[0].subscription
+               and self.queue[0].target == rows[0].target):
+            rows.append(self.queue.popleft())
+        rows.sort(key=lambda row: row.id)  # retried rows come back in jittered order
+        return rows
+
     async def _run(self) -> None:
         d = self.dispatcher
         while self.queue:
-            row = self.queue.popleft()
+            rows = self._take()
             if d.clock() < self.blocked_until:
-                d.reschedule(row, row.attempts, self.blocked_until)
+                for row in rows:
+                    d.reschedule(row, row.attempts, self.blocked_until)
                 continue
+            row = rows[0]
             try:
                 target = orjson.loads(row.target)
                 sender = d.senders[target["uri"].split(":", 1)[0].rstrip("s")]
-                await sender(target, row.payload, d.tenant)
+                await sender(target, merge_payloads([r.payload for r in rows]), d.tenant)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -97,11 +116,23 @@ class EndpointWorker:
                 self.blocked_until = max(self.blocked_until, now + delay)
                 LOG.info("notification to %s failed (%s); retry in %.1f s", self.uri, error,
                          delay)
-                d.failed(row, now + delay)
+                d.failed(rows, now + delay)
             else:
                 self.failures = 0
                 self.blocked_until = 0.0
-                d.succeeded(row)
+                d.succeeded(rows)
+
+
+def merge_payloads(payloads: list[bytes]) -> bytes:
+    """One notification carrying the entities of several (same subscription, in order); the
+    first one's id, the last one's ``notifiedAt``."""
+    if len(payloads) == 1:
+        return payloads[0]
+    bodies = [orjson.loads(payload) for payload in payloads]
+    merged = bodies[0]
+    merged["data"] = [entity for body in bodies for entity in body["data"]]
+    merged["notifiedAt"] = bodies[-1]["notifiedAt"]
+    return orjson.dumps(merged)
 
 
 class TenantDispatcher:
@@ -113,6 +144,7 @@ class TenantDispatcher:
         self.senders = service.senders
         self.concurrency = service.concurrency
         self.max_queue = service.max_queue
+        self.batch_max = service.batch_max
         self.event = asyncio.Event()
         self.reader: OutboxReader | None = None
         self.last_id = 0
@@ -160,13 +192,15 @@ class TenantDispatcher:
 
     # ------------------------------------------------------------ outcomes
 
-    def succeeded(self, row: OutboxRow) -> None:
-        self._status(row, True)
-        self._write(OutboxDone(row.id), row.id)
+    def succeeded(self, rows: list[OutboxRow]) -> None:
+        self._status(rows[0], True)  # one notification sent
+        for row in rows:
+            self._write(OutboxDone(row.id), row.id)
 
-    def failed(self, row: OutboxRow, next_at: float) -> None:
-        self._status(row, False)
-        self._write(OutboxRetry(row.id, row.attempts + 1, next_at), row.id)
+    def failed(self, rows: list[OutboxRow], next_at: float) -> None:
+        self._status(rows[0], False)
+        for row in rows:
+            self._write(OutboxRetry(row.id, row.attempts + 1, next_at), row.id)
 
     def reschedule(self, row: OutboxRow, attempts: int, at: float) -> None:
         """Not attempted (endpoint blocked or queue full): try at ``at`` (plus jitter)."""
@@ -227,7 +261,8 @@ class Outbox:
 
     def __init__(self, store: Any, senders: dict[str, Sender], status_sink: StatusSink, *,
                  clock: Callable[[], float] = time.time, policy: RetryPolicy | None = None,
-                 concurrency: int = 8, max_queue: int = 2000, poll_s: float = 0.1) -> None:
+                 concurrency: int = 8, max_queue: int = 2000, poll_s: float = 0.1,
+                 batch_max: int = 100) -> None:
         self.store = store
         self.senders = senders
         self.status_sink = status_sink
@@ -236,6 +271,7 @@ class Outbox:
         self.concurrency = concurrency
         self.max_queue = max_queue
         self.poll_s = poll_s
+        self.batch_max = batch_max
         self.dispatchers: dict[str | None, TenantDispatcher] = {}
         self.running = False
 
