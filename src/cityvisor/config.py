@@ -43,6 +43,16 @@ class Settings(BaseSettings):
     notification_retry_cap_s: float = Field(30.0, gt=0, description="Longest retry delay")
     notification_timeout_s: float = Field(5.0, gt=0, description="Notification request timeout")
     notification_concurrency: int = Field(8, ge=1, le=256, description="Deliveries in flight per endpoint")
+    notification_batch_max: int = Field(
+        100, ge=1, le=10_000, description="Most queued changes of one subscription sent as one "
+        "notification when deliveries fall behind (1: one notification per change)")
+    # --- apps run inside the server (flood engineer, issue 4) ---
+    apps: list[str] = Field(default_factory=list, description="Apps run in-process, e.g. flood")
+    flood_config: Path | None = Field(None, description="Flood app TOML (default: bundled Nîmes)")
+    flood_radar_dir: Path | None = Field(None, description="Radar GeoTIFFs (Cance layout)")
+    # --- end apps ---
+    # public portal (console/public.py) — marked small edit by the portal engineer
+    public_tenant: str = Field("nimes", description="Tenant whose public data the portal shows")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],
