@@ -77,3 +77,49 @@ async def test_errors_are_the_same_exceptions(context_client: ContextClient) -> 
     with pytest.raises(ResourceNotFound):
         await context_client.update_attribute("urn:ngsi-ld:FloodMonitoring:test:9",
                                               "currentLevel", {"value": 1})
+
+
+ALERT = "https://raw.githubusercontent.com/smart-data-models/dataModel.Alert/master/context.jsonld"
+
+
+async def test_query_by_ids(context_client: ContextClient) -> None:
+    await context_client.upsert_entities([gauge(n, n / 10) for n in range(1, 5)])
+    found = await context_client.query_entities(
+        id="urn:ngsi-ld:FloodMonitoring:test:2,urn:ngsi-ld:FloodMonitoring:test:4,"
+           "urn:ngsi-ld:FloodMonitoring:test:9", attrs="currentLevel", options="keyValues")
+    assert sorted((e["id"], e["currentLevel"]) for e in found) == [
+        ("urn:ngsi-ld:FloodMonitoring:test:2", 0.2), ("urn:ngsi-ld:FloodMonitoring:test:4", 0.4)]
+
+
+async def test_with_context_speaks_another_domain(context_client: ContextClient) -> None:
+    alerts = context_client.with_context(ALERT)
+    await alerts.create_entity({"id": "urn:ngsi-ld:Alert:test:1", "type": "Alert",
+                                "severity": {"type": "Property", "value": "high"}})
+    assert (await alerts.get_entity("urn:ngsi-ld:Alert:test:1", options="keyValues")) == {
+        "id": "urn:ngsi-ld:Alert:test:1", "type": "Alert", "severity": "high"}
+    # the original client keeps its own @context (Environment): Alert terms are not compacted
+    seen = await context_client.get_entity("urn:ngsi-ld:Alert:test:1", options="keyValues")
+    assert seen["type"] != "Alert" and "Alert" in seen["type"]
+    await alerts.close()  # a derived client shares the connection: closing it is harmless
+    await context_client.create_entity(gauge(7, 0.7))
+
+
+async def test_batch_merge_reports_per_entity(context_client: ContextClient) -> None:
+    await context_client.upsert_entities([gauge(1, 0.1), gauge(2, 0.2)])
+    result = await context_client.merge_entities([
+        {"id": "urn:ngsi-ld:FloodMonitoring:test:1", "type": "FloodMonitoring",
+         "currentLevel": {"type": "Property", "value": 1.1}},
+        {"id": "urn:ngsi-ld:FloodMonitoring:test:2", "type": "FloodMonitoring",
+         "currentLevel": {"type": "Property", "value": 1.2}}])
+    assert result["errors"] == [] and sorted(result["success"]) == [
+        "urn:ngsi-ld:FloodMonitoring:test:1", "urn:ngsi-ld:FloodMonitoring:test:2"]
+    result = await context_client.merge_entities([
+        {"id": "urn:ngsi-ld:FloodMonitoring:test:1", "type": "FloodMonitoring",
+         "currentLevel": {"type": "Property", "value": 2.1}},
+        {"id": "urn:ngsi-ld:FloodMonitoring:test:9", "type": "FloodMonitoring",
+         "currentLevel": {"type": "Property", "value": 9.9}}])
+    assert result["success"] == ["urn:ngsi-ld:FloodMonitoring:test:1"]
+    assert [e["entityId"] for e in result["errors"]] == ["urn:ngsi-ld:FloodMonitoring:test:9"]
+    entity = await context_client.get_entity("urn:ngsi-ld:FloodMonitoring:test:1",
+                                             options="keyValues")
+    assert entity["currentLevel"] == 2.1 and "location" in entity  # merged, not replaced

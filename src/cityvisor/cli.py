@@ -6,8 +6,9 @@ import asyncio
 import gc
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -84,17 +85,64 @@ def serve(
     _run(settings)
 
 
+# --- demo command: owned by the living-demo work (issue 5 item 3); see docs/demo.md ---
 @app.command()
 def demo(
     port: Annotated[int, typer.Option(help="Port")] = 1026,
     data_dir: Annotated[Path, typer.Option("--data-dir", help="Data directory")] = Path("var/demo"),
     load_only: Annotated[bool, typer.Option("--load-only", help="Load the city, do not serve")] = False,
+    no_live: Annotated[bool, typer.Option("--no-live", help="Serve a static city (no simulators)")] = False,
+    speed: Annotated[float, typer.Option(help="Simulated seconds per real second", min=0.01,
+                                         max=3600)] = 1.0,
+    start: Annotated[datetime | None, typer.Option(
+        help="Simulated start time (ISO, UTC unless an offset is given); default: now",
+        metavar="ISO-TIME",
+        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M%z",
+                 "%Y-%m-%dT%H:%M:%S%z"])] = None,
+    report_every: Annotated[float, typer.Option(
+        help="Seconds between two printed rate lines (0: never)", min=0)] = 60.0,
+    scenario: Annotated[str, typer.Option(
+        help="flood-2014: replay the October 2014 storm over Nîmes with the flood app "
+        "(needs the Cance data, see --replay-data); none: no scenario")] = "flood-2014",
+    replay_data: Annotated[Path, typer.Option(
+        "--replay-data", help="The Cance data set of the flood replay")] = Path(
+        "../shared/data/flood/cance"),
+    weather: Annotated[bool, typer.Option(
+        "--weather/--no-weather", help="Simulated weather for every commune of Occitanie "
+        "(the public portal's data)")] = True,
 ) -> None:
-    """Load the Nîmes Métropole demo city and serve it, open, on 127.0.0.1."""
-    from cityvisor.demo import DEMO_TENANT, load_demo_city
+    """Load the Nîmes Métropole demo city and serve it, open, on 127.0.0.1, kept alive by
+    simulators (streetlights, traffic, EV charging, waste, seismometers) unless --no-live."""
+    from cityvisor.demo import (
+        DEMO_TENANT,
+        demo_simulators,
+        describe,
+        initial_state,
+        live_city,
+        load_demo_city,
+        print_report,
+        serve_demo,
+    )
     from cityvisor.services import Services
+    from cityvisor.sim.live import SimulatedClock
+    from cityvisor.sim.nimes import DemoCounts, build_city
 
     settings = _settings(None, host="127.0.0.1", port=port, data_dir=data_dir, auth=False)
+    if settings.temporal_retention_days is None and not no_live:
+        # ~2 GB of temporal history a day at real speed: keep one day unless configured.
+        settings = settings.model_copy(update={"temporal_retention_days": 1})
+    now = (start if start is not None else datetime.now(UTC))
+    now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+    # Without --start the simulated clock runs from now, load included (at --speed 1 it is the
+    # wall clock); with --start it starts when the server does, at the time asked for.
+    clock = SimulatedClock(speed, start=now) if start is None else None
+    city = build_city(DemoCounts(), observed_at=now)
+    if scenario not in ("flood-2014", "none"):
+        err.print(f"[red]error:[/] --scenario must be flood-2014 or none, got {scenario!r}")
+        raise typer.Exit(2)
+    extra, replay = _demo_extras(no_live, weather, scenario, replay_data)
+    simulators = [] if no_live else demo_simulators(city, extra=extra)
+    initial = initial_state(simulators, now, warn=lambda line: err.print(f"[yellow]{line}[/]"))
     services = Services.build(settings)
     with Progress(TextColumn("Loading Nîmes Métropole"), BarColumn(), TextColumn(
             "{task.completed}/{task.total} entities"), TimeElapsedColumn(), console=err) as bar:
@@ -103,7 +151,8 @@ def demo(
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        total, seconds = asyncio.run(load_demo_city(services, progress=progress))
+        total, seconds = asyncio.run(load_demo_city(services, progress=progress, city=city,
+                                                    initial=initial, now=now))
     asyncio.run(services.store.close())
     base = f"http://127.0.0.1:{port}/ngsi-ld/v1"
     err.print(f"[green]Loaded {total} entities into tenant '{DEMO_TENANT}' in {seconds:.1f} s[/]")
@@ -117,6 +166,8 @@ def demo(
     tenant = f"-H 'NGSILD-Tenant: {DEMO_TENANT}'"
     lines = [
         "",
+        f"Operator console: http://127.0.0.1:{port}/console/  (demo: type your name)",
+        f"Public portal:    http://127.0.0.1:{port}/",
         f"NGSI-LD API: {base}  (tenant header  NGSILD-Tenant: {DEMO_TENANT})",
         "Try:",
         f"  curl -s '{base}/types' {tenant}",
@@ -125,12 +176,55 @@ def demo(
         f"  curl -sg -i '{base}/entities?type=Streetlight&georel=near;maxDistance==200"
         f"&geometry=Point&coordinates=[4.3597,43.8349]&count=true&limit=0' {tenant} "
         f"{link('Streetlighting')}",
+        f"  curl -s '{base}/entities?type=Streetlight&q=powerState==%22low%22&count=true&limit=0'"
+        f" -i {tenant} {link('Streetlighting')}",
         "Stop with Ctrl-C. The demo runs without authentication, on loopback only.",
         "",
     ]
+    if simulators:
+        lines[-2:-2] = describe(simulators, speed) + [
+            f"  simulated start {now:%Y-%m-%d %H:%M:%S} UTC; rates printed every "
+            f"{report_every:g} s" if report_every else ""]
+    else:
+        lines[-2:-2] = ["Static city (--no-live): nothing changes unless you write."]
     # Plain text (not rich): long commands must stay on one line to be copied.
     print("\n".join(lines), file=sys.stderr, flush=True)
-    _run(settings, Services.build(settings))
+    serving = Services.build(settings)
+    if replay is not None:
+        from cityvisor.apps.flood.app import start_in_server
+
+        serving.app_factories.append(lambda services: start_in_server(services, replay=replay))
+    live = None
+    if simulators:
+        live = live_city(serving, simulators, clock or SimulatedClock(speed, start=now), since=now,
+                         report=print_report, report_every_s=report_every)
+    serve_demo(settings, serving, live)
+# --- end of the demo command ---
+
+
+def _demo_extras(no_live: bool, weather: bool, scenario: str,
+                 replay_data: Path) -> tuple[list[Any], Any]:
+    """The demo's optional simulators: Occitanie weather, the flood replay (and the replay)."""
+    if no_live:
+        return [], None
+    extra: list[Any] = []
+    if weather:
+        from cityvisor.sim.weather import OccitanieWeather
+
+        extra.append(OccitanieWeather(forecast_days=3))
+    replay = None
+    if scenario == "flood-2014":
+        from cityvisor.apps.flood.config import load_config
+        from cityvisor.apps.flood.replay import Flood2014Replay, ReplayDataMissing
+
+        try:
+            replay = Flood2014Replay(load_config(None), data_dir=replay_data)
+        except ReplayDataMissing as error:
+            err.print(f"[yellow]No flood replay: {error}[/]")
+        else:
+            extra.append(replay)
+    return extra, replay
+
 
 
 @token_app.command("create")

@@ -32,7 +32,8 @@ class ContextClient(Protocol):
     async def get_entity(self, entity_id: str, *, options: str | None = None,
                          attrs: str | None = None) -> Entity: ...
 
-    async def query_entities(self, *, type: str | None = None, q: str | None = None,
+    async def query_entities(self, *, type: str | None = None, id: str | None = None,
+                             q: str | None = None,
                              attrs: str | None = None, georel: str | None = None,
                              geometry: str | None = None, coordinates: str | None = None,
                              limit: int = 100, offset: int = 0,
@@ -42,9 +43,18 @@ class ContextClient(Protocol):
 
     async def merge_entity(self, entity_id: str, fragment: Entity) -> None: ...
 
+    async def merge_entities(self, entities: list[Entity]) -> dict[str, Any]:
+        """Batch merge (partial entities with ``id``): ``{"success": [...], "errors": [...]}``."""
+        ...
+
     async def update_attribute(self, entity_id: str, attribute: str, fragment: Any) -> None: ...
 
     async def delete_entity(self, entity_id: str) -> None: ...
+
+    def with_context(self, context: str) -> ContextClient:
+        """A client on the same tenant and connection speaking another @context (an app that
+        writes several Smart Data Models domains holds one per domain)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -66,12 +76,13 @@ class LocalContextClient:
         return await self.broker.retrieve_entity(self.tenant, self.context, entity_id,
                                                  Shape(options=options, attrs=attrs))
 
-    async def query_entities(self, *, type: str | None = None, q: str | None = None,
+    async def query_entities(self, *, type: str | None = None, id: str | None = None,
+                             q: str | None = None,
                              attrs: str | None = None, georel: str | None = None,
                              geometry: str | None = None, coordinates: str | None = None,
                              limit: int = 100, offset: int = 0,
                              options: str | None = None) -> list[Entity]:
-        params = QueryParams(type=type, q=q, attrs=attrs, georel=georel, geometry=geometry,
+        params = QueryParams(id=id, type=type, q=q, attrs=attrs, georel=georel, geometry=geometry,
                              coordinates=coordinates, limit=limit, offset=offset)
         entities, _ = await self.broker.query_entities(self.tenant, self.context, params,
                                                        Shape(options=options))
@@ -84,12 +95,19 @@ class LocalContextClient:
     async def merge_entity(self, entity_id: str, fragment: Entity) -> None:
         await self.broker.merge_entity(self.tenant, self.context, entity_id, fragment)
 
+    async def merge_entities(self, entities: list[Entity]) -> dict[str, Any]:
+        result = await self.broker.batch_merge(self.tenant, self.context, entities)
+        return result.body()
+
     async def update_attribute(self, entity_id: str, attribute: str, fragment: Any) -> None:
         await self.broker.update_attribute(self.tenant, self.context, entity_id, attribute,
                                            fragment)
 
     async def delete_entity(self, entity_id: str) -> None:
         await self.broker.delete_entity(self.tenant, entity_id)
+
+    def with_context(self, context: str) -> LocalContextClient:
+        return LocalContextClient(self.broker, tenant=self.tenant, context=context)
 
     async def close(self) -> None:
         return None
@@ -106,22 +124,36 @@ class HttpContextClient:
 
     def __init__(self, base_url: str, *, tenant: str | None = None, context: str | None = None,
                  token: str | None = None, timeout_s: float = 10.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 _shared: httpx.AsyncClient | None = None) -> None:
         headers = {"Accept": "application/json"}
         if tenant:
             headers["NGSILD-Tenant"] = tenant
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        self._base_url, self._tenant, self._token = base_url, tenant, token
+        #: the @context of this client, sent as a Link header on every request
+        self._context_headers: dict[str, str] = {}
         if context and context != CORE_CONTEXT_URL:
-            headers["Link"] = (f'<{context}>; rel="http://www.w3.org/ns/json-ld#context"; '
-                               'type="application/ld+json"')
-        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/") + "/ngsi-ld/v1",
-                                       headers=headers, timeout=timeout_s, transport=transport)
+            self._context_headers["Link"] = (
+                f'<{context}>; rel="http://www.w3.org/ns/json-ld#context"; '
+                'type="application/ld+json"')
+        self._owner = _shared is None
+        self._http = _shared or httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/ngsi-ld/v1", headers=headers, timeout=timeout_s,
+            transport=transport)
+
+    def with_context(self, context: str) -> HttpContextClient:
+        """Same connection, tenant and token; another @context (closing it is a no-op)."""
+        return HttpContextClient(self._base_url, tenant=self._tenant, context=context,
+                                 token=self._token, _shared=self._http)
 
     async def _call(self, method: str, path: str, body: Any = None,
                     params: dict[str, Any] | None = None) -> httpx.Response:
         content = None if body is None else orjson.dumps(body)
-        headers = {"Content-Type": "application/json"} if content is not None else None
+        headers = dict(self._context_headers)
+        if content is not None:
+            headers["Content-Type"] = "application/json"
         query = {k: v for k, v in (params or {}).items() if v is not None}
         response = await self._http.request(method, path, content=content, params=query,
                                             headers=headers)
@@ -138,13 +170,14 @@ class HttpContextClient:
                                     params={"options": options, "attrs": attrs})
         return response.json()  # type: ignore[no-any-return]
 
-    async def query_entities(self, *, type: str | None = None, q: str | None = None,
+    async def query_entities(self, *, type: str | None = None, id: str | None = None,
+                             q: str | None = None,
                              attrs: str | None = None, georel: str | None = None,
                              geometry: str | None = None, coordinates: str | None = None,
                              limit: int = 100, offset: int = 0,
                              options: str | None = None) -> list[Entity]:
         response = await self._call("GET", "/entities", params={
-            "type": type, "q": q, "attrs": attrs, "georel": georel, "geometry": geometry,
+            "type": type, "id": id, "q": q, "attrs": attrs, "georel": georel, "geometry": geometry,
             "coordinates": coordinates, "limit": limit, "offset": offset, "options": options})
         return response.json()  # type: ignore[no-any-return]
 
@@ -159,6 +192,12 @@ class HttpContextClient:
     async def merge_entity(self, entity_id: str, fragment: Entity) -> None:
         await self._call("PATCH", f"/entities/{entity_id}", fragment)
 
+    async def merge_entities(self, entities: list[Entity]) -> dict[str, Any]:
+        response = await self._call("POST", "/entityOperations/merge", entities)
+        if response.status_code == 207:
+            return response.json()  # type: ignore[no-any-return]
+        return {"success": list(dict.fromkeys(e.get("id") for e in entities)), "errors": []}
+
     async def update_attribute(self, entity_id: str, attribute: str, fragment: Any) -> None:
         await self._call("PATCH", f"/entities/{entity_id}/attrs/{attribute}", fragment)
 
@@ -166,7 +205,8 @@ class HttpContextClient:
         await self._call("DELETE", f"/entities/{entity_id}")
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._owner:
+            await self._http.aclose()
 
 
 def _problem(response: httpx.Response) -> errors.NgsiLdError:

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # --- end apps ---
     # public portal (console/public.py) — marked small edit by the portal engineer
     public_tenant: str = Field("nimes", description="Tenant whose public data the portal shows")
+    console_tile_url: str | None = Field(
+        None, description="Optional raster tile URL template for the console map ({z}/{x}/{y}); "
+        "off: no network")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

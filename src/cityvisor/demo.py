@@ -1,23 +1,77 @@
-"""``cityvisor demo``: the Nîmes Métropole demo city, loaded in-process into tenant ``nimes``."""
+"""``cityvisor demo``: the Nîmes Métropole demo city, loaded in-process into tenant ``nimes``,
+kept alive by the simulators of :mod:`cityvisor.sim` while it is served.
+
+The load writes the static city (:func:`cityvisor.sim.nimes.build_city`) with, for every
+simulated population, the state its simulator computes for the start time (lights lit after
+dusk, waste filled since the last round...), in one pass. The :class:`~cityvisor.sim.live.LiveCity`
+then ticks in the server's event loop and writes through a ``LocalContextClient``.
+"""
 
 from __future__ import annotations
 
+import gc
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cityvisor.client import LocalContextClient
+from cityvisor.config import Settings
 from cityvisor.services import Services
-from cityvisor.sim.nimes import DemoCounts, build_city
+from cityvisor.sim.lighting import LightingSimulator
+from cityvisor.sim.live import Clock, LiveCity, SimulatedClock, Simulator
+from cityvisor.sim.mobility import ChargingSimulator
+from cityvisor.sim.nimes import Batch, DemoCounts, build_city
+from cityvisor.sim.seismometers import SeismometerSimulator
+from cityvisor.sim.traffic import TrafficSimulator
+from cityvisor.sim.waste import WasteSimulator
 
 DEMO_TENANT = "nimes"
 BATCH = 2000
 
 
+def demo_simulators(city: Sequence[Batch], seed: int = 1988,
+                    extra: Sequence[Simulator] = ()) -> list[Simulator]:
+    """The simulators that keep the demo city alive, then ``extra`` ones (the Occitanie
+    weather, a flood replay scenario...: any object following the ``Simulator`` protocol)."""
+    return [LightingSimulator(city, seed=seed), TrafficSimulator(city, seed=seed),
+            ChargingSimulator(city, seed=seed), WasteSimulator(city, seed=seed),
+            SeismometerSimulator(city, seed=seed), *extra]
+
+
+def overlay(city: list[Batch], initial: Sequence[Batch]) -> list[Batch]:
+    """The city with the simulators' initial entities: an entity of the city is replaced by the
+    simulator's one (same id); new entities are added, batched by @context."""
+    where: dict[str, tuple[int, int]] = {}
+    for b, (_, entities) in enumerate(city):
+        for k, entity in enumerate(entities):
+            where[entity["id"]] = (b, k)
+    out = [(context, list(entities)) for context, entities in city]
+    extra: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for context, entities in initial:
+        for entity in entities:
+            place = where.get(entity["id"])
+            if place is None:
+                extra.setdefault(tuple(context), []).append(entity)
+            else:
+                out[place[0]][1][place[1]] = entity
+    return out + [(list(context), entities) for context, entities in extra.items()]
+
+
 async def load_demo_city(services: Services, *, seed: int = 1988,
-                         progress: Callable[[int, int], None] | None = None) -> tuple[int, float]:
-    """Upsert the demo city into the ``nimes`` tenant; returns (entities, seconds)."""
+                         progress: Callable[[int, int], None] | None = None,
+                         initial: Sequence[Batch] = (), now: datetime | None = None,
+                         city: list[Batch] | None = None) -> tuple[int, float]:
+    """Upsert the demo city (``city``, else built for ``now``) into the ``nimes`` tenant with
+    the simulators' ``initial`` entities in the same pass; returns (entities, seconds)."""
     started = time.perf_counter()
-    batches = build_city(DemoCounts(), seed=seed, observed_at=datetime.now(UTC))
+    now = now or datetime.now(UTC)
+    batches = city if city is not None else build_city(DemoCounts(), seed=seed, observed_at=now)
+    if initial:
+        batches = overlay(batches, initial)
     total = sum(len(entities) for _, entities in batches)
     done = 0
     for context, entities in batches:
@@ -30,3 +84,93 @@ async def load_demo_city(services: Services, *, seed: int = 1988,
             if progress is not None:
                 progress(done, total)
     return total, time.perf_counter() - started
+
+
+def live_city(services: Services, simulators: Sequence[Simulator], clock: Clock, *,
+              since: datetime | None = None, report: Callable[[str], None] | None = None,
+              report_every_s: float = 60.0) -> LiveCity:
+    """A ``LiveCity`` writing to the demo tenant of ``services`` in-process; ``since``: the
+    time of the simulators' current state (the load's)."""
+    def client(context: tuple[str, ...]) -> LocalContextClient:
+        return LocalContextClient(services.broker, tenant=DEMO_TENANT, context=list(context))
+
+    return LiveCity(client, simulators, clock, report=report, report_every_s=report_every_s,
+                    since=since)
+
+
+def initial_state(simulators: Sequence[Simulator], now: datetime,
+                  warn: Callable[[str], None] = lambda line: None) -> list[Batch]:
+    """Every simulator's initial entities at ``now``; one that fails is reported and left
+    static (the others go on)."""
+    batches: list[Batch] = []
+    for sim in simulators:
+        try:
+            batches.extend(sim.initial(now))
+        except Exception as error:  # one simulator never stops the demo
+            warn(f"simulator {sim.name}: initial state failed: {type(error).__name__}: {error}")
+    return batches
+
+
+def describe(simulators: Sequence[Simulator], speed: float) -> list[str]:
+    """Banner lines: what is live and at which nominal rate (reports per simulated second)."""
+    lines = [f"Live city (simulated time ×{speed:g}):"]
+    for sim in simulators:
+        count = len(getattr(sim, "ids", ()))
+        rate = getattr(sim, "nominal_rate", None)
+        what = f"{count} entities" if count else ""
+        if rate:
+            what += f", ~{rate:.1f} reports/s" + (f" (~{rate * speed:.0f}/s real)"
+                                                   if speed != 1 else "")
+        lines.append(f"  {sim.name:<14} {what}, tick every {sim.period_s:g} s")
+    return lines
+
+
+def with_live_city(app: ASGIApp, live: LiveCity) -> ASGIApp:
+    """Wrap ``app`` so that ``live`` runs while the server runs: started once the app's own
+    start-up is complete, stopped before its shutdown."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+
+        async def send_started(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                live.start()
+            await send(message)
+
+        async def receive_stopping() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await live.stop()
+            return message
+
+        await app(scope, receive_stopping, send_started)
+
+    return wrapped
+
+
+def serve_demo(settings: Settings, services: Services, live: LiveCity | None) -> None:
+    """Serve the web app (API, console, portal) with the live city running alongside."""
+    import uvicorn
+
+    from cityvisor.web import create_web_app
+
+    asgi = create_web_app(settings, services)
+    if live is not None:
+        asgi = with_live_city(asgi, live)
+    # As `cityvisor serve`: start-up objects never become garbage; collect less often.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+    uvicorn.run(asgi, host=settings.host, port=settings.port, log_level=settings.log_level,
+                access_log=False, server_header=False)
+
+
+def print_report(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+__all__ = ["DEMO_TENANT", "SimulatedClock", "demo_simulators", "describe", "initial_state",
+           "live_city", "load_demo_city", "overlay", "print_report", "serve_demo",
+           "with_live_city"]

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cityvisor.broker.contexts import ContextRegistry
@@ -22,6 +22,10 @@ class Services:
     tokens: TokenStore | None  # None: authentication is off (loopback only)
     subscriptions: Any = None  # cityvisor.notify.Notifications
     temporal: Any = None  # cityvisor.broker.temporal.TemporalBroker
+    apps: list[Any] = field(default_factory=list)  # running in-process apps (settings.apps)
+    #: more in-process apps, started like ``settings.apps``: async (services) -> handle with
+    #: ``async close()`` (the demo adds the flood app on its replay scenario this way)
+    app_factories: list[Any] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -48,8 +52,23 @@ class Services:
             await self.subscriptions.start()
         if self.temporal is not None:
             self.temporal.start()  # retention purge
+        # --- in-process apps: cityvisor.apps.<name>.app.start_in_server(services) returns a
+        # handle with `async close()` (flood engineer, issue 4) ---
+        import importlib
+
+        for name in self.settings.apps:
+            try:
+                module = importlib.import_module(f"cityvisor.apps.{name}.app")
+            except ModuleNotFoundError as error:
+                raise ValueError(f"setting apps: cannot start app {name!r} ({error})") from None
+            self.apps.append(await module.start_in_server(self))
+        for factory in self.app_factories:
+            self.apps.append(await factory(self))
 
     async def close(self) -> None:
+        for app in reversed(self.apps):  # in-process apps stop first (they write)
+            await app.close()
+        self.apps.clear()
         if self.temporal is not None:
             await self.temporal.stop()
         if self.subscriptions is not None:

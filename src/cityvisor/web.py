@@ -11,9 +11,15 @@ from starlette.types import ASGIApp
 from cityvisor.api.app import create_app
 from cityvisor.config import Settings
 from cityvisor.console import assets
+from cityvisor.console import operator as operator_console  # console API (operator console)
+from cityvisor.console import public as public_portal  # public portal API (no sign-in)
 from cityvisor.services import Services
 
 
 def create_web_app(settings: Settings, services: Services | None = None) -> ASGIApp:
     """The NGSI-LD API with the console and portal pages, static files and their APIs."""
-    return create_app(settings, services, extra_routes=[*assets.ROUTES])
+    return create_app(settings, services, extra_routes=[
+        *assets.ROUTES,
+        *operator_console.ROUTES,  # operator console API
+        *public_portal.ROUTES,  # public portal API: /public/api/...
+    ])

@@ -85,3 +85,17 @@ def test_observations_must_cover_the_scored_period(synthetic):
     rain, pet, _ = synthetic
     with pytest.raises(ValueError, match="fewer than 2"):
         calibrate_gr4h(rain, pet, np.full(rain.size, np.nan), WARMUP_H)
+
+
+def test_mixed_objective_scores_the_mean_of_nse_and_kge(synthetic):
+    from cityvisor.apps.flood.algorithms import kge, state_for_discharge
+
+    rain, pet, q_mm = synthetic
+    params, score = calibrate_gr4h(
+        rain[:1500], pet[:1500], q_mm[:1500], 12, objective="nse+kge", max_evals=300,
+        initial_discharge_mm=float(q_mm[0]),
+    )
+    simulated, _ = gr4h(rain[:1500], pet[:1500], params, state_for_discharge(params, q_mm[0]))
+    expected = 0.5 * (nse(simulated[12:], q_mm[12:1500]) + kge(simulated[12:], q_mm[12:1500]))
+    assert score == pytest.approx(expected)
+    assert score > 0.9

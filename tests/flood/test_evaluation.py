@@ -89,8 +89,9 @@ def test_warning_scores_false_alarm_and_zero_lead() -> None:
 # --- no future data ---------------------------------------------------------------------------
 
 
-def test_replay_never_reads_after_the_issue_time(cance: Path, monkeypatch: pytest.MonkeyPatch
-                                                 ) -> None:
+@pytest.mark.parametrize("scenario", ["persistence", "nowcast", "blend*0.5"])
+def test_replay_never_reads_after_the_issue_time(cance: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 scenario: str) -> None:
     latest: dict[str, datetime] = {}
 
     def note(kind: str, hour: datetime) -> None:
@@ -115,7 +116,7 @@ def test_replay_never_reads_after_the_issue_time(cance: Path, monkeypatch: pytes
     setup = prepare(cance)
     models = {
         g.code: ForecastModel(g.code, g.area_km2, GR4HParams(300.0, -0.5, 80.0, 3.0), 0.0,
-                              (1.0,) * 6, "persistence", {})
+                              (1.0,) * 6, scenario, {})
         for g in setup.gauges
     }
     start = datetime(2014, 10, 10, 6, tzinfo=UTC)
@@ -186,3 +187,43 @@ def test_evaluate_command_on_real_data(cance: Path, tmp_path: Path) -> None:
     warnings = result["gauges"]["V3524010"]["warnings"]["model"]
     assert set(warnings) >= {"pod", "far", "csi", "median_warning_lead_min"}
     assert len(out.read_text().splitlines()) == 1 + 72 * 3 * 6
+
+
+def test_a_gauge_without_training_record_still_forecasts(cance: Path, tmp_path: Path) -> None:
+    # A copy of the data set (links) whose 25 km² gauge lost its record before 6 October.
+    root = tmp_path / "dataset"
+    root.mkdir()
+    for name in ("prcp", "pet", "France_flwdir.tif", "gauge_attributes.csv"):
+        (root / name).symlink_to(cance / name)
+    (root / "qobs").mkdir()
+    for source in (cance / "qobs").glob("*.csv"):
+        lines = source.read_text().splitlines()
+        if source.stem == "V3517010":
+            start = datetime.strptime(lines[0], "%Y%m%d%H%M").replace(tzinfo=UTC)
+            cut = int((datetime(2014, 10, 6, tzinfo=UTC) - start) / HOUR)
+            lines = [lines[0]] + ["-99.000"] * cut + lines[1 + cut :]
+        (root / "qobs" / source.name).write_text("\n".join(lines) + "\n")
+    out = tmp_path / "f.csv"
+    result = run_evaluation(
+        root,
+        datetime(2014, 10, 1, tzinfo=UTC), datetime(2014, 10, 5, 23, tzinfo=UTC),
+        datetime(2014, 10, 10, 12, tzinfo=UTC), datetime(2014, 10, 10, 17, tzinfo=UTC),
+        out, max_evals=200,
+    )
+    entry = result["gauges"]["V3517010"]
+    assert entry["calibration_score"] is None
+    assert all(value is None for value in entry["training_mean_nse_by_scenario"].values())
+    json.dumps(result, allow_nan=False)  # valid JSON, no NaN/Infinity
+    rows = [r for r in csv.DictReader(out.open()) if r["gauge"] == "V3517010"]
+    assert len(rows) == 6 * 6 and all(float(r["forecast_m3s"]) >= 0 for r in rows)
+
+
+def test_unknown_gauge_or_missing_record_is_a_clear_error(cance: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not in gauge_attributes"):
+        prepare(cance, ["V0000000"])
+    root = tmp_path / "dataset"
+    root.mkdir()
+    for name in ("France_flwdir.tif", "gauge_attributes.csv"):
+        (root / name).symlink_to(cance / name)
+    with pytest.raises(ValueError, match="cannot read the discharge"):
+        prepare(root)

@@ -306,3 +306,22 @@ def test_persistence_forecast_is_the_value_observed_lead_hours_earlier():
     assert np.isnan(persistence_forecast(observed, 12)).all()
     with pytest.raises(ValueError, match="lead_h"):
         persistence_forecast(observed, -1)
+
+
+def test_state_for_discharge_starts_a_run_at_the_observed_flow() -> None:
+    from cityvisor.apps.flood.algorithms import (
+        routed_flow_mm,
+        routing_level_for_outflow,
+        state_for_discharge,
+    )
+
+    for outflow in (0.0, 0.01, 0.4, 3.0):
+        level = routing_level_for_outflow(outflow, 80.0)
+        assert routed_flow_mm(level, 80.0) == pytest.approx(outflow, abs=1e-9)
+    params = GR4HParams(300.0, 0.0, 80.0, 3.0)
+    state = state_for_discharge(params, 0.4)
+    q_mm, _ = gr4h(np.zeros(2), np.zeros(2), params, state)
+    assert q_mm[0] == pytest.approx(0.4, rel=1e-4)  # no rain: the routing store (+ percolation)
+    assert q_mm[1] < q_mm[0]  # and a recession after
+    with pytest.raises(ValueError, match="discharge_mm"):
+        state_for_discharge(params, float("nan"))

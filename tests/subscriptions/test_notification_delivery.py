@@ -129,12 +129,12 @@ async def test_failing_receiver_recovers_with_backoff(services: Services) -> Non
         await receiver.wait_for(20)
         values = sorted(entity["level"]["value"] for entity in receiver.entities())
         assert values == list(range(20))  # every change, after three failures
-        gaps = [b - a for a, b in zip(receiver.attempts[:4], receiver.attempts[1:5],
+        # three failures then a success (the queued changes may then go in one notification)
+        assert len(receiver.attempts) >= 4
+        gaps = [b - a for a, b in zip(receiver.attempts[:3], receiver.attempts[1:4],
                                       strict=True)]
         assert all(gap >= 0.045 for gap in gaps[:3]), gaps  # base 0.05 s, doubling
         assert gaps[1] >= 0.09 and gaps[2] >= 0.18
-        status = (await manager.retrieve(None, sub_id))["notification"]
-        assert "lastFailure" in status and "lastSuccess" in status
         for _ in range(100):
             status = (await manager.retrieve(None, sub_id))["notification"]
             if status["status"] == "ok" and status["timesSent"] == 3 + len(receiver.received):
@@ -142,6 +142,7 @@ async def test_failing_receiver_recovers_with_backoff(services: Services) -> Non
             await asyncio.sleep(0.01)
         # three failed attempts, then the queued changes (batched once the endpoint is back)
         assert status["status"] == "ok" and status["timesSent"] == 3 + len(receiver.received)
+        assert "lastFailure" in status and "lastSuccess" in status
         conn = services.store.connection(None)
         for _ in range(100):
             if conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import mimetypes
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -41,13 +42,28 @@ mimetypes.add_type("text/javascript", ".mjs")
 mimetypes.add_type("application/geo+json", ".geojson")
 
 
-def file_response(path: Path, *, cache: str = "no-cache") -> Response:
+def file_response(path: Path, *, cache: str = "no-cache", csp: str = PAGE_CSP) -> Response:
     """A file with the page CSP (the API's default CSP forbids everything)."""
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     if media_type.startswith("text/") or media_type.endswith("javascript"):
         media_type += "; charset=utf-8"
     return FileResponse(path, media_type=media_type,
-                        headers={"content-security-policy": PAGE_CSP, "cache-control": cache})
+                        headers={"content-security-policy": csp, "cache-control": cache})
+
+
+def page_csp(request: Request) -> str:
+    """The page CSP, opened to the configured map tile server (setting ``console_tile_url``;
+    off by default: then the pages reach nothing but this origin)."""
+    services = getattr(request.app.state, "services", None)
+    tile_url = getattr(getattr(services, "settings", None), "console_tile_url", None)
+    if not tile_url:
+        return PAGE_CSP
+    parts = urlsplit(tile_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return PAGE_CSP
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return (PAGE_CSP.replace("img-src 'self'", f"img-src 'self' {origin}")
+            .replace("connect-src 'self'", f"connect-src 'self' {origin}"))
 
 
 def _not_found(what: str) -> Response:
@@ -78,7 +94,7 @@ def page(url: str, name: str) -> Route:
     """A route serving the HTML page ``static/<name>`` at ``url``."""
 
     async def serve(request: Request) -> Response:
-        return file_response(STATIC / name)
+        return file_response(STATIC / name, csp=page_csp(request))
 
     return Route(url, serve, methods=["GET"])
 

@@ -50,6 +50,9 @@ def evaluate(
         "--threshold", help="Warning threshold CODE=M3S (repeatable)")] = None,
     max_evals: Annotated[int, typer.Option("--max-evals", min=200,
                                            help="Calibration budget per gauge")] = 800,
+    refine_evals: Annotated[int, typer.Option(
+        "--refine-evals", min=0,
+        help="Model runs refining the parameters in forecast mode (0 = none)")] = 0,
 ) -> None:
     """Calibrate on the training window, replay the test window as if live, score it."""
     try:
@@ -64,7 +67,7 @@ def evaluate(
         result = run_evaluation(
             dataset, _time(train_from), _time(train_until), _time(test_from),
             _time(test_until), forecasts_out, thresholds=_thresholds(threshold or []),
-            max_evals=max_evals,
+            max_evals=max_evals, refine_evals=refine_evals,
         )
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
@@ -75,3 +78,57 @@ def evaluate(
         json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     typer.echo(f"{result['issue_times']} issue times written to {forecasts_out} "
                f"in {result['runtime_s']} s", err=True)
+
+
+# --- `cityvisor flood run` (app engineer, issue 4): the app as its own process -----------------
+
+
+@app.command()
+def run(
+    broker: Annotated[str, typer.Option(help="NGSI-LD broker base URL, e.g. http://127.0.0.1:1026")],
+    tenant: Annotated[str | None, typer.Option(help="Tenant (default: the config's)")] = None,
+    config: Annotated[Path | None, typer.Option(
+        help="Flood config TOML (default: bundled Nîmes)", exists=True, dir_okay=False)] = None,
+    token: Annotated[str | None, typer.Option(envvar="CITYVISOR_TOKEN", help="Bearer token")] = None,
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Where the app keeps its state")]
+    = Path("var/flood"),
+    radar_dir: Annotated[Path | None, typer.Option(
+        "--radar-dir", help="Radar GeoTIFFs in the Cance layout (optional)", exists=True,
+        file_okay=False)] = None,
+    once: Annotated[bool, typer.Option("--once", help="Run one cycle, print it, exit")] = False,
+) -> None:
+    """Run the flood early-warning app against a broker (HTTP ContextClient)."""
+    import asyncio
+    import signal
+
+    from cityvisor.apps.flood.app import FloodApp
+    from cityvisor.apps.flood.config import FloodConfigError, load_config
+    from cityvisor.apps.flood.sources import FileRadarSource
+    from cityvisor.client import HttpContextClient
+
+    try:
+        flood_config = load_config(config)
+    except FloodConfigError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+    async def main() -> None:
+        client = HttpContextClient(broker, tenant=tenant or flood_config.tenant, token=token)
+        radar = FileRadarSource(radar_dir) if radar_dir is not None else None
+        flood = FloodApp(client, flood_config, radar, data_dir=data_dir)
+        try:
+            if once:
+                report = await flood.run_cycle()
+                typer.echo(json.dumps(report.summary(), ensure_ascii=False))
+                return
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            typer.echo(f"flood app: {len(flood_config.points)} warning points, one cycle every "
+                       f"{flood_config.cycle_minutes:g} min against {broker}", err=True)
+            await flood.run_forever(stop)
+        finally:
+            await client.close()
+
+    asyncio.run(main())

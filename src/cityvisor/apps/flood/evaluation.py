@@ -33,6 +33,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from cityvisor.apps.flood.algorithms import kge, nse
 from cityvisor.apps.flood.forecast import (
+    CALIBRATION_OBJECTIVE,
+    FORECAST_REFINE_EVALS,
     LEADS,
     MAX_WARMUP_H,
     ObservedDischarge,
@@ -157,6 +159,7 @@ def run_evaluation(
     *,
     thresholds: Mapping[str, float] | None = None,
     max_evals: int = 800,
+    refine_evals: int = FORECAST_REFINE_EVALS,
     codes: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run the whole evaluation; write the forecasts CSV and return the scores."""
@@ -169,7 +172,8 @@ def run_evaluation(
     unknown = set(thresholds) - {g.code for g in setup.gauges}
     if unknown:
         raise ValueError(f"thresholds for unknown gauges: {sorted(unknown)}")
-    models = calibrate(setup, train_from, train_until, max_evals=max_evals)
+    models = calibrate(setup, train_from, train_until, max_evals=max_evals,
+                       refine_evals=refine_evals)
     warmup = min(MAX_WARMUP_H, int((train_until - train_from) / HOUR) // 3)
     spin_up_from = train_from if train_until < test_from else test_from - warmup * HOUR
     issue_times: list[datetime] = []
@@ -193,10 +197,15 @@ def run_evaluation(
         "test": [_iso(test_from), _iso(test_until)],
         "issue_times": n_issue,
         "method": {
-            "model": "GR4H, calibrated on NSE over the training window",
+            "model": "GR4H, calibrated on the mean of NSE and KGE over the training window "
+                     "(differential evolution + L-BFGS-B), run by the live CatchmentForecaster",
+            "state_updating": "rain in transit scaled by observed/simulated, routing store "
+                              "reset to the observed flow, every hour with an observation",
             "correction": "additive output-error correction, least-squares gain per lead",
-            "future_rain": "no nowcast: zero rain or persistence of the last hour, chosen on "
-                           "the training window",
+            "future_rain": "radar nowcast (optical-flow extrapolation), persistence of the "
+                           "last hour's basin rain, their blend or zero, possibly damped: the "
+                           "best on the training window per gauge",
+            "refine_evals": refine_evals,
         },
         "gauges": {},
     }
@@ -229,10 +238,16 @@ def run_evaluation(
             "area_km2": model.area_km2,
             "params": dict(zip(("x1_mm", "x2_mm_per_h", "x3_mm", "x4_h"),
                                model.params.as_tuple(), strict=True)),
-            "calibration_nse": model.calibration_nse,
+            "calibration_objective": CALIBRATION_OBJECTIVE,
+            "calibration_score": (
+                model.calibration_score if math.isfinite(model.calibration_score) else None
+            ),
             "correction_gains": list(model.gains),
             "future_rain": model.scenario,
-            "training_mean_nse_by_scenario": model.training_nse_by_scenario,
+            "training_mean_nse_by_scenario": {
+                name: value if math.isfinite(value) else None
+                for name, value in model.training_nse_by_scenario.items()
+            },
             "leads": leads,
         }
         if gauge.code in thresholds:

@@ -1,0 +1,230 @@
+"""Live updates for the console: server-sent events fed by the broker's change listeners.
+
+The hub registers itself as an ``EntityBroker`` listener the first time a console connects
+(before that, writes pay nothing); with nobody listening, its listener returns at once. A
+listener runs while the change is staged (later reads already see it), and the hub publishes
+on the next loop turn. Each connection has a bounded queue: a console that cannot keep up gets a
+``resync`` event (reload the layers) instead of unbounded memory.
+
+One SSE message carries a JSON array of the changes of one or more writes::
+
+    data: [{"id": ..., "type": "Streetlight", "kind": "streetlights", "state": "faulty",
+            "value": 0, "lon": 4.36, "lat": 43.84}, {"id": ..., "type": "Alert",
+            "alert": true, "critical": true}, ...]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from cityvisor.ngsild.errors import NgsiLdError
+from cityvisor.services import Services
+from cityvisor.store.base import WriteOp
+
+from . import alarms, layers
+from .layer_cache import LayerCache
+from .session import Operator, authenticate, services_of
+
+QUEUE_LIMIT = 5_000
+BATCH_LIMIT = 5_000
+HEARTBEAT_S = 15.0
+SHELVE_SWEEP_S = 10.0
+ALERT_TYPE = "Alert"
+
+
+@dataclass(eq=False)
+class Listener:
+    tenant: str | None
+    queue: asyncio.Queue[list[dict[str, Any]] | None] = field(
+        default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    overflowed: bool = False
+
+
+class EventHub:
+    """Fan-out of entity changes to the connected consoles of one ``Services``."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.listeners: set[Listener] = set()
+        self._installed = False
+        self._sweeper: asyncio.Task[None] | None = None
+        self.cache = LayerCache(services)
+
+    def subscribe(self, tenant: str | None) -> Listener:
+        if not self._installed:
+            self.services.broker.listeners.append(self.on_change)
+            self._installed = True
+        listener = Listener(tenant)
+        self.listeners.add(listener)
+        self.cache.watched.add(tenant)
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep_shelving())
+        return listener
+
+    def unsubscribe(self, listener: Listener) -> None:
+        self.listeners.discard(listener)
+        if listener.tenant in self.cache.watched and not any(
+                other.tenant == listener.tenant for other in self.listeners):
+            self.cache.watched.discard(listener.tenant)
+            self.cache.drop(listener.tenant)
+        if not self.listeners and self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    async def on_change(self, tenant: str | None, ops: list[WriteOp]) -> Sequence[object]:
+        """The broker listener: never stages records, only publishes."""
+        if not any(listener.tenant == tenant for listener in self.listeners):
+            return ()
+        events = await self.describe(ops)
+        if events:
+            self.cache.apply(tenant, events)
+            asyncio.get_running_loop().call_soon(self.publish, tenant, events)
+        return ()
+
+    async def describe(self, ops: list[WriteOp]) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        for op in ops:
+            entity = op.new or op.old
+            if entity is None:
+                continue
+            short = layers.short_type(entity)
+            if short == ALERT_TYPE:
+                events.append(await self._alert_event(op))
+                continue
+            kinds = layers.kinds_of_type(short)
+            if op.new is None:
+                events.append({"id": entity["id"], "type": short, "deleted": True,
+                               "kinds": [k.name for k in kinds]})
+                continue
+            for kind in kinds:
+                terms = await layers.term_map(self.services, kind)
+                found = layers.feature(kind, op.new, terms)
+                if found is not None:
+                    events.append({"type": short, **found})
+            if not kinds:
+                events.append({"id": entity["id"], "type": short})
+        return events
+
+    async def _alert_event(self, op: WriteOp) -> dict[str, Any]:
+        entity = op.new or op.old
+        assert entity is not None
+        event: dict[str, Any] = {"id": entity["id"], "type": ALERT_TYPE, "alert": True,
+                                 "deleted": op.new is None}
+        if op.new is None:
+            return event
+        terms = await self.services.contexts.term_map([alarms.ALERT_CONTEXT])
+        new = layers.values_of(op.new, terms)
+        old = layers.values_of(op.old, terms) if op.old is not None else None
+        new_state = new("workflowState") or "new"
+        critical = new("severity") == "critical" and new_state == "new"
+        # signal a critical alert when it appears, becomes critical, or is raised to new again
+        was = (old is not None and old("severity") == "critical"
+               and (old("workflowState") or "new") == "new")
+        event["critical"] = critical and not was
+        event["severity"] = new("severity")
+        event["workflowState"] = new_state
+        return event
+
+    def publish(self, tenant: str | None, events: list[dict[str, Any]]) -> None:
+        for listener in list(self.listeners):
+            if listener.tenant != tenant or listener.overflowed:
+                continue
+            try:
+                listener.queue.put_nowait(events)
+            except asyncio.QueueFull:
+                listener.overflowed = True
+
+    async def _sweep_shelving(self) -> None:
+        """Expired shelving returns alerts to their previous state while consoles watch."""
+        while True:
+            await asyncio.sleep(SHELVE_SWEEP_S)
+            for tenant in {listener.tenant for listener in self.listeners}:
+                with contextlib.suppress(Exception):
+                    await alarms.expire_shelving(self.services, tenant)
+
+    async def stream(self, listener: Listener, heartbeat_s: float = HEARTBEAT_S,
+                     still_allowed: Callable[[], bool] = lambda: True) -> AsyncIterator[bytes]:
+        """The SSE byte stream of one connection; ends with ``event: signedout`` when
+        ``still_allowed()`` turns false (token revoked), checked at every heartbeat."""
+        try:
+            yield b"retry: 3000\nevent: hello\ndata: {}\n\n"
+            while True:
+                if listener.overflowed:
+                    listener.overflowed = False
+                    _drain(listener.queue)
+                    yield b"event: resync\ndata: {}\n\n"
+                    continue
+                try:
+                    first = await asyncio.wait_for(listener.queue.get(), heartbeat_s)
+                except TimeoutError:
+                    if not still_allowed():
+                        yield b"event: signedout\ndata: {}\n\n"
+                        return
+                    yield b": keep-alive\n\n"
+                    continue
+                if first is None:
+                    return
+                batch = list(first)
+                while len(batch) < BATCH_LIMIT and not listener.queue.empty():
+                    more = listener.queue.get_nowait()
+                    if more is None:
+                        break
+                    batch.extend(more)
+                yield b"data: " + orjson.dumps(batch) + b"\n\n"
+        finally:
+            self.unsubscribe(listener)
+
+
+def _drain(queue: asyncio.Queue[Any]) -> None:
+    while not queue.empty():
+        queue.get_nowait()
+
+
+_hubs: dict[int, EventHub] = {}
+
+
+def hub_of(services: Services) -> EventHub:
+    hub = _hubs.get(id(services))
+    if hub is None or hub.services is not services:
+        hub = _hubs[id(services)] = EventHub(services)
+    return hub
+
+
+async def layer(request: Request, operator: Operator) -> Response:
+    """GET /console/api/layers/{kind}: from the live cache while consoles watch the tenant,
+    else built from the store."""
+    started = time.perf_counter()
+    kind = layers.kind_named(request.path_params["kind"])
+    services = services_of(request)
+    hub = hub_of(services)
+    if operator.tenant in hub.cache.watched:
+        data = await hub.cache.get(operator.tenant, kind)
+    else:
+        data = await layers.build_layer(services, operator.tenant, kind)
+    return layers.layer_response(request, data, (time.perf_counter() - started) * 1000)
+
+
+async def events(request: Request, operator: Operator) -> Response:
+    """GET /console/api/events: the live change stream (text/event-stream)."""
+    hub = hub_of(services_of(request))
+    listener = hub.subscribe(operator.tenant)
+
+    def still_allowed() -> bool:
+        try:
+            authenticate(request, "reader")
+        except NgsiLdError:
+            return False
+        return True
+
+    return StreamingResponse(hub.stream(listener, still_allowed=still_allowed),
+                             media_type="text/event-stream",
+                             headers={"cache-control": "no-store", "x-accel-buffering": "no"})

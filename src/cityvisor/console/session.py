@@ -1,0 +1,142 @@
+"""Who is using the console: bearer-token sign-in (or the open demo mode), roles and tenant.
+
+The console API verifies the same tokens as the NGSI-LD API (``cityvisor token create``):
+``reader`` may view, ``writer`` may act on alarms. The tenant comes from the ``NGSILD-Tenant``
+header, else from the token when it is bound to one tenant, else ``nimes`` (the demo city).
+With authentication off (``cityvisor demo``, loopback only) anyone may use the console; the
+operator types a name, sent percent-encoded in ``X-Cityvisor-Operator``, which becomes the actor of actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cityvisor.api.http import guard, problem_response
+from cityvisor.ngsild.errors import BadRequestData, Forbidden, NgsiLdError, Unauthorized
+from cityvisor.security.tokens import ALL_TENANTS, DEFAULT_TENANT, ROLES
+from cityvisor.services import Services
+from cityvisor.store.sqlite import check_tenant
+
+DEFAULT_CONSOLE_TENANT = "nimes"
+OPERATOR_HEADER = "x-cityvisor-operator"
+MAX_NAME = 80
+
+
+@dataclass(frozen=True)
+class Operator:
+    """The signed-in operator: actor name (written in audit trails), role, tenant, mode."""
+
+    actor: str
+    role: str
+    tenant: str | None
+    authenticated: bool
+    token_id: str | None = None
+
+    def may(self, role: str) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+    def describe(self) -> dict[str, Any]:
+        return {"actor": self.actor, "role": self.role, "tenant": self.tenant,
+                "mode": "token" if self.authenticated else "open",
+                "canAct": self.may("writer")}
+
+
+def services_of(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def _token_names(services: Services) -> dict[str, str]:
+    tokens = services.tokens
+    assert tokens is not None
+    return {info.token_id: info.name for info in tokens.list()}
+
+
+def authenticate(request: Request, role: str = "reader") -> Operator:
+    """The operator of a console API request, or Unauthorized/Forbidden."""
+    services = services_of(request)
+    header_tenant = request.headers.get("ngsild-tenant") or None
+    check_tenant(header_tenant)
+    if services.tokens is None:
+        # percent-encoded UTF-8 (header values are Latin-1 on the wire)
+        name = " ".join(unquote(request.headers.get(OPERATOR_HEADER, "")).split())[:MAX_NAME]
+        return Operator(name or "opérateur (mode démo)", "admin",
+                        header_tenant or DEFAULT_CONSOLE_TENANT, authenticated=False)
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Sign in with a bearer token (Authorization: Bearer <token>)")
+    principal = services.tokens.verify(token.strip())
+    if principal is None:
+        raise Unauthorized("The bearer token is unknown or revoked")
+    if header_tenant is not None:
+        tenant: str | None = header_tenant
+    elif principal.tenant == ALL_TENANTS:
+        tenant = DEFAULT_CONSOLE_TENANT
+    else:
+        tenant = principal.tenant or None  # DEFAULT_TENANT ("") is the default tenant
+    if not principal.may_use(tenant if tenant is not None else DEFAULT_TENANT):
+        raise Forbidden(f"The token is not valid for tenant {tenant or '(default)'}")
+    if not principal.may(role):
+        raise Forbidden(f"The token's role {principal.role} cannot do this (needs {role})")
+    name = _token_names(services).get(principal.token_id) or ""
+    actor = f"{name} (jeton {principal.token_id})" if name else f"jeton {principal.token_id}"
+    return Operator(actor, principal.role, tenant, authenticated=True,
+                    token_id=principal.token_id)
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+ConsoleHandler = Callable[[Request, Operator], Awaitable[Response]]
+
+
+def console_endpoint(handler: ConsoleHandler, role: str = "reader") -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a console API handler: authentication, role, errors as problem+json (never a 500
+    with a stack trace)."""
+
+    async def run(request: Request) -> Response:
+        try:
+            operator = authenticate(request, role)
+            return await handler(request, operator)
+        except Exception as error:
+            return guard(error)
+
+    return run
+
+
+async def read_object(request: Request, max_bytes: int = 65536) -> dict[str, Any]:
+    """A small JSON object body, or BadRequestData."""
+    body = await request.body()
+    if len(body) > max_bytes:
+        raise BadRequestData(f"The body is larger than {max_bytes} bytes")
+    try:
+        data = orjson.loads(body or b"null")
+    except orjson.JSONDecodeError as error:
+        raise BadRequestData(f"The body is not valid JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise BadRequestData("The body must be a JSON object")
+    return data
+
+
+async def session(request: Request, operator: Operator) -> Response:
+    """GET /console/api/session: who am I (the sign-in page checks the token with it)."""
+    return json_response(operator.describe())
+
+
+async def session_mode(request: Request) -> Response:
+    """GET /console/api/mode (no auth): whether the sign-in needs a token."""
+    services = services_of(request)
+    return json_response({"auth": services.tokens is not None,
+                          "defaultTenant": DEFAULT_CONSOLE_TENANT,
+                          "tileUrl": getattr(services.settings, "console_tile_url", None)})
+
+
+__all__ = ["NgsiLdError", "Operator", "authenticate", "console_endpoint", "problem_response"]
