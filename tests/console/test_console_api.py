@@ -147,8 +147,10 @@ def act(secure: Secure, slug: str, body: dict[str, Any], headers: dict[str, str]
 def test_alarm_lifecycle_records_who_when_and_why(secure: Secure) -> None:
     _seed_alerts(secure)
     assert act(secure, "old-critical", {"action": "acknowledge"}, secure.reader).status_code == 403
-    done = act(secure, "old-critical", {"action": "acknowledge", "comment": "vu",
-                                        "actor": "someone else"})
+    # the actor is the signed-in principal: a body naming one is refused, not half-obeyed
+    spoofed = act(secure, "old-critical", {"action": "acknowledge", "actor": "someone else"})
+    assert spoofed.status_code == 400 and "actor" in spoofed.json()["detail"]
+    done = act(secure, "old-critical", {"action": "acknowledge", "comment": "vu"})
     assert done.status_code == 200, done.text
     acknowledged = done.json()
     assert acknowledged["workflowState"] == "acknowledged"
@@ -246,11 +248,12 @@ def test_a_configured_tile_server_is_allowed_by_the_page_csp(tmp_path: Path) -> 
     plain = Settings(data_dir=tmp_path / "plain", auth=False, allow_context_fetch=False)
     with TestClient(create_web_app(plain), base_url="http://127.0.0.1:1026") as client:
         csp = client.get("/console/").headers["content-security-policy"]
-        assert "connect-src 'self';" in csp and client.get("/console/api/mode").json()["tileUrl"] is None
+        assert "connect-src 'self';" in csp and client.get("/console/api/session").json()["tileUrl"] is None
     tiles = TileSettings(data_dir=tmp_path / "tiles", auth=False, allow_context_fetch=False,
                          console_tile_url="https://tiles.nimes.example/{z}/{x}/{y}.png")
     with TestClient(create_web_app(tiles), base_url="http://127.0.0.1:1026") as client:
         csp = client.get("/console/").headers["content-security-policy"]
         assert "connect-src 'self' https://tiles.nimes.example;" in csp
         assert "img-src 'self' https://tiles.nimes.example " in csp
-        assert client.get("/console/api/mode").json()["tileUrl"].startswith("https://tiles.")
+        assert client.get("/console/api/session").json()["tileUrl"].startswith("https://tiles.")
+        assert "tileUrl" not in client.get("/console/api/mode").json()  # signed-in only

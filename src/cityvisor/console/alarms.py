@@ -18,6 +18,8 @@ is the signed-in principal, never a name sent in the body. Writes go through the
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -40,6 +42,9 @@ SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "informational
 MAX_COMMENT = 2000
 MAX_SHELVE = timedelta(days=30)
 SYSTEM_ACTOR = "système"
+#: what an action body may hold (anything else, e.g. an "actor", is refused: the actor is the
+#: signed-in principal)
+BODY_MEMBERS = frozenset(("action", "comment", "assignee", "shelvedUntil"))
 PAGE = 1000
 
 
@@ -71,19 +76,44 @@ ACTIONS = {a.name: a for a in [
     Action("close", frozenset(["resolved"]), "closed"),
 ]}
 
-_locks: dict[tuple[str | None, str], asyncio.Lock] = {}
+class _AlertLocks:
+    """One asyncio.Lock per (tenant, alert id) while someone holds or awaits it: an entry is
+    dropped when its last user leaves, so ids sent by clients (even unknown ones) cannot make
+    the table grow without bound."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str | None, str], tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, tenant: str | None, alert_id: str) -> AsyncIterator[None]:
+        key = (tenant, alert_id)
+        entry = self.entries.get(key)
+        if entry is None:
+            entry = self.entries[key] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0 and self.entries.get(key) is entry:
+                del self.entries[key]
+
+    def __len__(self) -> int:
+        return len(self.entries)
 
 
-def _lock(tenant: str | None, alert_id: str) -> asyncio.Lock:
-    key = (tenant, alert_id)
-    lock = _locks.get(key)
-    if lock is None:
-        lock = _locks[key] = asyncio.Lock()
-    return lock
+_locks = _AlertLocks()
 
 
 def utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _clean_text(text: str) -> str:
+    """Operator text as stored: control characters (but new lines and tabs) removed, trimmed."""
+    return "".join(c for c in text if c in "\n\t" or (c.isprintable() or c == " ")).strip()
 
 
 def parse_time(text: Any, what: str) -> datetime:
@@ -214,13 +244,19 @@ async def history(request: Request, operator: Operator) -> Response:
     """GET /console/api/alerts/{id}/history: the audit trail (from the temporal API)."""
     services = services_of(request)
     alert_id = request.path_params["id"]
+    entity = await client_for(services, operator.tenant).get_entity(alert_id)
+    if entity.get("type") != "Alert":
+        raise ResourceNotFound(f"{alert_id} is not an Alert")
     temporal = services.temporal
     if temporal is None:
         return json_response({"id": alert_id, "actions": []})
     from cityvisor.broker.temporal import TemporalQuery
 
-    result = await temporal.retrieve(operator.tenant, ALERT_CONTEXT, alert_id,
-                                     TemporalQuery.parse(last_n="500"), "lastAction")
+    try:
+        result = await temporal.retrieve(operator.tenant, ALERT_CONTEXT, alert_id,
+                                         TemporalQuery.parse(last_n="500"), "lastAction")
+    except ResourceNotFound:  # an Alert with no recorded history yet
+        return json_response({"id": alert_id, "actions": []})
     data = result.entities[0] if result.entities else {}
     instances = data.get("lastAction") or []
     if isinstance(instances, dict):
@@ -249,14 +285,20 @@ async def apply_action(services: Services, tenant: str | None, alert_id: str, ac
     action = ACTIONS.get(name) if isinstance(name, str) else None
     if action is None:
         raise BadRequestData(f"action must be one of {', '.join(ACTIONS)}, got {name!r}")
-    comment = body.get("comment") or ""
+    unknown = sorted(set(body) - BODY_MEMBERS)
+    if unknown:
+        raise BadRequestData(f"Unknown member(s) {', '.join(unknown)}: an action takes "
+                             f"{', '.join(sorted(BODY_MEMBERS))}")
+    comment = body.get("comment")
+    if comment is None:
+        comment = ""
     if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
         raise BadRequestData(f"comment must be a text of at most {MAX_COMMENT} characters")
-    comment = comment.strip()
+    comment = _clean_text(comment)
     if action.needs_comment and not comment:
         raise BadRequestData(f"The action {action.name} needs a comment (why)")
     client = client_for(services, tenant)
-    async with _lock(tenant, alert_id):
+    async with _locks.hold(tenant, alert_id):
         entity = await client.get_entity(alert_id)
         if entity.get("type") != "Alert":
             raise ResourceNotFound(f"{alert_id} is not an Alert")
@@ -269,9 +311,10 @@ async def apply_action(services: Services, tenant: str | None, alert_id: str, ac
         fragment = _fragment(action.name, actor, comment, action.target or "", state, now)
         if action.name == "assign":
             assignee = body.get("assignee")
-            if not isinstance(assignee, str) or not assignee.strip() or len(assignee) > 120:
+            if not isinstance(assignee, str) or not _clean_text(assignee) or len(assignee) > 120:
                 raise BadRequestData("assign needs an assignee (a name of at most 120 characters)")
-            fragment["assignee"] = {"type": "Property", "value": assignee.strip()}
+            fragment["assignee"] = {"type": "Property",
+                                    "value": " ".join(_clean_text(assignee).split())}
         if action.name == "shelve":
             until = parse_time(body.get("shelvedUntil"), "shelvedUntil")
             if until <= now:
@@ -317,7 +360,7 @@ async def expire_shelving(services: Services, tenant: str | None,
             expired = True  # unreadable expiry: do not hide the alert forever
         if not expired:
             continue
-        async with _lock(tenant, alert["id"]):
+        async with _locks.hold(tenant, alert["id"]):
             fresh = summary(await client.get_entity(alert["id"]))
             if fresh["workflowState"] != "shelved" or fresh["shelvedUntil"] != until:
                 continue

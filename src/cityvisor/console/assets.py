@@ -9,6 +9,7 @@ no run-time download.
 from __future__ import annotations
 
 import mimetypes
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -37,6 +38,9 @@ PAGE_CSP = (
     "frame-ancestors 'none'; form-action 'self'"
 )
 
+#: a host[:port] that may appear in the CSP (no spaces, quotes, semicolons or credentials)
+_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
 mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("text/javascript", ".mjs")
 mimetypes.add_type("application/geo+json", ".geojson")
@@ -59,8 +63,8 @@ def page_csp(request: Request) -> str:
     if not tile_url:
         return PAGE_CSP
     parts = urlsplit(tile_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return PAGE_CSP
+    if parts.scheme not in ("http", "https") or not _HOST.fullmatch(parts.netloc):
+        return PAGE_CSP  # not a plain origin: never let it write into the policy
     origin = f"{parts.scheme}://{parts.netloc}"
     return (PAGE_CSP.replace("img-src 'self'", f"img-src 'self' {origin}")
             .replace("connect-src 'self'", f"connect-src 'self' {origin}"))

@@ -3,8 +3,8 @@
 The hub registers itself as an ``EntityBroker`` listener the first time a console connects
 (before that, writes pay nothing); with nobody listening, its listener returns at once. A
 listener runs while the change is staged (later reads already see it), and the hub publishes
-on the next loop turn. Each connection has a bounded queue: a console that cannot keep up gets a
-``resync`` event (reload the layers) instead of unbounded memory.
+on the next loop turn. Each connection has a bounded queue (in writes and in changes): a console
+that cannot keep up gets a ``resync`` event (reload the layers) instead of unbounded memory.
 
 One SSE message carries a JSON array of the changes of one or more writes::
 
@@ -22,9 +22,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from cityvisor.ngsild.errors import NgsiLdError
 from cityvisor.services import Services
@@ -35,10 +37,27 @@ from .layer_cache import LayerCache
 from .session import Operator, authenticate, services_of
 
 QUEUE_LIMIT = 5_000
+#: changes a console may have waiting (whatever the number of writes they came in): one bulk
+#: write of the whole city fits; past it the console gets ``resync``. Batches are shared by
+#: all listeners, so this bounds the memory held for slow consoles.
+EVENT_LIMIT = 50_000
 BATCH_LIMIT = 5_000
 HEARTBEAT_S = 15.0
 SHELVE_SWEEP_S = 10.0
 ALERT_TYPE = "Alert"
+#: live streams one server keeps at most (a supervision centre runs dozens of consoles; each
+#: stream may buffer up to QUEUE_LIMIT batches, so the total is bounded)
+MAX_STREAMS = 500
+
+
+class TooManyStreams(NgsiLdError):
+    """The server already serves MAX_STREAMS live streams (HTTP 503, retry later)."""
+
+    type_name, status, title = "TooManyStreams", 503, "Too many live streams"
+
+    @property
+    def type_uri(self) -> str:
+        return "https://cityvisor.org/problems/TooManyStreams"
 
 
 @dataclass(eq=False)
@@ -47,6 +66,7 @@ class Listener:
     queue: asyncio.Queue[list[dict[str, Any]] | None] = field(
         default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     overflowed: bool = False
+    pending: int = 0  # changes queued, not yet sent
 
 
 class EventHub:
@@ -138,10 +158,15 @@ class EventHub:
         for listener in list(self.listeners):
             if listener.tenant != tenant or listener.overflowed:
                 continue
+            if listener.pending + len(events) > EVENT_LIMIT:
+                listener.overflowed = True
+                continue
             try:
                 listener.queue.put_nowait(events)
             except asyncio.QueueFull:
                 listener.overflowed = True
+                continue
+            listener.pending += len(events)
 
     async def _sweep_shelving(self) -> None:
         """Expired shelving returns alerts to their previous state while consoles watch."""
@@ -154,18 +179,27 @@ class EventHub:
     async def stream(self, listener: Listener, heartbeat_s: float = HEARTBEAT_S,
                      still_allowed: Callable[[], bool] = lambda: True) -> AsyncIterator[bytes]:
         """The SSE byte stream of one connection; ends with ``event: signedout`` when
-        ``still_allowed()`` turns false (token revoked), checked at every heartbeat."""
+        ``still_allowed()`` turns false (token revoked), checked at least every ``heartbeat_s``
+        (also while changes keep coming: a busy city must not keep a revoked console live)."""
         try:
             yield b"retry: 3000\nevent: hello\ndata: {}\n\n"
+            checked = time.monotonic()
             while True:
+                if time.monotonic() - checked >= heartbeat_s:
+                    checked = time.monotonic()
+                    if not still_allowed():
+                        yield b"event: signedout\ndata: {}\n\n"
+                        return
                 if listener.overflowed:
                     listener.overflowed = False
                     _drain(listener.queue)
+                    listener.pending = 0
                     yield b"event: resync\ndata: {}\n\n"
                     continue
                 try:
                     first = await asyncio.wait_for(listener.queue.get(), heartbeat_s)
                 except TimeoutError:
+                    checked = time.monotonic()
                     if not still_allowed():
                         yield b"event: signedout\ndata: {}\n\n"
                         return
@@ -179,9 +213,50 @@ class EventHub:
                     if more is None:
                         break
                     batch.extend(more)
+                listener.pending = max(0, listener.pending - len(batch))
                 yield b"data: " + orjson.dumps(batch) + b"\n\n"
         finally:
             self.unsubscribe(listener)
+
+
+class EventStreamResponse(StreamingResponse):
+    """``text/event-stream`` of one console. The listener is registered when the response
+    starts and always removed when it ends, however it ends: the client disconnects (noticed
+    at once, whatever the ASGI server's spec version, not at the next write), the stream
+    finishes, or the response is cancelled before its first byte."""
+
+    def __init__(self, hub: EventHub, tenant: str | None,
+                 still_allowed: Callable[[], bool]) -> None:
+        super().__init__(_empty(), media_type="text/event-stream",
+                         headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+        self.hub = hub
+        self.tenant = tenant
+        self.still_allowed = still_allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        listener = self.hub.subscribe(self.tenant)
+        stream = self.hub.stream(listener, still_allowed=self.still_allowed)
+        self.body_iterator = stream
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def respond() -> None:
+                    with contextlib.suppress(OSError):  # the client went away mid-write
+                        await self.stream_response(send)
+                    group.cancel_scope.cancel()
+
+                group.start_soon(respond)
+                await self.listen_for_disconnect(receive)
+                group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+            self.hub.unsubscribe(listener)  # also when the stream never started
+
+
+async def _empty() -> AsyncIterator[bytes]:
+    return
+    yield b""  # pragma: no cover (an async generator that yields nothing)
 
 
 def _drain(queue: asyncio.Queue[Any]) -> None:
@@ -216,7 +291,9 @@ async def layer(request: Request, operator: Operator) -> Response:
 async def events(request: Request, operator: Operator) -> Response:
     """GET /console/api/events: the live change stream (text/event-stream)."""
     hub = hub_of(services_of(request))
-    listener = hub.subscribe(operator.tenant)
+    if len(hub.listeners) >= MAX_STREAMS:
+        raise TooManyStreams(f"This server already serves {MAX_STREAMS} live streams: "
+                             "close a console or retry later")
 
     def still_allowed() -> bool:
         try:
@@ -225,6 +302,4 @@ async def events(request: Request, operator: Operator) -> Response:
             return False
         return True
 
-    return StreamingResponse(hub.stream(listener, still_allowed=still_allowed),
-                             media_type="text/event-stream",
-                             headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+    return EventStreamResponse(hub, operator.tenant, still_allowed)

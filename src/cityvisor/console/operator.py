@@ -3,7 +3,7 @@
 | route | role | what |
 |---|---|---|
 | ``GET /console/api/mode`` | none | whether sign-in needs a token (auth on) or only a name |
-| ``GET /console/api/session`` | reader | the signed-in operator: actor, role, tenant |
+| ``GET /console/api/session`` | reader | the signed-in operator: actor, role, tenant; the tile URL |
 | ``GET /console/api/layers`` | reader | the map layers (kind, entity type, @context) |
 | ``GET /console/api/layers/{kind}`` | reader | every asset of a kind, as compact columns (kept live while consoles watch) |
 | ``GET /console/api/geo/{name}`` | reader | bundled outlines: communes, departements, region |
@@ -11,7 +11,7 @@
 | ``GET /console/api/alerts/{id}/history`` | reader | the alert's audit trail |
 | ``POST /console/api/alerts/{id}/actions`` | writer | a workflow action |
 | ``GET /console/api/flood`` | reader | flood warning points, most urgent first |
-| ``GET /console/api/events`` | reader | live changes (server-sent events) |
+| ``GET /console/api/events`` | reader | live changes (server-sent events; at most ``events.MAX_STREAMS``) |
 """
 
 from __future__ import annotations

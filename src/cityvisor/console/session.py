@@ -19,7 +19,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cityvisor.api.http import guard, problem_response
-from cityvisor.ngsild.errors import BadRequestData, Forbidden, NgsiLdError, Unauthorized
+from cityvisor.ngsild.errors import (
+    BadRequestData,
+    Forbidden,
+    NgsiLdError,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from cityvisor.security.tokens import ALL_TENANTS, DEFAULT_TENANT, ROLES
 from cityvisor.services import Services
 from cityvisor.store.sqlite import check_tenant
@@ -65,7 +72,9 @@ def authenticate(request: Request, role: str = "reader") -> Operator:
     check_tenant(header_tenant)
     if services.tokens is None:
         # percent-encoded UTF-8 (header values are Latin-1 on the wire)
-        name = " ".join(unquote(request.headers.get(OPERATOR_HEADER, "")).split())[:MAX_NAME]
+        typed = unquote(request.headers.get(OPERATOR_HEADER, ""))
+        name = " ".join("".join(c for c in typed if c.isprintable() or c.isspace())
+                        .split())[:MAX_NAME]
         return Operator(name or "opérateur (mode démo)", "admin",
                         header_tenant or DEFAULT_CONSOLE_TENANT, authenticated=False)
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -113,10 +122,29 @@ def console_endpoint(handler: ConsoleHandler, role: str = "reader") -> Callable[
 
 
 async def read_object(request: Request, max_bytes: int = 65536) -> dict[str, Any]:
-    """A small JSON object body, or BadRequestData."""
-    body = await request.body()
-    if len(body) > max_bytes:
-        raise BadRequestData(f"The body is larger than {max_bytes} bytes")
+    """A small JSON object body sent as ``application/json`` (else UnsupportedMediaType), or
+    BadRequestData (PayloadTooLarge past ``max_bytes``: the
+    body is refused from its Content-Length, or as soon as the stream passes the limit, never
+    read whole into memory)."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        # also what keeps another web site from posting a "simple" (text/plain) cross-origin
+        # request to a console in demo mode: application/json needs a CORS preflight, which
+        # this server never grants
+        raise UnsupportedMediaType("Send the body as application/json")
+    length = request.headers.get("content-length")
+    if length is not None and not length.isdigit():
+        raise BadRequestData("Content-Length must be a number of bytes")
+    if length is not None and int(length) > max_bytes:
+        raise PayloadTooLarge(f"The body must be at most {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"The body must be at most {max_bytes} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
     try:
         data = orjson.loads(body or b"null")
     except orjson.JSONDecodeError as error:
@@ -127,16 +155,18 @@ async def read_object(request: Request, max_bytes: int = 65536) -> dict[str, Any
 
 
 async def session(request: Request, operator: Operator) -> Response:
-    """GET /console/api/session: who am I (the sign-in page checks the token with it)."""
-    return json_response(operator.describe())
+    """GET /console/api/session: who am I (the sign-in page checks the token with it), and
+    the map's tile server: a tile URL may carry the city's key for a tile service, so it is
+    given to signed-in operators only, never by the unauthenticated ``/mode``."""
+    tile_url = getattr(services_of(request).settings, "console_tile_url", None)
+    return json_response({**operator.describe(), "tileUrl": tile_url})
 
 
 async def session_mode(request: Request) -> Response:
-    """GET /console/api/mode (no auth): whether the sign-in needs a token."""
+    """GET /console/api/mode (no auth): whether the sign-in needs a token; nothing else."""
     services = services_of(request)
     return json_response({"auth": services.tokens is not None,
-                          "defaultTenant": DEFAULT_CONSOLE_TENANT,
-                          "tileUrl": getattr(services.settings, "console_tile_url", None)})
+                          "defaultTenant": DEFAULT_CONSOLE_TENANT})
 
 
 __all__ = ["NgsiLdError", "Operator", "authenticate", "console_endpoint", "problem_response"]

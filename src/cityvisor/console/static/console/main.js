@@ -114,7 +114,7 @@ async function start() {
       panelRoot.replaceChildren(Object.assign(document.createElement('p'), { className: 'error', textContent: failure.message }));
     }
   };
-  const cityMap = new CityMap($('#map'), { tileUrl: mode.tileUrl, onSelect: select });
+  const cityMap = new CityMap($('#map'), { tileUrl: state.operator.tileUrl, onSelect: select });
   app.map = cityMap;
   alarms = new Alarms({
     list: $('#alarm-list'), count: $('#alarm-count'), panel, canAct: () => state.operator.canAct,
