@@ -25,14 +25,16 @@ pytestmark = pytest.mark.anyio
 T0 = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
 
 
-def make_config() -> FloodConfig:
+def make_config(forecast_settings: dict[str, dict[str, Any]] | None = None) -> FloodConfig:
+    """Two 10 km² catchments ``a`` and ``b``; ``forecast_settings[id]`` adds catchment keys."""
     def catchment(cid: str, lon: float, n: int) -> dict[str, Any]:
         return {"id": cid, "name": f"Bassin {cid}", "area_km2": 10.0,
                 "gr4h": [200.0, 0.0, 50.0, 1.5], "rating": {"a": 2.0, "b": 1.6},
                 "course": [[lon, 43.87], [lon, 43.83]],
                 "rain_gauges": [f"urn:ngsi-ld:WeatherObserved:t:{n}",
                                 f"urn:ngsi-ld:WeatherObserved:t:{n + 1}"],
-                "level_gauges": [f"urn:ngsi-ld:FloodMonitoring:t:{n}"]}
+                "level_gauges": [f"urn:ngsi-ld:FloodMonitoring:t:{n}"],
+                **(forecast_settings or {}).get(cid, {})}
 
     def point(slug: str, lon: float) -> dict[str, Any]:
         return {"slug": slug, "name": f"Point {slug}", "catchment": slug, "lon": lon,
@@ -282,3 +284,25 @@ async def test_a_radar_that_does_not_cover_the_catchment_is_reported(city: City)
     report = await app.run_cycle(T0 + timedelta(minutes=1))
     assert all("bassin hors de la couverture radar" in p.issues for p in report.points.values())
     assert report.errors == []
+
+
+async def test_each_catchment_uses_its_configured_gains_and_future_rain(city: City) -> None:
+    # Same catchments, same observations; a assumes no more rain, b twice the last hour's.
+    city.config = make_config({
+        "a": {"future_rain": "zero", "gains": [0.5, 0.4, 0.3, 0.2, 0.1, 0.0]},
+        "b": {"future_rain": "persistence*2"}})
+    app = city.app()
+    assert app.forecasters["a"].gains == (0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
+    assert app.forecasters["b"].gains == (0.3, 0.3, 0.0, 0.0, 0.0, 0.0)  # the default
+    for k in range(3):
+        when = T0 + timedelta(hours=k)
+        await city.observe(when, {1: 12.0, 2: 12.0, 3: 12.0, 4: 12.0}, {1: 0.6, 3: 0.6})
+        report = await app.run_cycle(when + timedelta(minutes=2))
+    a, b = report.points["a"].forecast_m3s, report.points["b"].forecast_m3s
+    # the rain already fallen is in transit in both; only b adds 24 mm/h to come
+    assert b[5] > a[5] * 1.5 and b[5] > b[0]
+    # a new setting in the configuration takes effect at restart without losing the state
+    city.config = make_config({"a": {"gains": [0.0] * 6}})
+    restarted = city.app()
+    assert restarted.forecasters["a"].gains == (0.0,) * 6
+    assert restarted.forecasters["a"].last_hour == T0 + timedelta(hours=2)

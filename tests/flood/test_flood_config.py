@@ -8,9 +8,19 @@ from pathlib import Path
 import pytest
 
 from cityvisor.apps.flood.config import FloodConfigError, load_config
+from cityvisor.apps.flood.forecaster import future_rain, parse_scenario
 from cityvisor.sim.nimes import DemoCounts, build_city
 
 NIMES_TOML = Path(__file__).parents[2] / "src/cityvisor/apps/flood/nimes.toml"
+
+
+def config_errors(tmp_path: Path, text: str) -> str:
+    """The message of the FloodConfigError that loading ``text`` raises."""
+    path = tmp_path / "bad.toml"
+    path.write_text(text, "utf-8")
+    with pytest.raises(FloodConfigError) as caught:
+        load_config(path)
+    return str(caught.value)
 
 
 def test_bundled_nimes_config_is_valid_and_matches_the_demo_gauges() -> None:
@@ -41,12 +51,7 @@ def test_invalid_config_lists_every_problem(tmp_path: Path) -> None:
     bad = text.replace('catchment = "uzes"', 'catchment = "nowhere"', 1).replace(
         "thresholds = { yellow_m3s = 2.9, orange_m3s = 5.2", "thresholds = { yellow_m3s = 9.9, "
         "orange_m3s = 5.2", 1)
-    path = tmp_path / "bad.toml"
-    path.write_text(bad, "utf-8")
-    with pytest.raises(FloodConfigError) as caught:
-        load_config(path)
-    message = str(caught.value)
-    assert "yellow < orange < red" in message
+    assert "yellow < orange < red" in config_errors(tmp_path, bad)
 
 
 def test_unknown_catchment_and_unknown_key(tmp_path: Path) -> None:
@@ -63,3 +68,44 @@ def test_unknown_catchment_and_unknown_key(tmp_path: Path) -> None:
         load_config(path)
     with pytest.raises(FloodConfigError, match="cannot read"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_forecast_settings_default_to_the_evaluated_ones_and_are_validated(
+        tmp_path: Path) -> None:
+    for catchment in load_config().catchments:
+        assert catchment.gains == (0.3, 0.3, 0.0, 0.0, 0.0, 0.0)
+        assert catchment.future_rain == "blend*0.5"
+    text = NIMES_TOML.read_text("utf-8")
+    path = tmp_path / "settings.toml"
+    # without the keys: the same defaults; a spelling like "persistence * 0.50" is normalised
+    path.write_text(re.sub(r"(?m)^gains = .*$", "", text, count=1).replace(
+        'future_rain = "blend*0.5"', 'future_rain = "persistence * 0.50"', 1), "utf-8")
+    config = load_config(path)
+    assert config.catchments[0].gains == (0.3, 0.3, 0.0, 0.0, 0.0, 0.0)
+    assert config.catchments[0].future_rain == "persistence*0.5"
+    bad = text.replace("gains = [0.3, 0.3, 0.0, 0.0, 0.0, 0.0]", "gains = [0.3, 0.3]", 1)
+    bad = bad.replace("gains = [0.3, 0.3, 0.0, 0.0, 0.0, 0.0]",
+                      "gains = [0.3, 0.3, 0.0, 0.0, 0.0, 9.0]", 1)
+    bad = bad.replace('future_rain = "blend*0.5"', 'future_rain = "drizzle"', 3)
+    bad = bad.replace('future_rain = "blend*0.5"', 'future_rain = "nowcast*-1"', 1)
+    bad = bad.replace('future_rain = "blend*0.5"',
+                      'future_rain = "blend*0.5"\nmodel_weights = [1, 1, 1, 1, 1, 2]', 1)
+    message = config_errors(tmp_path, bad)
+    assert "catchments.0.gains" in message  # too few leads
+    assert "catchments.1.gains" in message and "[0, 1.5]" in message  # 9 is out of range
+    assert "unknown future-rain scenario 'drizzle'" in message
+    assert "bad rain factor" in message and "nowcast*-1" in message
+    assert "model_weights must be 6 numbers in [0, 1]" in message
+
+
+def test_future_rain_scenarios() -> None:
+    nowcast = [4.0, 2.0, 1.0]  # shorter than 6 leads: the rest counts as no rain
+    assert future_rain("nowcast", 3.0, nowcast).tolist() == [4.0, 2.0, 1.0, 0.0, 0.0, 0.0]
+    assert future_rain("persistence*0.5", 3.0, nowcast).tolist() == [1.5] * 6
+    assert future_rain("blend*0.5", 2.0, [float("nan")] * 6).tolist() == [0.5] * 6
+    assert future_rain("zero", 3.0, nowcast).tolist() == [0.0] * 6
+    assert future_rain("persistence", float("nan"), nowcast).tolist() == [0.0] * 6
+    assert parse_scenario(" blend * 0.75 ") == ("blend", 0.75)
+    for bad in ("rain", "blend*x", "blend*3", "nowcast*nan"):
+        with pytest.raises(ValueError):
+            parse_scenario(bad)

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from cityvisor.apps.flood.algorithms import GR4HParams, gr4h, initial_state
-from cityvisor.apps.flood.forecaster import LEADS, CatchmentForecaster, fit_gains
+from cityvisor.apps.flood.forecaster import (
+    LEADS,
+    CatchmentForecaster,
+    combine_with_persistence,
+    fit_gains,
+    fit_model_weights,
+)
 
 HOUR = timedelta(hours=1)
 T0 = datetime(2014, 10, 10, tzinfo=UTC)
@@ -132,13 +138,15 @@ def test_hours_must_move_forward_and_gaps_are_filled() -> None:
 def test_to_dict_round_trips_through_json_and_continues_identically() -> None:
     rain, pet = storm()
     river = truth_m3s(GR4HParams(150.0, -0.2, 70.0, 2.5), rain, pet)
-    original = CatchmentForecaster(PARAMS, AREA, gains=(0.9, 0.7, 0.5, 0.3, 0.2, 0.1))
+    original = CatchmentForecaster(PARAMS, AREA, gains=(0.9, 0.7, 0.5, 0.3, 0.2, 0.1),
+                                   model_weights=(1.0, 1.0, 0.9, 0.8, 0.7, 0.6))
     for i in range(24):
         original.step(T0 + i * HOUR, rain[i], pet[i], river[i] if i % 5 else None)
     snapshot = json.loads(json.dumps(original.to_dict()))
     restored = CatchmentForecaster.from_dict(snapshot)
     assert restored.last_hour == original.last_hour
     assert restored.gains == original.gains
+    assert restored.model_weights == original.model_weights
     for i in range(24, 40):
         for model in (original, restored):
             model.step(T0 + i * HOUR, rain[i], pet[i], river[i])
@@ -189,9 +197,46 @@ def test_rain_in_transit_is_scaled_by_the_observed_ratio() -> None:
 def test_docstring_examples_run() -> None:
     import doctest
 
-    from cityvisor.apps.flood import forecaster, nowcast
+    from cityvisor.apps.flood import forecaster, hours, nowcast
 
-    for module in (forecaster, nowcast):
+    for module in (forecaster, hours, nowcast):
         result = doctest.testmod(module, raise_on_error=False)
         assert result.failed == 0
     assert doctest.testmod(forecaster).attempted > 0
+
+
+def test_model_weights_combine_the_model_with_the_observed_discharge() -> None:
+    rain, pet = storm()
+    river = truth_m3s(GR4HParams(150.0, -0.2, 70.0, 2.5), rain, pet)
+    weights = (1.0, 1.0, 0.8, 0.6, 0.4, 0.2)
+    alone = CatchmentForecaster(PARAMS, AREA)
+    mixed = CatchmentForecaster(PARAMS, AREA, model_weights=weights)
+    for i in range(30):
+        for f in (alone, mixed):
+            f.step(T0 + i * HOUR, rain[i], pet[i], river[i])
+    model = alone.forecast(rain[30:36], pet[29])
+    expected = np.array(weights) * model + (1 - np.array(weights)) * river[29]
+    np.testing.assert_allclose(mixed.forecast(rain[30:36], pet[29]), expected)
+    assert mixed.persistence_m3s() == pytest.approx(river[29])
+    # no observation this hour: the model alone (persistence would be an hour old)
+    for f in (alone, mixed):
+        f.step(T0 + 30 * HOUR, rain[30], pet[30], None)
+    assert math.isnan(mixed.persistence_m3s())
+    np.testing.assert_array_equal(mixed.forecast(rain[31:37], pet[30]),
+                                  alone.forecast(rain[31:37], pet[30]))
+    with pytest.raises(ValueError, match="model_weights"):
+        CatchmentForecaster(PARAMS, AREA, model_weights=(1.0, 1.0, 1.0, 1.0, 1.0, 1.2))
+    assert combine_with_persistence(np.ones(6), float("nan"), weights).tolist() == [1.0] * 6
+
+
+def test_fit_model_weights_recovers_a_known_mix() -> None:
+    rng = np.random.default_rng(3)
+    persistence = rng.gamma(2.0, 5.0, 400)
+    model = persistence[:, None] + rng.normal(0.0, 4.0, (400, LEADS))
+    true = np.array([1.0, 0.9, 0.7, 0.5, 0.3, 0.0])
+    observed = true * model + (1 - true) * persistence[:, None] \
+        + rng.normal(0.0, 0.3, (400, LEADS))
+    observed[5, 2] = np.nan  # unknown observations are left out
+    np.testing.assert_allclose(fit_model_weights(model, persistence, observed), true, atol=0.03)
+    # weights stay in [0, 1]: a model anti-correlated with the truth gets 0, not a negative
+    assert fit_model_weights(-model, persistence, model)[0] == 0.0

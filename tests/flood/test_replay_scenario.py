@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -53,62 +54,62 @@ def test_ticks_are_labelled_time_shifted_gauge_fragments() -> None:
                if "precipitation" in e) > 1.0  # it rains over Nîmes
 
 
-@needs_data
-async def test_replay_never_reads_after_its_scenario_time(tmp_path: Path) -> None:
-    services = Services.build(Settings(data_dir=tmp_path / "db", auth=False,
-                                       allow_context_fetch=False))
+@pytest.fixture
+async def services(tmp_path: Path) -> AsyncIterator[Services]:
+    """A broker holding the demo tenant's gauges (what the replay drives)."""
+    built = Services.build(Settings(data_dir=tmp_path / "db", auth=False,
+                                    allow_context_fetch=False))
     try:
         for context, entities in build_city(GAUGES):
-            await services.broker.batch_upsert("nimes", context, entities)
-        config = load_config()
-        replay = Flood2014Replay(config, data_dir=CANCE, acceleration=120)
-        replay.initial(T0)
-        wall = [T0]
-        client = LocalContextClient(services.broker, tenant="nimes")
-        app = FloodApp(client, config, replay.radar_source(), replay.clock(lambda: wall[0]),
-                       data_dir=tmp_path / "flood", data_provider=LABEL)
-        levels: set[str] = set()
-        for step in range(0, 60):
-            wall[0] = T0 + timedelta(seconds=45 * step)  # 1.5 scenario hours per step
-            for context, fragments in replay.tick(wall[0]):
-                result = await services.broker.batch_merge("nimes", context, fragments)
-                assert not result.errors
-            report = await app.run_cycle()
-            assert report.errors == []
-            levels |= {p.level for p in report.points.values()}
-        source = replay.radar_source()
-        assert source.reads and all(hour <= bound for hour, bound in source.reads)
-        with pytest.raises(FutureDataError):
-            source.frame(replay.scenario_time(wall[0]) + timedelta(hours=1))
-        assert levels & {"orange", "red"}, levels  # the storm raises warnings over Nîmes
-        point = await client.with_context(
-            "https://raw.githubusercontent.com/smart-data-models/dataModel.Environment/master/"
-            "context.jsonld").get_entity("urn:ngsi-ld:FloodMonitoring:nimes:point:ales",
-                                         options="keyValues")
-        assert point["dataProvider"] == LABEL
+            await built.broker.batch_upsert("nimes", context, entities)
+        yield built
     finally:
-        await services.close()
+        await built.close()
 
 
 @needs_data
-async def test_the_server_hook_runs_the_app_on_the_replay(tmp_path: Path) -> None:
+async def test_replay_never_reads_after_its_scenario_time(
+        tmp_path: Path, services: Services) -> None:
+    config = load_config()
+    replay = Flood2014Replay(config, data_dir=CANCE, acceleration=120)
+    replay.initial(T0)
+    wall = [T0]
+    client = LocalContextClient(services.broker, tenant="nimes")
+    app = FloodApp(client, config, replay.radar_source(), replay.clock(lambda: wall[0]),
+                   data_dir=tmp_path / "flood", data_provider=LABEL)
+    levels: set[str] = set()
+    for step in range(0, 60):
+        wall[0] = T0 + timedelta(seconds=45 * step)  # 1.5 scenario hours per step
+        for context, fragments in replay.tick(wall[0]):
+            result = await services.broker.batch_merge("nimes", context, fragments)
+            assert not result.errors
+        report = await app.run_cycle()
+        assert report.errors == []
+        levels |= {p.level for p in report.points.values()}
+    source = replay.radar_source()
+    assert source.reads and all(hour <= bound for hour, bound in source.reads)
+    with pytest.raises(FutureDataError):
+        source.frame(replay.scenario_time(wall[0]) + timedelta(hours=1))
+    assert levels & {"orange", "red"}, levels  # the storm raises warnings over Nîmes
+    point = await client.with_context(
+        "https://raw.githubusercontent.com/smart-data-models/dataModel.Environment/master/"
+        "context.jsonld").get_entity("urn:ngsi-ld:FloodMonitoring:nimes:point:ales",
+                                     options="keyValues")
+    assert point["dataProvider"] == LABEL
+
+
+@needs_data
+async def test_the_server_hook_runs_the_app_on_the_replay(services: Services) -> None:
     from cityvisor.apps.flood.app import SDM_ENVIRONMENT, start_in_server
 
-    services = Services.build(Settings(data_dir=tmp_path / "db", auth=False,
-                                       allow_context_fetch=False))
-    try:
-        for context, entities in build_city(GAUGES):
-            await services.broker.batch_upsert("nimes", context, entities)
-        replay = Flood2014Replay(load_config(), data_dir=CANCE, acceleration=3600)
-        replay.initial(datetime.now(UTC))
-        running = await start_in_server(services, replay=replay)
-        assert running.app.cycle_interval_s == pytest.approx(300 / 3600)
-        await asyncio.wait_for(running.app.cycle_done.wait(), timeout=30)
-        await running.close()
-        client = LocalContextClient(services.broker, tenant="nimes", context=SDM_ENVIRONMENT)
-        point = await client.get_entity("urn:ngsi-ld:FloodMonitoring:nimes:point:vistre",
-                                        options="keyValues")
-        assert point["dataProvider"] == LABEL
-        assert running.app.state_path is None  # a replay never resumes an older one
-    finally:
-        await services.close()
+    replay = Flood2014Replay(load_config(), data_dir=CANCE, acceleration=3600)
+    replay.initial(datetime.now(UTC))
+    running = await start_in_server(services, replay=replay)
+    assert running.app.cycle_interval_s == pytest.approx(300 / 3600)
+    await asyncio.wait_for(running.app.cycle_done.wait(), timeout=30)
+    await running.close()
+    client = LocalContextClient(services.broker, tenant="nimes", context=SDM_ENVIRONMENT)
+    point = await client.get_entity("urn:ngsi-ld:FloodMonitoring:nimes:point:vistre",
+                                    options="keyValues")
+    assert point["dataProvider"] == LABEL
+    assert running.app.state_path is None  # a replay never resumes an older one

@@ -13,8 +13,10 @@ Each cycle (:meth:`FloodApp.run_cycle`):
 4. steps each catchment's :class:`~cityvisor.apps.flood.forecaster.CatchmentForecaster` for every
    whole hour since the last step (the outlet gauge's discharge updates its state), nowcasts the
    radar 6 h ahead (:func:`~cityvisor.apps.flood.nowcast.nowcast`; without radar, the last hour
-   of gauge rain decaying to 0 over 3 h), forecasts discharge for leads 1..6 h after the last
-   whole hour;
+   of gauge rain decaying to 0 over 3 h), turns that into the catchment's ``future_rain``
+   scenario (default ``blend*0.5``: half the mean of the nowcast and the last hour's rain) and
+   forecasts discharge for leads 1..6 h after the last whole hour, with the catchment's
+   output-error correction ``gains`` (default 0.3, 0.3, 0, 0, 0, 0);
 5. derives each warning point's vigilance with hysteresis (:mod:`.vigilance`) and trend;
 6. writes the warning points (``FloodMonitoring``) and their ``Alert`` as docs/data-contracts.md
    says, then saves its state (forecasters, vigilance, gauge history) as JSON in ``data_dir``
@@ -43,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from cityvisor.apps.flood.config import Catchment, FloodConfig, WarningPoint, is_finite
-from cityvisor.apps.flood.forecaster import CatchmentForecaster
+from cityvisor.apps.flood.forecaster import CatchmentForecaster, future_rain
 from cityvisor.apps.flood.nowcast import nowcast
 from cityvisor.apps.flood.sources import (
     CellMask,
@@ -258,7 +260,8 @@ class FloodApp:
     # --- state ---------------------------------------------------------------------------------
 
     def _new_forecaster(self, catchment: Catchment) -> CatchmentForecaster:
-        return CatchmentForecaster(params=catchment.params, area_km2=catchment.area_km2)
+        return CatchmentForecaster(params=catchment.params, area_km2=catchment.area_km2,
+                                   gains=catchment.gains, model_weights=catchment.model_weights)
 
     def _load_state(self) -> None:
         data: dict[str, Any] = {}
@@ -284,6 +287,9 @@ class FloodApp:
                         or forecaster.area_km2 != catchment.area_km2):
                     log.info("catchment %s reconfigured: its model restarts", catchment.id)
                     forecaster = None
+                if forecaster is not None:  # new correction settings: the state stays valid
+                    forecaster.gains = catchment.gains
+                    forecaster.model_weights = catchment.model_weights
             self.forecasters[catchment.id] = forecaster or self._new_forecaster(catchment)
         for slug, raw in data.get("vigilance", {}).items():
             with contextlib.suppress(ValueError, TypeError, AttributeError):
@@ -558,20 +564,23 @@ class FloodApp:
             confidence *= 0.5
 
         leads = self.config.leads_h
-        future: list[float] | None = None
+        last_rain = current_rain if math.isfinite(current_rain) else (
+            gauge_rain if math.isfinite(gauge_rain) else 0.0)
+        nowcast_rain: list[float] | None = None
         if future_grids is not None:
             grids, latest = future_grids
             mask = self._mask(catchment, latest)
             if mask.coverage(latest.values) >= 0.5:  # type: ignore[arg-type]
-                future = [mask.mean(grids[k]) * bias for k in range(min(leads, len(grids)))]
+                nowcast_rain = [mask.mean(grids[k]) * bias
+                                for k in range(min(leads, len(grids)))]
             else:
                 issues.append("bassin hors de la couverture radar")
                 confidence *= 0.8
-        if future is None:
+        if nowcast_rain is None:
             # No radar nowcast: the last hour's rain, decaying to nothing over 3 h.
-            base = current_rain if math.isfinite(current_rain) else (
-                gauge_rain if math.isfinite(gauge_rain) else 0.0)
-            future = [base * max(0.0, 1.0 - k / 3.0) for k in range(leads)]
+            nowcast_rain = [last_rain * max(0.0, 1.0 - k / 3.0) for k in range(leads)]
+        # The catchment's scenario (damped blend by default, as chosen by the evaluation).
+        future = future_rain(catchment.future_rain, last_rain, nowcast_rain)
         forecast = forecaster.forecast(future, catchment.pet_mm_per_h)[:leads]
         valid_from = forecaster.last_hour or hour
         result = _CatchmentResult(

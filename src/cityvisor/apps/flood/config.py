@@ -21,6 +21,13 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cityvisor.apps.flood.algorithms import GR4HParams
+from cityvisor.apps.flood.forecaster import (
+    DEFAULT_FUTURE_RAIN,
+    DEFAULT_GAINS,
+    GAIN_BOUNDS,
+    LEADS,
+    parse_scenario,
+)
 
 __all__ = [
     "Catchment",
@@ -128,12 +135,46 @@ class Catchment(_Model):
     #: water-level gauges, the outlet gauge (used for state updating) first
     level_gauges: list[EntityId] = Field(default_factory=list)
     pet_mm_per_h: float = Field(0.06, ge=0, le=2, description="Potential evapotranspiration")
+    #: output-error correction gain per lead 1..6 (lead L adds gains[L-1] × the last one-hour
+    #: error); default: what the evaluation fitted on the Cance, ≈ 0.3 at 1–2 h and 0 beyond
+    gains: tuple[float, float, float, float, float, float] = DEFAULT_GAINS  # type: ignore[assignment]
+    #: rain assumed for the next hours: ``nowcast`` (radar extrapolation; without radar, the
+    #: last hour's rain decaying to 0 over 3 h), ``persistence`` (the last hour's basin rain),
+    #: ``blend`` (their mean) or ``zero``, optionally damped: ``"blend*0.5"`` (factor 0..2)
+    future_rain: str = DEFAULT_FUTURE_RAIN
+    #: weight of the model against persistence of the observed discharge per lead (0..1;
+    #: default 1: the model alone); ``cityvisor flood evaluate`` fits them with the gains
+    model_weights: tuple[float, float, float, float, float, float] = (1.0,) * LEADS  # type: ignore[assignment]
 
     @field_validator("gr4h")
     @classmethod
     def _valid_gr4h(cls, value: tuple[float, float, float, float]) -> tuple[float, ...]:
         GR4HParams.from_sequence(value)  # raises ValueError with the reason
         return value
+
+    @field_validator("gains")
+    @classmethod
+    def _valid_gains(cls, gains: tuple[float, ...]) -> tuple[float, ...]:
+        low, high = GAIN_BOUNDS
+        bad = [g for g in gains if not (math.isfinite(g) and low <= g <= high)]
+        if len(gains) != LEADS or bad:
+            raise ValueError(f"gains must be {LEADS} numbers in [{low:g}, {high:g}] (leads "
+                             f"1..{LEADS} h), got {list(gains)}")
+        return gains
+
+    @field_validator("model_weights")
+    @classmethod
+    def _valid_weights(cls, weights: tuple[float, ...]) -> tuple[float, ...]:
+        if not all(math.isfinite(w) and 0.0 <= w <= 1.0 for w in weights):
+            raise ValueError(f"model_weights must be {LEADS} numbers in [0, 1], "
+                             f"got {list(weights)}")
+        return weights
+
+    @field_validator("future_rain")
+    @classmethod
+    def _valid_future_rain(cls, value: str) -> str:
+        name, factor = parse_scenario(value)  # raises ValueError with the reason
+        return name if factor == 1.0 else f"{name}*{factor:g}"
 
     @field_validator("course")
     @classmethod

@@ -22,11 +22,12 @@ import csv
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import NDArray
+
+from cityvisor.apps.flood.hours import HOUR, FloatArray, hour_floor, require_utc_hour
 
 __all__ = [
     "FutureDataError",
@@ -41,9 +42,6 @@ __all__ = [
     "rain_file_for",
     "read_geotiff",
 ]
-
-FloatArray = NDArray[np.float64]
-HOUR = timedelta(hours=1)
 
 #: Radar files store tenths of mm per hour.
 RAIN_CONVERSION_FACTOR = 0.1
@@ -109,22 +107,6 @@ class Raster:
     @property
     def shape(self) -> tuple[int, int]:
         return self.values.shape  # type: ignore[return-value]
-
-
-def _require_utc_hour(when: datetime) -> datetime:
-    if when.tzinfo is None:
-        raise ValueError(f"datetime must be timezone-aware (UTC), got naive {when}")
-    when = when.astimezone(UTC)
-    if (when.minute, when.second, when.microsecond) != (0, 0, 0):
-        raise ValueError(f"expected a whole hour, got {when.isoformat()}")
-    return when
-
-
-def hour_floor(when: datetime) -> datetime:
-    """The whole UTC hour at or before ``when`` (which must be timezone-aware)."""
-    if when.tzinfo is None:
-        raise ValueError(f"datetime must be timezone-aware (UTC), got naive {when}")
-    return when.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 # --- tabular data ------------------------------------------------------------------------------
@@ -217,7 +199,7 @@ def rain_file_for(root: str | Path, hour: datetime) -> Path:
     The files are named ``prcp/YYYY/MM/DD/rain_precipitation_<t>_<t>.tif`` with both stamps
     equal to ``t = hour`` as ``%Y%m%d%H%M`` (e.g. ``..._201410101200_201410101200.tif``).
     """
-    hour = _require_utc_hour(hour)
+    hour = require_utc_hour(hour)
     stamp = hour.strftime("%Y%m%d%H%M")
     return (
         Path(root) / "prcp" / hour.strftime("%Y/%m/%d") / f"rain_precipitation_{stamp}_{stamp}.tif"
@@ -230,7 +212,7 @@ def pet_file_for(root: str | Path, hour: datetime) -> Path:
     The hour ending at ``hour`` lies in the calendar day of ``hour - 1 h`` (so 00:00 belongs to
     the day before); the file is ``pet/MMDD_ETPJIA.tif`` for that day.
     """
-    day = _require_utc_hour(hour) - HOUR
+    day = require_utc_hour(hour) - HOUR
     return Path(root) / "pet" / f"{day:%m%d}_ETPJIA.tif"
 
 
@@ -261,7 +243,7 @@ class RadarArchive:
         self._until = until
 
     def _check(self, hour: datetime) -> datetime:
-        hour = _require_utc_hour(hour)
+        hour = require_utc_hour(hour)
         if hour > self._until:
             raise FutureDataError(
                 f"hour {hour.isoformat()} is after the archive bound {self._until.isoformat()}"
@@ -294,7 +276,7 @@ class RadarArchive:
 
         Raises :class:`FutureDataError` up front if ``end`` is after ``until``.
         """
-        start = _require_utc_hour(start)
+        start = require_utc_hour(start)
         end = self._check(end)
         hour = start
         while hour <= end:

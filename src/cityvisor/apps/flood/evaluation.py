@@ -24,12 +24,12 @@ import csv
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
 from cityvisor.apps.flood.algorithms import kge, nse
 from cityvisor.apps.flood.forecast import (
@@ -42,6 +42,7 @@ from cityvisor.apps.flood.forecast import (
     prepare,
     replay,
 )
+from cityvisor.apps.flood.hours import HOUR, FloatArray
 
 __all__ = [
     "CSV_COLUMNS",
@@ -51,8 +52,6 @@ __all__ = [
     "warning_scores",
 ]
 
-FloatArray = NDArray[np.float64]
-HOUR = timedelta(hours=1)
 CSV_COLUMNS = ("issue_time", "gauge", "lead_h", "forecast_m3s")
 PEAK_WINDOW_H = 24
 
@@ -243,6 +242,7 @@ def run_evaluation(
                 model.calibration_score if math.isfinite(model.calibration_score) else None
             ),
             "correction_gains": list(model.gains),
+            "model_weights": list(model.model_weights),
             "future_rain": model.scenario,
             "training_mean_nse_by_scenario": {
                 name: value if math.isfinite(value) else None

@@ -39,11 +39,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from cityvisor.apps.flood.algorithms import (
     GR4HParams,
@@ -53,12 +52,38 @@ from cityvisor.apps.flood.algorithms import (
     routed_flow_mm,
     routing_level_for_outflow,
 )
+from cityvisor.apps.flood.hours import HOUR, FloatArray, require_utc_hour
 
-__all__ = ["LEADS", "CatchmentForecaster", "fit_gains"]
+__all__ = [
+    "DEFAULT_FUTURE_RAIN",
+    "DEFAULT_GAINS",
+    "LEADS",
+    "SCENARIOS",
+    "CatchmentForecaster",
+    "combine_with_persistence",
+    "fit_model_weights",
+    "fit_gains",
+    "future_rain",
+    "parse_scenario",
+]
 
-FloatArray = NDArray[np.float64]
 LEADS = 6
-HOUR = timedelta(hours=1)
+#: Future-rain scenarios the evaluation tries on a training window (the best is kept per gauge).
+SCENARIOS = (
+    *(f"{name}*{factor:g}" if factor != 1 else name
+      for name in ("nowcast", "blend", "persistence") for factor in (1.25, 1, 0.75, 0.5, 0.25)),
+    "zero",
+)
+#: Output-error correction gains and future rain the app uses unless a catchment says
+#: otherwise: what ``cityvisor flood evaluate`` fitted and chose on the Cance training windows
+#: (docs/flood-models.md): gains ≈ 0.3 at leads 1–2 and 0 beyond on the gauges whose fitted
+#: gains were stable across both splits, and rain damped by half (``blend*0.5`` or
+#: ``persistence*0.5`` won on the 25 and 107 km² gauges, the closest to the cadereaux' size).
+DEFAULT_GAINS: tuple[float, ...] = (0.3, 0.3, 0.0, 0.0, 0.0, 0.0)
+DEFAULT_FUTURE_RAIN = "blend*0.5"
+#: A gain outside this range would amplify noise (:func:`fit_gains` clips to it too).
+GAIN_BOUNDS = (0.0, 1.5)
+_SCENARIO_NAMES = ("nowcast", "persistence", "blend", "zero")
 #: Longest gap (hours) filled by :meth:`CatchmentForecaster.step` with rain-free hours; beyond
 #: it the model simply continues from its last state (a restart after a long outage).
 MAX_GAP_FILL_H = 72
@@ -93,15 +118,6 @@ def _mm_to_m3s(q_mm: float, area_km2: float) -> float:
     return q_mm * area_km2 / 3.6
 
 
-def _utc_hour(when: datetime) -> datetime:
-    if when.tzinfo is None:
-        raise ValueError(f"hour must be timezone-aware (UTC), got naive {when}")
-    when = when.astimezone(UTC)
-    if (when.minute, when.second, when.microsecond) != (0, 0, 0):
-        raise ValueError(f"hour must be a whole hour, got {when.isoformat()}")
-    return when
-
-
 @dataclass
 class CatchmentForecaster:
     """GR4H for one catchment with state updating and a per-lead output-error correction.
@@ -118,19 +134,23 @@ class CatchmentForecaster:
     >>> t0 = datetime(2014, 10, 10, tzinfo=UTC)
     >>> for h in range(24):
     ...     f.step(t0 + timedelta(hours=h), 0.0, 0.05, 5.0)
-    >>> round(float(f.forecast([0.0] * 6, 0.05)[0]), 1)  # updated to the observed 5 m³/s
-    5.0
+    >>> round(float(f.forecast([0.0] * 6, 0.05)[0]))  # updated to the observed 5 m³/s
+    5
     """
 
     params: GR4HParams
     area_km2: float
-    gains: tuple[float, ...] = (1.0,) * LEADS
+    gains: tuple[float, ...] = DEFAULT_GAINS
     state: GR4HState | None = None
     update_state: bool = True
     last_hour: datetime | None = None
     last_simulated_m3s: float = float("nan")
     last_error_m3s: float = float("nan")
     error_age_h: int = 0
+    #: weight of the model per lead against persistence of the discharge observed this hour:
+    #: ``w·model + (1 − w)·Q_obs`` (1 = model only; no observation this hour: model only)
+    model_weights: tuple[float, ...] = (1.0,) * LEADS
+    last_observed_m3s: float = float("nan")
     last_pet_mm: float = 0.0
     missing_rain_hours: int = 0
     missing_discharge_hours: int = 0
@@ -142,6 +162,11 @@ class CatchmentForecaster:
         if len(gains) != LEADS or not all(math.isfinite(g) for g in gains):
             raise ValueError(f"gains must be {LEADS} finite numbers, got {self.gains}")
         self.gains = gains
+        weights = tuple(float(w) for w in self.model_weights)
+        if len(weights) != LEADS or not all(math.isfinite(w) and 0 <= w <= 1 for w in weights):
+            raise ValueError(f"model_weights must be {LEADS} numbers in [0, 1], "
+                             f"got {self.model_weights}")
+        self.model_weights = weights
         if self.state is None:
             self.state = initial_state(self.params)
 
@@ -155,7 +180,7 @@ class CatchmentForecaster:
         ``observed_m3s``: discharge observed at ``hour`` (None or NaN: none). Hours must come in
         order; a gap of up to :data:`MAX_GAP_FILL_H` hours is filled with rain-free hours.
         """
-        hour = _utc_hour(hour)
+        hour = require_utc_hour(hour)
         if self.last_hour is not None:
             if hour <= self.last_hour:
                 raise ValueError(
@@ -203,6 +228,7 @@ class CatchmentForecaster:
         simulated = self.last_simulated_m3s
         self.last_error_m3s = observed_m3s - simulated
         self.error_age_h = 0
+        self.last_observed_m3s = observed_m3s
         if not self.update_state:
             return
         state = self.state
@@ -260,8 +286,19 @@ class CatchmentForecaster:
         return out
 
     def forecast(self, future_rain_mm: Sequence[float], pet_mm: float) -> FloatArray:
-        """Corrected discharge forecasts (m³/s, >= 0) for the 6 hours after the last step."""
-        return np.maximum(self.raw_forecast(future_rain_mm, pet_mm) + self.correction(), 0.0)
+        """Corrected discharge forecasts (m³/s, >= 0) for the 6 hours after the last step.
+
+        With ``model_weights`` below 1 and a discharge observed at the last step, lead L is
+        ``w_L · corrected model + (1 − w_L) · observed discharge``.
+        """
+        model = np.maximum(self.raw_forecast(future_rain_mm, pet_mm) + self.correction(), 0.0)
+        return combine_with_persistence(model, self.persistence_m3s(), self.model_weights)
+
+    def persistence_m3s(self) -> float:
+        """The discharge observed at the last step (NaN if none was)."""
+        if self.error_age_h == 0 and math.isfinite(self.last_error_m3s):
+            return self.last_observed_m3s
+        return float("nan")
 
     # --- persistence ----------------------------------------------------------------------------
 
@@ -284,6 +321,8 @@ class CatchmentForecaster:
             "last_simulated_m3s": _json_float(self.last_simulated_m3s),
             "last_error_m3s": _json_float(self.last_error_m3s),
             "error_age_h": self.error_age_h,
+            "model_weights": list(self.model_weights),
+            "last_observed_m3s": _json_float(self.last_observed_m3s),
             "last_pet_mm": self.last_pet_mm,
             "missing_rain_hours": self.missing_rain_hours,
             "missing_discharge_hours": self.missing_discharge_hours,
@@ -304,13 +343,16 @@ class CatchmentForecaster:
             return cls(
                 params=GR4HParams.from_sequence(data["params"]),
                 area_km2=float(data["area_km2"]),
-                gains=tuple(float(g) for g in data.get("gains", (1.0,) * LEADS)),
+                gains=tuple(float(g) for g in data.get("gains", DEFAULT_GAINS)),
                 state=state,
                 update_state=bool(data.get("update_state", True)),
                 last_hour=None if last_hour is None else datetime.fromisoformat(last_hour),
                 last_simulated_m3s=_from_json_float(data.get("last_simulated_m3s")),
                 last_error_m3s=_from_json_float(data.get("last_error_m3s")),
                 error_age_h=int(data.get("error_age_h", 0)),
+                model_weights=tuple(float(w) for w in data.get("model_weights",
+                                                               (1.0,) * LEADS)),
+                last_observed_m3s=_from_json_float(data.get("last_observed_m3s")),
                 last_pet_mm=float(data.get("last_pet_mm", 0.0)),
                 missing_rain_hours=int(data.get("missing_rain_hours", 0)),
                 missing_discharge_hours=int(data.get("missing_discharge_hours", 0)),
@@ -344,5 +386,89 @@ def fit_gains(
         ok = np.isfinite(e) & np.isfinite(d[:, lead])
         denominator = float(np.sum(e[ok] ** 2))
         k = float(np.sum(e[ok] * d[ok, lead]) / denominator) if denominator > 0 else 0.0
-        gains.append(min(max(k, 0.0), 1.5))
+        gains.append(min(max(k, GAIN_BOUNDS[0]), GAIN_BOUNDS[1]))
     return tuple(gains)
+
+
+def parse_scenario(scenario: str) -> tuple[str, float]:
+    """``"blend*0.5"`` → ``("blend", 0.5)``; ValueError for an unknown name or a bad factor.
+
+    Names: ``nowcast``, ``persistence``, ``blend``, ``zero``; the factor (default 1) must be a
+    finite number in [0, 2].
+    """
+    if not isinstance(scenario, str):
+        raise ValueError(f"future-rain scenario must be a string, got {scenario!r}")
+    name, star, factor_text = scenario.strip().partition("*")
+    name = name.strip()
+    if name not in _SCENARIO_NAMES:
+        raise ValueError(f"unknown future-rain scenario {scenario!r}: expected one of "
+                         f"{', '.join(_SCENARIO_NAMES)}, optionally damped as 'blend*0.5'")
+    try:
+        factor = float(factor_text) if star else 1.0
+    except ValueError:
+        factor = float("nan")
+    if not (math.isfinite(factor) and 0.0 <= factor <= 2.0):
+        raise ValueError(f"bad rain factor in future-rain scenario {scenario!r}: expected a "
+                         f"number in [0, 2] after '*'")
+    return name, factor
+
+
+def future_rain(scenario: str, last_rain_mm: float, nowcast_mm: Sequence[float]) -> FloatArray:
+    """The rain of the next 6 hours (mm per hour) that a scenario assumes.
+
+    Scenarios: ``nowcast`` (the radar nowcast's basin rain; missing leads count as 0),
+    ``persistence`` (the last hour's basin rain), ``blend`` (their mean), ``zero``;
+    ``nowcast*0.5`` etc. scale the rain (a damped expectation: the errors of both grow with
+    lead, and under squared error a shrunk forecast verifies better).
+
+    >>> future_rain("blend*0.5", 4.0, [2.0, 2.0]).tolist()
+    [1.5, 1.5, 1.0, 1.0, 1.0, 1.0]
+    """
+    name, factor = parse_scenario(scenario)
+    values = np.asarray(list(nowcast_mm)[:LEADS], dtype=np.float64)
+    radar = np.zeros(LEADS)
+    radar[: values.size] = np.nan_to_num(values, nan=0.0)
+    last = float(last_rain_mm) if math.isfinite(float(last_rain_mm)) else 0.0
+    persistence = np.full(LEADS, last)
+    if name == "nowcast":
+        rain = radar
+    elif name == "persistence":
+        rain = persistence
+    elif name == "blend":
+        rain = 0.5 * (radar + persistence)
+    else:
+        rain = np.zeros(LEADS)
+    return np.asarray(factor * rain, dtype=np.float64)
+
+
+def combine_with_persistence(
+    model_m3s: FloatArray, observed_m3s: float, weights: Sequence[float]
+) -> FloatArray:
+    """``w · model + (1 − w) · observed`` per lead; the model alone if ``observed`` is NaN."""
+    model = np.asarray(model_m3s, dtype=np.float64)
+    if not math.isfinite(observed_m3s):
+        return model
+    w = np.asarray(weights, dtype=np.float64)[: model.size]
+    return np.asarray(w * model + (1.0 - w) * observed_m3s, dtype=np.float64)
+
+
+def fit_model_weights(
+    model_m3s: FloatArray, persistence_m3s: FloatArray, observed_m3s: FloatArray
+) -> tuple[float, ...]:
+    """Least-squares weight of the model against persistence per lead, clipped to [0, 1].
+
+    ``model_m3s``/``observed_m3s``: (issues, leads); ``persistence_m3s``: (issues,), the
+    discharge at the issue time. ``w_L = Σ (m − p)(o − p) / Σ (m − p)²`` over known triples.
+    """
+    m = np.asarray(model_m3s, dtype=np.float64)
+    o = np.asarray(observed_m3s, dtype=np.float64)
+    p = np.asarray(persistence_m3s, dtype=np.float64)[:, None]
+    weights = []
+    for lead in range(m.shape[1]):
+        diff = m[:, lead] - p[:, 0]
+        target = o[:, lead] - p[:, 0]
+        ok = np.isfinite(diff) & np.isfinite(target)
+        denominator = float(np.sum(diff[ok] ** 2))
+        w = float(np.sum(diff[ok] * target[ok]) / denominator) if denominator > 0 else 1.0
+        weights.append(min(max(w, 0.0), 1.0))
+    return tuple(weights)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,6 +38,7 @@ from cityvisor.apps.flood.dataset import (
     rain_file_for,
     read_geotiff,
 )
+from cityvisor.apps.flood.hours import HOUR, FloatArray, hour_floor
 
 __all__ = [
     "FileRadarSource",
@@ -48,9 +49,6 @@ __all__ = [
     "hour_floor",
     "lambert93",
 ]
-
-FloatArray = NDArray[np.float64]
-HOUR = timedelta(hours=1)
 
 # --- Lambert-93 (EPSG:2154): Lambert conformal conic, 2 standard parallels, GRS80 -------------
 _A = 6378137.0
@@ -88,13 +86,6 @@ def lambert93(lon: Any, lat: Any) -> tuple[Any, Any]:
     rho = _A * _BIG_F * _t(phi) ** _N
     theta = _N * (lam - _LON0)
     return _X0 + rho * np.sin(theta), _Y0 + _RHO0 - rho * np.cos(theta)
-
-
-def hour_floor(when: datetime) -> datetime:
-    """The whole UTC hour at or before ``when`` (aware datetimes only)."""
-    if when.tzinfo is None:
-        raise ValueError(f"datetime must be timezone-aware, got naive {when}")
-    return when.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 @dataclass(frozen=True, slots=True)
