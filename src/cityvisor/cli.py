@@ -122,6 +122,7 @@ def demo(
         load_demo_city,
         print_report,
         serve_demo,
+        split_after_start,
     )
     from cityvisor.services import Services
     from cityvisor.sim.live import SimulatedClock
@@ -136,13 +137,16 @@ def demo(
     # Without --start the simulated clock runs from now, load included (at --speed 1 it is the
     # wall clock); with --start it starts when the server does, at the time asked for.
     clock = SimulatedClock(speed, start=now) if start is None else None
-    city = build_city(DemoCounts(), observed_at=now)
     if scenario not in ("flood-2014", "none"):
         err.print(f"[red]error:[/] --scenario must be flood-2014 or none, got {scenario!r}")
         raise typer.Exit(2)
+    city = build_city(DemoCounts(), observed_at=now)
     extra, replay = _demo_extras(no_live, weather, scenario, replay_data)
     simulators = [] if no_live else demo_simulators(city, extra=extra)
     initial = initial_state(simulators, now, warn=lambda line: err.print(f"[yellow]{line}[/]"))
+    # Forecasts are written by the live city once the server is up (shorter start-up); with
+    # --load-only there is no server: everything is loaded.
+    initial, after_start = (initial, []) if load_only else split_after_start(initial)
     services = Services.build(settings)
     with Progress(TextColumn("Loading Nîmes Métropole"), BarColumn(), TextColumn(
             "{task.completed}/{task.total} entities"), TimeElapsedColumn(), console=err) as bar:
@@ -182,9 +186,12 @@ def demo(
         "",
     ]
     if simulators:
+        later = sum(len(entities) for _, entities in after_start)
         lines[-2:-2] = describe(simulators, speed) + [
-            f"  simulated start {now:%Y-%m-%d %H:%M:%S} UTC; rates printed every "
-            f"{report_every:g} s" if report_every else ""]
+            f"  simulated start {now:%Y-%m-%d %H:%M:%S} UTC"
+            + (f"; rates printed every {report_every:g} s" if report_every else ""),
+            *([f"  {later} more entities (weather forecasts) are written in the first seconds"]
+              if later else [])]
     else:
         lines[-2:-2] = ["Static city (--no-live): nothing changes unless you write."]
     # Plain text (not rich): long commands must stay on one line to be copied.
@@ -197,7 +204,7 @@ def demo(
     live = None
     if simulators:
         live = live_city(serving, simulators, clock or SimulatedClock(speed, start=now), since=now,
-                         report=print_report, report_every_s=report_every)
+                         report=print_report, report_every_s=report_every, pending=after_start)
     serve_demo(settings, serving, live)
 # --- end of the demo command ---
 

@@ -44,9 +44,27 @@ def test_demo_serves_a_living_city(e2e: Any, tmp_path: Path) -> None:
     assert later > first, server.log_text()
     while "live: lighting" not in server.log_text() and time.monotonic() < deadline:
         time.sleep(0.2)  # the first rate line is printed 2 s after start
+    while "pending entities written" not in server.log_text() and time.monotonic() < deadline:
+        time.sleep(0.2)  # the forecasts are written once the server is up
     text = server.log_text()
     assert "Live city (simulated time ×30)" in text and "lighting" in text
     assert "live: lighting" in text
+    assert "13455 more entities (weather forecasts)" in text
+    assert "live: 13455 of 13455 pending entities written after start-up" in text, text
+    forecasts = httpx.get(f"{server.api}/entities", params={
+        "type": "WeatherForecast", "count": "true", "limit": 0},
+        headers={"NGSILD-Tenant": DEMO_TENANT, **link(SDM.format("Weather"))}, timeout=30)
+    assert forecasts.headers["NGSILD-Results-Count"] == "13455", forecasts.text
     server.stop()  # SIGTERM: the live city stops with the server, without a traceback
     assert process.returncode in (0, -15), text
     assert "Traceback" not in server.log_text()
+
+
+def test_demo_refuses_an_unknown_scenario_at_once(e2e: Any, tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = e2e.run_cli("demo", "--scenario", "flood-1988", "--data-dir",
+                         str(tmp_path / "demo"), timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "--scenario must be flood-2014 or none, got 'flood-1988'" in result.stderr
+    assert "Loading" not in result.stderr
+    assert time.monotonic() - started < 20  # before building or loading anything

@@ -23,12 +23,14 @@ from cityvisor.demo import (
     live_city,
     load_demo_city,
     overlay,
+    split_after_start,
     with_live_city,
 )
 from cityvisor.services import Services
 from cityvisor.sim.lighting import LightingSimulator
 from cityvisor.sim.live import FakeClock, LiveCity, SimulatedClock, Simulator, describe_rates
 from cityvisor.sim.nimes import DemoCounts, build_city
+from cityvisor.sim.weather import OccitanieWeather
 from cityvisor.web import create_web_app
 
 pytestmark = pytest.mark.anyio
@@ -60,14 +62,22 @@ def lighting_client(services: Services) -> LocalContextClient:
     return LocalContextClient(services.broker, tenant=DEMO_TENANT, context=[LIGHTING])
 
 
-class Failing:
-    """A simulator whose ticks raise."""
+class Counting:
+    """A test simulator that creates nothing and counts its ticks."""
 
-    name = "failing"
     period_s = 5.0
 
     def __init__(self) -> None:
         self.calls = 0
+
+    def initial(self, now: datetime) -> list:
+        return []
+
+
+class Failing(Counting):
+    """A simulator whose ticks (and initial state) raise."""
+
+    name = "failing"
 
     def initial(self, now: datetime) -> list:
         raise RuntimeError("no initial state")
@@ -93,17 +103,10 @@ class Ghost:
                                               "observedAt": at}}])]
 
 
-class Malformed:
+class Malformed(Counting):
     """A simulator returning fragments without ids, then not even batches."""
 
     name = "malformed"
-    period_s = 5.0
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def initial(self, now: datetime) -> list:
-        return []
 
     def tick(self, now: datetime) -> list:
         self.calls += 1
@@ -192,6 +195,39 @@ async def test_runs_on_its_clock_in_the_background(services: Services) -> None:
         await services.close()
 
 
+async def test_forecasts_are_written_once_serving_and_before_the_first_tick(
+        services: Services) -> None:
+    start = datetime(2025, 11, 27, 15, 55, tzinfo=UTC)  # the first tick issues new forecasts
+    codes = ["30189", "30007", "30028", "34172", "31555"]
+    weather = OccitanieWeather(seed=5, only=codes, forecast_days=2)
+    first, later = split_after_start(initial_state([weather], start))
+    assert {e["type"] for _, entities in first for e in entities} == {"WeatherObserved"}
+    assert {e["type"] for _, entities in later for e in entities} == {"WeatherForecast"}
+    assert sum(len(e) for _, e in later) == 10
+    try:
+        assert (await load_demo_city(services, city=[], initial=first, now=start))[0] == 5
+        lines: list[str] = []
+        clock = FakeClock(start)
+        live = live_city(services, [weather], clock, since=start, pending=later,
+                         report=lines.append)
+        live.start()
+        clock.advance(weather.period_s)
+        await asyncio.wait_for(live.wait_for_ticks(1), 10)
+        await live.stop()
+        stats = live.rates()[0]
+        assert stats["errors"] == 0 and stats["rejected"] == 0
+        assert stats["reports"] == 5 + 10  # observations and the re-issued forecasts
+        assert live.pending_written == 10
+        assert lines[0].startswith("live: 10 of 10 pending entities written after start-up")
+        client = LocalContextClient(services.broker, tenant=DEMO_TENANT,
+                                    context=list(later[0][0]))
+        stored = await client.query_entities(type="WeatherForecast", limit=100)
+        assert len(stored) == 10
+        assert {f["dateIssued"]["value"]["@value"] for f in stored} == {"2025-11-27T16:00:00Z"}
+    finally:
+        await services.close()
+
+
 class Recorder:
     """A ContextClient stand-in recording merges (``batch``: with merge_entities)."""
 
@@ -206,6 +242,50 @@ class Recorder:
     async def _merge_entities(self, entities: list[dict[str, Any]]) -> dict[str, Any]:
         self.merged.extend(entities)
         return {"success": [e["id"] for e in entities], "errors": []}
+
+
+class SlowStore(Recorder):
+    """A client whose batch merges wait for ``release`` (a commit in progress)."""
+
+    def __init__(self) -> None:
+        super().__init__(batch=True)
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.cancelled = 0
+        self.calls = 0
+
+    async def _merge_entities(self, entities: list[dict[str, Any]]) -> dict[str, Any]:
+        self.calls += 1
+        self.started.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return await super()._merge_entities(entities)
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_stop_lets_the_write_in_progress_finish_and_starts_no_other() -> None:
+    start = datetime(2025, 11, 27, 11, 0, tzinfo=UTC)
+    sim = LightingSimulator(build_city(SMALL))
+    sim.initial(start)
+    store = SlowStore()
+    clock = FakeClock(start)
+    live = LiveCity(lambda context: store, [sim], clock, since=start)  # type: ignore[arg-type, return-value]
+    live.start()
+    clock.advance(60)  # several ticks due: the runner is behind, writing one
+    await asyncio.wait_for(store.started.wait(), 10)
+    stopping = asyncio.create_task(live.stop())
+    await asyncio.sleep(0.05)
+    assert not stopping.done()  # waiting for the write, not cancelling it
+    store.release.set()
+    await asyncio.wait_for(stopping, 10)
+    assert store.cancelled == 0 and store.calls == 1  # finished, and no write after it
+    assert live.stats["lighting"].reports == len(store.merged) > 0
+    assert live._task is None
 
 
 @pytest.mark.parametrize("batch", [True, False])

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -53,6 +52,7 @@ from cityvisor.ngsild.model import (
 from cityvisor.store import sqlite_temporal as st
 from cityvisor.store.base import WriteOp
 from cityvisor.store.sqlite import SqliteStore, check_tenant
+from cityvisor.tasks import cancel_and_wait
 
 LOG = logging.getLogger("cityvisor.temporal")
 INSTANCE_PREFIX = "urn:ngsi-ld:instance:"
@@ -909,11 +909,9 @@ class TemporalBroker:
                 LOG.exception("temporal retention purge failed")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        # marked small edit (simulator review, issue 5 item 3): shared cancel_and_wait
+        await cancel_and_wait(self._task)
+        self._task = None
 
 
 def _with_type(body: object, current: dict[str, Any]) -> object:

@@ -28,7 +28,7 @@ sequence of tick times.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -38,6 +38,7 @@ from astral.sun import sunrise, sunset
 
 from cityvisor.sim.live import date_time, entities_of, iso, observed
 from cityvisor.sim.nimes import Batch, Entity
+from cityvisor.sim.population import Population
 
 PARIS = ZoneInfo("Europe/Paris")
 #: Nîmes (Maison Carrée); the metropole spans ~0.3° of longitude, i.e. ~1 min of sun time
@@ -77,25 +78,20 @@ def _local_midnight(t: datetime) -> tuple[date, float]:
     return local.date(), midnight.timestamp()
 
 
-class LightingSimulator:
+class LightingSimulator(Population):
     """The streetlights and their commune controllers of a city description."""
 
     name = "lighting"
 
     def __init__(self, city: Sequence[Batch], *, seed: int = 1988,
                  period_s: float = 5.0, report_interval_s: float = REPORT_INTERVAL_S) -> None:
-        self.period_s = float(period_s)
-        self.report_interval_s = float(report_interval_s)
-        self.context, lights = entities_of(city, "Streetlight")
+        super().__init__(city, "Streetlight", seed=seed, stream=101, period_s=period_s,
+                         report_interval_s=report_interval_s)
         _, groups = entities_of(city, "StreetlightGroup")
-        if not lights:
-            raise ValueError("the city has no Streetlight entity")
-        self._lights = lights
+        lights = self.entities
         self._groups = groups
         n = len(lights)
-        self.ids = [e["id"] for e in lights]
-        self.nominal_rate = n / self.report_interval_s
-        rng = self._rng = np.random.default_rng([seed, 101])
+        rng = self._rng
         group_ids = [g["id"] for g in groups]
         group_index = {g: i for i, g in enumerate(group_ids)}
         self.group_of = np.array([group_index.get(
@@ -106,9 +102,7 @@ class LightingSimulator:
         self.on_offset = self.group_on[self.group_of] + rng.uniform(0, LIGHT_SPREAD_S, n)
         self.off_offset = self.group_off[self.group_of] + rng.uniform(0, LIGHT_SPREAD_S, n)
         self.dim_offset = rng.uniform(0, DIM_SPREAD_S, n)
-        self.phase = rng.uniform(0, self.report_interval_s, n)
-        self._by_phase = np.argsort(self.phase)
-        self._sorted_phase = self.phase[self._by_phase]
+        self.phases = self.draw_phases()
         # Rated power: what the city reports when lit, else a plausible LED/HPS rating.
         self.rated = rng.choice(RATED_W, size=n).astype(float)
         for i, e in enumerate(lights):
@@ -123,7 +117,6 @@ class LightingSimulator:
                                     for e in lights], dtype=np.int8)
         self.group_state = np.array([g.get("powerState", {}).get("value") == "on"
                                      for g in groups], dtype=bool)
-        self._prev: datetime | None = None
         self._repairs: set[int] = set()
 
     # ------------------------------------------------------------ schedule
@@ -164,7 +157,7 @@ class LightingSimulator:
             new["powerState"] = observed("on" if lit[g] else "off", at)
             out.append(new)
         power = self._power(np.arange(len(self.ids)), state)
-        for i, entity in enumerate(self._lights):
+        for i, entity in enumerate(self.entities):
             new = dict(entity)
             new.update(self._report(i, int(state[i]), float(power[i]), at))
             new["status"] = observed(self.fault[i], at)
@@ -172,10 +165,8 @@ class LightingSimulator:
         return [(self.context, out)]
 
     def tick(self, now: datetime) -> list[Batch]:
-        prev = self._prev or now - timedelta(seconds=self.period_s)
-        self._prev = now
         at = iso(now)
-        due = self._due(prev, now)
+        due = self.phases.due(*self.window(now))
         status_changed = self._faults_and_repairs(due, now)
         state = self.state(now)
         changed = np.flatnonzero(state != self.last_state)
@@ -199,23 +190,6 @@ class LightingSimulator:
         return [(self.context, fragments)] if fragments else []
 
     # ------------------------------------------------------------ internals
-
-    def _due(self, prev: datetime, now: datetime) -> np.ndarray:
-        """Lights whose periodic report falls in (prev, now]."""
-        span = (now - prev).total_seconds()
-        if span <= 0:
-            return np.empty(0, dtype=np.int64)
-        if span >= self.report_interval_s:
-            return np.arange(len(self.ids))
-        a = prev.timestamp() % self.report_interval_s
-        b = now.timestamp() % self.report_interval_s
-        lo = np.searchsorted(self._sorted_phase, a, side="right")
-        hi = np.searchsorted(self._sorted_phase, b, side="right")
-        if a < b:
-            picked = self._by_phase[lo:hi]
-        else:  # the window wraps around the interval
-            picked = np.concatenate([self._by_phase[lo:], self._by_phase[:hi]])
-        return np.sort(picked)
 
     def _faults_and_repairs(self, due: np.ndarray, now: datetime) -> np.ndarray:
         """Draw faults and repairs for the lights reporting now; returns those that changed."""

@@ -24,15 +24,18 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from cityvisor.client import ContextClient
 from cityvisor.sim.nimes import Batch, Entity
+from cityvisor.tasks import cancel_and_wait
 
 log = logging.getLogger("cityvisor.sim.live")
+
+T = TypeVar("T")
 
 #: Largest number of entities written in one call; between chunks the runner yields to the
 #: event loop, so that a burst (every light switching on at dusk) never stalls the server.
@@ -208,7 +211,8 @@ class LiveCity:
 
     def __init__(self, clients: ClientFactory, simulators: Sequence[Simulator],
                  clock: Clock | None = None, *, report: Callable[[str], None] | None = None,
-                 report_every_s: float = 60.0, since: datetime | None = None) -> None:
+                 report_every_s: float = 60.0, since: datetime | None = None,
+                 pending: Sequence[Batch] = ()) -> None:
         names = [s.name for s in simulators]
         if len(set(names)) != len(names):
             raise ValueError(f"simulator names must be unique: {names}")
@@ -229,6 +233,12 @@ class LiveCity:
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0  # ticks run, all simulators together
         self._ticked: asyncio.Event | None = None
+        #: whole entities to create (batch upsert) when :meth:`run` starts, before any tick:
+        #: what a loader leaves for after the server is up (``cityvisor demo``'s forecasts)
+        self._pending = list(pending)
+        self.pending_written = 0
+        self._stopping = False
+        self._writing: asyncio.Event | None = None  # set when the write in progress is done
         if since is not None:  # the simulators' state is that of `since` (written by a loader)
             self._schedule_from(since)
 
@@ -255,35 +265,33 @@ class LiveCity:
         """Create the simulators' initial entities through the clients (batch upsert, which
         replaces entities of the same id: initial entities are whole); returns how many were
         written. ``cityvisor demo`` instead writes them with the static city, in one pass."""
-        now = now or self.clock.now()
-        written = 0
-        for context, entities in _by_context(self.initial_batches(now)):
-            client = self._client(context)
-            for start in range(0, len(entities), CHUNK):
-                result = await client.upsert_entities(entities[start : start + CHUNK])
-                written += len(result.get("success", ()))
-                await asyncio.sleep(0)
-        return written
+        return await self._create(self.initial_batches(now or self.clock.now()))
 
     def start(self) -> None:
         """Run :meth:`run` in the background (idempotent)."""
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self.run(), name="live-city")
 
-    async def stop(self) -> None:
-        """Stop ticking and close the clients."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def stop(self, write_timeout_s: float = 30.0) -> None:
+        """Stop ticking and close the clients. A write in progress is never cut in half (a
+        writer cancelled while it waits for the store's commit would cancel the commit shared
+        with other writers): it finishes first (up to ``write_timeout_s``)."""
+        self._stopping = True
+        if self._writing is not None and self._task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._writing.wait(), write_timeout_s)
+        await cancel_and_wait(self._task)
+        self._task = None
+        self._stopping = False
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             with contextlib.suppress(Exception):
                 await client.close()
 
     async def run(self) -> None:
-        """Tick forever on the clock (until cancelled)."""
+        """Create the pending entities, then tick forever on the clock (until cancelled)."""
+        if self._pending:
+            await self._create_pending()
         now = self.clock.now()
         for sim in self.simulators:
             self._last.setdefault(sim.name, now)
@@ -337,6 +345,43 @@ class LiveCity:
 
     # ------------------------------------------------------------ internals
 
+    async def _write(self, write: Awaitable[T]) -> T:
+        """Await one write, which :meth:`stop` lets finish; none starts once stopping."""
+        if self._stopping:
+            close = getattr(write, "close", None)
+            if close is not None:
+                close()  # never awaited: no "coroutine was never awaited" warning
+            raise asyncio.CancelledError("the live city is stopping")
+        self._writing = asyncio.Event()
+        try:
+            return await write
+        finally:
+            self._writing.set()
+            self._writing = None
+
+    async def _create(self, batches: list[Batch]) -> int:
+        """Upsert whole entities in chunks, yielding between chunks; returns how many."""
+        written = 0
+        for context, entities in _by_context(batches):
+            client = self._client(context)
+            for start in range(0, len(entities), CHUNK):
+                result = await self._write(client.upsert_entities(entities[start : start + CHUNK]))
+                written += len(result.get("success", ()))
+                await asyncio.sleep(0)
+        return written
+
+    async def _create_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        started = time.perf_counter()
+        try:
+            self.pending_written = await self._create(pending)
+        except Exception:  # the city still lives without them: say so and go on
+            log.exception("live city: writing the pending entities failed")
+        total = sum(len(entities) for _, entities in pending)
+        if self._report is not None:
+            self._report(f"live: {self.pending_written} of {total} pending entities written "
+                         f"after start-up in {time.perf_counter() - started:.1f} s")
+
     def _client(self, context: tuple[str, ...]) -> ContextClient:
         client = self._clients.get(context)
         if client is None:
@@ -377,7 +422,7 @@ class LiveCity:
             for begin in range(0, len(entities), CHUNK):
                 chunk = entities[begin : begin + CHUNK]
                 try:
-                    ok, rejected = await self._merge(self._client(context), chunk)
+                    ok, rejected = await self._write(self._merge(self._client(context), chunk))
                 except Exception as error:  # the broker may be down a moment
                     self._failed(sim.name, "write", error)
                     continue

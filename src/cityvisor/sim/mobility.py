@@ -16,13 +16,14 @@ station ``outOfService`` about once every 60 days for ~2 days (its sessions end)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from cityvisor.sim.live import entities_of, iso, observed
+from cityvisor.sim.live import iso, observed
 from cityvisor.sim.nimes import Batch, Entity
+from cityvisor.sim.population import Population
 
 PARIS = ZoneInfo("Europe/Paris")
 REPORT_INTERVAL_S = 300.0
@@ -37,34 +38,29 @@ FAULTS_PER_DAY = 1 / 60
 REPAIR_MEAN_S = 2 * 86400.0
 
 
-class ChargingSimulator:
-    """The EV charging stations of a city description."""
+class ChargingSimulator(Population):
+    """The EV charging stations of a city description. It ticks every ``period_s`` simulated
+    seconds; a station reports when a session starts or ends, and otherwise every
+    ``report_interval_s`` seconds (its own phase)."""
 
     name = "ev-charging"
 
     def __init__(self, city: Sequence[Batch], *, seed: int = 1988, period_s: float = 15.0,
                  report_interval_s: float = REPORT_INTERVAL_S) -> None:
-        self.context, stations = entities_of(city, "EVChargingStation")
-        if not stations:
-            raise ValueError("the city has no EVChargingStation entity")
-        self._stations = stations
-        self.period_s = float(period_s)
-        self.report_interval_s = float(report_interval_s)
-        self.ids = [e["id"] for e in stations]
-        n = len(stations)
-        self.nominal_rate = n / self.report_interval_s
-        self._rng = np.random.default_rng([seed, 103])
+        super().__init__(city, "EVChargingStation", seed=seed, stream=103, period_s=period_s,
+                         report_interval_s=report_interval_s)
+        stations = self.entities
         self.capacity = [int(e.get("capacity", {}).get("value", 2)) for e in stations]
         self.dc = [any(s in ("CCS/SAE", "CHAdeMO") for s in e.get("socketType", {}).get("value", []))
                    for e in stations]
-        self.phase = self._rng.uniform(0, self.report_interval_s, n)
+        n = len(stations)
+        self.phases = self.draw_phases()
         #: per station: list of (end epoch s, start epoch s, kW) of the sessions in progress
         self.sessions: list[list[tuple[float, float, float]]] = [[] for _ in range(n)]
         self.out_until = [0.0] * n
         for i, e in enumerate(stations):
             if e.get("status", {}).get("value") == "outOfService":
                 self.out_until[i] = float("inf")  # repaired at the first tick's draw
-        self._prev: datetime | None = None
         self.started = self.ended = self.turned_away = 0
 
     # ------------------------------------------------------------ model
@@ -143,23 +139,16 @@ class ChargingSimulator:
         self._prev = now
         at = iso(now)
         return [(self.context, [{**e, **self._fragment(i, t, at)}
-                                for i, e in enumerate(self._stations)])]
+                                for i, e in enumerate(self.entities)])]
 
     def tick(self, now: datetime) -> list[Batch]:
-        prev = self._prev or now - timedelta(seconds=self.period_s)
-        self._prev = now
-        a, b = prev.timestamp(), now.timestamp()
+        a, b = self.window(now)
         if b <= a:
             return []
         at = iso(now)
-        span = b - a
-        out = []
-        for i in range(len(self.ids)):
-            changed = self._simulate(i, a, b)
-            pa, pb = (a - self.phase[i]) % self.report_interval_s, (b - self.phase[i]) % self.report_interval_s
-            due = span >= self.report_interval_s or pb < pa
-            if changed or due:
-                out.append(self._fragment(i, b, at))
+        due = set(self.phases.due(a, b).tolist())
+        out = [self._fragment(i, b, at) for i in range(len(self.ids))
+               if self._simulate(i, a, b) or i in due]
         return [(self.context, out)] if out else []
 
 

@@ -10,43 +10,37 @@ are not simulated here: the seismic app (later) injects and detects events.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from cityvisor.sim.live import date_time, entities_of, iso, observed
+from cityvisor.sim.live import date_time, iso, observed
 from cityvisor.sim.nimes import Batch, Entity
+from cityvisor.sim.population import Population
 
 PARIS = ZoneInfo("Europe/Paris")
 REPORT_INTERVAL_S = 60.0
 NIGHT_PGA = 1.5e-4  # m/s²
 
 
-class SeismometerSimulator:
+class SeismometerSimulator(Population):
     """The seismometers of a city description (``Device`` entities sensing ``vibration``)."""
 
     name = "seismometers"
 
     def __init__(self, city: Sequence[Batch], *, seed: int = 1988, period_s: float = 10.0,
                  report_interval_s: float = REPORT_INTERVAL_S) -> None:
-        self.context, devices = entities_of(city, "Device")
-        devices = [d for d in devices
-                   if "vibration" in (d.get("controlledProperty", {}).get("value") or [])]
-        if not devices:
-            raise ValueError("the city has no seismometer (Device sensing vibration)")
-        self._devices = devices
-        self.period_s = float(period_s)
-        self.report_interval_s = float(report_interval_s)
-        self.ids = [d["id"] for d in devices]
-        n = len(devices)
-        self.nominal_rate = n / self.report_interval_s
-        self._rng = np.random.default_rng([seed, 113])
+        super().__init__(
+            city, "Device", seed=seed, stream=113, period_s=period_s,
+            report_interval_s=report_interval_s,
+            where=lambda d: "vibration" in (d.get("controlledProperty", {}).get("value") or []),
+            missing="the city has no seismometer (Device sensing vibration)")
+        n = len(self.ids)
         self.site = self._rng.lognormal(0, 0.4, n)  # site amplification / local noise
-        self.phase = self._rng.uniform(0, self.report_interval_s, n)
+        self.phases = self.draw_phases()
         self.battery = np.array([float(d.get("batteryLevel", {}).get("value", 0.9))
-                                 for d in devices])
-        self._prev: datetime | None = None
+                                 for d in self.entities])
 
     def _reports(self, indexes: list[int], now: datetime) -> list[Entity]:
         hour = now.astimezone(PARIS).hour
@@ -67,17 +61,11 @@ class SeismometerSimulator:
     def initial(self, now: datetime) -> list[Batch]:
         self._prev = now
         reports = self._reports(list(range(len(self.ids))), now)
-        return [(self.context, [{**d, **r} for d, r in zip(self._devices, reports, strict=True)])]
+        return [(self.context, [{**d, **r} for d, r in zip(self.entities, reports, strict=True)])]
 
     def tick(self, now: datetime) -> list[Batch]:
-        prev = self._prev or now - timedelta(seconds=self.period_s)
-        self._prev = now
-        a, b = prev.timestamp(), now.timestamp()
-        if b <= a:
-            return []
-        pa = (a - self.phase) % self.report_interval_s
-        pb = (b - self.phase) % self.report_interval_s
-        due = np.flatnonzero((pb < pa) | (b - a >= self.report_interval_s)).tolist()
+        a, b = self.window(now)
+        due = self.phases.due(a, b).tolist()
         return [(self.context, self._reports(due, now))] if due else []
 
 

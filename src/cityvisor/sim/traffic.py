@@ -21,8 +21,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from cityvisor.sim.live import date_time, entities_of, iso, observed
+from cityvisor.sim.live import date_time, iso, observed
 from cityvisor.sim.nimes import Batch, Entity
+from cityvisor.sim.population import Population
 
 PARIS = ZoneInfo("Europe/Paris")
 AGGREGATION_S = 360.0
@@ -50,31 +51,26 @@ def profile(t: datetime) -> float:
     return _hourly(hour) * (1 - frac) + _hourly(following) * frac
 
 
-class TrafficSimulator:
-    """The counting points of a city description."""
+class TrafficSimulator(Population):
+    """The counting points of a city description. Every point reports at the end of each
+    ``aggregation_s`` period on the clock (the runner ticks it every ``period_s``)."""
 
     name = "traffic"
 
     def __init__(self, city: Sequence[Batch], *, seed: int = 1988, period_s: float = 60.0,
                  aggregation_s: float = AGGREGATION_S) -> None:
-        self.context, points = entities_of(city, "TrafficFlowObserved")
-        if not points:
-            raise ValueError("the city has no TrafficFlowObserved entity")
-        self.period_s = float(period_s)
-        self.aggregation_s = float(aggregation_s)
-        self._points = points
-        self.ids = [e["id"] for e in points]
-        n = len(points)
-        self.nominal_rate = n / self.aggregation_s
-        self._rng = np.random.default_rng([seed, 107])
-        lanes = np.array([int(e.get("laneId", {}).get("value", 1)) for e in points])
+        super().__init__(city, "TrafficFlowObserved", seed=seed, stream=107, period_s=period_s,
+                         report_interval_s=aggregation_s)
+        self.aggregation_s = self.report_interval_s
+        n = len(self.ids)
+        lanes = np.array([int(e.get("laneId", {}).get("value", 1)) for e in self.entities])
         self.capacity = lanes * 1800.0  # veh/h at saturation
         self.peak = lanes * self._rng.uniform(350, 750, n)  # veh/h at the busiest hour
         self.free_speed = self._rng.uniform(35, 75, n)  # km/h
-        self._prev: datetime | None = None
 
-    def _period_end(self, t: datetime) -> float:
-        return (t.timestamp() // self.aggregation_s) * self.aggregation_s
+    def _period_end(self, t: float) -> float:
+        """The end (epoch seconds) of the last aggregation period ended at ``t``."""
+        return (t // self.aggregation_s) * self.aggregation_s
 
     def observe(self, end: datetime) -> list[Entity]:
         """Every point's observation for the period ending at ``end``."""
@@ -101,14 +97,12 @@ class TrafficSimulator:
     def initial(self, now: datetime) -> list[Batch]:
         """The points with the last complete period before ``now`` (full entities)."""
         self._prev = now
-        end = datetime.fromtimestamp(self._period_end(now), UTC)
+        end = datetime.fromtimestamp(self._period_end(now.timestamp()), UTC)
         return [(self.context, [{**entity, **fragment} for entity, fragment
-                                in zip(self._points, self.observe(end), strict=True)])]
+                                in zip(self.entities, self.observe(end), strict=True)])]
 
     def tick(self, now: datetime) -> list[Batch]:
-        prev = self._prev or now - timedelta(seconds=self.period_s)
-        self._prev = now
-        last, current = self._period_end(prev), self._period_end(now)
+        last, current = (self._period_end(t) for t in self.window(now))
         if current <= last:
             return []
         # Only the latest period is reported if several ended (a counter sends its last one).

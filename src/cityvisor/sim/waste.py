@@ -22,8 +22,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from cityvisor.sim.live import date_time, entities_of, iso, observed
+from cityvisor.sim.live import date_time, iso, observed
 from cityvisor.sim.nimes import Batch, Entity
+from cityvisor.sim.population import Population
 
 PARIS = ZoneInfo("Europe/Paris")
 REPORT_INTERVAL_S = 3600.0
@@ -43,23 +44,19 @@ def _cumulative_day(seconds_of_day: np.ndarray) -> np.ndarray:
     return cum[h] + HOURLY[h] * (hour - h)
 
 
-class WasteSimulator:
-    """The waste containers of a city description."""
+class WasteSimulator(Population):
+    """The waste containers of a city description, ticking every ``period_s`` simulated
+    seconds: fill sensors report every ``report_interval_s`` (own phase) and on emptying."""
 
     name = "waste"
 
     def __init__(self, city: Sequence[Batch], *, seed: int = 1988, period_s: float = 30.0,
                  report_interval_s: float = REPORT_INTERVAL_S) -> None:
-        self.context, containers = entities_of(city, "WasteContainer")
-        if not containers:
-            raise ValueError("the city has no WasteContainer entity")
-        self._containers = containers
-        self.period_s = float(period_s)
-        self.report_interval_s = float(report_interval_s)
-        self.ids = [e["id"] for e in containers]
-        n = len(containers)
-        self.nominal_rate = n / self.report_interval_s
-        rng = self._rng = np.random.default_rng([seed, 109])
+        super().__init__(city, "WasteContainer", seed=seed, stream=109, period_s=period_s,
+                         report_interval_s=report_interval_s)
+        n = len(self.ids)
+        rng = self._rng
+        containers = self.entities
         self.kind = [e.get("storedWasteKind", {}).get("value", "inorganic") for e in containers]
         per_day = np.array([FILL_PER_DAY.get(k, 0.1) for k in self.kind])
         self.rate = per_day * rng.lognormal(0, 0.35, n)  # fill per day
@@ -81,12 +78,11 @@ class WasteSimulator:
                             for d in range(7)]
         #: seconds after ROUND_START at which the truck reaches the container
         self.route_s = rng.uniform(0, (ROUND_END_H - ROUND_START_H) * 3600, n)
-        self.phase = rng.uniform(0, self.report_interval_s, n)
+        self.phases = self.draw_phases()
         self.level = np.array([float(e.get("fillingLevel", {}).get("value", 0.0))
                                for e in containers])
         self.status = [e.get("status", {}).get("value", "ok") for e in containers]
         self.last_emptied: list[float | None] = [None] * n
-        self._prev: datetime | None = None
         self.emptied = 0
 
     # ------------------------------------------------------------ model
@@ -143,7 +139,7 @@ class WasteSimulator:
         at = iso(now)
         out = []
         noise = self._rng.normal(0, 0.03, len(self.ids))
-        for i, entity in enumerate(self._containers):
+        for i, entity in enumerate(self.entities):
             emptied = self._last_round(i, t)
             self.last_emptied[i] = emptied
             level = self.rate[i] * (self._deposit_share(t) - self._deposit_share(emptied))
@@ -159,9 +155,7 @@ class WasteSimulator:
                 "fillingLevel": observed(round(float(self.level[i]), 2), at, "C62")}
 
     def tick(self, now: datetime) -> list[Batch]:
-        prev = self._prev or now - timedelta(seconds=self.period_s)
-        self._prev = now
-        a, b = prev.timestamp(), now.timestamp()
+        a, b = self.window(now)
         if b <= a:
             return []
         self.level = np.minimum(self.level + self._fill(a, b), 1.0)
@@ -174,10 +168,7 @@ class WasteSimulator:
             fragment = self._fragment(i, at)
             fragment["dateLastEmptying"] = date_time(iso(datetime.fromtimestamp(when, UTC)))
             out[i] = fragment
-        span = b - a
-        pa = (a - self.phase) % self.report_interval_s
-        pb = (b - self.phase) % self.report_interval_s
-        due = np.flatnonzero((pb < pa) | (span >= self.report_interval_s))
+        due = self.phases.due(a, b)
         lid = self._rng.random(len(due)) < LID_OPEN_PER_REPORT
         for k, i in enumerate(due.tolist()):
             fragment = out.get(i) or self._fragment(i, at)

@@ -64,6 +64,7 @@ import numpy as np
 import shapely
 
 from cityvisor.data.geo.occitanie import Commune, communes, departements_by_code
+from cityvisor.sim.live import date_time, iso
 
 Entity = dict[str, Any]
 Batch = tuple[list[str], list[Entity]]
@@ -329,7 +330,7 @@ class OccitanieWeather:
                                                   "lightSnow", "heavySnow"):
                     kind = "lightSnow" if minimum[i] < 0 and maximum[i] < 2 else "lightRain"
                 out[i][k] = {
-                    "validFrom": _iso(start), "validTo": _iso(end),
+                    "validFrom": iso(start), "validTo": iso(end),
                     "dayMinimum": {"temperature": float(minimum[i]),
                                    "relativeHumidity": float(np.round(humidity[:, i].min(), 2))},
                     "dayMaximum": {"temperature": float(maximum[i]),
@@ -357,11 +358,11 @@ class OccitanieWeather:
     def initial(self, now: datetime) -> list[Batch]:
         """Every entity in full: one WeatherObserved per commune and its forecasts."""
         values = self._observed_values(now)
-        at = _iso(now)
+        at = iso(now)
         observed = []
         for i, c in enumerate(self.communes):
             entity: Entity = {"id": observed_id(c.code), "type": "WeatherObserved",
-                              **self._static(c), "dateObserved": _dt(at)}
+                              **self._static(c), "dateObserved": date_time(at)}
             for name, column in values.items():
                 entity[name] = _p(_plain(column[i]), UNITS.get(name), at)
             observed.append(entity)
@@ -374,7 +375,7 @@ class OccitanieWeather:
             for i, c in enumerate(self.communes):
                 for k, attrs in forecasts[i].items():
                     entity = {"id": forecast_id(c.code, k), "type": "WeatherForecast",
-                              **self._static(c), "dateIssued": _dt(_iso(issued))}
+                              **self._static(c), "dateIssued": date_time(iso(issued))}
                     entity["name"] = _p(f"Prévisions J+{k} — {c.name}")
                     entity.update(_forecast_attrs(attrs))
                     entities.append(entity)
@@ -385,7 +386,7 @@ class OccitanieWeather:
     def tick(self, now: datetime) -> list[Batch]:
         """Fragments with the attributes that changed since the last call (and the dates)."""
         values = self._observed_values(now)
-        at = _iso(now)
+        at = iso(now)
         last = self._last_observed
         fragments = []
         for i, c in enumerate(self.communes):
@@ -394,7 +395,7 @@ class OccitanieWeather:
                        if last is None or column[i] != last[name][i]}
             if changed:
                 fragments.append({"id": observed_id(c.code), "type": "WeatherObserved",
-                                  "dateObserved": _dt(at), **changed})
+                                  "dateObserved": date_time(at), **changed})
         self._last_observed = values
         batches: list[Batch] = [([WEATHER_CONTEXT], fragments)] if fragments else []
         issued = issue_time(now)
@@ -407,7 +408,7 @@ class OccitanieWeather:
                     old = previous[i].get(k, {}) if previous is not None else {}
                     diff = {name: value for name, value in attrs.items() if old.get(name) != value}
                     entity = {"id": forecast_id(c.code, k), "type": "WeatherForecast",
-                              "dateIssued": _dt(_iso(issued)), **_forecast_attrs(diff)}
+                              "dateIssued": date_time(iso(issued)), **_forecast_attrs(diff)}
                     entities.append(entity)
             self._last_issue, self._last_forecast = issued, forecasts
             batches.append(([WEATHER_CONTEXT], entities))
@@ -440,7 +441,7 @@ def _forecast_attrs(attrs: dict[str, Any]) -> Entity:
     out: Entity = {}
     for name, value in attrs.items():
         if name in ("validFrom", "validTo"):
-            out[name] = _dt(value)
+            out[name] = date_time(value)
         elif name in ("precipitation", "windSpeed"):
             out[name] = _p(value, UNITS[name])
         elif name == "precipitationProbability":
@@ -461,11 +462,3 @@ def _p(value: Any, unit: str | None = None, at: str | None = None) -> dict[str, 
     if at:
         attr["observedAt"] = at
     return attr
-
-
-def _dt(iso: str) -> dict[str, Any]:
-    return {"type": "Property", "value": {"@type": "DateTime", "@value": iso}}
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -333,9 +333,11 @@ class SqliteStore(Store):
         loop = asyncio.get_running_loop()
         committed = self._committed.get(tenant)
         if not ops and not records:
+            if committed is not None:
+                return asyncio.shield(committed)
             done = loop.create_future()
             done.set_result(None)
-            return committed or done
+            return done
         conn = self._writer(tenant)
         if committed is None:
             conn.execute("BEGIN IMMEDIATE")
@@ -359,7 +361,9 @@ class SqliteStore(Store):
             conn.execute("RELEASE op")
             raise
         conn.execute("RELEASE op")
-        return committed
+        # Writers of one loop turn share this future: each gets a shield, so that a cancelled
+        # writer (a dropped request, a stopping task) never cancels the others' commit.
+        return asyncio.shield(committed)
 
     def _write_records(self, conn: sqlite3.Connection, records: Sequence[object]) -> None:
         by_type: dict[type, list[Any]] = {}
@@ -378,9 +382,11 @@ class SqliteStore(Store):
         except Exception as error:
             with contextlib.suppress(sqlite3.Error):
                 self._writers[tenant].execute("ROLLBACK")
-            committed.set_exception(error)
+            if not committed.done():
+                committed.set_exception(error)
         else:
-            committed.set_result(None)
+            if not committed.done():
+                committed.set_result(None)
 
     def _insert(self, conn: sqlite3.Connection, tenant: str | None, entities: list[Entity],
                 side: _SideRows) -> None:
