@@ -306,3 +306,20 @@ async def test_each_catchment_uses_its_configured_gains_and_future_rain(city: Ci
     restarted = city.app()
     assert restarted.forecasters["a"].gains == (0.0,) * 6
     assert restarted.forecasters["a"].last_hour == T0 + timedelta(hours=2)
+
+
+async def test_a_per_lead_future_rain_runs_in_the_app(city: City) -> None:
+    # a: no more rain for leads 1-3, twice the last hour's for 4-6; b: twice at every lead.
+    city.config = make_config({
+        "a": {"future_rain": ["zero", "zero", "zero", "persistence*2", "persistence*2",
+                              "persistence*2"]},
+        "b": {"future_rain": "persistence*2"}})
+    app = city.app()
+    for k in range(3):
+        when = T0 + timedelta(hours=k)
+        await city.observe(when, {1: 12.0, 2: 12.0, 3: 12.0, 4: 12.0}, {1: 0.6, 3: 0.6})
+        report = await app.run_cycle(when + timedelta(minutes=2))
+    assert report.errors == []
+    a, b = report.points["a"].forecast_m3s, report.points["b"].forecast_m3s
+    assert a[3:] == pytest.approx(b[3:], rel=1e-9)
+    assert a[2] < b[2]

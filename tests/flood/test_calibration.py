@@ -99,3 +99,29 @@ def test_mixed_objective_scores_the_mean_of_nse_and_kge(synthetic):
     expected = 0.5 * (nse(simulated[12:], q_mm[12:1500]) + kge(simulated[12:], q_mm[12:1500]))
     assert score == pytest.approx(expected)
     assert score > 0.9
+
+
+def test_high_flow_nse_weights_the_floods() -> None:
+    from cityvisor.apps.flood.calibration import high_flow_nse
+
+    observed = np.array([1.0, 1.0, 1.0, 10.0, 1.0, 1.0])
+    assert high_flow_nse(observed, observed) == 1.0
+    mean_w = float((observed**2).sum() / observed.sum())  # the flow-weighted mean scores 0
+    assert high_flow_nse(np.full(6, mean_w), observed) == pytest.approx(0.0)
+    # the same absolute error costs more on the flood hour than on a base-flow hour
+    on_peak, on_base = observed.copy(), observed.copy()
+    on_peak[3] += 2.0
+    on_base[0] += 2.0
+    assert high_flow_nse(on_peak, observed) < high_flow_nse(on_base, observed)
+    assert nse(on_peak, observed) == pytest.approx(nse(on_base, observed))
+    with pytest.raises(ValueError):
+        high_flow_nse([1.0, 2.0], [3.0, 3.0])
+
+
+def test_flow_weighted_objective_calibrates_too(synthetic):
+    rain, pet, q_mm = synthetic
+    params, score = calibrate_gr4h(rain[:1500], pet[:1500], q_mm[:1500], 12,
+                                   objective="hfnse+kge", max_evals=300,
+                                   initial_discharge_mm=float(q_mm[0]),
+                                   bounds={"x4_h": (0.5, 6.0)})
+    assert score > 0.9 and params.x4_h <= 6.0

@@ -227,3 +227,49 @@ def test_unknown_gauge_or_missing_record_is_a_clear_error(cance: Path, tmp_path:
         (root / name).symlink_to(cance / name)
     with pytest.raises(ValueError, match="cannot read the discharge"):
         prepare(root)
+
+
+# --- the experiments that stay off (docs/flood-models.md): they still run ---------------------
+
+
+@pytest.mark.parametrize("per_lead", ["any", "damping"])
+def test_per_lead_scenarios_and_small_basin_calibrations(
+        cance: Path, monkeypatch: pytest.MonkeyPatch, per_lead: str) -> None:
+    monkeypatch.setattr(forecast_module, "PER_LEAD_SCENARIO", per_lead)
+    monkeypatch.setattr(forecast_module, "SMALL_BASIN_KM2", 150.0)
+    setup = prepare(cance, ["V3515010"])  # 107 km²
+    models = forecast_module.calibrate(setup, datetime(2014, 10, 1, tzinfo=UTC),
+                                       datetime(2014, 10, 5, 23, tzinfo=UTC), max_evals=200)
+    model = models["V3515010"]
+    # four candidate calibrations scored on the training window; the best one is kept
+    assert len(model.training_nse_by_calibration) == 4
+    assert any("X4<=2.6h" in name for name in model.training_nse_by_calibration)
+    best = max(model.training_nse_by_calibration.values())
+    assert model.training_nse_by_calibration[model.calibration] == best
+    if "X4" in model.calibration:
+        assert model.params.x4_h <= 2.6
+    scenarios = [model.scenario] * 6 if isinstance(model.scenario, str) else model.scenario
+    assert len(scenarios) == 6
+    assert set(scenarios) <= set(forecast_module.SCENARIOS)
+    if per_lead == "damping":
+        assert len({forecast_module.parse_scenario(s)[0] for s in scenarios}) == 1
+    if not isinstance(model.scenario, str):
+        # leads chosen one by one never score below the best single scenario on training
+        single = max(v for k, v in model.training_nse_by_scenario.items() if k != "per lead")
+        assert model.training_nse_by_scenario["per lead"] >= single - 1e-9
+    # the replay runs the per-lead model
+    start = datetime(2014, 10, 10, 6, tzinfo=UTC)
+    issued = list(replay(setup, models, start, start + 2 * HOUR, spin_up_from=start - 12 * HOUR))
+    assert len(issued) == 3 and all(np.all(item[0].forecast_m3s >= 0) for item in issued)
+
+
+def test_compose_takes_each_lead_from_its_scenario() -> None:
+    def run(value: float) -> forecast_module._TrainingRun:
+        return forecast_module._TrainingRun(
+            errors=np.zeros(2), ages=np.zeros(2, dtype=np.int64), raw=np.full((2, 6), value),
+            persistence=np.zeros(2), target=np.zeros((2, 6)))
+
+    runs = {"zero": run(0.0), "blend": run(1.0)}
+    mixed = forecast_module._compose(runs, ("zero",) * 3 + ("blend",) * 3)
+    assert mixed.raw[0].tolist() == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+    assert forecast_module._compose(runs, ("blend",) * 6) is runs["blend"]

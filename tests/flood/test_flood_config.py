@@ -109,3 +109,27 @@ def test_future_rain_scenarios() -> None:
     for bad in ("rain", "blend*x", "blend*3", "nowcast*nan"):
         with pytest.raises(ValueError):
             parse_scenario(bad)
+
+
+def test_future_rain_may_be_set_per_lead(tmp_path: Path) -> None:
+    text = NIMES_TOML.read_text("utf-8")
+    path = tmp_path / "per-lead.toml"
+    per_lead = ('future_rain = ["blend", "blend", "blend*0.75", "persistence * 0.50", '
+                '"persistence*0.5", "zero"]')
+    path.write_text(text.replace('future_rain = "blend*0.5"', per_lead, 1), "utf-8")
+    config = load_config(path)
+    assert config.catchments[0].future_rain == (
+        "blend", "blend", "blend*0.75", "persistence*0.5", "persistence*0.5", "zero")
+    assert config.catchments[1].future_rain == "blend*0.5"  # the single form stays valid
+    # six times the same scenario is that scenario
+    same = text.replace('future_rain = "blend*0.5"',
+                        'future_rain = ["nowcast*0.5", "nowcast*0.5", "nowcast*0.5", '
+                        '"nowcast*0.5", "nowcast*0.5", "nowcast*0.5"]', 1)
+    path.write_text(same, "utf-8")
+    assert load_config(path).catchments[0].future_rain == "nowcast*0.5"
+    bad = text.replace('future_rain = "blend*0.5"', 'future_rain = ["blend", "zero"]', 1)
+    bad = bad.replace('future_rain = "blend*0.5"',
+                      'future_rain = ["blend", "zero", "zero", "zero", "zero", "hail"]', 1)
+    message = config_errors(tmp_path, bad)
+    assert "catchments.0.future_rain" in message
+    assert "catchments.1.future_rain" in message and "'hail'" in message

@@ -16,6 +16,8 @@ from cityvisor.apps.flood.forecaster import (
     combine_with_persistence,
     fit_gains,
     fit_model_weights,
+    future_rain,
+    scenario_label,
 )
 
 HOUR = timedelta(hours=1)
@@ -240,3 +242,28 @@ def test_fit_model_weights_recovers_a_known_mix() -> None:
     np.testing.assert_allclose(fit_model_weights(model, persistence, observed), true, atol=0.03)
     # weights stay in [0, 1]: a model anti-correlated with the truth gets 0, not a negative
     assert fit_model_weights(-model, persistence, model)[0] == 0.0
+
+
+def test_a_per_lead_future_rain_reads_each_lead_from_its_own_scenario() -> None:
+    rain, pet = storm()
+    forecaster = CatchmentForecaster(params=PARAMS, area_km2=AREA, gains=(0.0,) * LEADS)
+    for i in range(22):  # into the storm: the future rain matters
+        forecaster.step(T0 + i * HOUR, rain[i], pet[i], float("nan"))
+    scenarios = ["zero", "persistence", "persistence*0.5", "blend", "nowcast*1.25", "zero"]
+    nowcast_mm = [8.0, 6.0, 4.0, 2.0, 1.0, 0.0]
+    per_lead = future_rain(scenarios, 12.0, nowcast_mm)
+    assert per_lead.shape == (LEADS, LEADS)
+    got = forecaster.forecast(per_lead, 0.05)
+    for lead, scenario in enumerate(scenarios):
+        alone = forecaster.forecast(future_rain(scenario, 12.0, nowcast_mm), 0.05)
+        assert got[lead] == pytest.approx(alone[lead], rel=1e-12)
+    # leads that assume different rain really differ (the test can fail)
+    zero = forecaster.forecast(future_rain("zero", 12.0, nowcast_mm), 0.05)
+    assert got[2] > zero[2] + 1.0
+    # six times the same scenario is that scenario; a wrong count is a clear error
+    assert scenario_label(["blend*0.50"] * 6) == "blend*0.5"
+    assert future_rain(["persistence"] * 6, 3.0, []).tolist() == [3.0] * 6
+    with pytest.raises(ValueError, match="6 scenarios"):
+        future_rain(["zero"] * 5, 3.0, [])
+    with pytest.raises(ValueError, match="6 rows"):
+        forecaster.forecast(np.zeros((5, LEADS)), 0.05)

@@ -26,7 +26,7 @@ from cityvisor.apps.flood.forecaster import (
     DEFAULT_GAINS,
     GAIN_BOUNDS,
     LEADS,
-    parse_scenario,
+    scenario_label,
 )
 
 __all__ = [
@@ -140,8 +140,10 @@ class Catchment(_Model):
     gains: tuple[float, float, float, float, float, float] = DEFAULT_GAINS  # type: ignore[assignment]
     #: rain assumed for the next hours: ``nowcast`` (radar extrapolation; without radar, the
     #: last hour's rain decaying to 0 over 3 h), ``persistence`` (the last hour's basin rain),
-    #: ``blend`` (their mean) or ``zero``, optionally damped: ``"blend*0.5"`` (factor 0..2)
-    future_rain: str = DEFAULT_FUTURE_RAIN
+    #: ``blend`` (their mean) or ``zero``, optionally damped: ``"blend*0.5"`` (factor 0..2);
+    #: or a list of 6 such scenarios, one per lead 1..6 h (as ``cityvisor flood evaluate``
+    #: chooses them)
+    future_rain: str | tuple[str, str, str, str, str, str] = DEFAULT_FUTURE_RAIN
     #: weight of the model against persistence of the observed discharge per lead (0..1;
     #: default 1: the model alone); ``cityvisor flood evaluate`` fits them with the gains
     model_weights: tuple[float, float, float, float, float, float] = (1.0,) * LEADS  # type: ignore[assignment]
@@ -172,9 +174,9 @@ class Catchment(_Model):
 
     @field_validator("future_rain")
     @classmethod
-    def _valid_future_rain(cls, value: str) -> str:
-        name, factor = parse_scenario(value)  # raises ValueError with the reason
-        return name if factor == 1.0 else f"{name}*{factor:g}"
+    def _valid_future_rain(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        label = scenario_label(value)  # raises ValueError with the reason
+        return label if isinstance(label, str) else tuple(label)
 
     @field_validator("course")
     @classmethod

@@ -203,7 +203,7 @@ def run_evaluation(
             "correction": "additive output-error correction, least-squares gain per lead",
             "future_rain": "radar nowcast (optical-flow extrapolation), persistence of the "
                            "last hour's basin rain, their blend or zero, possibly damped: the "
-                           "best on the training window per gauge",
+                           "best on the training window per gauge and lead",
             "refine_evals": refine_evals,
         },
         "gauges": {},
@@ -241,9 +241,15 @@ def run_evaluation(
             "calibration_score": (
                 model.calibration_score if math.isfinite(model.calibration_score) else None
             ),
+            "calibration": model.calibration,
+            "training_mean_nse_by_calibration": {
+                name: value if math.isfinite(value) else None
+                for name, value in model.training_nse_by_calibration.items()
+            },
             "correction_gains": list(model.gains),
             "model_weights": list(model.model_weights),
-            "future_rain": model.scenario,
+            "future_rain": (model.scenario if isinstance(model.scenario, str)
+                            else list(model.scenario)),
             "training_mean_nse_by_scenario": {
                 name: value if math.isfinite(value) else None
                 for name, value in model.training_nse_by_scenario.items()

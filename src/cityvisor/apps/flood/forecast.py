@@ -32,9 +32,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -61,6 +62,8 @@ from cityvisor.apps.flood.forecaster import (
     fit_gains,
     fit_model_weights,
     future_rain,
+    parse_scenario,
+    scenario_label,
 )
 from cityvisor.apps.flood.nowcast import nowcast
 
@@ -85,6 +88,21 @@ LEADS = 6
 #: pulled rising limbs towards the current flow: a missed warning and one more false one
 #: (docs/flood-models.md, "Trying to lift the 107 km² gauge").
 COMBINE_WITH_PERSISTENCE = False
+#: Choose the future-rain scenario per lead on the training window (each lead takes the
+#: scenario with the best training NSE at that lead; ``"damping"``: only the damping factor
+#: of the best single scenario varies) instead of one for all leads. Off: on the Cance
+#: ``"any"`` raised the training scores but lowered the held-out skill by 0.12–0.47 in 11 of
+#: 36 gauge × lead cells, raised it by 0.07 at most, left the 107 km² gauge at 5–6 h in
+#: split A unchanged and doubled the false alarms (2 → 4); ``"damping"`` did the same with
+#: fewer losses (docs/flood-models.md). The app accepts a per-lead ``future_rain`` all the
+#: same.
+PER_LEAD_SCENARIO: Literal["off", "any", "damping"] = "off"
+#: Basins up to this area (km²) also try the calibrations of :func:`_small_basin_settings`
+#: (flow-weighted objective, short unit hydrograph); the one whose forecasts score best on the
+#: training window is kept. Off (0): tried at 150 km², it lowered the held-out skill of the
+#: 107 km² gauge at 3–6 h in split A from 0.42/0.34/0.22/0.22 to 0.14/0.15/0.07/0.13 and of
+#: the 25 km² gauge by 0.12–0.45, for at most +0.03 in split B (docs/flood-models.md).
+SMALL_BASIN_KM2 = 0.0
 #: Radar grids the nowcast looks back on (3 motion pairs: steadier than 1–2 on hourly frames).
 NOWCAST_FRAMES = 4
 #: Open-loop calibration objective: the mean of NSE (flood peaks) and KGE (volume, variability).
@@ -264,10 +282,15 @@ class ForecastModel:
     params: GR4HParams
     calibration_score: float  # open-loop score of CALIBRATION_OBJECTIVE on the training window
     gains: tuple[float, ...]
-    scenario: str
+    #: one scenario for all leads, or one per lead 1..6
+    scenario: str | tuple[str, ...]
     training_nse_by_scenario: dict[str, float]
     #: weight of the model against persistence per lead (1: model only)
     model_weights: tuple[float, ...] = (1.0,) * LEADS
+    #: which calibration was kept (objective, X4 bound) and each candidate's training forecast
+    #: score (mean NSE over leads 1..6 with its best scenario)
+    calibration: str = CALIBRATION_OBJECTIVE
+    training_nse_by_calibration: dict[str, float] = field(default_factory=dict)
 
     def forecaster(self) -> CatchmentForecaster:
         """A fresh live forecaster (initial state) with this model's parameters and gains."""
@@ -312,6 +335,17 @@ def _training_run(
         target=np.array(target, dtype=np.float64).reshape(-1, LEADS),
         persistence=np.array(persistence, dtype=np.float64),
     )
+
+
+def _compose(runs: dict[str, _TrainingRun], choice: Sequence[str]) -> _TrainingRun:
+    """The training run whose lead L comes from the run of scenario ``choice[L-1]`` (errors,
+    ages, persistence and targets do not depend on the future rain)."""
+    first = runs[choice[0]]
+    if len(set(choice)) == 1:
+        return first
+    raw = np.column_stack([runs[name].raw[:, lead] for lead, name in enumerate(choice)])
+    return _TrainingRun(errors=first.errors, ages=first.ages, raw=raw,
+                        persistence=first.persistence, target=first.target)
 
 
 def _corrected(run: _TrainingRun, gains: Sequence[float]) -> FloatArray:
@@ -362,8 +396,11 @@ def calibrate(
     """Calibrate each gauge on the training window only; fit gains and the rain scenario.
 
     Three stages, all on the training window: (1) GR4H parameters by differential evolution on
-    the open-loop mean of NSE and KGE (``max_evals`` runs); (2) the future-rain scenario (nowcast, persistence or
-    zero) whose corrected forecasts score the best mean NSE over leads 1..6; (3) a Nelder–Mead
+    the open-loop mean of NSE and KGE (``max_evals`` runs; on basins up to
+    :data:`SMALL_BASIN_KM2`, also the candidates of :func:`_small_basin_settings`, the one that
+    forecasts best kept); (2) the future-rain scenario (nowcast, persistence or zero) whose
+    corrected forecasts score the best mean NSE over leads 1..6 (per lead with
+    :data:`PER_LEAD_SCENARIO`); (3) a Nelder–Mead
     refinement of the parameters (``refine_evals`` runs, 0 = none) on that same forecast score,
     with state updating and refitted gains: the parameters that forecast best once updated are
     not those that simulate best in open loop (the GRP approach, Berthet et al. 2009).
@@ -394,15 +431,22 @@ def calibrate(
         filled_rain = np.nan_to_num(rain[code], nan=0.0)
         first = q_obs_mm[np.isfinite(q_obs_mm)]
         initial_mm = float(first[0]) if first.size else None
+        candidates: list[tuple[str, GR4HParams, float]] = []
         if np.count_nonzero(np.isfinite(q_obs_mm[warmup:])) < MIN_CALIBRATION_HOURS:
             # No record to calibrate on: a generic model, still updated from observations
             # in the replay; the scores will say how it does.
-            params, score = FALLBACK_PARAMS, float("nan")
+            candidates.append(("fallback", FALLBACK_PARAMS, float("nan")))
         else:
-            params, score = calibrate_gr4h(
-                filled_rain, pet[code], q_obs_mm, warmup, objective=CALIBRATION_OBJECTIVE,
-                max_evals=max_evals, initial_discharge_mm=initial_mm,
-            )
+            settings: list[tuple[str, Objective, dict[str, tuple[float, float]] | None]] = [
+                (CALIBRATION_OBJECTIVE, CALIBRATION_OBJECTIVE, None)]
+            if gauge.area_km2 <= SMALL_BASIN_KM2:
+                settings += _small_basin_settings(gauge.area_km2)
+            for label, objective_name, bounds in settings:
+                found, found_score = calibrate_gr4h(
+                    filled_rain, pet[code], q_obs_mm, warmup, objective=objective_name,
+                    max_evals=max_evals, initial_discharge_mm=initial_mm, bounds=bounds,
+                )
+                candidates.append((label, found, found_score))
         futures = {
             scenario: np.array([
                 future_rain(scenario, rain[code][i], nowcasts[code][i])
@@ -412,32 +456,83 @@ def calibrate(
         }
 
         def objective(
-            candidate: GR4HParams, future: FloatArray, gauge: Gauge = gauge,
+            candidate: GR4HParams, choice: tuple[str, ...], gauge: Gauge = gauge,
             q_obs: FloatArray = q_obs, code: str = code,
-        ) -> tuple[float, tuple[float, ...], tuple[float, ...]]:
-            run = _training_run(candidate, gauge.area_km2, hours, rain[code], pet[code],
-                                q_obs, future, warmup)
-            gains, weights, scores = _fit_and_score(run)
+            futures: dict[str, FloatArray] = futures,
+        ) -> tuple[float, tuple[float, ...], tuple[float, ...], list[float]]:
+            """Mean training NSE over leads 1..6 when lead L uses scenario ``choice[L-1]``."""
+            runs = {
+                name: _training_run(candidate, gauge.area_km2, hours, rain[code], pet[code],
+                                    q_obs, futures[name], warmup)
+                for name in dict.fromkeys(choice)
+            }
+            gains, weights, scores = _fit_and_score(_compose(runs, choice))
             finite = [v for v in scores if np.isfinite(v)]
-            return (float(np.mean(finite)) if finite else -np.inf), gains, weights
+            return (float(np.mean(finite)) if finite else -np.inf), gains, weights, scores
 
+        # Each candidate calibration (one, except on small basins) is scored as a forecaster
+        # on the training window with its best scenario; the best candidate is kept.
+        chosen: tuple[float, str, GR4HParams, float] | None = None
+        by_candidate: dict[str, float] = {}
+        for label, found, found_score in candidates:
+            best_here = max(objective(found, (name,) * LEADS)[0] for name in SCENARIOS)
+            by_candidate[label] = best_here
+            if chosen is None or best_here > chosen[0]:
+                chosen = (best_here, label, found, found_score)
+        assert chosen is not None
+        _, calibration_label, params, score = chosen
         by_scenario: dict[str, float] = {}
-        for scenario in SCENARIOS:
-            by_scenario[scenario] = objective(params, futures[scenario])[0]
-        scenario = max(SCENARIOS, key=lambda name: by_scenario[name])
+        by_lead: dict[str, list[float]] = {}
+        for name in SCENARIOS:
+            by_scenario[name], _, _, by_lead[name] = objective(params, (name,) * LEADS)
+        best = max(SCENARIOS, key=lambda name: by_scenario[name])
+        choice: tuple[str, ...] = (best,) * LEADS
+        if PER_LEAD_SCENARIO != "off":
+            # Each lead takes the scenario whose corrected forecasts at that lead score the
+            # best training NSE (ties and NaN: the best scenario over all leads); "damping":
+            # only the damping factor of that best scenario varies by lead.
+            base = parse_scenario(best)[0]
+            allowed = SCENARIOS if PER_LEAD_SCENARIO == "any" else tuple(
+                name for name in SCENARIOS if parse_scenario(name)[0] == base)
+            choice = tuple(
+                max(allowed, key=lambda name, k=lead: (
+                    by_lead[name][k] if np.isfinite(by_lead[name][k]) else -np.inf,
+                    name == best))
+                for lead in range(LEADS)
+            )
         if refine_evals > 0 and np.isfinite(score):
             params = _refine_for_forecasting(
-                params, lambda p, f=futures[scenario]: objective(p, f)[0], refine_evals
+                params, lambda p, c=choice: objective(p, c)[0], refine_evals
             )
-        forecast_score, gains, weights = objective(params, futures[scenario])
+        forecast_score, gains, weights, _ = objective(params, choice)
+        label = scenario_label(choice)
+        scenario: str | tuple[str, ...] = label if isinstance(label, str) else tuple(label)
+        if not isinstance(label, str):
+            by_scenario["per lead"] = forecast_score
         if refine_evals > 0:
-            by_scenario[f"{scenario} (refined)"] = forecast_score
+            by_scenario[f"{label} (refined)"] = forecast_score
         models[code] = ForecastModel(
             code=code, area_km2=gauge.area_km2, params=params, calibration_score=score,
             gains=gains, scenario=scenario, training_nse_by_scenario=by_scenario,
-            model_weights=weights,
+            model_weights=weights, calibration=calibration_label,
+            training_nse_by_calibration=by_candidate,
         )
     return models
+
+
+def _small_basin_settings(
+    area_km2: float,
+) -> list[tuple[str, Objective, dict[str, tuple[float, float]] | None]]:
+    """Extra calibrations tried on a small basin: an objective weighted to high flows, and a
+    unit hydrograph no longer than a time of concentration scale of ``0.25·√A`` h (A in km²:
+    1.25 h at 25 km², 2.6 h at 107 km²)."""
+    x4_high = max(1.0, 0.25 * float(np.sqrt(area_km2)))
+    short = {"x4_h": (0.5, x4_high)}
+    return [
+        ("hfnse+kge", "hfnse+kge", None),
+        (f"{CALIBRATION_OBJECTIVE}, X4<={x4_high:.2g}h", CALIBRATION_OBJECTIVE, short),
+        (f"hfnse+kge, X4<={x4_high:.2g}h", "hfnse+kge", short),
+    ]
 
 
 def _refine_for_forecasting(
@@ -519,7 +614,9 @@ def replay(
         if hour < test_from:
             continue
         needs_nowcast = any(
-            models[g.code].scenario.startswith(("nowcast", "blend")) for g in setup.gauges
+            name.startswith(("nowcast", "blend")) for g in setup.gauges
+            for name in ((models[g.code].scenario,) if isinstance(models[g.code].scenario, str)
+                         else models[g.code].scenario)
         )
         nowcasts = forcing.nowcast_rain() if needs_nowcast else {}
         issued: list[GaugeForecast] = []

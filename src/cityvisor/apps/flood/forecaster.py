@@ -65,6 +65,7 @@ __all__ = [
     "fit_gains",
     "future_rain",
     "parse_scenario",
+    "scenario_label",
 ]
 
 LEADS = 6
@@ -259,19 +260,35 @@ class CatchmentForecaster:
 
     # --- forecasting ----------------------------------------------------------------------------
 
-    def raw_forecast(self, future_rain_mm: Sequence[float], pet_mm: float) -> FloatArray:
+    def raw_forecast(self, future_rain_mm: Sequence[float] | FloatArray,
+                     pet_mm: float) -> FloatArray:
         """Model discharge (m³/s) for leads 1..6 from the current state, without correction.
 
-        ``future_rain_mm``: rain of the next hours (mm; missing or NaN hours count as 0).
+        ``future_rain_mm``: rain of the next hours (mm; missing or NaN hours count as 0), or a
+        ``(6, 6)`` array whose row L-1 is the rain assumed for lead L (a per-lead scenario,
+        :func:`future_rain` with 6 scenarios).
         """
-        rain = np.zeros(LEADS)
-        values = np.asarray(list(future_rain_mm)[:LEADS], dtype=np.float64)
-        rain[: values.size] = values
-        rain[~np.isfinite(rain) | (rain < 0)] = 0.0
         pet = float(pet_mm)
         if not (math.isfinite(pet) and pet >= 0.0):
             pet = self.last_pet_mm
-        q_mm, _ = gr4h(rain, np.full(LEADS, pet), self.params, self.state)
+        given = np.asarray(future_rain_mm, dtype=np.float64)
+        if given.ndim == 2:
+            # One rain series per lead (a per-lead scenario): lead L is read from the run
+            # driven by row L-1; identical rows are run once.
+            if given.shape[0] != LEADS:
+                raise ValueError(f"a per-lead future rain needs {LEADS} rows, got "
+                                 f"{given.shape[0]}")
+            out = np.zeros(LEADS)
+            runs: dict[bytes, FloatArray] = {}
+            for lead in range(LEADS):
+                rain = _rain_vector(given[lead])
+                key = rain.tobytes()
+                if key not in runs:
+                    runs[key] = gr4h(rain, np.full(LEADS, pet), self.params, self.state)[0]
+                out[lead] = runs[key][lead]
+            return np.asarray(out * self.area_km2 / 3.6, dtype=np.float64)
+        q_mm, _ = gr4h(_rain_vector(given.ravel()), np.full(LEADS, pet), self.params,
+                       self.state)
         return np.asarray(q_mm * self.area_km2 / 3.6, dtype=np.float64)
 
     def correction(self) -> FloatArray:
@@ -285,7 +302,8 @@ class CatchmentForecaster:
                 out[lead] = self.gains[index] * self.last_error_m3s
         return out
 
-    def forecast(self, future_rain_mm: Sequence[float], pet_mm: float) -> FloatArray:
+    def forecast(self, future_rain_mm: Sequence[float] | FloatArray,
+                 pet_mm: float) -> FloatArray:
         """Corrected discharge forecasts (m³/s, >= 0) for the 6 hours after the last step.
 
         With ``model_weights`` below 1 and a discharge observed at the last step, lead L is
@@ -413,8 +431,38 @@ def parse_scenario(scenario: str) -> tuple[str, float]:
     return name, factor
 
 
-def future_rain(scenario: str, last_rain_mm: float, nowcast_mm: Sequence[float]) -> FloatArray:
+def _rain_vector(values: FloatArray) -> FloatArray:
+    rain = np.zeros(LEADS)
+    values = np.asarray(values, dtype=np.float64)[:LEADS]
+    rain[: values.size] = values
+    rain[~np.isfinite(rain) | (rain < 0)] = 0.0
+    return rain
+
+
+def scenario_label(scenario: str | Sequence[str]) -> str | list[str]:
+    """A scenario as the config and the ``--json`` output spell it: one name when every lead
+    uses the same scenario, else the list of 6 (normalised: ``"blend*1"`` → ``"blend"``)."""
+    def one(text: str) -> str:
+        name, factor = parse_scenario(text)
+        return name if factor == 1.0 else f"{name}*{factor:g}"
+
+    if isinstance(scenario, str):
+        return one(scenario)
+    names = [one(s) for s in scenario]
+    if len(names) != LEADS:
+        raise ValueError(f"a per-lead future rain needs {LEADS} scenarios (leads 1..{LEADS} h), "
+                         f"got {len(names)}")
+    return names[0] if len(set(names)) == 1 else names
+
+
+def future_rain(
+    scenario: str | Sequence[str], last_rain_mm: float, nowcast_mm: Sequence[float]
+) -> FloatArray:
     """The rain of the next 6 hours (mm per hour) that a scenario assumes.
+
+    ``scenario`` may also be a list of 6 scenarios, one per lead: the result is then a
+    ``(6, 6)`` array whose row L-1 is the rain assumed to forecast lead L
+    (:meth:`CatchmentForecaster.forecast` accepts both).
 
     Scenarios: ``nowcast`` (the radar nowcast's basin rain; missing leads count as 0),
     ``persistence`` (the last hour's basin rain), ``blend`` (their mean), ``zero``;
@@ -424,6 +472,11 @@ def future_rain(scenario: str, last_rain_mm: float, nowcast_mm: Sequence[float])
     >>> future_rain("blend*0.5", 4.0, [2.0, 2.0]).tolist()
     [1.5, 1.5, 1.0, 1.0, 1.0, 1.0]
     """
+    if not isinstance(scenario, str):
+        label = scenario_label(scenario)
+        if isinstance(label, str):
+            return future_rain(label, last_rain_mm, nowcast_mm)
+        return np.array([future_rain(s, last_rain_mm, nowcast_mm) for s in label])
     name, factor = parse_scenario(scenario)
     values = np.asarray(list(nowcast_mm)[:LEADS], dtype=np.float64)
     radar = np.zeros(LEADS)
