@@ -37,7 +37,10 @@ def history(values: list[tuple[float, float]], name: str = "temp") -> dict[str, 
 
 def services(client: TestClient) -> Any:
     """The app's Services."""
-    return client.app.app.state.services  # type: ignore[attr-defined]
+    app = client.app
+    while not hasattr(app, "state"):  # SecurityHeaders -> LoopbackHostGuard -> Starlette
+        app = app.app  # type: ignore[attr-defined]
+    return app.state.services  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------ recording from the core API

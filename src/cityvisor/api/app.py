@@ -32,7 +32,12 @@ from cityvisor.api.http import (
 )
 from cityvisor.api.openapi import openapi_document
 from cityvisor.config import Settings
-from cityvisor.ngsild.errors import MethodNotAllowed, NgsiLdError, ResourceNotFound
+from cityvisor.ngsild.errors import (
+    BadRequestData,
+    MethodNotAllowed,
+    NgsiLdError,
+    ResourceNotFound,
+)
 from cityvisor.services import Services
 
 BASE = "/ngsi-ld/v1"
@@ -67,6 +72,37 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class LoopbackHostGuard:
+    """Without authentication (loopback only), refuse requests whose ``Host`` is not a loopback
+    name: a web page on another site could otherwise reach the open server through DNS
+    rebinding (its name re-pointed at 127.0.0.1) and read or write the city's data."""
+
+    ALLOWED = frozenset({"127.0.0.1", "localhost", "::1", "ip6-localhost"})
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = next((value.decode("latin-1") for name, value in scope["headers"]
+                         if name == b"host"), None)
+            if host is not None and _hostname(host) not in self.ALLOWED:
+                response = problem_response(BadRequestData(
+                    f"Host {host!r} refused: without authentication the server answers only "
+                    "to loopback names (127.0.0.1, localhost, [::1])"))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _hostname(host: str) -> str:
+    """``Host`` header -> name without port (``[::1]:1026`` -> ``::1``), lower case."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def endpoint(handler: Handler, role: str, *, body: bool = False) -> Any:
@@ -156,7 +192,7 @@ def create_app(settings: Settings, services: Services | None = None,
                     exception_handlers={404: _not_found, 405: _not_found})
     if services is not None:
         app.state.services = services
-    return SecurityHeaders(app)
+    return SecurityHeaders(app if settings.auth else LoopbackHostGuard(app))
 
 
 __all__ = ["Call", "NgsiLdError", "create_app", "replace"]
