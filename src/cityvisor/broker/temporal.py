@@ -299,11 +299,24 @@ def _num(instance: dict[str, Any]) -> float | None:
     return None
 
 
+#: instance members kept in their own columns, not repeated in the stored JSON (a third of it)
+_COLUMN_MEMBERS = ("createdAt", "modifiedAt")
+
+
 def _dumps(instance: dict[str, Any]) -> str:
+    stored = {k: v for k, v in instance.items() if k not in _COLUMN_MEMBERS}
     try:
-        return orjson.dumps(instance).decode()
+        return orjson.dumps(stored).decode()
     except TypeError:  # integers beyond 64 bits
-        return json.dumps(instance, ensure_ascii=False)
+        return json.dumps(stored, ensure_ascii=False)
+
+
+def stored_instance(row: tuple[Any, ...]) -> dict[str, Any]:
+    """The instance of a history row (``st`` read columns), its timestamps from the columns."""
+    instance: dict[str, Any] = orjson.loads(row[7])
+    instance.setdefault("createdAt", row[4])
+    instance.setdefault("modifiedAt", row[5])
+    return instance
 
 
 def instance_record(entity_id: str, entity_type: str, iri: str, instance: dict[str, Any],
@@ -556,7 +569,7 @@ class TemporalBroker:
             _, number = await self._instance(tenant, entity_id, iri, attribute, instance_text)
             current_row = st.instance_row(self.store.connection(tenant), entity_id, iri, number)
             assert current_row is not None
-            current = orjson.loads(current_row[7])
+            current = stored_instance(current_row)
             if current_row[6] is not None:
                 raise BadRequestData(f"Instance {instance_text} records a deletion; it cannot be "
                                      "modified")
@@ -803,7 +816,7 @@ class TemporalBroker:
             for row in rows:
                 if row[6] is not None:
                     continue  # deletions have no value
-                instance = orjson.loads(row[7])
+                instance = orjson.loads(row[7])  # values only: no timestamps needed
                 kind = instance["type"]
                 entry = by_dataset.get(row[2])
                 if entry is None:
@@ -820,7 +833,7 @@ class TemporalBroker:
             return entries[0] if len(entries) == 1 else entries
         rendered = []
         for row in rows:
-            instance = orjson.loads(row[7])
+            instance = stored_instance(row)
             if row[6] is not None:
                 out: dict[str, Any] = {"type": instance["type"],
                                        VALUE_MEMBER[instance["type"]]: NULL}
