@@ -323,3 +323,17 @@ async def test_a_per_lead_future_rain_runs_in_the_app(city: City) -> None:
     a, b = report.points["a"].forecast_m3s, report.points["b"].forecast_m3s
     assert a[3:] == pytest.approx(b[3:], rel=1e-9)
     assert a[2] < b[2]
+
+
+async def test_the_ensemble_future_rain_runs_in_the_app(city: City) -> None:
+    # a: the mean of the forecasts under the ensemble members' rains; b: no more rain.
+    city.config = make_config({"a": {"future_rain": "ensemble"}, "b": {"future_rain": "zero"}})
+    app = city.app()
+    for k in range(3):
+        when = T0 + timedelta(hours=k)
+        await city.observe(when, {1: 12.0, 2: 12.0, 3: 12.0, 4: 12.0}, {1: 0.6, 3: 0.6})
+        report = await app.run_cycle(when + timedelta(minutes=2))
+    assert report.errors == []
+    a, b = report.points["a"].forecast_m3s, report.points["b"].forecast_m3s
+    assert len(a) == 6 and all(x >= y for x, y in zip(a, b, strict=True))
+    assert a[5] > b[5]  # three of its four members expect more rain

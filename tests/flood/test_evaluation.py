@@ -89,7 +89,7 @@ def test_warning_scores_false_alarm_and_zero_lead() -> None:
 # --- no future data ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("scenario", ["persistence", "nowcast", "blend*0.5"])
+@pytest.mark.parametrize("scenario", ["persistence", "nowcast", "blend*0.5", "ensemble"])
 def test_replay_never_reads_after_the_issue_time(cance: Path, monkeypatch: pytest.MonkeyPatch,
                                                  scenario: str) -> None:
     latest: dict[str, datetime] = {}
@@ -273,3 +273,22 @@ def test_compose_takes_each_lead_from_its_scenario() -> None:
     mixed = forecast_module._compose(runs, ("zero",) * 3 + ("blend",) * 3)
     assert mixed.raw[0].tolist() == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
     assert forecast_module._compose(runs, ("blend",) * 6) is runs["blend"]
+
+
+def test_the_ensemble_candidate_is_scored_on_training_and_kept_only_if_it_wins(
+        cance: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup = prepare(cance, ["V3517010"])  # 25 km²
+    window = (datetime(2014, 10, 1, tzinfo=UTC), datetime(2014, 10, 5, 23, tzinfo=UTC))
+    off = forecast_module.calibrate(setup, *window, max_evals=200)["V3517010"]
+    assert "ensemble" not in off.training_nse_by_scenario  # off by default
+    monkeypatch.setattr(forecast_module, "ENSEMBLE_CANDIDATE", True)
+    on = forecast_module.calibrate(setup, *window, max_evals=200)["V3517010"]
+    scores = on.training_nse_by_scenario
+    assert set(scores) == set(forecast_module.SCENARIOS)
+    assert np.isfinite(scores["ensemble"])
+    # the choice is the training argmax; without the ensemble it is what the "off" run chose
+    assert scores[str(on.scenario)] == max(scores.values())
+    if on.scenario != "ensemble":
+        assert on.scenario == off.scenario and on.gains == off.gains
+    else:
+        assert scores["ensemble"] > max(v for k, v in scores.items() if k != "ensemble")

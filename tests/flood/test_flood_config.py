@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cityvisor.apps.flood.config import FloodConfigError, load_config
@@ -133,3 +135,45 @@ def test_future_rain_may_be_set_per_lead(tmp_path: Path) -> None:
     message = config_errors(tmp_path, bad)
     assert "catchments.0.future_rain" in message
     assert "catchments.1.future_rain" in message and "'hail'" in message
+
+
+def test_the_ensemble_scenario_is_the_mean_of_its_members_runs(tmp_path: Path) -> None:
+    from cityvisor.apps.flood.algorithms import GR4HParams
+    from cityvisor.apps.flood.forecaster import (
+        ENSEMBLE_MEMBERS,
+        CatchmentForecaster,
+        scenario_uses_nowcast,
+    )
+
+    nowcast = [4.0, 2.0, 1.0]
+    rain = future_rain("ensemble", 3.0, nowcast)
+    assert rain.shape == (6, len(ENSEMBLE_MEMBERS), 6)
+    for k, member in enumerate(ENSEMBLE_MEMBERS):
+        assert rain[2, k].tolist() == future_rain(member, 3.0, nowcast).tolist()
+    assert future_rain("ensemble*0.5", 3.0, nowcast) == pytest.approx(0.5 * rain)
+    assert parse_scenario("ensemble * 0.5") == ("ensemble", 0.5)
+    assert scenario_uses_nowcast("ensemble") and not scenario_uses_nowcast("persistence*0.5")
+
+    forecaster = CatchmentForecaster(GR4HParams(300.0, -0.5, 80.0, 3.0), area_km2=25.0)
+    start = datetime(2014, 10, 10, tzinfo=UTC)
+    for k, (r, q) in enumerate([(5.0, 1.0), (20.0, 2.0), (30.0, 6.0), (10.0, 12.0)]):
+        forecaster.step(start + timedelta(hours=k), r, 0.1, q)
+    members = [forecaster.forecast(future_rain(m, 10.0, nowcast), 0.1) for m in ENSEMBLE_MEMBERS]
+    ensemble = forecaster.forecast(future_rain("ensemble", 10.0, nowcast), 0.1)
+    assert ensemble == pytest.approx(np.mean(members, axis=0), rel=1e-12)
+    # between the driest and the wettest member
+    assert np.all(ensemble >= np.min(members, axis=0) - 1e-12)
+    assert np.all(ensemble <= np.max(members, axis=0) + 1e-12)
+    # a per-lead list may use it for some leads: the others keep their own scenario
+    mixed = future_rain(["zero"] * 3 + ["ensemble"] * 3, 10.0, nowcast)
+    assert mixed.shape == (6, len(ENSEMBLE_MEMBERS), 6)
+    out = forecaster.forecast(mixed, 0.1)
+    assert out[:3] == pytest.approx(forecaster.forecast(future_rain("zero", 10.0, nowcast),
+                                                        0.1)[:3])
+    assert out[3:] == pytest.approx(ensemble[3:])
+    # the configuration accepts it
+    path = tmp_path / "ens.toml"
+    text = NIMES_TOML.read_text("utf-8")
+    path.write_text(text.replace('future_rain = "blend*0.5"', 'future_rain = "ensemble"', 1),
+                    "utf-8")
+    assert load_config(path).catchments[0].future_rain == "ensemble"

@@ -140,7 +140,9 @@ class Catchment(_Model):
     gains: tuple[float, float, float, float, float, float] = DEFAULT_GAINS  # type: ignore[assignment]
     #: rain assumed for the next hours: ``nowcast`` (radar extrapolation; without radar, the
     #: last hour's rain decaying to 0 over 3 h), ``persistence`` (the last hour's basin rain),
-    #: ``blend`` (their mean) or ``zero``, optionally damped: ``"blend*0.5"`` (factor 0..2);
+    #: ``blend`` (their mean), ``zero`` or ``ensemble`` (the mean of the forecasts under zero,
+    #: persistence×0.5, blend×0.5 and nowcast rain), optionally damped: ``"blend*0.5"``
+    #: (factor 0..2);
     #: or a list of 6 such scenarios, one per lead 1..6 h (as ``cityvisor flood evaluate``
     #: chooses them)
     future_rain: str | tuple[str, str, str, str, str, str] = DEFAULT_FUTURE_RAIN

@@ -57,6 +57,7 @@ from cityvisor.apps.flood.hours import HOUR, FloatArray, require_utc_hour
 __all__ = [
     "DEFAULT_FUTURE_RAIN",
     "DEFAULT_GAINS",
+    "ENSEMBLE_MEMBERS",
     "LEADS",
     "SCENARIOS",
     "CatchmentForecaster",
@@ -66,6 +67,7 @@ __all__ = [
     "future_rain",
     "parse_scenario",
     "scenario_label",
+    "scenario_uses_nowcast",
 ]
 
 LEADS = 6
@@ -74,7 +76,12 @@ SCENARIOS = (
     *(f"{name}*{factor:g}" if factor != 1 else name
       for name in ("nowcast", "blend", "persistence") for factor in (1.25, 1, 0.75, 0.5, 0.25)),
     "zero",
+    "ensemble",
 )
+#: Members of the ``ensemble`` scenario: the forecast is the mean of the model run under each
+#: of these rains (not one run under their mean rain: GR4H is non-linear). ``ensemble*f``
+#: scales every member by ``f``.
+ENSEMBLE_MEMBERS = ("zero", "persistence*0.5", "blend*0.5", "nowcast")
 #: Output-error correction gains and future rain the app uses unless a catchment says
 #: otherwise: what ``cityvisor flood evaluate`` fitted and chose on the Cance training windows
 #: (docs/flood-models.md): gains ≈ 0.3 at leads 1–2 and 0 beyond on the gauges whose fitted
@@ -84,7 +91,7 @@ DEFAULT_GAINS: tuple[float, ...] = (0.3, 0.3, 0.0, 0.0, 0.0, 0.0)
 DEFAULT_FUTURE_RAIN = "blend*0.5"
 #: A gain outside this range would amplify noise (:func:`fit_gains` clips to it too).
 GAIN_BOUNDS = (0.0, 1.5)
-_SCENARIO_NAMES = ("nowcast", "persistence", "blend", "zero")
+_SCENARIO_NAMES = ("nowcast", "persistence", "blend", "zero", "ensemble")
 #: Longest gap (hours) filled by :meth:`CatchmentForecaster.step` with rain-free hours; beyond
 #: it the model simply continues from its last state (a restart after a long outage).
 MAX_GAP_FILL_H = 72
@@ -272,6 +279,25 @@ class CatchmentForecaster:
         if not (math.isfinite(pet) and pet >= 0.0):
             pet = self.last_pet_mm
         given = np.asarray(future_rain_mm, dtype=np.float64)
+        if given.ndim == 3:
+            # An ensemble (:data:`ENSEMBLE_MEMBERS`): ``given[L-1, m]`` is member m's rain for
+            # lead L; lead L is the mean over members of the runs they drive.
+            if given.shape[0] != LEADS:
+                raise ValueError(f"an ensemble future rain needs {LEADS} rows, got "
+                                 f"{given.shape[0]}")
+            out = np.zeros(LEADS)
+            cache: dict[bytes, FloatArray] = {}
+            for lead in range(LEADS):
+                values = []
+                for member in given[lead]:
+                    rain = _rain_vector(member)
+                    key = rain.tobytes()
+                    if key not in cache:
+                        cache[key] = gr4h(rain, np.full(LEADS, pet), self.params,
+                                          self.state)[0]
+                    values.append(cache[key][lead])
+                out[lead] = float(np.mean(values))
+            return np.asarray(out * self.area_km2 / 3.6, dtype=np.float64)
         if given.ndim == 2:
             # One rain series per lead (a per-lead scenario): lead L is read from the run
             # driven by row L-1; identical rows are run once.
@@ -411,7 +437,7 @@ def fit_gains(
 def parse_scenario(scenario: str) -> tuple[str, float]:
     """``"blend*0.5"`` → ``("blend", 0.5)``; ValueError for an unknown name or a bad factor.
 
-    Names: ``nowcast``, ``persistence``, ``blend``, ``zero``; the factor (default 1) must be a
+    Names: ``nowcast``, ``persistence``, ``blend``, ``zero``, ``ensemble``; the factor (default 1) must be a
     finite number in [0, 2].
     """
     if not isinstance(scenario, str):
@@ -465,8 +491,9 @@ def future_rain(
     (:meth:`CatchmentForecaster.forecast` accepts both).
 
     Scenarios: ``nowcast`` (the radar nowcast's basin rain; missing leads count as 0),
-    ``persistence`` (the last hour's basin rain), ``blend`` (their mean), ``zero``;
-    ``nowcast*0.5`` etc. scale the rain (a damped expectation: the errors of both grow with
+    ``persistence`` (the last hour's basin rain), ``blend`` (their mean), ``zero``, and
+    ``ensemble``: a ``(6, members, 6)`` array of the :data:`ENSEMBLE_MEMBERS` rains, whose
+    forecast is the mean of the members' runs; ``nowcast*0.5`` etc. scale the rain (a damped expectation: the errors of both grow with
     lead, and under squared error a shrunk forecast verifies better).
 
     >>> future_rain("blend*0.5", 4.0, [2.0, 2.0]).tolist()
@@ -476,8 +503,22 @@ def future_rain(
         label = scenario_label(scenario)
         if isinstance(label, str):
             return future_rain(label, last_rain_mm, nowcast_mm)
-        return np.array([future_rain(s, last_rain_mm, nowcast_mm) for s in label])
+        # an ensemble's (6, members, 6) block is the same for every lead: one (members, 6)
+        rows = [row[0] if row.ndim == 3 else row
+                for row in (future_rain(s, last_rain_mm, nowcast_mm) for s in label)]
+        if any(row.ndim == 2 for row in rows):
+            # some lead uses the ensemble: every lead becomes a (members, 6) block (a single
+            # series repeated, whose mean is itself)
+            members = len(ENSEMBLE_MEMBERS)
+            return np.array([row if row.ndim == 2 else np.tile(row, (members, 1))
+                             for row in rows])
+        return np.array(rows)
     name, factor = parse_scenario(scenario)
+    if name == "ensemble":
+        # (6, members, 6): the same member rains for every lead
+        block = np.array([factor * future_rain(member, last_rain_mm, nowcast_mm)
+                          for member in ENSEMBLE_MEMBERS])
+        return np.asarray(np.tile(block, (LEADS, 1, 1)), dtype=np.float64)
     values = np.asarray(list(nowcast_mm)[:LEADS], dtype=np.float64)
     radar = np.zeros(LEADS)
     radar[: values.size] = np.nan_to_num(values, nan=0.0)
@@ -492,6 +533,12 @@ def future_rain(
     else:
         rain = np.zeros(LEADS)
     return np.asarray(factor * rain, dtype=np.float64)
+
+
+def scenario_uses_nowcast(scenario: str | Sequence[str]) -> bool:
+    """Whether a scenario (or any of a per-lead list) needs the radar nowcast."""
+    names = [scenario] if isinstance(scenario, str) else list(scenario)
+    return any(parse_scenario(s)[0] in ("nowcast", "blend", "ensemble") for s in names)
 
 
 def combine_with_persistence(
