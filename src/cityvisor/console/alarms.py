@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cityvisor.client import LocalContextClient
-from cityvisor.ngsild.errors import BadRequestData, NgsiLdError, ResourceNotFound
+from cityvisor.ngsild.errors import BadRequestData, CityvisorProblem, ResourceNotFound
 from cityvisor.services import Services
 
 from .session import Operator, json_response, read_object, services_of
@@ -48,14 +48,10 @@ BODY_MEMBERS = frozenset(("action", "comment", "assignee", "shelvedUntil"))
 PAGE = 1000
 
 
-class InvalidTransition(NgsiLdError):
+class InvalidTransition(CityvisorProblem):
     """The action is not allowed from the alert's current state (HTTP 409)."""
 
     type_name, status, title = "InvalidTransition", 409, "Invalid alarm transition"
-
-    @property
-    def type_uri(self) -> str:
-        return "https://cityvisor.org/problems/InvalidTransition"
 
 
 @dataclass(frozen=True)

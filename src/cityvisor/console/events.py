@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from cityvisor.ngsild.errors import NgsiLdError
+from cityvisor.ngsild.errors import CityvisorProblem, NgsiLdError
 from cityvisor.services import Services
 from cityvisor.store.base import WriteOp
 
@@ -50,14 +50,10 @@ ALERT_TYPE = "Alert"
 MAX_STREAMS = 500
 
 
-class TooManyStreams(NgsiLdError):
+class TooManyStreams(CityvisorProblem):
     """The server already serves MAX_STREAMS live streams (HTTP 503, retry later)."""
 
     type_name, status, title = "TooManyStreams", 503, "Too many live streams"
-
-    @property
-    def type_uri(self) -> str:
-        return "https://cityvisor.org/problems/TooManyStreams"
 
 
 @dataclass(eq=False)

@@ -48,6 +48,14 @@ class NgsiLdError(Exception):
                 "detail": self.detail}
 
 
+class CityvisorProblem(NgsiLdError):
+    """A problem type of cityvisor's own (not in the NGSI-LD family), under its own URI."""
+
+    @property
+    def type_uri(self) -> str:
+        return f"https://cityvisor.org/problems/{self.type_name}"
+
+
 class BadRequestData(NgsiLdError):
     type_name, status, title = "BadRequestData", 400, "Bad request data"
 
