@@ -34,6 +34,7 @@ from cityvisor.ngsild.model import (
     Entity,
     Instance,
     Representation,
+    attribute_iri,
     check_name,
     check_uri,
     compact_entity,
@@ -255,8 +256,7 @@ class EntityBroker:
                                 attribute: str, body: object, *, replace: bool) -> None:
         """Merge a fragment into (or replace) one existing attribute instance."""
         terms = await self.contexts.term_map(context)
-        check_name(attribute)
-        iri = terms.expand(attribute)
+        iri = attribute_iri(terms, attribute)
         now = self.clock()
         deleted, dataset_id = _deletion(body)
         if deleted and not replace:
@@ -289,10 +289,7 @@ class EntityBroker:
                                delete_all: bool = False) -> None:
         """5.6.5 Delete Entity Attribute (with ``datasetId`` / ``deleteAll``)."""
         terms = await self.contexts.term_map(context)
-        check_name(attribute)
-        if dataset_id is not None:
-            check_uri(dataset_id, "datasetId")
-        iri = terms.expand(attribute)
+        iri = attribute_iri(terms, attribute, dataset_id)
         async with self._writing(tenant) as staged:
             old = await self._existing(tenant, entity_id)
             instances = old["attrs"].get(iri)

@@ -32,7 +32,6 @@ from typing import Any
 import orjson
 
 from cityvisor.broker.entities import EntityBroker, QueryParams, utc_now
-from cityvisor.ngsild import typequery
 from cityvisor.ngsild.context import TermMap
 from cityvisor.ngsild.errors import (
     BadRequestData,
@@ -44,6 +43,7 @@ from cityvisor.ngsild.model import (
     VALUE_MEMBER,
     Representation,
     _compact_instance,
+    attribute_iri,
     check_name,
     check_uri,
     expand_instance,
@@ -513,10 +513,7 @@ class TemporalBroker:
                                delete_all: bool = False) -> None:
         """5.6.13 Delete Attribute from Temporal Representation of an Entity."""
         terms = await self.contexts.term_map(context)
-        check_name(attribute)
-        if dataset_id is not None:
-            check_uri(dataset_id, "datasetId")
-        iri = terms.expand(attribute)
+        iri = attribute_iri(terms, attribute, dataset_id)
         where, params = st.SERIES, [entity_id, iri]
         if not delete_all:
             where += " AND dataset_id = ?"
@@ -556,8 +553,7 @@ class TemporalBroker:
         """5.6.14 Modify Attribute Instance in Temporal Representation of an Entity: the
         fragment's members replace the instance's; createdAt is kept, modifiedAt is now."""
         terms = await self.contexts.term_map(context)
-        check_name(attribute)
-        iri = terms.expand(attribute)
+        iri = attribute_iri(terms, attribute)
         if isinstance(body, dict) and attribute in body and len(body) == 1:
             body = body[attribute]  # {"attr": {...}} form
         if isinstance(body, list):
@@ -592,8 +588,7 @@ class TemporalBroker:
                               attribute: str, instance_text: str) -> None:
         """5.6.15 Delete Attribute Instance from Temporal Representation of an Entity."""
         terms = await self.contexts.term_map(context)
-        check_name(attribute)
-        iri = terms.expand(attribute)
+        iri = attribute_iri(terms, attribute)
         async with self.broker.lock(tenant):
             _, number = await self._instance(tenant, entity_id, iri, attribute, instance_text)
             durable = await self.store.stage(tenant, [], [st.Statement(
@@ -634,7 +629,7 @@ class TemporalBroker:
                      for e in found.entities]
             count = found.count
         else:
-            where, where_params = _selection_sql(query)
+            where, where_params = st.selection_sql(query)
             rows, count = await self.store._read(self._select_sync, tenant, where, where_params,
                                                  query.limit, query.offset, query.count)
             heads = [(i, orjson.loads(t), c, m) for i, t, c, m in rows]
@@ -945,42 +940,6 @@ def _attr_set(attrs: str | None, terms: TermMap) -> frozenset[str] | None:
     if not all(names):
         raise BadRequestData(f"Parameter attrs has an empty item: {attrs!r}")
     return frozenset(terms.expand(n) for n in names)
-
-
-def _selection_sql(query: Any) -> tuple[list[str], list[Any]]:
-    """WHERE fragments over ``temporal_entities te`` for the selectors and attrs of a query."""
-    where: list[str] = []
-    params: list[Any] = []
-    alternatives: list[str] = []
-    for selector in query.selectors:
-        parts: list[str] = []
-        if selector.ids is not None:
-            parts.append(f"te.id IN ({','.join('?' * len(selector.ids))})")
-            params.extend(selector.ids)
-        if selector.id_pattern is not None:
-            parts.append("ngsi_regexp(?, te.id)")
-            params.append(selector.id_pattern)
-        if selector.types is not None:
-            sql, type_params = typequery.to_sql(
-                selector.types,
-                lambda _iri: "te.type = ?1x OR (json_array_length(te.types) > 1 AND EXISTS("
-                             "SELECT 1 FROM json_each(te.types) WHERE json_each.value = ?1x))")
-            # each term's placeholder appears twice: expand the marker into two parameters
-            sql = sql.replace("?1x", "?")
-            parts.append(sql)
-            for iri in type_params:
-                params.extend([iri, iri])
-        alternatives.append("(" + " AND ".join(parts) + ")" if parts else "1")
-    if alternatives:
-        where.append(alternatives[0] if len(alternatives) == 1
-                     else "(" + " OR ".join(alternatives) + ")")
-    if query.attrs:
-        marks = ",".join("?" * len(query.attrs))
-        where.append(f"EXISTS (SELECT 1 FROM temporal_attrs a WHERE a.iri IN ({marks}) "
-                     "AND EXISTS (SELECT 1 FROM temporal_instances ti "
-                     f"WHERE ti.series = (te.rowid << {st.ATTR_BITS}) | a.id))")
-        params.extend(sorted(query.attrs))
-    return where, params
 
 
 def _paginate(data: dict[str, dict[str, list[tuple[Any, ...]]]], truncated: list[str],

@@ -78,6 +78,14 @@ def check_uri(value: object, what: str) -> str:
     return value
 
 
+def attribute_iri(terms: TermMap, attribute: str, dataset_id: str | None = None) -> str:
+    """The IRI of an attribute named in a URL, after checking the name (and the datasetId)."""
+    check_name(attribute)
+    if dataset_id is not None:
+        check_uri(dataset_id, "datasetId")
+    return terms.expand(attribute)
+
+
 def check_name(name: str, what: str = "Attribute name") -> str:
     if not name or _BAD_NAME.search(name):
         raise BadRequestData(f"{what} {name!r} contains a forbidden character or is empty")

@@ -79,6 +79,19 @@ CREATE TABLE IF NOT EXISTS attribute_stats (
 """
 
 
+def id_selection_sql(column: str, selector: EntitySelector) -> tuple[list[str], list[Any]]:
+    """WHERE fragments for a selector's ``id`` list and ``idPattern`` on ``column``."""
+    where: list[str] = []
+    params: list[Any] = []
+    if selector.ids is not None:
+        where.append(f"{column} IN ({','.join('?' * len(selector.ids))})")
+        params.extend(selector.ids)
+    if selector.id_pattern is not None:
+        where.append(f"ngsi_regexp(?, {column})")
+        params.append(selector.id_pattern)
+    return where, params
+
+
 def check_tenant(tenant: str | None) -> None:
     if tenant is not None and not _TENANT.match(tenant):
         raise BadRequestData(
@@ -262,14 +275,7 @@ class SqliteStore(Store):
         return where, params, exact
 
     def _selector_sql(self, tenant: str | None, selector: EntitySelector) -> tuple[str, list[Any]]:
-        where: list[str] = []
-        params: list[Any] = []
-        if selector.ids is not None:
-            where.append(f"e.id IN ({','.join('?' * len(selector.ids))})")
-            params.extend(selector.ids)
-        if selector.id_pattern is not None:
-            where.append("ngsi_regexp(?, e.id)")
-            params.append(selector.id_pattern)
+        where, params = id_selection_sql("e.id", selector)
         if selector.types is not None:
             simple = typequery.simple_types(selector.types)
             if simple is not None and not self._multi_typed.get(tenant, True):

@@ -31,6 +31,9 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from cityvisor.ngsild import typequery
+from cityvisor.store.sqlite import id_selection_sql
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS temporal_attrs (
   id INTEGER PRIMARY KEY,
@@ -391,3 +394,34 @@ def select_entities(conn: sqlite3.Connection, where: list[str], params: list[Any
             f"SELECT te.id, te.types, te.created_at, te.modified_at FROM temporal_entities te"
             f"{clause} ORDER BY te.rowid LIMIT ? OFFSET ?", [*params, limit, offset]).fetchall()
     return rows, total
+
+
+def selection_sql(query: Any) -> tuple[list[str], list[Any]]:
+    """WHERE fragments over ``temporal_entities te`` for the selectors and attrs of a query."""
+    where: list[str] = []
+    params: list[Any] = []
+    alternatives: list[str] = []
+    for selector in query.selectors:
+        parts, id_params = id_selection_sql("te.id", selector)
+        params.extend(id_params)
+        if selector.types is not None:
+            sql, type_params = typequery.to_sql(
+                selector.types,
+                lambda _iri: "te.type = ?1x OR (json_array_length(te.types) > 1 AND EXISTS("
+                             "SELECT 1 FROM json_each(te.types) WHERE json_each.value = ?1x))")
+            # each term's placeholder appears twice: expand the marker into two parameters
+            sql = sql.replace("?1x", "?")
+            parts.append(sql)
+            for iri in type_params:
+                params.extend([iri, iri])
+        alternatives.append("(" + " AND ".join(parts) + ")" if parts else "1")
+    if alternatives:
+        where.append(alternatives[0] if len(alternatives) == 1
+                     else "(" + " OR ".join(alternatives) + ")")
+    if query.attrs:
+        marks = ",".join("?" * len(query.attrs))
+        where.append(f"EXISTS (SELECT 1 FROM temporal_attrs a WHERE a.iri IN ({marks}) "
+                     "AND EXISTS (SELECT 1 FROM temporal_instances ti "
+                     f"WHERE ti.series = (te.rowid << {ATTR_BITS}) | a.id))")
+        params.extend(sorted(query.attrs))
+    return where, params
