@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from cityvisor.broker.contexts import ContextRegistry
@@ -22,9 +23,9 @@ class Services:
     tokens: TokenStore | None  # None: authentication is off (loopback only)
     subscriptions: Any = None  # cityvisor.notify.Notifications
     temporal: Any = None  # cityvisor.broker.temporal.TemporalBroker
-    apps: list[Any] = field(default_factory=list)  # running in-process apps (settings.apps)
-    #: more in-process apps, started like ``settings.apps``: async (services) -> handle with
-    #: ``async close()`` (the demo adds the flood app on its replay scenario this way)
+    apps: list[Any] = field(default_factory=list)  # running in-process apps
+    #: the in-process apps to start: async (services) -> handle with ``async close()``; one per
+    #: name in ``settings.apps``, and any added by the caller (the demo's flood replay)
     app_factories: list[Any] = field(default_factory=list)
 
     @classmethod
@@ -44,6 +45,7 @@ class Services:
         from cityvisor.notify import install as install_notifications
 
         services.subscriptions = install_notifications(services)
+        services.app_factories.extend(partial(_start_named_app, name) for name in settings.apps)
         return services
 
     async def start(self) -> None:
@@ -52,16 +54,6 @@ class Services:
             await self.subscriptions.start()
         if self.temporal is not None:
             self.temporal.start()  # retention purge
-        # --- in-process apps: cityvisor.apps.<name>.app.start_in_server(services) returns a
-        # handle with `async close()` (flood engineer, issue 4) ---
-        import importlib
-
-        for name in self.settings.apps:
-            try:
-                module = importlib.import_module(f"cityvisor.apps.{name}.app")
-            except ModuleNotFoundError as error:
-                raise ValueError(f"setting apps: cannot start app {name!r} ({error})") from None
-            self.apps.append(await module.start_in_server(self))
         for factory in self.app_factories:
             self.apps.append(await factory(self))
 
@@ -77,3 +69,14 @@ class Services:
         self.contexts.close()
         if self.tokens is not None:
             self.tokens.close()
+
+
+async def _start_named_app(name: str, services: Services) -> Any:
+    """``cityvisor.apps.<name>.app.start_in_server(services)`` (setting ``apps``)."""
+    import importlib
+
+    try:
+        module = importlib.import_module(f"cityvisor.apps.{name}.app")
+    except ModuleNotFoundError as error:
+        raise ValueError(f"setting apps: cannot start app {name!r} ({error})") from None
+    return await module.start_in_server(services)
