@@ -17,6 +17,16 @@ from pydantic_settings import (
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 
 
+def is_loopback_host(host: str) -> bool:
+    """A loopback name or address (``localhost``, ``127.0.0.1``, ``::1``...)."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Settings(BaseSettings):
     """Configuration of ``cityvisor serve`` (and of ``demo``, which sets its own defaults)."""
 
@@ -88,12 +98,7 @@ class Settings(BaseSettings):
         return self.data_dir / "tenants"
 
     def is_loopback(self) -> bool:
-        if self.host in LOOPBACK_NAMES:
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_host(self.host)
 
     def check(self) -> None:
         """Refuse configurations that are insecure: no auth off loopback."""

@@ -31,7 +31,7 @@ from cityvisor.api.http import (
     tenant_of,
 )
 from cityvisor.api.openapi import openapi_document
-from cityvisor.config import Settings
+from cityvisor.config import Settings, is_loopback_host
 from cityvisor.ngsild.errors import (
     BadRequestData,
     MethodNotAllowed,
@@ -79,8 +79,6 @@ class LoopbackHostGuard:
     name: a web page on another site could otherwise reach the open server through DNS
     rebinding (its name re-pointed at 127.0.0.1) and read or write the city's data."""
 
-    ALLOWED = frozenset({"127.0.0.1", "localhost", "::1", "ip6-localhost"})
-
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -88,7 +86,7 @@ class LoopbackHostGuard:
         if scope["type"] == "http":
             host = next((value.decode("latin-1") for name, value in scope["headers"]
                          if name == b"host"), None)
-            if host is not None and _hostname(host) not in self.ALLOWED:
+            if host is not None and not is_loopback_host(_hostname(host)):
                 response = problem_response(BadRequestData(
                     f"Host {host!r} refused: without authentication the server answers only "
                     "to loopback names (127.0.0.1, localhost, [::1])"))
