@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 
 from cityvisor.api.app import create_app
-from cityvisor.apps.flood.app import SDM_ALERT, SDM_ENVIRONMENT, SDM_WEATHER, FloodApp
+from cityvisor.apps.flood.app import (
+    SDM_ALERT,
+    SDM_ENVIRONMENT,
+    SDM_WEATHER,
+    CycleReport,
+    FloodApp,
+)
 from cityvisor.apps.flood.config import FloodConfig, parse_config
 from cityvisor.apps.flood.dataset import GridTransform
 from cityvisor.apps.flood.sources import RadarFrame, lambert93
@@ -73,6 +79,14 @@ class City:
 
     def app(self, radar: Any = None) -> FloodApp:
         return FloodApp(self.client, self.config, radar, data_dir=self.data_dir)
+
+    async def steady_rain(self, app: FloodApp) -> CycleReport:
+        """Three hourly cycles under 12 mm/h on every gauge (levels 0.6 m); the last report."""
+        for k in range(3):
+            when = T0 + timedelta(hours=k)
+            await self.observe(when, {1: 12.0, 2: 12.0, 3: 12.0, 4: 12.0}, {1: 0.6, 3: 0.6})
+            report = await app.run_cycle(when + timedelta(minutes=2))
+        return report
 
     async def point(self, slug: str) -> dict[str, Any]:
         env = self.client.with_context(SDM_ENVIRONMENT)
@@ -294,10 +308,7 @@ async def test_each_catchment_uses_its_configured_gains_and_future_rain(city: Ci
     app = city.app()
     assert app.forecasters["a"].gains == (0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
     assert app.forecasters["b"].gains == (0.3, 0.3, 0.0, 0.0, 0.0, 0.0)  # the default
-    for k in range(3):
-        when = T0 + timedelta(hours=k)
-        await city.observe(when, {1: 12.0, 2: 12.0, 3: 12.0, 4: 12.0}, {1: 0.6, 3: 0.6})
-        report = await app.run_cycle(when + timedelta(minutes=2))
+    report = await city.steady_rain(app)
     a, b = report.points["a"].forecast_m3s, report.points["b"].forecast_m3s
     # the rain already fallen is in transit in both; only b adds 24 mm/h to come
     assert b[5] > a[5] * 1.5 and b[5] > b[0]
@@ -315,10 +326,7 @@ async def test_a_per_lead_future_rain_runs_in_the_app(city: City) -> None:
                               "persistence*2"]},
         "b": {"future_rain": "persistence*2"}})
     app = city.app()
-    for k in range(3):
-        when = T0 + timedelta(hours=k)
-        await city.observe(when, {1: 12.0, 2: 12.0, 3: 12.0, 4: 12.0}, {1: 0.6, 3: 0.6})
-        report = await app.run_cycle(when + timedelta(minutes=2))
+    report = await city.steady_rain(app)
     assert report.errors == []
     a, b = report.points["a"].forecast_m3s, report.points["b"].forecast_m3s
     assert a[3:] == pytest.approx(b[3:], rel=1e-9)
@@ -329,10 +337,7 @@ async def test_the_ensemble_future_rain_runs_in_the_app(city: City) -> None:
     # a: the mean of the forecasts under the ensemble members' rains; b: no more rain.
     city.config = make_config({"a": {"future_rain": "ensemble"}, "b": {"future_rain": "zero"}})
     app = city.app()
-    for k in range(3):
-        when = T0 + timedelta(hours=k)
-        await city.observe(when, {1: 12.0, 2: 12.0, 3: 12.0, 4: 12.0}, {1: 0.6, 3: 0.6})
-        report = await app.run_cycle(when + timedelta(minutes=2))
+    report = await city.steady_rain(app)
     assert report.errors == []
     a, b = report.points["a"].forecast_m3s, report.points["b"].forecast_m3s
     assert len(a) == 6 and all(x >= y for x, y in zip(a, b, strict=True))

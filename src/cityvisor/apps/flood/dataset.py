@@ -33,6 +33,7 @@ __all__ = [
     "FutureDataError",
     "Gauge",
     "GridTransform",
+    "IssueTimeBound",
     "RadarArchive",
     "Raster",
     "hour_floor",
@@ -219,16 +220,16 @@ def pet_file_for(root: str | Path, hour: datetime) -> Path:
 # --- the archive ---------------------------------------------------------------------------------
 
 
-class RadarArchive:
-    """Hourly rainfall and PET grids that can only be read up to ``until`` (the issue time).
+class IssueTimeBound:
+    """A source that can only be read up to ``until`` (the issue time, a whole UTC hour).
 
-    Every read goes through :meth:`_check`, so asking for an hour after ``until`` raises
-    :class:`FutureDataError`; the bound can only move forward (:meth:`advance`), as time does in
-    a replay.
+    The bound can only move forward (:meth:`advance`), as time does in a replay.
     """
 
-    def __init__(self, root: str | Path, until: datetime) -> None:
-        self.root = Path(root)
+    #: what the bound guards, for the error of :meth:`advance`
+    _bound_name = "source"
+
+    def __init__(self, until: datetime) -> None:
         self._until = hour_floor(until)
 
     @property
@@ -239,8 +240,24 @@ class RadarArchive:
         """Move the issue time forward (never backward)."""
         until = hour_floor(until)
         if until < self._until:
-            raise ValueError(f"cannot move the archive back from {self._until} to {until}")
+            raise ValueError(f"cannot move the {self._bound_name} back from {self._until} "
+                             f"to {until}")
         self._until = until
+
+
+class RadarArchive(IssueTimeBound):
+    """Hourly rainfall and PET grids that can only be read up to ``until`` (the issue time).
+
+    Every read goes through :meth:`_check`, so asking for an hour after ``until`` raises
+    :class:`FutureDataError`; the bound can only move forward (:meth:`advance`), as time does in
+    a replay.
+    """
+
+    _bound_name = "archive"
+
+    def __init__(self, root: str | Path, until: datetime) -> None:
+        super().__init__(until)
+        self.root = Path(root)
 
     def _check(self, hour: datetime) -> datetime:
         hour = require_utc_hour(hour)

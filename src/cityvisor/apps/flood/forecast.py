@@ -48,9 +48,9 @@ from cityvisor.apps.flood.dataset import (
     FloatArray,
     FutureDataError,
     Gauge,
+    IssueTimeBound,
     RadarArchive,
     Raster,
-    hour_floor,
     load_discharge,
     load_gauges,
     read_geotiff,
@@ -62,6 +62,8 @@ from cityvisor.apps.flood.forecaster import (
     fit_gains,
     fit_model_weights,
     future_rain,
+    m3s_to_mm,
+    mm_to_m3s,
     parse_scenario,
     scenario_label,
     scenario_uses_nowcast,
@@ -119,6 +121,8 @@ def _scenarios() -> tuple[str, ...]:
     """The future-rain scenarios tried on a training window."""
     return tuple(name for name in SCENARIOS
                  if ENSEMBLE_CANDIDATE or parse_scenario(name)[0] != "ensemble")
+
+
 #: Radar grids the nowcast looks back on (3 motion pairs: steadier than 1–2 on hourly frames).
 NOWCAST_FRAMES = 4
 #: Open-loop calibration objective: the mean of NSE (flood peaks) and KGE (volume, variability).
@@ -136,36 +140,20 @@ FORECAST_REFINE_EVALS = 0
 MAX_WARMUP_H = 12
 
 ArchiveFactory = Callable[[Path, datetime], RadarArchive]
+#: A training-window score: mean NSE over leads 1..6, gains, model weights, NSE per lead.
+_Scored = tuple[float, tuple[float, ...], tuple[float, ...], list[float]]
 _PARAM_NAMES = ("x1_mm", "x2_mm_per_h", "x3_mm", "x4_h")
 
 
-def m3s_to_mm(q_m3s: FloatArray | float, area_km2: float) -> FloatArray | float:
-    """Discharge in m³/s → depth over the catchment in mm/h."""
-    return q_m3s * 3.6 / area_km2
-
-
-def mm_to_m3s(q_mm: FloatArray | float, area_km2: float) -> FloatArray | float:
-    """Depth over the catchment in mm/h → discharge in m³/s."""
-    return q_mm * area_km2 / 3.6
-
-
-class ObservedDischarge:
+class ObservedDischarge(IssueTimeBound):
     """Hourly discharge (m³/s) of one gauge that cannot be read after ``until`` (like the radar)."""
 
+    _bound_name = "discharge bound"
+
     def __init__(self, start: datetime, values_m3s: FloatArray, until: datetime) -> None:
+        super().__init__(until)
         self.start = start
         self._values = np.asarray(values_m3s, dtype=np.float64)
-        self._until = hour_floor(until)
-
-    @property
-    def until(self) -> datetime:
-        return self._until
-
-    def advance(self, until: datetime) -> None:
-        until = hour_floor(until)
-        if until < self._until:
-            raise ValueError("cannot move the discharge bound back")
-        self._until = until
 
     def at(self, hour: datetime) -> float:
         """Discharge at ``hour`` (NaN if missing or outside the record)."""
@@ -476,7 +464,7 @@ def calibrate(
             candidate: GR4HParams, choice: tuple[str, ...], gauge: Gauge = gauge,
             q_obs: FloatArray = q_obs, code: str = code,
             futures: dict[str, FloatArray] = futures,
-        ) -> tuple[float, tuple[float, ...], tuple[float, ...], list[float]]:
+        ) -> _Scored:
             """Mean training NSE over leads 1..6 when lead L uses scenario ``choice[L-1]``."""
             runs = {
                 name: _training_run(candidate, gauge.area_km2, hours, rain[code], pet[code],
@@ -488,40 +476,33 @@ def calibrate(
             return (float(np.mean(finite)) if finite else -np.inf), gains, weights, scores
 
         # Each candidate calibration (one, except on small basins) is scored as a forecaster
-        # on the training window with its best scenario; the best candidate is kept.
-        chosen: tuple[float, str, GR4HParams, float] | None = None
+        # on the training window under every scenario; the best candidate is kept, with its
+        # scores (reused below rather than run again).
+        chosen: tuple[float, str, GR4HParams, float, dict[str, _Scored]] | None = None
         by_candidate: dict[str, float] = {}
         for label, found, found_score in candidates:
-            best_here = max(objective(found, (name,) * LEADS)[0] for name in scenarios)
+            scored = {name: objective(found, (name,) * LEADS) for name in scenarios}
+            best_here = max(result[0] for result in scored.values())
             by_candidate[label] = best_here
             if chosen is None or best_here > chosen[0]:
-                chosen = (best_here, label, found, found_score)
+                chosen = (best_here, label, found, found_score, scored)
         assert chosen is not None
-        _, calibration_label, params, score = chosen
-        by_scenario: dict[str, float] = {}
-        by_lead: dict[str, list[float]] = {}
-        for name in scenarios:
-            by_scenario[name], _, _, by_lead[name] = objective(params, (name,) * LEADS)
+        _, calibration_label, params, score, scored = chosen
+        by_scenario = {name: result[0] for name, result in scored.items()}
         best = max(scenarios, key=lambda name: by_scenario[name])
         choice: tuple[str, ...] = (best,) * LEADS
         if PER_LEAD_SCENARIO != "off":
-            # Each lead takes the scenario whose corrected forecasts at that lead score the
-            # best training NSE (ties and NaN: the best scenario over all leads); "damping":
-            # only the damping factor of that best scenario varies by lead.
-            base = parse_scenario(best)[0]
-            allowed = scenarios if PER_LEAD_SCENARIO == "any" else tuple(
-                name for name in scenarios if parse_scenario(name)[0] == base)
-            choice = tuple(
-                max(allowed, key=lambda name, k=lead: (
-                    by_lead[name][k] if np.isfinite(by_lead[name][k]) else -np.inf,
-                    name == best))
-                for lead in range(LEADS)
-            )
+            choice = _per_lead_choice(scenarios, best,
+                                      {name: result[3] for name, result in scored.items()})
+        calibrated = params
         if refine_evals > 0 and np.isfinite(score):
             params = _refine_for_forecasting(
                 params, lambda p, c=choice: objective(p, c)[0], refine_evals
             )
-        forecast_score, gains, weights, _ = objective(params, choice)
+        if params is calibrated and choice == (best,) * LEADS:
+            forecast_score, gains, weights, _ = scored[best]
+        else:
+            forecast_score, gains, weights, _ = objective(params, choice)
         label = scenario_label(choice)
         scenario: str | tuple[str, ...] = label if isinstance(label, str) else tuple(label)
         if not isinstance(label, str):
@@ -535,6 +516,23 @@ def calibrate(
             training_nse_by_calibration=by_candidate,
         )
     return models
+
+
+def _per_lead_choice(
+    scenarios: Sequence[str], best: str, by_lead: dict[str, list[float]]
+) -> tuple[str, ...]:
+    """The :data:`PER_LEAD_SCENARIO` experiment: each lead takes the scenario whose corrected
+    forecasts at that lead score the best training NSE (``by_lead``; ties and NaN: ``best``,
+    the best scenario over all leads); ``"damping"``: only the damping factor of ``best``
+    varies by lead."""
+    base = parse_scenario(best)[0]
+    allowed = scenarios if PER_LEAD_SCENARIO == "any" else tuple(
+        name for name in scenarios if parse_scenario(name)[0] == base)
+    return tuple(
+        max(allowed, key=lambda name, k=lead: (
+            by_lead[name][k] if np.isfinite(by_lead[name][k]) else -np.inf, name == best))
+        for lead in range(LEADS)
+    )
 
 
 def _small_basin_settings(

@@ -65,6 +65,8 @@ __all__ = [
     "fit_model_weights",
     "fit_gains",
     "future_rain",
+    "m3s_to_mm",
+    "mm_to_m3s",
     "parse_scenario",
     "scenario_label",
     "scenario_uses_nowcast",
@@ -118,11 +120,13 @@ def _level_before_drain(level_after_mm: float, x3_mm: float) -> float:
     return 0.5 * (low + high)
 
 
-def _m3s_to_mm(q_m3s: float, area_km2: float) -> float:
+def m3s_to_mm(q_m3s: FloatArray | float, area_km2: float) -> FloatArray | float:
+    """Discharge in m³/s → depth over the catchment in mm/h."""
     return q_m3s * 3.6 / area_km2
 
 
-def _mm_to_m3s(q_mm: float, area_km2: float) -> float:
+def mm_to_m3s(q_mm: FloatArray | float, area_km2: float) -> FloatArray | float:
+    """Depth over the catchment in mm/h → discharge in m³/s."""
     return q_mm * area_km2 / 3.6
 
 
@@ -223,7 +227,7 @@ class CatchmentForecaster:
         # What the updated model forecast for this hour one hour ago, with the rain now known:
         # the one-hour-ahead error of the model itself (the output correction is added apart).
         q_mm, self.state = gr4h([rain], [pet], self.params, self.state)
-        self.last_simulated_m3s = _mm_to_m3s(float(q_mm[0]), self.area_km2)
+        self.last_simulated_m3s = float(mm_to_m3s(float(q_mm[0]), self.area_km2))
 
     def _age_error(self) -> None:
         if math.isfinite(self.last_error_m3s):
@@ -254,8 +258,8 @@ class CatchmentForecaster:
         x3 = self.params.x3_mm
         level_before = _level_before_drain(state.routing_store_mm, x3)
         routed = routed_flow_mm(level_before, x3)
-        direct = max(_m3s_to_mm(simulated, self.area_km2) - routed, 0.0)
-        target_routed = max(_m3s_to_mm(observed_m3s, self.area_km2) - direct, 0.0)
+        direct = max(float(m3s_to_mm(simulated, self.area_km2)) - routed, 0.0)
+        target_routed = max(float(m3s_to_mm(observed_m3s, self.area_km2)) - direct, 0.0)
         new_level = routing_level_for_outflow(target_routed, x3)
         new_after = max(new_level - routed_flow_mm(new_level, x3), 0.0)
         self.state = GR4HState(
@@ -279,43 +283,30 @@ class CatchmentForecaster:
         if not (math.isfinite(pet) and pet >= 0.0):
             pet = self.last_pet_mm
         given = np.asarray(future_rain_mm, dtype=np.float64)
-        if given.ndim == 3:
-            # An ensemble (:data:`ENSEMBLE_MEMBERS`): ``given[L-1, m]`` is member m's rain for
-            # lead L; lead L is the mean over members of the runs they drive.
+        if given.ndim in (2, 3):
+            # One rain series per lead (a per-lead scenario), or an ensemble
+            # (:data:`ENSEMBLE_MEMBERS`) where ``given[L-1, m]`` is member m's rain for lead L:
+            # lead L is the mean over members of the runs they drive (a per-lead scenario is
+            # an ensemble of one member); identical rain series are run once.
+            kind = "a per-lead" if given.ndim == 2 else "an ensemble"
             if given.shape[0] != LEADS:
-                raise ValueError(f"an ensemble future rain needs {LEADS} rows, got "
-                                 f"{given.shape[0]}")
-            out = np.zeros(LEADS)
-            cache: dict[bytes, FloatArray] = {}
-            for lead in range(LEADS):
-                values = []
-                for member in given[lead]:
-                    rain = _rain_vector(member)
-                    key = rain.tobytes()
-                    if key not in cache:
-                        cache[key] = gr4h(rain, np.full(LEADS, pet), self.params,
-                                          self.state)[0]
-                    values.append(cache[key][lead])
-                out[lead] = float(np.mean(values))
-            return np.asarray(out * self.area_km2 / 3.6, dtype=np.float64)
-        if given.ndim == 2:
-            # One rain series per lead (a per-lead scenario): lead L is read from the run
-            # driven by row L-1; identical rows are run once.
-            if given.shape[0] != LEADS:
-                raise ValueError(f"a per-lead future rain needs {LEADS} rows, got "
-                                 f"{given.shape[0]}")
+                raise ValueError(f"{kind} future rain needs {LEADS} rows, got {given.shape[0]}")
+            members = given[:, np.newaxis] if given.ndim == 2 else given
             out = np.zeros(LEADS)
             runs: dict[bytes, FloatArray] = {}
             for lead in range(LEADS):
-                rain = _rain_vector(given[lead])
-                key = rain.tobytes()
-                if key not in runs:
-                    runs[key] = gr4h(rain, np.full(LEADS, pet), self.params, self.state)[0]
-                out[lead] = runs[key][lead]
-            return np.asarray(out * self.area_km2 / 3.6, dtype=np.float64)
+                values = []
+                for member in members[lead]:
+                    rain = _rain_vector(member)
+                    key = rain.tobytes()
+                    if key not in runs:
+                        runs[key] = gr4h(rain, np.full(LEADS, pet), self.params, self.state)[0]
+                    values.append(runs[key][lead])
+                out[lead] = float(np.mean(values))
+            return np.asarray(mm_to_m3s(out, self.area_km2), dtype=np.float64)
         q_mm, _ = gr4h(_rain_vector(given.ravel()), np.full(LEADS, pet), self.params,
                        self.state)
-        return np.asarray(q_mm * self.area_km2 / 3.6, dtype=np.float64)
+        return np.asarray(mm_to_m3s(q_mm, self.area_km2), dtype=np.float64)
 
     def correction(self) -> FloatArray:
         """The output-error correction (m³/s) added to leads 1..6 now."""
