@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-SDM = "https://raw.githubusercontent.com/smart-data-models/dataModel.{}/master/context.jsonld"
+from links import SDM
+from starlette.testclient import TestClient
+
+from cityvisor.config import Settings
+from cityvisor.services import Services
+from cityvisor.web import create_web_app
+
 LIGHTS = SDM.format("Streetlighting")
 ALERTS = SDM.format("Alert")
 ENVIRONMENT = SDM.format("Environment")
@@ -54,3 +63,13 @@ def warning_point(slug: str, vigilance: str, peak_time: str | None, flow: float)
         entity["forecastPeak"] = _p(flow * 2, unitCode="MQS", peakTime=_p(peak_time),
                                     leadMinutes=_p(120))
     return entity
+
+
+@contextmanager
+def console_server(data_dir: Path, *, auth: bool) -> Iterator[tuple[TestClient, Services]]:
+    """A TestClient of the whole web app (API, console, portal) on ``data_dir``, and its
+    services (to create tokens)."""
+    settings = Settings(data_dir=data_dir, auth=auth, allow_context_fetch=False)
+    services = Services.build(settings)
+    with TestClient(create_web_app(settings, services), base_url="http://127.0.0.1:1026") as client:
+        yield client, services

@@ -8,7 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_seed import ALERTS, ENVIRONMENT, LIGHTS, alert, streetlights, warning_point
+from console_seed import (
+    ALERTS,
+    ENVIRONMENT,
+    LIGHTS,
+    alert,
+    console_server,
+    streetlights,
+    warning_point,
+)
+from links import link
 from starlette.testclient import TestClient
 
 from cityvisor.config import Settings
@@ -16,14 +25,13 @@ from cityvisor.console import alarms
 from cityvisor.services import Services
 from cityvisor.web import create_web_app
 
-LINK = '<{}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 TENANT = {"NGSILD-Tenant": "nimes"}
 
 
 def upsert(client: TestClient, context: str, entities: list[dict[str, Any]],
            headers: dict[str, str] | None = None) -> None:
     response = client.post("/ngsi-ld/v1/entityOperations/upsert", json=entities,
-                           headers={"Link": LINK.format(context), **TENANT, **(headers or {})})
+                           headers={**link(context), **TENANT, **(headers or {})})
     assert response.status_code in (201, 204), response.text
 
 
@@ -39,9 +47,7 @@ class Secure:
 
 @pytest.fixture
 def secure(tmp_path: Path) -> Iterator[Secure]:
-    settings = Settings(data_dir=tmp_path / "data", auth=True, allow_context_fetch=False)
-    services = Services.build(settings)
-    with TestClient(create_web_app(settings, services), base_url="http://127.0.0.1:1026") as client:
+    with console_server(tmp_path / "data", auth=True) as (client, services):
         yield Secure(client, services)
 
 
@@ -175,7 +181,7 @@ def test_alarm_lifecycle_records_who_when_and_why(secure: Secure) -> None:
     # the audit trail is in the temporal API too
     temporal = secure.client.get(
         "/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Alert:test:old-critical?attrs=lastAction",
-        headers={**secure.reader, **TENANT, "Link": LINK.format(ALERTS)}).json()
+        headers={**secure.reader, **TENANT, **link(ALERTS)}).json()
     assert len(temporal["lastAction"]) == 4
     missing = act(secure, "nope", {"action": "acknowledge"})
     assert missing.status_code == 404

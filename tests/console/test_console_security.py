@@ -3,14 +3,16 @@ validation (nothing changes on a 4xx), bounded memory, live streams cleaned up, 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import pytest
-from console_seed import ALERTS, LIGHTS, alert, streetlights
+from console_seed import ALERTS, LIGHTS, alert, console_server, streetlights
+from links import link
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
@@ -19,7 +21,6 @@ from cityvisor.console import alarms, assets, events, operator
 from cityvisor.services import Services
 from cityvisor.web import create_web_app
 
-LINK = '<{}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 ALERT = "urn:ngsi-ld:Alert:test:a"
 ACTIONS = f"/console/api/alerts/{ALERT}/actions"
 
@@ -39,7 +40,7 @@ class Secure:
                                   (LIGHTS, streetlights())):
             response = self.client.post(
                 "/ngsi-ld/v1/entityOperations/upsert", json=entities,
-                headers={"Link": LINK.format(context), "NGSILD-Tenant": "nimes", **self.writer})
+                headers={**link(context), "NGSILD-Tenant": "nimes", **self.writer})
             assert response.status_code in (201, 204), response.text
 
     def state(self) -> tuple[str, Any, int]:
@@ -52,9 +53,7 @@ class Secure:
 
 @pytest.fixture
 def secure(tmp_path: Path) -> Iterator[Secure]:
-    settings = Settings(data_dir=tmp_path / "data", auth=True, allow_context_fetch=False)
-    services = Services.build(settings)
-    with TestClient(create_web_app(settings, services), base_url="http://127.0.0.1:1026") as client:
+    with console_server(tmp_path / "data", auth=True) as (client, services):
         yield Secure(client, services)
 
 
@@ -287,90 +286,97 @@ class Console:
             self.finished.set()
 
 
-async def _started(tmp_path: Path) -> tuple[Services, Any, dict[str, str]]:
+@pytest.fixture
+async def started(tmp_path: Path) -> AsyncIterator[tuple[Services, Any, dict[str, str]]]:
+    """(services, app, reader headers) of a started server with tokens, closed after the test."""
     settings = Settings(data_dir=tmp_path / "sse", auth=True, allow_context_fetch=False)
     services = Services.build(settings)
     await services.start()
-    assert services.tokens is not None
-    reader = {"authorization": "Bearer " + services.tokens.create("reader", "*", "r")[0],
-              "ngsild-tenant": "nimes"}
-    return services, create_web_app(settings, services), reader
+    try:
+        assert services.tokens is not None
+        reader = {"authorization": "Bearer " + services.tokens.create("reader", "*", "r")[0],
+                  "ngsild-tenant": "nimes"}
+        yield services, create_web_app(settings, services), reader
+    finally:
+        await services.close()
+
+
+async def _connect(group: anyio.abc.TaskGroup, consoles: list[Console]) -> None:
+    """Start the consoles' requests and wait until each one's stream is open."""
+    for console in consoles:
+        group.start_soon(console.run)
+    with anyio.fail_after(10):
+        for console in consoles:
+            await console.hello.wait()
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("spec_version", ["2.3", "2.4"])
 async def test_many_consoles_then_all_disconnect_leaves_nothing_behind(
-        tmp_path: Path, spec_version: str) -> None:
-    services, app, reader = await _started(tmp_path)
+        started: tuple[Services, Any, dict[str, str]], spec_version: str) -> None:
+    services, app, reader = started
     hub = events.hub_of(services)
-    try:
-        consoles = [Console(app, reader, spec_version) for _ in range(100)]
-        async with anyio.create_task_group() as group:
+    consoles = [Console(app, reader, spec_version) for _ in range(100)]
+    async with anyio.create_task_group() as group:
+        await _connect(group, consoles)
+        assert len(hub.listeners) == 100 and all(c.status == 200 for c in consoles)
+        await services.broker.batch_upsert("nimes", [LIGHTS], streetlights())
+        with anyio.fail_after(10):
             for console in consoles:
-                group.start_soon(console.run)
-            with anyio.fail_after(10):
-                for console in consoles:
-                    await console.hello.wait()
-            assert len(hub.listeners) == 100 and all(c.status == 200 for c in consoles)
-            await services.broker.batch_upsert("nimes", [LIGHTS], streetlights())
-            with anyio.fail_after(10):
-                for console in consoles:
-                    await console.data.wait()
+                await console.data.wait()
+        for console in consoles:
+            console.gone.set()
+        with anyio.fail_after(5):  # noticed at once, not at the next heartbeat (15 s)
             for console in consoles:
-                console.gone.set()
-            with anyio.fail_after(5):  # noticed at once, not at the next heartbeat (15 s)
-                for console in consoles:
-                    await console.finished.wait()
-        assert not hub.listeners and not hub.cache.watched and not hub.cache.layers
-        assert hub._sweeper is None
-    finally:
-        await services.close()
+                await console.finished.wait()
+    assert not hub.listeners and not hub.cache.watched and not hub.cache.layers
+    assert hub._sweeper is None
 
 
 @pytest.mark.anyio
-async def test_a_console_gone_before_its_first_byte_is_forgotten(tmp_path: Path) -> None:
-    services, app, reader = await _started(tmp_path)
+async def test_a_console_gone_before_its_first_byte_is_forgotten(
+        started: tuple[Services, Any, dict[str, str]]) -> None:
+    services, app, reader = started
     hub = events.hub_of(services)
-    try:
-        for _ in range(20):
-            console = Console(app, reader, "2.3")
-            console.gone.set()  # disconnects right after the request
-            with anyio.fail_after(5):
-                await console.run()
-        assert not hub.listeners and hub._sweeper is None
-    finally:
-        await services.close()
+    for _ in range(20):
+        console = Console(app, reader, "2.3")
+        console.gone.set()  # disconnects right after the request
+        with anyio.fail_after(5):
+            await console.run()
+    assert not hub.listeners and hub._sweeper is None
 
 
 @pytest.mark.anyio
-async def test_live_streams_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    services, app, reader = await _started(tmp_path)
+async def test_live_streams_are_capped(started: tuple[Services, Any, dict[str, str]],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    services, app, reader = started
     monkeypatch.setattr(events, "MAX_STREAMS", 3)
     hub = events.hub_of(services)
+    consoles = [Console(app, reader, "2.3") for _ in range(3)]
+    async with anyio.create_task_group() as group:
+        await _connect(group, consoles)
+        refused = Console(app, reader, "2.3")
+        with anyio.fail_after(5):
+            await refused.run()
+        assert refused.status == 503 and b"TooManyStreams" in b"".join(refused.chunks)
+        for console in consoles:
+            console.gone.set()
+    assert not hub.listeners
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[events.EventHub]:
+    """An event hub of an open (no token) server, closed after the test."""
+    services = Services.build(Settings(data_dir=tmp_path, auth=False, allow_context_fetch=False))
     try:
-        consoles = [Console(app, reader, "2.3") for _ in range(3)]
-        async with anyio.create_task_group() as group:
-            for console in consoles:
-                group.start_soon(console.run)
-            with anyio.fail_after(10):
-                for console in consoles:
-                    await console.hello.wait()
-            refused = Console(app, reader, "2.3")
-            with anyio.fail_after(5):
-                await refused.run()
-            assert refused.status == 503 and b"TooManyStreams" in b"".join(refused.chunks)
-            for console in consoles:
-                console.gone.set()
-        assert not hub.listeners
+        yield events.EventHub(services)
     finally:
         await services.close()
 
 
 @pytest.mark.anyio
 async def test_a_revoked_token_is_signed_out_even_while_changes_keep_coming(
-        tmp_path: Path) -> None:
-    services = Services.build(Settings(data_dir=tmp_path, auth=False, allow_context_fetch=False))
-    hub = events.EventHub(services)
+        hub: events.EventHub) -> None:
     allowed = [True]
     listener = hub.subscribe("nimes")
     stream = hub.stream(listener, heartbeat_s=0.05, still_allowed=lambda: allowed[0])
@@ -390,14 +396,11 @@ async def test_a_revoked_token_is_signed_out_even_while_changes_keep_coming(
         assert listener not in hub.listeners
     finally:
         await stream.aclose()
-        await services.close()
 
 
 @pytest.mark.anyio
 async def test_a_stalled_console_is_bounded_in_changes_not_only_in_writes(
-        tmp_path: Path) -> None:
-    services = Services.build(Settings(data_dir=tmp_path, auth=False, allow_context_fetch=False))
-    hub = events.EventHub(services)
+        hub: events.EventHub) -> None:
     stalled = hub.subscribe("nimes")
     stream = hub.stream(stalled, heartbeat_s=5)
     try:
@@ -414,4 +417,3 @@ async def test_a_stalled_console_is_bounded_in_changes_not_only_in_writes(
         assert await anext(stream) == b'data: [{"id":"urn:x:after"}]\n\n'
     finally:
         await stream.aclose()
-        await services.close()

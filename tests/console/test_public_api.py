@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+from links import SDM, link
 from starlette.testclient import TestClient
 
 from cityvisor.config import Settings
@@ -19,7 +20,6 @@ from cityvisor.console.public import public_entity
 from cityvisor.sim.weather import OccitanieWeather
 from cityvisor.web import create_web_app
 
-SDM = "https://raw.githubusercontent.com/smart-data-models/dataModel.{}/master/context.jsonld"
 NOW = datetime.now(UTC).replace(microsecond=0)
 NIMES, MONTPELLIER, SAINT_GELY = "30189", "34172", "34255"
 
@@ -53,8 +53,7 @@ def upsert(client: TestClient, domain: str, entities: list[dict[str, Any]],
            tenant: str = "nimes") -> None:
     response = client.post("/ngsi-ld/v1/entityOperations/upsert", content=orjson.dumps(entities),
                            headers={"Content-Type": "application/json", "NGSILD-Tenant": tenant,
-                                    "Link": f'<{SDM.format(domain)}>; rel="http://www.w3.org/ns/'
-                                            'json-ld#context"; type="application/ld+json"'})
+                                    **link(SDM.format(domain))})
     assert response.status_code in (201, 204), response.text
 
 

@@ -219,14 +219,16 @@ def _matches(alert: dict[str, Any], field: str, wanted: str | None) -> bool:
 async def list_alerts(request: Request, operator: Operator) -> Response:
     """GET /console/api/alerts?domain=&commune=&state=open|all|<state>"""
     services = services_of(request)
-    await expire_shelving(services, operator.tenant)
+    listed = await all_alerts(services, operator.tenant)
+    if await expire_shelving(services, operator.tenant, listed=listed):
+        listed = await all_alerts(services, operator.tenant)  # read again: some returned
     params = request.query_params
     wanted_state = params.get("state", "open")
     if wanted_state not in ("open", "all", *STATES):
         raise BadRequestData(f"state must be open, all or one of {', '.join(STATES)}")
     communes = _commune_keys(params.get("commune") or None)
     domain = params.get("domain") or None
-    alerts = [a for a in await all_alerts(services, operator.tenant)
+    alerts = [a for a in listed
               if _matches(a, "domain", domain)
               and (communes is None or bool(communes & {a["commune"], a["inseeCode"]}))
               and (wanted_state == "all"
@@ -341,12 +343,15 @@ def _unshelve_fragment(alert: dict[str, Any], name: str, actor: str, comment: st
 
 
 async def expire_shelving(services: Services, tenant: str | None,
-                          now: datetime | None = None) -> int:
-    """Return every alert whose shelving has expired to its previous state; how many."""
+                          now: datetime | None = None,
+                          listed: list[dict[str, Any]] | None = None) -> int:
+    """Return every alert whose shelving has expired to its previous state; how many.
+    ``listed``: the tenant's alert summaries if the caller has just read them (else read
+    here); each one to return is read again under its lock before it changes."""
     now = now or datetime.now(UTC)
     client = client_for(services, tenant)
     returned = 0
-    for alert in await all_alerts(services, tenant):
+    for alert in listed if listed is not None else await all_alerts(services, tenant):
         until = alert["shelvedUntil"]
         if alert["workflowState"] != "shelved" or not isinstance(until, str):
             continue

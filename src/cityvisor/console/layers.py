@@ -210,14 +210,25 @@ async def term_map(services: Services, kind: Kind) -> TermMap:
     return await services.contexts.term_map([kind.context])
 
 
-def feature(kind: Kind, entity: dict[str, Any], terms: TermMap) -> dict[str, Any] | None:
-    """One asset of a layer as the live events carry it, or None if not of this kind."""
+def styled(kind: Kind, entity: dict[str, Any],
+           terms: TermMap) -> tuple[tuple[float, float], str, Any] | None:
+    """(point, state, value) of an asset of ``kind``, or None if it is not one (or has no
+    place): what both a layer and the live events show of it."""
     values = values_of(entity, terms)
     point = point_of(entity)
     if point is None or not kind.accepts(values):
         return None
     state, value = kind.classify(values)
-    return {"kind": kind.name, "id": entity["id"], "lon": point[0], "lat": point[1],
+    return point, state, value
+
+
+def feature(kind: Kind, entity: dict[str, Any], terms: TermMap) -> dict[str, Any] | None:
+    """One asset of a layer as the live events carry it, or None if not of this kind."""
+    found = styled(kind, entity, terms)
+    if found is None:
+        return None
+    (lon, lat), state, value = found
+    return {"kind": kind.name, "id": entity["id"], "lon": lon, "lat": lat,
             "state": state, "value": value}
 
 
@@ -243,14 +254,13 @@ async def build_layer(services: Services, tenant: str | None, kind: Kind) -> dic
             if gc_was_enabled:
                 gc.enable()
         for entity in result.entities:
-            values = values_of(entity, terms)
-            point = point_of(entity)
-            if point is None or not kind.accepts(values):
+            found = styled(kind, entity, terms)
+            if found is None:
                 continue
-            state, value = kind.classify(values)
+            (lon, lat), state, value = found
             ids.append(entity["id"])
-            lons.append(round(point[0], 6))
-            lats.append(round(point[1], 6))
+            lons.append(round(lon, 6))
+            lats.append(round(lat, 6))
             states.append(state)
             numbers.append(value)
     return {"kind": kind.name, "type": kind.entity_type, "context": kind.context,

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -209,8 +210,7 @@ class PublicReader:
             out.append({**shown, "commune": {"code": commune.code, "nom": commune.name,
                                              "departement": commune.departement},
                         "position": [lon, lat]})
-        out.sort(key=lambda e: (-_SEVERITY.get(value_of(e, "severity"), 0),
-                                str(value_of(e, "dateIssued") or "")))
+        out.sort(key=_alert_order)
         return out
 
     async def departement_weather(self, departement: str) -> dict[str, Any]:
@@ -241,8 +241,7 @@ class PublicReader:
         forecast.sort(key=lambda e: str(value_of(e, "validFrom") or ""))
         raw_alerts = [e for e in await self.about("Alert", commune) if is_active(e, now)]
         alerts = _public(raw_alerts)
-        alerts.sort(key=lambda e: (-_SEVERITY.get(value_of(e, "severity"), 0),
-                                   str(value_of(e, "dateIssued") or "")))
+        alerts.sort(key=_alert_order)
         flood = _public(await self.about("FloodMonitoring", commune))
         flood.sort(key=lambda e: -_VIGILANCE.get(value_of(e, "vigilanceLevel"), 0))
         departement = occitanie.departements_by_code()[commune.departement]
@@ -260,6 +259,11 @@ class PublicReader:
 
 _SEVERITY = {"informational": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
 _VIGILANCE = {"green": 1, "yellow": 2, "orange": 3, "red": 4}
+
+
+def _alert_order(alert: dict[str, Any]) -> tuple[int, str]:
+    """Most severe first, then the earliest issued."""
+    return -_SEVERITY.get(value_of(alert, "severity"), 0), str(value_of(alert, "dateIssued") or "")
 
 
 def _public(entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -301,6 +305,12 @@ def _commune_json(commune: occitanie.Commune) -> dict[str, Any]:
             "lon": commune.lon, "lat": commune.lat, "bbox": list(commune.bbox)}
 
 
+def _commune_found(commune: occitanie.Commune) -> dict[str, Any]:
+    """A commune as search and "locate me" give it: with its département's name."""
+    departement = occitanie.departements_by_code()[commune.departement]
+    return {**_commune_json(commune), "departementNom": departement.name}
+
+
 # ------------------------------------------------------------------ HTTP
 
 
@@ -328,6 +338,12 @@ async def region(request: Request) -> Response:
 
 
 async def departements(request: Request) -> Response:
+    return _geojson(_departements_body())
+
+
+@lru_cache(maxsize=1)
+def _departements_body() -> bytes:
+    """The départements with their bbox and number of communes (bundled data: built once)."""
     collection = orjson.loads(occitanie.departements_bytes())
     bboxes = {d.code: list(d.bbox) for d in occitanie.departements()}
     counts: dict[str, int] = {}
@@ -336,8 +352,7 @@ async def departements(request: Request) -> Response:
     for feature in collection["features"]:
         code = feature["properties"]["code"]
         feature["properties"].update(bbox=bboxes[code], communes=counts.get(code, 0))
-    return Response(orjson.dumps(collection), media_type=GEOJSON,
-                    headers={"cache-control": GEO_CACHE})
+    return orjson.dumps(collection)
 
 
 async def departement_communes(request: Request) -> Response:
@@ -361,9 +376,7 @@ async def search(request: Request) -> Response:
         raise BadRequestData(f"limit must be an integer, got {raw_limit!r}") from None
     if not 1 <= limit <= MAX_LIMIT:
         raise BadRequestData(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-    names = occitanie.departements_by_code()
-    results = [{**_commune_json(c), "departementNom": names[c.departement].name}
-               for c in commune_index().search(query, limit)]
+    results = [_commune_found(c) for c in commune_index().search(query, limit)]
     return _json({"query": query, "results": results}, cache="public, max-age=3600")
 
 
@@ -384,8 +397,7 @@ async def commune_at(request: Request) -> Response:
     found = occitanie.commune_at(lon, lat)
     if found is None:
         raise ResourceNotFound(f"No commune of Occitanie at lon={lon}, lat={lat}")
-    names = occitanie.departements_by_code()
-    return _json({**_commune_json(found), "departementNom": names[found.departement].name})
+    return _json(_commune_found(found))
 
 
 async def commune(request: Request) -> Response:
