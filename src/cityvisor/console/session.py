@@ -59,12 +59,6 @@ def services_of(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
-def _token_names(services: Services) -> dict[str, str]:
-    tokens = services.tokens
-    assert tokens is not None
-    return {info.token_id: info.name for info in tokens.list()}
-
-
 def authenticate(request: Request, role: str = "reader") -> Operator:
     """The operator of a console API request, or Unauthorized/Forbidden."""
     services = services_of(request)
@@ -93,7 +87,7 @@ def authenticate(request: Request, role: str = "reader") -> Operator:
         raise Forbidden(f"The token is not valid for tenant {tenant or '(default)'}")
     if not principal.may(role):
         raise Forbidden(f"The token's role {principal.role} cannot do this (needs {role})")
-    name = _token_names(services).get(principal.token_id) or ""
+    name = principal.name
     actor = f"{name} (jeton {principal.token_id})" if name else f"jeton {principal.token_id}"
     return Operator(actor, principal.role, tenant, authenticated=True,
                     token_id=principal.token_id)

@@ -42,6 +42,7 @@ class Principal:
     token_id: str
     role: str
     tenant: str
+    name: str = ""  # the token's label (who acts, in audit trails)
 
     def may_use(self, tenant: str | None) -> bool:
         return self.tenant == ALL_TENANTS or self.tenant == (tenant or DEFAULT_TENANT)
@@ -106,12 +107,13 @@ class TokenStore:
             return None
         with self._lock:
             row = self._conn.execute(
-                "SELECT secret_sha256, role, tenant FROM tokens WHERE id = ? AND revoked_at IS NULL",
+                "SELECT secret_sha256, role, tenant, name FROM tokens "
+                "WHERE id = ? AND revoked_at IS NULL",
                 (token_id,),
             ).fetchone()
         if row is None or not hmac.compare_digest(row[0], _digest(secret)):
             return None
-        return Principal(token_id, row[1], row[2])
+        return Principal(token_id, row[1], row[2], row[3] or "")
 
     def revoke(self, token_id: str) -> bool:
         now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
