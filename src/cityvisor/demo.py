@@ -22,7 +22,7 @@ from cityvisor.client import LocalContextClient
 from cityvisor.config import Settings
 from cityvisor.services import Services
 from cityvisor.sim.lighting import LightingSimulator
-from cityvisor.sim.live import Clock, LiveCity, SimulatedClock, Simulator
+from cityvisor.sim.live import Clock, LiveCity, SimulatedClock, Simulator, initial_entities
 from cityvisor.sim.mobility import ChargingSimulator
 from cityvisor.sim.nimes import Batch, DemoCounts, build_city
 from cityvisor.sim.seismometers import SeismometerSimulator
@@ -122,13 +122,8 @@ def initial_state(simulators: Sequence[Simulator], now: datetime,
                   warn: Callable[[str], None] = lambda line: None) -> list[Batch]:
     """Every simulator's initial entities at ``now``; one that fails is reported and left
     static (the others go on)."""
-    batches: list[Batch] = []
-    for sim in simulators:
-        try:
-            batches.extend(sim.initial(now))
-        except Exception as error:  # one simulator never stops the demo
-            warn(f"simulator {sim.name}: initial state failed: {type(error).__name__}: {error}")
-    return batches
+    return initial_entities(simulators, now, lambda sim, error: warn(
+        f"simulator {sim.name}: initial state failed: {type(error).__name__}: {error}"))
 
 
 def describe(simulators: Sequence[Simulator], speed: float) -> list[str]:

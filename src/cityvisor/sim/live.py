@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from cityvisor.client import ContextClient
+from cityvisor.sim.attrs import date_time, iso
 from cityvisor.sim.nimes import Batch, Entity
 from cityvisor.tasks import cancel_and_wait
 
@@ -57,11 +58,6 @@ class Simulator(Protocol):
 # --------------------------------------------------------------------------- helpers for simulators
 
 
-def iso(t: datetime) -> str:
-    """``t`` as an ISO 8601 UTC timestamp with seconds (``2025-11-27T17:30:00Z``)."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def observed(value: Any, at: str, unit: str | None = None) -> dict[str, Any]:
     """A Property observed at ``at`` (with its UN/CEFACT ``unit``: a fragment sent alone in a
     merge keeps the attribute's other members, but the unit is restated for other brokers)."""
@@ -71,11 +67,6 @@ def observed(value: Any, at: str, unit: str | None = None) -> dict[str, Any]:
     return attr
 
 
-def date_time(at: str) -> dict[str, Any]:
-    """A DateTime Property (``{"@type": "DateTime", "@value": at}``)."""
-    return {"type": "Property", "value": {"@type": "DateTime", "@value": at}}
-
-
 def entities_of(city: Sequence[Batch], entity_type: str) -> tuple[list[str], list[Entity]]:
     """The ``@context`` and entities of one type in a city description (``build_city``)."""
     for context, entities in city:
@@ -83,6 +74,19 @@ def entities_of(city: Sequence[Batch], entity_type: str) -> tuple[list[str], lis
         if found:
             return list(context), found
     return [], []
+
+
+def initial_entities(simulators: Sequence[Simulator], now: datetime,
+                     failed: Callable[[Simulator, Exception], None]) -> list[Batch]:
+    """Every simulator's initial entities at ``now``; one that raises is passed to ``failed``
+    and skipped (the others go on)."""
+    batches: list[Batch] = []
+    for sim in simulators:
+        try:
+            batches.extend(sim.initial(now))
+        except Exception as error:  # isolation is the point
+            failed(sim, error)
+    return batches
 
 
 # --------------------------------------------------------------------------- clocks
@@ -247,17 +251,19 @@ class LiveCity:
             self._last[sim.name] = since
             self._next[sim.name] = since + timedelta(seconds=sim.period_s)
 
+    def _schedule_unscheduled(self, now: datetime) -> None:
+        """Schedule from ``now`` the simulators not scheduled yet (first tick one period on)."""
+        for sim in self.simulators:
+            self._last.setdefault(sim.name, now)
+            self._next.setdefault(sim.name, now + timedelta(seconds=sim.period_s))
+
     # ------------------------------------------------------------ public API
 
     def initial_batches(self, now: datetime) -> list[Batch]:
         """Every simulator's initial entities (for a loader that writes them in bulk); a
         simulator that raises is reported and skipped."""
-        batches: list[Batch] = []
-        for sim in self.simulators:
-            try:
-                batches.extend(sim.initial(now))
-            except Exception as error:  # isolation is the point
-                self._failed(sim.name, "initial", error)
+        batches = initial_entities(
+            self.simulators, now, lambda sim, error: self._failed(sim.name, "initial", error))
         self._schedule_from(now)
         return batches
 
@@ -293,9 +299,7 @@ class LiveCity:
         if self._pending:
             await self._create_pending()
         now = self.clock.now()
-        for sim in self.simulators:
-            self._last.setdefault(sim.name, now)
-            self._next.setdefault(sim.name, now + timedelta(seconds=sim.period_s))
+        self._schedule_unscheduled(now)
         next_report = time.monotonic() + self._report_every_s
         while True:
             due = min(self._next.values()) if self._next else now + timedelta(seconds=60)
@@ -316,9 +320,7 @@ class LiveCity:
         more than one period ticks once at ``now`` (its fragments cover the whole gap).
         Returns the number of ticks run."""
         ran = 0
-        for sim in self.simulators:
-            self._last.setdefault(sim.name, now)
-            self._next.setdefault(sim.name, now + timedelta(seconds=sim.period_s))
+        self._schedule_unscheduled(now)
         while True:
             sim = min(self.simulators, key=lambda s: self._next[s.name], default=None)
             if sim is None or self._next[sim.name] > now:
@@ -481,4 +483,5 @@ def _by_context(batches: list[Batch]) -> list[tuple[tuple[str, ...], list[Entity
 
 
 __all__ = ["CHUNK", "Clock", "FakeClock", "LiveCity", "SimulatedClock", "Simulator",
-           "SimulatorStats", "date_time", "describe_rates", "entities_of", "iso", "observed"]
+           "SimulatorStats", "date_time", "describe_rates", "entities_of", "initial_entities", "iso",
+           "observed"]

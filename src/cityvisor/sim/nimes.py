@@ -24,10 +24,14 @@ from __future__ import annotations
 import gc
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
 from cityvisor.sim import geography as geo
+from cityvisor.sim.attrs import date_time as _dt
+from cityvisor.sim.attrs import iso as _iso
+from cityvisor.sim.attrs import prop as _p
 
 CITY = "nimes"
 SDM_CONTEXT_URL = (
@@ -36,7 +40,7 @@ SDM_CONTEXT_URL = (
 #: Default observation time: Thursday 27 November 2025, 18:30 CET (sunset was ~16:55).
 OBSERVED_AT = datetime(2025, 11, 27, 17, 30, tzinfo=UTC)
 
-Entity = dict
+Entity = dict[str, Any]
 Batch = tuple[list[str], list[Entity]]
 
 
@@ -82,19 +86,6 @@ def urn(etype: str, n: int) -> str:
     return f"urn:ngsi-ld:{etype}:{CITY}:{n}"
 
 
-def _p(value, unit: str | None = None, at: str | None = None) -> dict:
-    attr = {"type": "Property", "value": value}
-    if unit:
-        attr["unitCode"] = unit
-    if at:
-        attr["observedAt"] = at
-    return attr
-
-
-def _dt(iso: str) -> dict:
-    return {"type": "Property", "value": {"@type": "DateTime", "@value": iso}}
-
-
 def _rel(obj: str) -> dict:
     return {"type": "Relationship", "object": obj}
 
@@ -106,10 +97,6 @@ def _loc(lon: float, lat: float) -> dict:
 def _address(c: geo.Commune) -> dict:
     return _p({"addressCountry": "FR", "addressRegion": "Occitanie",
                "addressLocality": c.name, "postalCode": c.postal_code})
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _timestamps(t: datetime, days_before: np.ndarray) -> list[str]:

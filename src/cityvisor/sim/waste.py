@@ -139,10 +139,11 @@ class WasteSimulator(Population):
         at = iso(now)
         out = []
         noise = self._rng.normal(0, 0.03, len(self.ids))
+        share_now = self._deposit_share(t)
         for i, entity in enumerate(self.entities):
             emptied = self._last_round(i, t)
             self.last_emptied[i] = emptied
-            level = self.rate[i] * (self._deposit_share(t) - self._deposit_share(emptied))
+            level = self.rate[i] * (share_now - self._deposit_share(emptied))
             self.level[i] = float(np.clip(level + 0.02 + noise[i], 0.0, 1.0))
             out.append({**entity, **self._fragment(i, at), "status": observed("ok", at),
                         "dateLastEmptying": date_time(iso(datetime.fromtimestamp(emptied, UTC)))})

@@ -64,10 +64,9 @@ import numpy as np
 import shapely
 
 from cityvisor.data.geo.occitanie import Commune, communes, departements_by_code
-from cityvisor.sim.live import date_time, iso
-
-Entity = dict[str, Any]
-Batch = tuple[list[str], list[Entity]]
+from cityvisor.sim.attrs import date_time, iso
+from cityvisor.sim.attrs import prop as _p
+from cityvisor.sim.nimes import Batch, Entity
 
 WEATHER_CONTEXT = "https://raw.githubusercontent.com/smart-data-models/dataModel.Weather/master/context.jsonld"
 PROVIDER = "cityvisor simulator (synthetic data)"
@@ -453,12 +452,3 @@ def _forecast_attrs(attrs: dict[str, Any]) -> Entity:
 
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
-
-
-def _p(value: Any, unit: str | None = None, at: str | None = None) -> dict[str, Any]:
-    attr: dict[str, Any] = {"type": "Property", "value": value}
-    if unit:
-        attr["unitCode"] = unit
-    if at:
-        attr["observedAt"] = at
-    return attr
