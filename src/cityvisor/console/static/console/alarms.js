@@ -104,7 +104,7 @@ export class Alarms {
   }
 
   /** The panel of an Alert: attributes, actions and the audit trail. */
-  async renderAlert(entity, target) {
+  async renderAlert(entity, target, request = null) {
     const summary = this.alerts.find((a) => a.id === entity.id);
     const state = entity.workflowState?.value || 'new';
     const box = document.createElement('section');
@@ -193,7 +193,7 @@ export class Alarms {
     trail.append(list);
     const extra = document.createElement('div');
     extra.append(box, trail);
-    await this.panel.render(entity, target, extra);
+    await this.panel.render(entity, target, extra, request);
   }
 
   /** The audio context must be created from a user gesture (the sign-in click). */

@@ -104,7 +104,7 @@ async function start() {
 
   const panelRoot = $('#tab-details');
   let alarms = null;
-  const panel = new Panel(panelRoot, { onShowAlert: (entity, target) => alarms.renderAlert(entity, target) });
+  const panel = new Panel(panelRoot, { onShowAlert: (entity, target, request) => alarms.renderAlert(entity, target, request) });
   const select = async (target) => {
     selectTab('details');
     panelRoot.replaceChildren(Object.assign(document.createElement('p'), { className: 'muted', textContent: t('loading') }));

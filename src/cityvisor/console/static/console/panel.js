@@ -119,17 +119,21 @@ export class Panel {
   /** Open an entity: {id, context}. Returns when attributes and charts are drawn. */
   async show(target) {
     this.current = target;
+    // Shows of the same entity can overlap (a click and a live refresh): only the latest
+    // one may draw, or a slow, older answer would replace a fresher one.
+    const request = this.request = {};
     const headers = {};
     const entity = await getJson(`/ngsi-ld/v1/entities/${encodeURIComponent(target.id)}`, { context: target.context, headers });
-    if (this.current !== target) return;
+    if (request !== this.request) return;
     if (entity.type === 'Alert' && this.onShowAlert) {
-      await this.onShowAlert(entity, target);
+      await this.onShowAlert(entity, target, request);
       return;
     }
-    await this.render(entity, target);
+    await this.render(entity, target, null, request);
   }
 
-  async render(entity, target, extra = null) {
+  async render(entity, target, extra = null, request = null) {
+    if (request && request !== this.request) return;
     const root = document.createElement('div');
     root.className = 'entity';
     root.dataset.id = entity.id;
