@@ -22,6 +22,7 @@ constant 21/4 and unit-hydrograph S-curve exponent 5/4 (GR4J uses 9/4 and 5/2). 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -204,6 +205,13 @@ def unit_hydrograph_ordinates(x4_h: float) -> tuple[FloatArray, FloatArray]:
     """
     if not (math.isfinite(x4_h) and x4_h > 0):
         raise ValueError(f"X4 must be a positive number of hours, got {x4_h}")
+    return _ordinates(float(x4_h))
+
+
+@functools.lru_cache(maxsize=256)
+def _ordinates(x4_h: float) -> tuple[FloatArray, FloatArray]:
+    """The ordinates for one X4, computed once: the live forecaster runs GR4H hour by hour
+    with the same X4 (read-only arrays, shared by every caller)."""
     d = UNIT_HYDROGRAPH_EXPONENT
     hours1 = np.arange(0, max(1, math.ceil(x4_h)) + 1, dtype=np.float64)
     s1 = np.where(hours1 < x4_h, (hours1 / x4_h) ** d, 1.0)
@@ -214,7 +222,10 @@ def unit_hydrograph_ordinates(x4_h: float) -> tuple[FloatArray, FloatArray]:
         0.5 * ratio**d,
         np.where(hours2 < 2.0 * x4_h, 1.0 - 0.5 * np.abs(2.0 - ratio) ** d, 1.0),
     )
-    return np.diff(s1), np.diff(s2)
+    uh1, uh2 = np.diff(s1), np.diff(s2)
+    uh1.flags.writeable = False
+    uh2.flags.writeable = False
+    return uh1, uh2
 
 
 def gr4h(

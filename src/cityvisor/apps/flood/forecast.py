@@ -313,17 +313,21 @@ class _TrainingRun:
     target: FloatArray  # (issues, LEADS) observations they verify against
 
 
-def _training_run(
+def _training_runs(
     params: GR4HParams, area_km2: float, hours: Sequence[datetime], rain: FloatArray,
-    pet: FloatArray, q_obs: FloatArray, future: FloatArray, warmup: int,
-) -> _TrainingRun:
+    pet: FloatArray, q_obs: FloatArray, futures: dict[str, FloatArray], warmup: int,
+) -> dict[str, _TrainingRun]:
+    """One forecaster run over a training window, forecasting at each issue under every future
+    rain of ``futures`` (name -> per-hour rain). The state does not depend on the future rain,
+    so the model is stepped once for all scenarios."""
     first = q_obs[np.isfinite(q_obs)]
     state = state_for_discharge(params, float(m3s_to_mm(first[0], area_km2))) if first.size \
         else None
     forecaster = CatchmentForecaster(params=params, area_km2=area_km2, gains=(0.0,) * LEADS,
                                      state=state)
     n = len(hours)
-    errors, ages, raw, target, persistence = [], [], [], [], []
+    errors, ages, target, persistence = [], [], [], []
+    raw: dict[str, list[FloatArray]] = {name: [] for name in futures}
     for i in range(n):
         forecaster.step(hours[i], rain[i], pet[i], q_obs[i])
         if i < warmup or i + LEADS >= n:
@@ -331,14 +335,19 @@ def _training_run(
         errors.append(forecaster.last_error_m3s)
         ages.append(forecaster.error_age_h)
         persistence.append(forecaster.persistence_m3s())
-        raw.append(forecaster.raw_forecast(future[i], pet[i]))
+        for name, future in futures.items():
+            raw[name].append(forecaster.raw_forecast(future[i], pet[i]))
         target.append(q_obs[i + 1 : i + 1 + LEADS])
-    return _TrainingRun(
-        errors=np.array(errors, dtype=np.float64), ages=np.array(ages, dtype=np.int64),
-        raw=np.array(raw, dtype=np.float64).reshape(-1, LEADS),
-        target=np.array(target, dtype=np.float64).reshape(-1, LEADS),
-        persistence=np.array(persistence, dtype=np.float64),
-    )
+    shared = {
+        "errors": np.array(errors, dtype=np.float64),
+        "ages": np.array(ages, dtype=np.int64),
+        "target": np.array(target, dtype=np.float64).reshape(-1, LEADS),
+        "persistence": np.array(persistence, dtype=np.float64),
+    }
+    return {
+        name: _TrainingRun(raw=np.array(values, dtype=np.float64).reshape(-1, LEADS), **shared)
+        for name, values in raw.items()
+    }
 
 
 def _compose(runs: dict[str, _TrainingRun], choice: Sequence[str]) -> _TrainingRun:
@@ -460,20 +469,32 @@ def calibrate(
             for scenario in scenarios
         }
 
-        def objective(
-            candidate: GR4HParams, choice: tuple[str, ...], gauge: Gauge = gauge,
-            q_obs: FloatArray = q_obs, code: str = code,
+        def score_all(
+            candidate: GR4HParams, names: Sequence[str], choice: tuple[str, ...] | None = None,
+            gauge: Gauge = gauge, q_obs: FloatArray = q_obs, code: str = code,
             futures: dict[str, FloatArray] = futures,
+        ) -> dict[str, _Scored]:
+            """Mean training NSE over leads 1..6 (with its fitted gains, weights and NSE per
+            lead) under each scenario of ``names``, from one forecaster run over the training
+            window; with ``choice``, only that per-lead composition (lead L uses scenario
+            ``choice[L-1]``), keyed by its first scenario."""
+            runs = _training_runs(candidate, gauge.area_km2, hours, rain[code], pet[code],
+                                  q_obs, {name: futures[name] for name in names}, warmup)
+            composed = {choice[0]: _compose(runs, choice)} if choice else runs
+            out: dict[str, _Scored] = {}
+            for name, run in composed.items():
+                gains, weights, scores = _fit_and_score(run)
+                finite = [v for v in scores if np.isfinite(v)]
+                out[name] = ((float(np.mean(finite)) if finite else -np.inf), gains, weights,
+                             scores)
+            return out
+
+        def objective(
+            candidate: GR4HParams, choice: tuple[str, ...], score_all: Callable[
+                ..., dict[str, _Scored]] = score_all,
         ) -> _Scored:
-            """Mean training NSE over leads 1..6 when lead L uses scenario ``choice[L-1]``."""
-            runs = {
-                name: _training_run(candidate, gauge.area_km2, hours, rain[code], pet[code],
-                                    q_obs, futures[name], warmup)
-                for name in dict.fromkeys(choice)
-            }
-            gains, weights, scores = _fit_and_score(_compose(runs, choice))
-            finite = [v for v in scores if np.isfinite(v)]
-            return (float(np.mean(finite)) if finite else -np.inf), gains, weights, scores
+            """The training score when lead L uses scenario ``choice[L-1]``."""
+            return score_all(candidate, tuple(dict.fromkeys(choice)), choice)[choice[0]]
 
         # Each candidate calibration (one, except on small basins) is scored as a forecaster
         # on the training window under every scenario; the best candidate is kept, with its
@@ -481,7 +502,7 @@ def calibrate(
         chosen: tuple[float, str, GR4HParams, float, dict[str, _Scored]] | None = None
         by_candidate: dict[str, float] = {}
         for label, found, found_score in candidates:
-            scored = {name: objective(found, (name,) * LEADS) for name in scenarios}
+            scored = score_all(found, scenarios)
             best_here = max(result[0] for result in scored.values())
             by_candidate[label] = best_here
             if chosen is None or best_here > chosen[0]:
