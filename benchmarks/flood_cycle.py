@@ -6,8 +6,8 @@
 Loads the demo city's rain and water-level gauges (``--full-city``: all ~39,000 entities) into
 a temporary broker, starts the October 2014 replay (``../shared/data/flood/cance``; the radar
 moved onto Nîmes), and times ``FloodApp.run_cycle`` in process (LocalContextClient): each cycle
-reads the 50 gauges, reads the radar frames, nowcasts 6 h, steps and forecasts the 10
-catchments, decides vigilance and writes 10 warning points (+ alerts). Cycles advance one
+reads the 50 gauges, reads the radar frames, nowcasts 6 h, steps and forecasts the 11
+catchments, decides vigilance and writes 11 warning points (+ alerts). Cycles advance one
 scenario hour each (the storm's heaviest hours), so every cycle steps the models and reads a
 new radar frame. Target (issue 4): <= 10 s per cycle on 2 cores.
 Prints one JSON line on stdout (median and max of the timed cycles).

@@ -26,7 +26,7 @@ async def test_services_start_the_flood_app_and_stop_it(tmp_path: Path) -> None:
         (running,) = services.apps
         await asyncio.wait_for(running.app.cycle_done.wait(), timeout=60)
         report = running.app.last_report
-        assert report is not None and len(report.points) == 10
+        assert report is not None and len(report.points) == 11
         # no demo gauges in this tenant: every point says so, none is silenced
         assert all(p.written and p.confidence < 1 for p in report.points.values())
         client = LocalContextClient(services.broker, tenant="nimes", context=SDM_ENVIRONMENT)
@@ -76,7 +76,7 @@ async def test_the_app_runs_over_http_like_against_any_broker(tmp_path: Path) ->
         local = LocalContextClient(services.broker, tenant="nimes", context=SDM_ENVIRONMENT)
         points = await local.query_entities(type="FloodMonitoring", q="vigilanceLevel==\"green\"",
                                             options="keyValues")
-        assert len(points) == 10
+        assert len(points) == 11
     finally:
         await services.close()
 

@@ -28,7 +28,7 @@ def config_errors(tmp_path: Path, text: str) -> str:
 def test_bundled_nimes_config_is_valid_and_matches_the_demo_gauges() -> None:
     config = load_config()
     assert {c.id for c in config.catchments} >= {"ales", "uzes", "camplanier", "valladas",
-                                                 "saint-cesaire", "vistre", "agau"}
+                                                 "saint-cesaire", "vistre", "agau", "valdegour"}
     counts = DemoCounts(streetlights=1, cameras=1, weather_stations=1, seismometers=1,
                         ev_stations=1, waste_containers=1, traffic_counters=1)
     names = {e["id"]: e["name"]["value"] for _, batch in build_city(counts) for e in batch

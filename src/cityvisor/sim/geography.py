@@ -44,6 +44,10 @@ CADEREAUX: dict[str, list[tuple[float, float]]] = {
     "Vistre": [(4.4200, 43.8300), (4.3900, 43.8100), (4.3600, 43.8000), (4.3300, 43.7900),
                (4.3000, 43.7800)],
     "Canal de l'Agau": [(4.3470, 43.8410), (4.3560, 43.8350), (4.3650, 43.8270)],
+    # Drains the garrigue above the Valdegour district (west of the city) between the
+    # Saint-Césaire and Valladas courses.
+    "Cadereau de Valdegour": [(4.3000, 43.8500), (4.3070, 43.8400), (4.3120, 43.8300),
+                              (4.3180, 43.8200)],
 }
 
 
