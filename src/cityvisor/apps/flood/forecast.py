@@ -335,8 +335,14 @@ def _training_runs(
         errors.append(forecaster.last_error_m3s)
         ages.append(forecaster.error_age_h)
         persistence.append(forecaster.persistence_m3s())
+        # Scenarios often assume the same rain (dry hours: all zero): run each rain once.
+        runs: dict[bytes, FloatArray] = {}
         for name, future in futures.items():
-            raw[name].append(forecaster.raw_forecast(future[i], pet[i]))
+            rain_ahead = np.ascontiguousarray(future[i], dtype=np.float64)
+            key = rain_ahead.tobytes()
+            if key not in runs:
+                runs[key] = forecaster.raw_forecast(rain_ahead, pet[i])
+            raw[name].append(runs[key])
         target.append(q_obs[i + 1 : i + 1 + LEADS])
     shared = {
         "errors": np.array(errors, dtype=np.float64),
