@@ -191,6 +191,7 @@ def run_evaluation(
     # Verification: observations up to test_until + 6 h (after the replay, never inside it).
     end = test_until + LEADS * HOUR
     n_issue = len(issue_times)
+    per_lead = any(not isinstance(model.scenario, str) for model in models.values())
     result: dict[str, Any] = {
         "train": [_iso(train_from), _iso(train_until)],
         "test": [_iso(test_from), _iso(test_until)],
@@ -203,7 +204,8 @@ def run_evaluation(
             "correction": "additive output-error correction, least-squares gain per lead",
             "future_rain": "radar nowcast (optical-flow extrapolation), persistence of the "
                            "last hour's basin rain, their blend or zero, possibly damped: the "
-                           "best on the training window per gauge and lead",
+                           "best on the training window per gauge"
+                           + (" and lead" if per_lead else ""),
             "refine_evals": refine_evals,
         },
         "gauges": {},
