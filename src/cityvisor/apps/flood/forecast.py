@@ -335,14 +335,10 @@ def _training_runs(
         errors.append(forecaster.last_error_m3s)
         ages.append(forecaster.error_age_h)
         persistence.append(forecaster.persistence_m3s())
-        # Scenarios often assume the same rain (dry hours: all zero): run each rain once.
-        runs: dict[bytes, FloatArray] = {}
-        for name, future in futures.items():
-            rain_ahead = np.ascontiguousarray(future[i], dtype=np.float64)
-            key = rain_ahead.tobytes()
-            if key not in runs:
-                runs[key] = forecaster.raw_forecast(rain_ahead, pet[i])
-            raw[name].append(runs[key])
+        # Scenarios often assume the same rain (dry hours: all zero), run once each.
+        for name, forecast in zip(raw, forecaster.raw_forecasts(
+                [future[i] for future in futures.values()], pet[i]), strict=True):
+            raw[name].append(forecast)
         target.append(q_obs[i + 1 : i + 1 + LEADS])
     shared = {
         "errors": np.array(errors, dtype=np.float64),

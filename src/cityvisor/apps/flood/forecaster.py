@@ -37,7 +37,7 @@ and a NaN discharge skips the updating.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -279,34 +279,39 @@ class CatchmentForecaster:
         ``(6, 6)`` array whose row L-1 is the rain assumed for lead L (a per-lead scenario,
         :func:`future_rain` with 6 scenarios).
         """
+        given = np.asarray(future_rain_mm, dtype=np.float64)
+        if given.ndim not in (2, 3):
+            return self.raw_forecasts([given.ravel()], pet_mm)[0]
+        # One rain series per lead (a per-lead scenario), or an ensemble
+        # (:data:`ENSEMBLE_MEMBERS`) where ``given[L-1, m]`` is member m's rain for lead L:
+        # lead L is the mean over members of the runs they drive (a per-lead scenario is an
+        # ensemble of one member).
+        kind = "a per-lead" if given.ndim == 2 else "an ensemble"
+        if given.shape[0] != LEADS:
+            raise ValueError(f"{kind} future rain needs {LEADS} rows, got {given.shape[0]}")
+        members = given[:, np.newaxis] if given.ndim == 2 else given
+        runs = np.array(self.raw_forecasts(members.reshape(-1, members.shape[-1]), pet_mm))
+        runs = runs.reshape(LEADS, members.shape[1], LEADS)
+        return np.asarray(runs[np.arange(LEADS), :, np.arange(LEADS)].mean(axis=1),
+                          dtype=np.float64)
+
+    def raw_forecasts(self, rains_mm: Iterable[Sequence[float] | FloatArray],
+                      pet_mm: float) -> list[FloatArray]:
+        """:meth:`raw_forecast` under each of several rain series (each the rain of the next
+        hours); identical series (after NaN and negative hours count as 0) are run once."""
         pet = float(pet_mm)
         if not (math.isfinite(pet) and pet >= 0.0):
             pet = self.last_pet_mm
-        given = np.asarray(future_rain_mm, dtype=np.float64)
-        if given.ndim in (2, 3):
-            # One rain series per lead (a per-lead scenario), or an ensemble
-            # (:data:`ENSEMBLE_MEMBERS`) where ``given[L-1, m]`` is member m's rain for lead L:
-            # lead L is the mean over members of the runs they drive (a per-lead scenario is
-            # an ensemble of one member); identical rain series are run once.
-            kind = "a per-lead" if given.ndim == 2 else "an ensemble"
-            if given.shape[0] != LEADS:
-                raise ValueError(f"{kind} future rain needs {LEADS} rows, got {given.shape[0]}")
-            members = given[:, np.newaxis] if given.ndim == 2 else given
-            out = np.zeros(LEADS)
-            runs: dict[bytes, FloatArray] = {}
-            for lead in range(LEADS):
-                values = []
-                for member in members[lead]:
-                    rain = _rain_vector(member)
-                    key = rain.tobytes()
-                    if key not in runs:
-                        runs[key] = gr4h(rain, np.full(LEADS, pet), self.params, self.state)[0]
-                    values.append(runs[key][lead])
-                out[lead] = float(np.mean(values))
-            return np.asarray(mm_to_m3s(out, self.area_km2), dtype=np.float64)
-        q_mm, _ = gr4h(_rain_vector(given.ravel()), np.full(LEADS, pet), self.params,
-                       self.state)
-        return np.asarray(mm_to_m3s(q_mm, self.area_km2), dtype=np.float64)
+        done: dict[bytes, FloatArray] = {}
+        out = []
+        for values in rains_mm:
+            rain = _rain_vector(np.asarray(values, dtype=np.float64).ravel())
+            key = rain.tobytes()
+            if key not in done:
+                q_mm, _ = gr4h(rain, np.full(LEADS, pet), self.params, self.state)
+                done[key] = np.asarray(mm_to_m3s(q_mm, self.area_km2), dtype=np.float64)
+            out.append(done[key])
+        return out
 
     def correction(self) -> FloatArray:
         """The output-error correction (m³/s) added to leads 1..6 now."""
