@@ -17,7 +17,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,16 +24,10 @@ import time
 from pathlib import Path
 
 import httpx
+from _server import cli_command, free_port, proc_status
 
-CLI = str(Path(sys.executable).with_name("cityvisor"))
 TICKS = os.sysconf("SC_CLK_TCK")
 RATE_LINE = re.compile(r"^live: (.*)$", re.M)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -52,7 +45,7 @@ def measure(live: bool, seconds: float, speed: float, warmup: float) -> dict[str
         data = Path(tmp) / "demo"
         log = Path(tmp) / "demo.log"
         port = free_port()
-        args = [CLI, "demo", "--port", str(port), "--data-dir", str(data),
+        args = [*cli_command(), "demo", "--port", str(port), "--data-dir", str(data),
                 "--report-every", str(max(seconds / 2, 5))]
         args += ["--speed", str(speed)] if live else ["--no-live"]
         env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb"}
@@ -74,9 +67,7 @@ def measure(live: bool, seconds: float, speed: float, warmup: float) -> dict[str
             cpu0, size0, t0 = cpu_seconds(process.pid), db_bytes(data), time.monotonic()
             time.sleep(seconds)
             cpu1, size1, t1 = cpu_seconds(process.pid), db_bytes(data), time.monotonic()
-            rss_kb = int(next(line.split()[1] for line in
-                              Path(f"/proc/{process.pid}/status").read_text().splitlines()
-                              if line.startswith("VmRSS")))
+            rss_kb = proc_status(process.pid, "VmRSS") or 0
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)

@@ -162,6 +162,7 @@ def phase_upsert(server: BenchServer, bodies: list[bytes], n: int) -> dict[str, 
 def phase_raw_sqlite(source: Path, n: int) -> dict[str, Any]:
     """Insert the rows the server stored into a fresh file: same schema, PRAGMAs, transactions."""
     from cityvisor.store.sqlite import GEO_SLOTS, SCHEMA, _configure
+    from cityvisor.store.sqlite_temporal import ATTR_BITS, ATTR_MASK
     from cityvisor.store.sqlite_temporal import SCHEMA as TEMPORAL_SCHEMA
 
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
@@ -199,7 +200,7 @@ def phase_raw_sqlite(source: Path, n: int) -> dict[str, Any]:
                     "SELECT series, entity_type, dataset_id, observed_at, created_at, "
                     "modified_at, deleted_at, num, value FROM temporal_instances "
                     "WHERE series BETWEEN ? AND ?",
-                    (entity_rowid << 20, (entity_rowid << 20) + (1 << 20) - 1)).fetchall()
+                    (entity_rowid << ATTR_BITS, (entity_rowid << ATTR_BITS) | ATTR_MASK)).fetchall()
             attrs = src.execute("SELECT id, iri FROM temporal_attrs").fetchall()
             t0 = time.perf_counter()
             dst.execute("BEGIN IMMEDIATE")

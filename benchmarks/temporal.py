@@ -38,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _server import BenchServer
 from entities import Client, percentiles
 
+from cityvisor.store.sqlite_temporal import ATTR_BITS
+
 BASE = "/ngsi-ld/v1"
 TENANT = "bench"
 DAY = datetime(2026, 1, 1, tzinfo=UTC)
@@ -102,7 +104,7 @@ def load_bulk(db: Path, rows: int, first_entity: int) -> dict[str, Any]:
                       created, created))
         conn.execute("INSERT OR IGNORE INTO temporal_attrs (iri) VALUES (?)", (ATTR,))
         (series,) = conn.execute(
-            "SELECT ((SELECT rowid FROM temporal_entities WHERE id = ?) << 20) | "
+            f"SELECT ((SELECT rowid FROM temporal_entities WHERE id = ?) << {ATTR_BITS}) | "
             "(SELECT id FROM temporal_attrs WHERE iri = ?)", (eid, ATTR)).fetchone()
         batch = []
         for i in range(count):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import sys
 from datetime import UTC, datetime
@@ -47,18 +46,9 @@ def _settings(config: Path | None, **overrides: object) -> Settings:
 
 
 def _run(settings: Settings, services: object | None = None) -> None:
-    import uvicorn
+    from cityvisor.web import create_web_app, serve
 
-    from cityvisor.web import create_web_app
-
-    asgi = create_web_app(settings, services)  # type: ignore[arg-type]
-    # Objects alive at start-up (modules, contexts) never become garbage: keep them out of the
-    # collector's scans, and collect less often (requests allocate many short-lived dicts).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
-    uvicorn.run(asgi, host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=False, server_header=False)
+    serve(settings, create_web_app(settings, services))  # type: ignore[arg-type]
 
 
 @app.command()

@@ -9,7 +9,6 @@ then ticks in the server's event loop and writes through a ``LocalContextClient`
 
 from __future__ import annotations
 
-import gc
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -168,19 +167,10 @@ def with_live_city(app: ASGIApp, live: LiveCity) -> ASGIApp:
 
 def serve_demo(settings: Settings, services: Services, live: LiveCity | None) -> None:
     """Serve the web app (API, console, portal) with the live city running alongside."""
-    import uvicorn
-
-    from cityvisor.web import create_web_app
+    from cityvisor.web import create_web_app, serve
 
     asgi = create_web_app(settings, services)
-    if live is not None:
-        asgi = with_live_city(asgi, live)
-    # As `cityvisor serve`: start-up objects never become garbage; collect less often.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
-    uvicorn.run(asgi, host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=False, server_header=False)
+    serve(settings, asgi if live is None else with_live_city(asgi, live))
 
 
 def print_report(line: str) -> None:

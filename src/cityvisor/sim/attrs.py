@@ -26,4 +26,10 @@ def prop(value: Any, unit: str | None = None, at: str | None = None) -> dict[str
     return attr
 
 
-__all__ = ["date_time", "iso", "prop"]
+def observed(value: Any, at: str, unit: str | None = None) -> dict[str, Any]:
+    """A Property observed at ``at`` (with its UN/CEFACT ``unit``: a fragment sent alone in a
+    merge keeps the attribute's other members, but the unit is restated for other brokers)."""
+    return prop(value, unit, at)
+
+
+__all__ = ["date_time", "iso", "observed", "prop"]

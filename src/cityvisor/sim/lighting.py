@@ -36,7 +36,8 @@ import numpy as np
 from astral import Observer
 from astral.sun import sunrise, sunset
 
-from cityvisor.sim.live import date_time, entities_of, iso, observed
+from cityvisor.sim.attrs import date_time, iso, observed
+from cityvisor.sim.live import entities_of
 from cityvisor.sim.nimes import Batch, Entity
 from cityvisor.sim.population import Population
 

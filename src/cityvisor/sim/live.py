@@ -30,7 +30,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from cityvisor.client import ContextClient
-from cityvisor.sim.attrs import date_time, iso
 from cityvisor.sim.nimes import Batch, Entity
 from cityvisor.tasks import cancel_and_wait
 
@@ -56,15 +55,6 @@ class Simulator(Protocol):
 
 
 # --------------------------------------------------------------------------- helpers for simulators
-
-
-def observed(value: Any, at: str, unit: str | None = None) -> dict[str, Any]:
-    """A Property observed at ``at`` (with its UN/CEFACT ``unit``: a fragment sent alone in a
-    merge keeps the attribute's other members, but the unit is restated for other brokers)."""
-    attr: dict[str, Any] = {"type": "Property", "value": value, "observedAt": at}
-    if unit:
-        attr["unitCode"] = unit
-    return attr
 
 
 def entities_of(city: Sequence[Batch], entity_type: str) -> tuple[list[str], list[Entity]]:
@@ -483,5 +473,4 @@ def _by_context(batches: list[Batch]) -> list[tuple[tuple[str, ...], list[Entity
 
 
 __all__ = ["CHUNK", "Clock", "FakeClock", "LiveCity", "SimulatedClock", "Simulator",
-           "SimulatorStats", "date_time", "describe_rates", "entities_of", "initial_entities", "iso",
-           "observed"]
+           "SimulatorStats", "describe_rates", "entities_of", "initial_entities"]

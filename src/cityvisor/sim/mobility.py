@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from cityvisor.sim.live import iso, observed
+from cityvisor.sim.attrs import iso, observed
 from cityvisor.sim.nimes import Batch, Entity
 from cityvisor.sim.population import Population
 
@@ -61,7 +61,7 @@ class ChargingSimulator(Population):
         for i, e in enumerate(stations):
             if e.get("status", {}).get("value") == "outOfService":
                 self.out_until[i] = float("inf")  # repaired at the first tick's draw
-        self.started = self.ended = self.turned_away = 0
+        self.started = self.ended = 0
 
     # ------------------------------------------------------------ model
 
@@ -123,8 +123,6 @@ class ChargingSimulator(Population):
                 self.sessions[i].append(self._new_session(i, float(rng.uniform(a, b))))
                 self.started += 1
                 changed = True
-            else:
-                self.turned_away += 1
         return changed
 
     # ------------------------------------------------------------ Simulator protocol

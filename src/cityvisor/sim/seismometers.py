@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from cityvisor.sim.live import date_time, iso, observed
+from cityvisor.sim.attrs import date_time, iso, observed
 from cityvisor.sim.nimes import Batch, Entity
 from cityvisor.sim.population import Population
 

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from cityvisor.sim.live import date_time, iso, observed
+from cityvisor.sim.attrs import date_time, iso, observed
 from cityvisor.sim.nimes import Batch, Entity
 from cityvisor.sim.population import Population
 
@@ -82,8 +82,6 @@ class WasteSimulator(Population):
         self.level = np.array([float(e.get("fillingLevel", {}).get("value", 0.0))
                                for e in containers])
         self.status = [e.get("status", {}).get("value", "ok") for e in containers]
-        self.last_emptied: list[float | None] = [None] * n
-        self.emptied = 0
 
     # ------------------------------------------------------------ model
 
@@ -142,7 +140,6 @@ class WasteSimulator(Population):
         share_now = self._deposit_share(t)
         for i, entity in enumerate(self.entities):
             emptied = self._last_round(i, t)
-            self.last_emptied[i] = emptied
             level = self.rate[i] * (share_now - self._deposit_share(emptied))
             self.level[i] = float(np.clip(level + 0.02 + noise[i], 0.0, 1.0))
             out.append({**entity, **self._fragment(i, at), "status": observed("ok", at),
@@ -164,8 +161,6 @@ class WasteSimulator(Population):
         out: dict[int, Entity] = {}
         for i, when in self._emptyings(a, b).items():
             self.level[i] = float(self._rng.uniform(0, 0.03))
-            self.last_emptied[i] = when
-            self.emptied += 1
             fragment = self._fragment(i, at)
             fragment["dateLastEmptying"] = date_time(iso(datetime.fromtimestamp(when, UTC)))
             out[i] = fragment

@@ -242,8 +242,9 @@ class OccitanieWeather:
         humidity = np.clip(humidity + rng.normal(0, 0.02, lon.shape), 0.15, 1.0)
         # pressure and wind (the gradient turned 90° + friction towards the low)
         pressure = 1015.0 + sum(w.value(lon, lat, hours) for w in self.pressure_waves)
-        gx = sum(w.gradient(lon, lat, hours)[0] for w in self.pressure_waves)
-        gy = sum(w.gradient(lon, lat, hours)[1] for w in self.pressure_waves)
+        gradients = [w.gradient(lon, lat, hours) for w in self.pressure_waves]
+        gx = sum(g[0] for g in gradients)
+        gy = sum(g[1] for g in gradients)
         gradient = np.hypot(gx, gy)  # hPa per degree
         # wind blows towards (-gy, gx) rotated 30° towards the low (-gx, -gy)
         towards = np.arctan2(-gy, gx) + np.radians(30)
