@@ -267,3 +267,22 @@ def test_a_per_lead_future_rain_reads_each_lead_from_its_own_scenario() -> None:
         future_rain(["zero"] * 5, 3.0, [])
     with pytest.raises(ValueError, match="6 rows"):
         forecaster.forecast(np.zeros((5, LEADS)), 0.05)
+
+
+def test_several_rains_at_once_match_one_at_a_time() -> None:
+    # raw_forecasts (the training runs' path) gives what raw_forecast gives for each rain,
+    # a per-lead scenario and an ensemble included; identical rains share one run.
+    rain, pet = storm()
+    forecaster = CatchmentForecaster(params=PARAMS, area_km2=AREA, gains=(0.0,) * LEADS)
+    for i in range(22):
+        forecaster.step(T0 + i * HOUR, rain[i], pet[i], float("nan"))
+    nowcast_mm = [8.0, 6.0, 4.0, 2.0, 1.0, 0.0]
+    rains = [future_rain(name, 12.0, nowcast_mm)
+             for name in ("zero", "blend", "ensemble", "zero", "nowcast*1.25")]
+    rains.append(future_rain(["zero", "blend", "blend", "nowcast", "zero", "zero"], 12.0,
+                             nowcast_mm))
+    together = forecaster.raw_forecasts(rains, 0.05)
+    for given, got in zip(rains, together, strict=True):
+        assert got.tolist() == forecaster.raw_forecast(given, 0.05).tolist()
+    assert together[0] is together[3]
+    assert together[2].tolist() != together[0].tolist()  # the ensemble is not its zero member

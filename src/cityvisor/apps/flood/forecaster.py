@@ -305,7 +305,11 @@ class CatchmentForecaster:
         done: dict[bytes, FloatArray] = {}
         out = []
         for values in rains_mm:
-            rain = _rain_vector(np.asarray(values, dtype=np.float64).ravel())
+            given = np.asarray(values, dtype=np.float64)
+            if given.ndim > 1:  # a per-lead scenario or an ensemble: its own runs
+                out.append(self.raw_forecast(given, pet_mm))
+                continue
+            rain = _rain_vector(given)
             key = rain.tobytes()
             if key not in done:
                 q_mm, _ = gr4h(rain, np.full(LEADS, pet), self.params, self.state)
