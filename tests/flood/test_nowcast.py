@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cityvisor.apps.flood.nowcast import BLOCK_CELLS, advect, estimate_motion, nowcast
+from cityvisor.apps.flood.nowcast import (
+    BLOCK_CELLS,
+    advect,
+    consecutive_frames,
+    estimate_motion,
+    nowcast,
+)
 
 
 def rain_cells(shape: tuple[int, int], centres: list[tuple[float, float, float, float]]
@@ -111,3 +117,22 @@ def test_bad_input_is_a_clear_error(frames: list[np.ndarray], leads: int, messag
                                     ) -> None:
     with pytest.raises(ValueError, match=message):
         nowcast(frames, leads=leads)
+
+
+def test_only_the_last_run_of_consecutive_grids_is_nowcast() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime(2014, 10, 12, tzinfo=UTC)
+    grid = [np.full((4, 4), float(k)) for k in range(6)]
+    hours = [t0 + timedelta(hours=k) for k in range(6)]
+    full = consecutive_frames(list(zip(hours, grid, strict=True)))
+    assert [g[0, 0] for g in full] == [2.0, 3.0, 4.0, 5.0]  # the last 4
+    # a missing grid, a skipped hour or a new grid shape ends the run
+    gap = consecutive_frames([(hours[0], grid[0]), (hours[1], None), (hours[2], grid[2]),
+                              (hours[3], grid[3])])
+    assert [g[0, 0] for g in gap] == [2.0, 3.0]
+    skipped = consecutive_frames([(hours[0], grid[0]), (hours[2], grid[2]), (hours[3], grid[3])])
+    assert [g[0, 0] for g in skipped] == [2.0, 3.0]
+    reshaped = consecutive_frames([(hours[0], np.zeros((5, 5))), (hours[1], grid[1])])
+    assert [g[0, 0] for g in reshaped] == [1.0]
+    assert consecutive_frames([(hours[0], grid[0]), (hours[1], None)]) == []

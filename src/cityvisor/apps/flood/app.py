@@ -46,7 +46,10 @@ import numpy as np
 
 from cityvisor.apps.flood.config import Catchment, FloodConfig, WarningPoint, is_finite
 from cityvisor.apps.flood.forecaster import CatchmentForecaster, future_rain
-from cityvisor.apps.flood.nowcast import nowcast
+from cityvisor.apps.flood.hours import HOUR
+from cityvisor.apps.flood.hours import iso as _iso
+from cityvisor.apps.flood.nowcast import FRAMES as NOWCAST_FRAMES
+from cityvisor.apps.flood.nowcast import consecutive_frames, nowcast
 from cityvisor.apps.flood.sources import (
     CellMask,
     NoRadar,
@@ -59,6 +62,7 @@ from cityvisor.apps.flood.sources import (
 from cityvisor.apps.flood.vigilance import LEVEL_FR, SEVERITY, VigilanceState, rank, trend, update
 from cityvisor.client import ContextClient
 from cityvisor.ngsild.errors import NonexistentTenant, ResourceNotFound
+from cityvisor.ngsild.model import NULL
 
 __all__ = ["FloodApp", "CycleReport", "PointReport", "SDM_ALERT", "SDM_ENVIRONMENT", "SDM_WEATHER"]
 
@@ -71,10 +75,8 @@ SDM_ALERT = _SDM.format("Alert")
 LIVE_PROVIDER = "cityvisor — prévision des crues"
 STATE_FILE = "flood-state.json"
 STATE_VERSION = 1
-HOUR = timedelta(hours=1)
 #: Hours caught up with radar rain after an outage (the forecaster fills longer gaps dry).
 MAX_CATCH_UP_H = 24
-NOWCAST_FRAMES = 3
 QUERY_CHUNK = 50
 BIAS_LIMITS = (0.5, 2.0)
 TREND_FR = {"rising": "en hausse", "steady": "stable", "falling": "en baisse"}
@@ -85,10 +87,6 @@ Entity = dict[str, Any]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _iso(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _local_hm(when: datetime) -> str:
@@ -495,11 +493,9 @@ class FloodApp:
         latest = frames.get(hour)
         if latest is None or latest.values is None:
             return None
-        recent = [frames[h] for h in sorted(frames) if h > hour - NOWCAST_FRAMES * HOUR
-                  and frames[h].values is not None
-                  and frames[h].values.shape == latest.values.shape]  # type: ignore[union-attr]
+        recent = consecutive_frames([(h, frames[h].values) for h in sorted(frames) if h <= hour])
         try:
-            grids = nowcast([f.values for f in recent], leads=self.config.leads_h)  # type: ignore[misc]
+            grids = nowcast(recent, leads=self.config.leads_h)
         except Exception as error:
             report.errors.append(f"prévision radar impossible : {error}")
             return None
@@ -622,7 +618,7 @@ class FloodApp:
             await client.merge_entity(entity["id"], fragment)
         except (ResourceNotFound, NonexistentTenant):  # first write: create (nothing to delete yet)
             await client.create_entity({k: v for k, v in entity.items()
-                                        if v != "urn:ngsi-ld:null"})
+                                        if v != NULL})
 
     async def _write(self, point: WarningPoint, report: PointReport, now: datetime,
                      result: _CatchmentResult | None) -> None:
@@ -700,13 +696,13 @@ class FloodApp:
             alert["validTo"] = _datetime(now)
         elif written in (None, "green"):  # a new episode: starts now, no end yet
             alert["validFrom"] = _datetime(now)
-            alert["validTo"] = "urn:ngsi-ld:null"
+            alert["validTo"] = NULL
         if raised and level != "green":
             alert["workflowState"] = _prop("new", at=now)
         try:
             await self._upsert(self.alerts, alert)
         except Exception:
-            if alert.get("validTo") != "urn:ngsi-ld:null":
+            if alert.get("validTo") != NULL:
                 raise
             alert.pop("validTo")  # a broker without NGSI-LD null deletion
             await self._upsert(self.alerts, alert)

@@ -24,7 +24,7 @@ import csv
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from cityvisor.apps.flood.forecast import (
     replay,
 )
 from cityvisor.apps.flood.hours import HOUR, FloatArray
+from cityvisor.apps.flood.hours import iso as _iso
 
 __all__ = [
     "CSV_COLUMNS",
@@ -142,10 +143,6 @@ def warning_scores(
         "csi": hits / (len(crossings) + false) if crossings or false else None,
         "median_warning_lead_min": 60.0 * statistics.median(lead_times) if lead_times else None,
     }
-
-
-def _iso(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def run_evaluation(

@@ -56,6 +56,7 @@ from cityvisor.apps.flood.dataset import (
     read_geotiff,
 )
 from cityvisor.apps.flood.forecaster import (
+    LEADS,
     SCENARIOS,
     CatchmentForecaster,
     combine_with_persistence,
@@ -68,7 +69,8 @@ from cityvisor.apps.flood.forecaster import (
     scenario_label,
     scenario_uses_nowcast,
 )
-from cityvisor.apps.flood.nowcast import nowcast
+from cityvisor.apps.flood.nowcast import FRAMES as NOWCAST_FRAMES
+from cityvisor.apps.flood.nowcast import consecutive_frames, nowcast
 
 __all__ = [
     "LEADS",
@@ -84,7 +86,6 @@ __all__ = [
     "replay",
 ]
 
-LEADS = 6
 #: Fit, on the training window, a per-lead weight of the model against persistence of the
 #: observed discharge (least squares, clipped to [0, 1]; 1 = the model alone). Off: on the
 #: Cance it changed the held-out skill by −0.17..+0.18 (+0.01 at 5 h on the 107 km² gauge) and
@@ -123,8 +124,6 @@ def _scenarios() -> tuple[str, ...]:
                  if ENSEMBLE_CANDIDATE or parse_scenario(name)[0] != "ensemble")
 
 
-#: Radar grids the nowcast looks back on (3 motion pairs: steadier than 1–2 on hourly frames).
-NOWCAST_FRAMES = 4
 #: Open-loop calibration objective: the mean of NSE (flood peaks) and KGE (volume, variability).
 #: On the Cance it gave better held-out forecasts than NSE alone in both splits (see
 #: docs/flood-models.md, where that choice is reported as made on the test events).
@@ -256,17 +255,14 @@ class _Forcing:
         Uses the consecutive grids read last (a missing grid breaks the sequence); no grid at
         all gives zero rain.
         """
-        frames: list[Raster] = []
-        for _, grid in reversed(self._frames):
-            if grid is None or (frames and grid.shape != frames[-1].shape):
-                break
-            frames.append(grid)
-        if not frames:
+        grids = consecutive_frames(
+            [(hour, None if grid is None else grid.values) for hour, grid in self._frames])
+        latest = self._frames[-1][1] if self._frames else None
+        if not grids or latest is None:
             return {code: np.zeros(LEADS) for code in self.masks}
-        frames.reverse()
-        future = nowcast([f.values for f in frames], LEADS)
+        future = nowcast(grids, LEADS)
         out: dict[str, FloatArray] = {}
-        for code, mask in self._masks_for(frames[-1].transform, frames[-1].shape).items():
+        for code, mask in self._masks_for(latest.transform, latest.shape).items():
             cells = future[:, mask.mask]
             out[code] = cells.mean(axis=1) if cells.shape[1] else np.zeros(LEADS)
         return out

@@ -32,13 +32,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import datetime
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["BLOCK_CELLS", "advect", "estimate_motion", "nowcast"]
+from cityvisor.apps.flood.hours import HOUR, FloatArray
 
-FloatArray = NDArray[np.float64]
+__all__ = ["BLOCK_CELLS", "FRAMES", "advect", "consecutive_frames", "estimate_motion", "nowcast"]
+
+#: Hourly grids a nowcast looks back on (3 motion pairs: steadier than 1–2 on hourly frames).
+FRAMES = 4
+
 
 #: Grids with at least this many cells on a side get a per-block motion refinement.
 BLOCK_CELLS = 64
@@ -254,3 +259,24 @@ def nowcast(frames: Sequence[np.ndarray], leads: int = 6) -> np.ndarray:
             latest = np.where(valid, latest, np.where(previous_valid, previous, 0.0))
     motion = estimate_motion(frames)
     return advect(latest, motion, leads)
+
+
+def consecutive_frames(
+    frames: Sequence[tuple[datetime, FloatArray | None]], limit: int = FRAMES
+) -> list[FloatArray]:
+    """The grids of the last run of consecutive hours, oldest first, at most ``limit``.
+
+    ``frames``: ``(hour, grid or None)`` in hour order, the last being the current hour. The
+    run stops at a missing grid, an hour skipped or a change of grid shape: the motion
+    estimate assumes equally spaced frames of one grid. No current grid: empty.
+    """
+    run: list[FloatArray] = []
+    after: datetime | None = None
+    for hour, grid in reversed(frames):
+        if grid is None or len(run) == limit or (
+                run and (grid.shape != run[-1].shape or after - hour != HOUR)):  # type: ignore[operator]
+            break
+        run.append(grid)
+        after = hour
+    run.reverse()
+    return run

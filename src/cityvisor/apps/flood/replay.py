@@ -39,12 +39,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cityvisor.apps.flood.app import SDM_ENVIRONMENT, SDM_WEATHER
 from cityvisor.apps.flood.config import Catchment, FloodConfig
 from cityvisor.apps.flood.dataset import (
     load_discharge,
@@ -53,6 +54,8 @@ from cityvisor.apps.flood.dataset import (
     read_geotiff,
 )
 from cityvisor.apps.flood.forecast import ObservedDischarge
+from cityvisor.apps.flood.hours import HOUR
+from cityvisor.apps.flood.hours import iso as _iso
 from cityvisor.apps.flood.sources import (
     FileRadarSource,
     GridTransform,
@@ -71,11 +74,6 @@ DEFAULT_DATA_DIR = Path("../shared/data/flood/cance")
 NIMES_TARGET = (4.350, 43.845)
 #: Nîmes must stay this far (m) inside the moved grid.
 EDGE_MARGIN_M = 9000.0
-HOUR = timedelta(hours=1)
-WEATHER_CONTEXT = ("https://raw.githubusercontent.com/smart-data-models/dataModel.Weather/"
-                   "master/context.jsonld")
-ENVIRONMENT_CONTEXT = ("https://raw.githubusercontent.com/smart-data-models/"
-                       "dataModel.Environment/master/context.jsonld")
 
 Entity = dict[str, Any]
 Batch = tuple[list[str], list[Entity]]
@@ -83,10 +81,6 @@ Batch = tuple[list[str], list[Entity]]
 
 class ReplayDataMissing(FileNotFoundError):
     """The Cance data set is not where the scenario looks for it."""
-
-
-def _iso(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Flood2014Replay:
@@ -271,9 +265,9 @@ class Flood2014Replay:
                                                    "unitCode": "MTR", "observedAt": stamp}})
         batches: list[Batch] = []
         if rain_out:
-            batches.append(([WEATHER_CONTEXT], rain_out))
+            batches.append(([SDM_WEATHER], rain_out))
         if level_out:
-            batches.append(([ENVIRONMENT_CONTEXT], level_out))
+            batches.append(([SDM_ENVIRONMENT], level_out))
         return batches
 
     def _gauge_area(self, discharge: ObservedDischarge) -> float:
