@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_left
-from dataclasses import dataclass
 from functools import lru_cache
 
 from cityvisor.data.geo.occitanie import Commune, communes
@@ -37,12 +36,6 @@ def normalize(text: str) -> str:
     bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
     words = _NON_ALNUM.sub(" ", bare).split()
     return " ".join(_ABBREVIATIONS.get(word, word) for word in words)
-
-
-@dataclass(frozen=True)
-class Match:
-    commune: Commune
-    rank: tuple[int, int, str]
 
 
 class CommuneIndex:

@@ -98,7 +98,7 @@ class EventHub:
 
     async def on_change(self, tenant: str | None, ops: list[WriteOp]) -> Sequence[object]:
         """The broker listener: never stages records, only publishes."""
-        if not any(listener.tenant == tenant for listener in self.listeners):
+        if tenant not in self.cache.watched:  # the tenants of the listeners, kept in step
             return ()
         events = await self.describe(ops)
         if events:
@@ -168,7 +168,7 @@ class EventHub:
         """Expired shelving returns alerts to their previous state while consoles watch."""
         while True:
             await asyncio.sleep(SHELVE_SWEEP_S)
-            for tenant in {listener.tenant for listener in self.listeners}:
+            for tenant in list(self.cache.watched):
                 with contextlib.suppress(Exception):
                     await alarms.expire_shelving(self.services, tenant)
 
@@ -265,7 +265,7 @@ _hubs: dict[int, EventHub] = {}
 
 def hub_of(services: Services) -> EventHub:
     hub = _hubs.get(id(services))
-    if hub is None or hub.services is not services:
+    if hub is None:
         hub = _hubs[id(services)] = EventHub(services)
     return hub
 

@@ -44,7 +44,6 @@ class Operator:
     role: str
     tenant: str | None
     authenticated: bool
-    token_id: str | None = None
 
     def may(self, role: str) -> bool:
         return ROLES.index(self.role) >= ROLES.index(role)
@@ -89,8 +88,7 @@ def authenticate(request: Request, role: str = "reader") -> Operator:
         raise Forbidden(f"The token's role {principal.role} cannot do this (needs {role})")
     name = principal.name
     actor = f"{name} (jeton {principal.token_id})" if name else f"jeton {principal.token_id}"
-    return Operator(actor, principal.role, tenant, authenticated=True,
-                    token_id=principal.token_id)
+    return Operator(actor, principal.role, tenant, authenticated=True)
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

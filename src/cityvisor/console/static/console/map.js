@@ -152,10 +152,18 @@ export class CityMap {
         const i = layer.index.get(event.id);
         if (event.deleted) {
           if (i !== undefined) {
-            layer.features.splice(i, 1);
-            layer.ids.splice(i, 1);
-            layer.features.forEach((feature, j) => { feature.id = j; });
-            layer.index = new Map(layer.ids.map((id, j) => [id, j]));
+            // Move the last point into the freed slot (as the server's layer cache does):
+            // a deletion costs O(1), not a renumbering of the whole layer.
+            const last = layer.ids.length - 1;
+            if (i !== last) {
+              layer.features[i] = layer.features[last];
+              layer.features[i].id = i;
+              layer.ids[i] = layer.ids[last];
+              layer.index.set(layer.ids[i], i);
+            }
+            layer.features.pop();
+            layer.ids.pop();
+            layer.index.delete(event.id);
             layer.dirty = true;
           }
           continue;

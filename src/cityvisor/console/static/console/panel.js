@@ -10,7 +10,6 @@ const UNITS = { CEL: '°C', MTR: 'm', MMT: 'mm', KMH: 'km/h', MTS: 'm/s', A97: '
 const RATIOS = new Set(['illuminanceLevel', 'relativeHumidity', 'fillingLevel', 'occupancy', 'batteryLevel', 'confidence']);
 const HIDDEN = new Set(['id', 'type', '@context', 'location']);
 const MAX_CHARTS = 4;
-const LINK_REL = 'http://www.w3.org/ns/json-ld#context';
 
 function first(attr) {
   return Array.isArray(attr) ? (attr.find((a) => !a.datasetId) || attr[0]) : attr;
@@ -235,5 +234,3 @@ export class Panel {
     this.refreshTimer = setTimeout(() => { if (this.current === target) this.show(target).catch(() => {}); }, 300);
   }
 }
-
-export { LINK_REL };
