@@ -180,14 +180,16 @@ def order_key(alert: dict[str, Any]) -> tuple[int, str, str]:
     return (SEVERITY_RANK.get(alert["severity"], 5), alert["dateIssued"] or "9999", alert["id"])
 
 
-async def all_alerts(services: Services, tenant: str | None) -> list[dict[str, Any]]:
+async def all_alerts(services: Services, tenant: str | None,
+                     q: str | None = None) -> list[dict[str, Any]]:
+    """The summaries of the tenant's alerts (those matching the NGSI-LD query ``q``)."""
     if not await services.store.has_tenant(tenant):
         return []
     client = client_for(services, tenant)
     found: list[dict[str, Any]] = []
     offset = 0
     while True:
-        page = await client.query_entities(type="Alert", limit=PAGE, offset=offset)
+        page = await client.query_entities(type="Alert", q=q, limit=PAGE, offset=offset)
         found.extend(summary(entity) for entity in page)
         if len(page) < PAGE:
             return found
@@ -351,7 +353,9 @@ async def expire_shelving(services: Services, tenant: str | None,
     now = now or datetime.now(UTC)
     client = client_for(services, tenant)
     returned = 0
-    for alert in listed if listed is not None else await all_alerts(services, tenant):
+    if listed is None:  # only the shelved ones (the sweep runs every few seconds)
+        listed = await all_alerts(services, tenant, q='workflowState=="shelved"')
+    for alert in listed:
         until = alert["shelvedUntil"]
         if alert["workflowState"] != "shelved" or not isinstance(until, str):
             continue
