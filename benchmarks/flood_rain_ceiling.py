@@ -70,15 +70,16 @@ def run_split(root: Path, name: str, gauges: list[str] | None) -> list[dict[str,
     rain: dict[str, list[float]] = {g.code: [] for g in setup.gauges}
     pet: dict[str, list[float]] = {g.code: [] for g in setup.gauges}
     nowcasts: dict[str, list[np.ndarray]] = {g.code: [] for g in setup.gauges}
-    for hour in hours:
+    first = hours.index(test_from)
+    last = hours.index(test_until)
+    for i, hour in enumerate(hours):
         r, p = forcing.hour(hour)
-        n = forcing.nowcast_rain()
+        # nowcasts are only used from the first issue time on
+        n = forcing.nowcast_rain() if i >= first else dict.fromkeys(rain, np.zeros(LEADS))
         for code in rain:
             rain[code].append(r[code])
             pet[code].append(p[code])
             nowcasts[code].append(n[code])
-    first = hours.index(test_from)
-    last = hours.index(test_until)
     out = []
     for gauge in setup.gauges:
         code = gauge.code
@@ -94,14 +95,16 @@ def run_split(root: Path, name: str, gauges: list[str] | None) -> list[dict[str,
         }
         result: dict[str, object] = {"split": name, "gauge": code,
                                      "future_rain": model.scenario}
-        for way, rain_for in ways.items():
-            forecaster = model.forecaster()
-            issued = []
-            for i, hour in enumerate(hours[: last + 1]):
-                forecaster.step(hour, rain[code][i], pet[code][i], q[i])
-                if i >= first:
-                    issued.append(forecaster.forecast(rain_for(i), pet[code][i]))
-            fc = np.array(issued)
+        # One run: the state does not depend on the rain assumed for the next hours.
+        forecaster = model.forecaster()
+        issued: dict[str, list[np.ndarray]] = {way: [] for way in ways}
+        for i, hour in enumerate(hours[: last + 1]):
+            forecaster.step(hour, rain[code][i], pet[code][i], q[i])
+            if i >= first:
+                for way, rain_for in ways.items():
+                    issued[way].append(forecaster.forecast(rain_for(i), pet[code][i]))
+        for way in ways:
+            fc = np.array(issued[way])
             skills = []
             for lead in range(1, LEADS + 1):
                 target = q[first + lead : last + 1 + lead]
