@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
+from cityvisor.apps.contract import AppContext, AppSetup, RunningApp
 from cityvisor.broker.contexts import ContextRegistry
 from cityvisor.broker.entities import EntityBroker
+from cityvisor.client import LocalContextClient
 from cityvisor.config import Settings
 from cityvisor.security.tokens import TokenStore
 from cityvisor.store.sqlite import SqliteStore
@@ -23,10 +24,10 @@ class Services:
     tokens: TokenStore | None  # None: authentication is off (loopback only)
     subscriptions: Any = None  # cityvisor.notify.Notifications
     temporal: Any = None  # cityvisor.broker.temporal.TemporalBroker
-    apps: list[Any] = field(default_factory=list)  # running in-process apps
-    #: the in-process apps to start: async (services) -> handle with ``async close()``; one per
-    #: name in ``settings.apps``, and any added by the caller (the demo's flood replay)
-    app_factories: list[Any] = field(default_factory=list)
+    apps: list[RunningApp] = field(default_factory=list)  # running in-process apps
+    #: the in-process apps to start, as (name, setup): one per name in ``settings.apps``, and
+    #: any added by the caller (the demo's storm scenario)
+    app_setups: list[tuple[str, AppSetup]] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -45,7 +46,7 @@ class Services:
         from cityvisor.notify import install as install_notifications
 
         services.subscriptions = install_notifications(services)
-        services.app_factories.extend(partial(_start_named_app, name) for name in settings.apps)
+        services.app_setups.extend((name, named_app_setup(name)) for name in settings.apps)
         return services
 
     async def start(self) -> None:
@@ -54,8 +55,14 @@ class Services:
             await self.subscriptions.start()
         if self.temporal is not None:
             self.temporal.start()  # retention purge
-        for factory in self.app_factories:
-            self.apps.append(await factory(self))
+        for name, setup in self.app_setups:
+            self.apps.append(await setup(self.app_context(name)))
+
+    def app_context(self, name: str) -> AppContext:
+        """What app ``name`` gets: in-process clients, the settings, ``<data_dir>/apps/<name>``."""
+        return AppContext(
+            name=name, client=lambda tenant: LocalContextClient(self.broker, tenant=tenant),
+            settings=self.settings.model_dump(), data_dir=self.settings.data_dir / "apps" / name)
 
     async def close(self) -> None:
         for app in reversed(self.apps):  # in-process apps stop first (they write)
@@ -71,12 +78,15 @@ class Services:
             self.tokens.close()
 
 
-async def _start_named_app(name: str, services: Services) -> Any:
-    """``cityvisor.apps.<name>.app.start_in_server(services)`` (setting ``apps``)."""
+def named_app_setup(name: str) -> AppSetup:
+    """``cityvisor.apps.<name>.setup`` (setting ``apps``)."""
     import importlib
 
     try:
-        module = importlib.import_module(f"cityvisor.apps.{name}.app")
+        module = importlib.import_module(f"cityvisor.apps.{name}")
     except ModuleNotFoundError as error:
         raise ValueError(f"setting apps: cannot start app {name!r} ({error})") from None
-    return await module.start_in_server(services)
+    setup = getattr(module, "setup", None)
+    if setup is None:
+        raise ValueError(f"setting apps: {name!r} is not an app (no setup)")
+    return setup  # type: ignore[no-any-return]

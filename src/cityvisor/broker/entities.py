@@ -49,6 +49,8 @@ from cityvisor.store.base import EntityQuery, EntitySelector, Store, WriteOp
 ChangeListener = Callable[[str | None, list[WriteOp]], Awaitable[Sequence[object]]]
 
 MAX_LIMIT = 1000
+#: ``limit`` of an unbounded in-process query (``query_all``)
+ALL = 2**62
 DEFAULT_SHAPE = Shape()
 DEFAULT_LIMIT = 20
 
@@ -326,6 +328,20 @@ class EntityBroker:
         else:
             rendered = [compact_entity(e, terms, rep) for e in result.entities]
         return rendered, result.count
+
+    async def has_tenant(self, tenant: str | None) -> bool:
+        """Whether the tenant holds data (tenants are created by their first write)."""
+        return await self.store.has_tenant(tenant)
+
+    async def query_all(self, tenant: str | None, params: QueryParams,
+                        terms: TermMap) -> list[Entity]:
+        """Every entity matching ``params`` in the stored (expanded) form, without the
+        ``limit`` bound of the API: for in-process readers that build whole views at once
+        (the console's map layers). An unknown tenant has no entities."""
+        entity_query = replace(self.entity_query(replace(params, limit=1), terms), limit=ALL)
+        if not await self.store.has_tenant(tenant):
+            return []
+        return (await self.store.query(tenant, entity_query)).entities
 
     def entity_query(self, params: QueryParams, terms: TermMap) -> EntityQuery:
         """Parse and validate the filters of a query with the caller's term map."""
@@ -862,4 +878,5 @@ def _appended(old: Entity, fragment: dict[str, Any], terms: TermMap, now: str,
     return new, result
 
 
-__all__ = ["BatchResult", "EntityBroker", "QueryParams", "UpdateResult"]
+__all__ = ["ALL", "BatchResult", "ChangeListener", "EntityBroker", "QueryParams", "UpdateResult",
+           "WriteOp"]
