@@ -1,10 +1,13 @@
-"""The store port: what the broker needs from a persistence backend.
+"""The store ports: what the broker needs from a persistence backend.
 
-A store persists entities in the stored form (``docs/internal-model.md``) per tenant and
-filters them. It owns no NGSI-LD semantics: the broker decides *what* to write (and reads the
-old entity first); the store writes a list of ``WriteOp`` atomically and answers queries,
-pushing into its engine every filter it can. Backends: ``sqlite`` (embedded default);
-PostgreSQL implements the same interface next.
+``Store`` persists, per tenant, the entities in the stored form (``docs/internal-model.md``),
+their temporal history, the subscriptions and the notification outbox; ``SystemStore`` the
+few rows shared by all tenants (hosted/cached @contexts, bearer tokens). A store owns no
+NGSI-LD semantics: the broker decides *what* to write (and reads the old entity first); the
+store writes a list of ``WriteOp`` and side records (``store.records``) atomically and
+answers queries, pushing into its engine every filter it can. Backends: ``sqlite`` (embedded
+default) and ``memory`` (tests, throw-away brokers); every backend passes the contract suite
+``tests/store/test_contract.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,15 @@ from typing import Any
 from cityvisor.ngsild.geo import GeoQuery
 from cityvisor.ngsild.query import QNode
 from cityvisor.ngsild.typequery import TypeNode
+from cityvisor.store.records import (
+    AttributeAggregate,
+    HistoryRow,
+    OutboxRow,
+    StoredContext,
+    StoredSubscription,
+    StoredToken,
+    TemporalEntity,
+)
 
 Entity = dict[str, Any]
 
@@ -74,6 +86,58 @@ class AttributeStat:
     count: int
 
 
+#: time property of a temporal query -> the name of its column in the history
+TIME_PROPERTIES = ("observedAt", "createdAt", "modifiedAt")
+
+
+@dataclass(frozen=True)
+class TimeFilter:
+    """The time bounds of a temporal query, normalised (clause 4.11): on ``timeproperty``,
+    ``after < t``, ``from_ <= t``, ``t < before``; ``last_n``: the most recent instances."""
+
+    timeproperty: str = "observedAt"
+    after: str | None = None
+    from_: str | None = None
+    before: str | None = None
+    last_n: int | None = None
+
+    def admits(self, time: str) -> bool:
+        return ((self.after is None or time > self.after)
+                and (self.from_ is None or time >= self.from_)
+                and (self.before is None or time < self.before))
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """How an aggregation groups a history: ``period_ms`` fixed periods, or ``months``
+    calendar months, from the origin; neither: one period (the whole range)."""
+
+    period_ms: int | None = None
+    months: int | None = None
+
+
+class OutboxReader(ABC):
+    """Reads COMMITTED outbox rows of one tenant (never rows staged but not yet committed)."""
+
+    @abstractmethod
+    def fresh(self, after_id: int, limit: int) -> list[OutboxRow]:
+        """Rows never tried, newer than ``after_id``, oldest first."""
+
+    @abstractmethod
+    def due(self, now: float, limit: int) -> list[OutboxRow]:
+        """Rows to try again whose time (epoch seconds) has come, soonest first."""
+
+    @abstractmethod
+    def max_id(self) -> int: ...
+
+    @abstractmethod
+    def pending(self) -> int:
+        """How many rows wait (never tried or to retry)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
 class Store(ABC):
     """Async persistence port. ``tenant`` None is the default tenant."""
 
@@ -91,9 +155,9 @@ class Store(ABC):
         several callers' staged ops together (group commit). If the commit fails, the
         awaitable raises and the ops are lost: the caller must not acknowledge them.
 
-        ``records`` are side rows written in the same transaction (attribute instances of
-        the temporal history, notifications of the outbox...): each record type is persisted
-        by the writer registered for it with ``register_records``."""
+        ``records`` are side rows written in the same transaction: any of
+        ``store.records.SIDE_RECORDS`` (attribute instances of the temporal history,
+        subscriptions, notifications of the outbox...)."""
 
     async def write(self, tenant: str | None, ops: list[WriteOp],
                     records: Sequence[object] = ()) -> None:
@@ -110,7 +174,119 @@ class Store(ABC):
     async def has_tenant(self, tenant: str | None) -> bool: ...
 
     @abstractmethod
-    async def tenants(self) -> list[str]: ...
+    async def tenants(self) -> list[str]:
+        """The named tenants that hold data (the default tenant is not listed)."""
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    # ------------------------------------------------------------ temporal history
+    # Reads with ``staged=True`` see the changes staged but not yet committed (callers hold
+    # the tenant's write lock); the others see committed data.
+
+    @abstractmethod
+    async def temporal_entities(self, tenant: str | None, ids: Sequence[str], *,
+                                staged: bool = False) -> dict[str, TemporalEntity]:
+        """The temporal entities among ``ids``, by id."""
+
+    @abstractmethod
+    async def select_temporal_entities(self, tenant: str | None, query: EntityQuery
+                                       ) -> tuple[list[TemporalEntity], int | None]:
+        """Temporal entities matching the selectors (id, idPattern, type) and ``attrs`` (an
+        attribute with a history) of ``query``, in creation order, paginated by its
+        limit/offset; and their count when ``query.count``. ``q`` and ``geo`` are ignored
+        (the broker selects on the current state for those)."""
+
+    @abstractmethod
+    async def has_history(self, tenant: str | None, entity: str, attr: str,
+                          dataset_id: str | None, *, staged: bool = False) -> bool:
+        """Whether the attribute has recorded instances (of ``dataset_id``; None: any)."""
+
+    @abstractmethod
+    async def history_instance(self, tenant: str | None, entity: str, attr: str,
+                               instance_id: int, *, staged: bool = False) -> HistoryRow | None:
+        """One recorded instance of an entity's attribute."""
+
+    @abstractmethod
+    async def histories(self, tenant: str | None, ids: Sequence[str],
+                        attrs: frozenset[str] | None, time: TimeFilter, limit: int
+                        ) -> dict[str, dict[str, list[HistoryRow]]]:
+        """entity -> attribute -> up to ``limit`` instances in the time filter, in ascending
+        time order (then instance id); with ``time.last_n``, the most recent ones (still
+        returned in ascending order). Only ``attrs`` when given; attributes without an
+        instance in range are left out; every id of ``ids`` that has a history is a key."""
+
+    @abstractmethod
+    async def aggregate_histories(self, tenant: str | None, ids: Sequence[str],
+                                  attrs: frozenset[str] | None, time: TimeFilter,
+                                  methods: Sequence[str], buckets: Buckets,
+                                  origin: str | None, with_last_time: bool
+                                  ) -> dict[str, dict[str, AttributeAggregate]]:
+        """entity -> attribute -> aggregation of the instances in the time filter (deletions
+        excluded) with ``methods`` (``totalCount``, ``distinctCount``, ``sum``, ``avg``,
+        ``min``, ``max``, ``stddev`` (sample), ``sumsq``; numeric methods over numbers only),
+        grouped per dataset and period. Periods count from ``origin`` (None: the attribute's
+        first instance in range); ``with_last_time``: also give the last instance's time."""
+
+    @abstractmethod
+    async def retention(self, tenant: str | None) -> dict[str, int]:
+        """Days of history kept, per attribute IRI ('' = the tenant's default)."""
+
+    @abstractmethod
+    async def set_retention(self, tenant: str | None, attr: str, days: int | None) -> None:
+        """Keep ``days`` of history of ``attr`` ('' = the tenant's default); None: forget."""
+
+    @abstractmethod
+    async def purge_history(self, tenant: str | None, cutoffs: dict[str, str],
+                            default_cutoff: str | None) -> int:
+        """Delete the instances observed before their cutoff: ``cutoffs`` per attribute IRI,
+        ``default_cutoff`` for the others (None: keep them). Returns how many went. A
+        backend may work in several transactions; nothing else is deleted."""
+
+    # ------------------------------------------------------------ subscriptions
+
+    @abstractmethod
+    async def subscriptions(self, tenant: str | None) -> list[StoredSubscription]:
+        """Every subscription of the tenant, in creation order (none if it has no data)."""
+
+    @abstractmethod
+    async def outbox_reader(self, tenant: str | None) -> OutboxReader:
+        """A reader of the tenant's committed outbox (creates the tenant's storage)."""
+
+
+class SystemStore(ABC):
+    """Rows shared by all tenants: @contexts hosted or cached here, bearer tokens.
+
+    Synchronous: a handful of small rows, read rarely (their users cache them)."""
+
+    @abstractmethod
+    def context(self, *, local_id: str | None = None, url: str | None = None
+                ) -> StoredContext | None: ...
+
+    @abstractmethod
+    def put_context(self, context: StoredContext) -> None:
+        """Add a context, or replace the document and kind of the one with the same URL."""
+
+    @abstractmethod
+    def contexts(self) -> list[StoredContext]:
+        """Every context, oldest first."""
+
+    @abstractmethod
+    def delete_context(self, local_id: str) -> bool: ...
+
+    @abstractmethod
+    def add_token(self, token: StoredToken) -> None: ...
+
+    @abstractmethod
+    def token(self, token_id: str) -> StoredToken | None: ...
+
+    @abstractmethod
+    def revoke_token(self, token_id: str, at: str) -> bool:
+        """Mark an unrevoked token revoked; False if there is none."""
+
+    @abstractmethod
+    def tokens(self) -> list[StoredToken]:
+        """Every token, oldest first."""
+
+    @abstractmethod
+    def close(self) -> None: ...

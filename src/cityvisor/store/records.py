@@ -1,0 +1,242 @@
+"""The rows the broker and the delivery workers hand to a store, and the rows it hands back.
+
+They belong to no backend: a backend persists each record type in its own way. Side records
+are staged with the entity changes they derive from (``Store.stage``), so that a history row
+or a notification exists if and only if the change that caused it was committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+# ---------------------------------------------------------------------------- temporal history
+
+
+class InstanceRecord(NamedTuple):
+    """One attribute instance to append to the history. ``observed_at`` is the instance's
+    ``observedAt``, or its ``modifiedAt`` when it has none; times are normalised
+    ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (text order is time order); ``num`` is the value when it is
+    a number (for aggregations); ``value`` is the stored instance as JSON text, without its
+    ``createdAt``/``modifiedAt`` (kept in their own columns). A named tuple: one is created for
+    every change on the hot path."""
+
+    entity: str
+    entity_type: str
+    attr: str
+    dataset_id: str
+    observed_at: str
+    created_at: str
+    modified_at: str
+    deleted_at: str | None
+    num: float | None
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class EntityRecord:
+    """Create or update (``deleted_at`` None) or mark deleted a temporal entity."""
+
+    entity: str
+    types: tuple[str, ...]
+    created_at: str
+    modified_at: str
+    deleted_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EntityTouched:
+    """The temporal entity changed at ``modified_at`` (instances were added to it)."""
+
+    entity: str
+    modified_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryDeleted:
+    """Delete the whole temporal representation of an entity."""
+
+    entity: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeHistoryDeleted:
+    """Delete the history of one attribute: of one ``dataset_id`` ('' = the default
+    instance), or of all of them (``dataset_id`` None)."""
+
+    entity: str
+    attr: str
+    dataset_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceModified:
+    """New members of one recorded instance (clause 5.6.14)."""
+
+    instance_id: int
+    observed_at: str
+    modified_at: str
+    num: float | None
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceDeleted:
+    instance_id: int
+
+
+class HistoryRow(NamedTuple):
+    """One recorded instance as read back (see ``InstanceRecord`` for the columns)."""
+
+    instance_id: int
+    attr: str
+    dataset_id: str
+    observed_at: str
+    created_at: str
+    modified_at: str
+    deleted_at: str | None
+    value: str
+
+
+@dataclass(frozen=True)
+class TemporalEntity:
+    """An entity that has a history (also after it was deleted from the current state)."""
+
+    id: str
+    types: tuple[str, ...]
+    created_at: str
+    modified_at: str
+    deleted_at: str | None = None
+
+
+@dataclass(frozen=True)
+class AttributeAggregate:
+    """The aggregation of one attribute's history (see ``Store.aggregate_histories``).
+
+    ``origin``: the start of the first period (normalised time); ``last_time``: the time of
+    the last instance aggregated (only when asked); ``rows``: (dataset_id, period number,
+    one value per method) in dataset and period order; ``kind``: the attribute's type."""
+
+    kind: str
+    origin: str
+    rows: list[tuple[object, ...]]
+    last_time: str | None = None
+
+
+# ---------------------------------------------------------------------------- subscriptions
+
+
+@dataclass(frozen=True)
+class SubscriptionPut:
+    """Create or replace a subscription document (status columns are kept)."""
+
+    id: str
+    doc: str
+    context: str
+
+
+@dataclass(frozen=True)
+class SubscriptionDelete:
+    """Delete a subscription and its pending notifications."""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class SubscriptionStatus:
+    """The delivery status of a subscription (absolute values: the latest record wins)."""
+
+    id: str
+    times_sent: int
+    last_notification: str | None
+    last_success: str | None
+    last_failure: str | None
+    delivery: str | None
+
+
+@dataclass(frozen=True)
+class StoredSubscription:
+    """A subscription as stored: its document and creator's @context (JSON text) and status."""
+
+    id: str
+    doc: str
+    context: str
+    times_sent: int = 0
+    last_notification: str | None = None
+    last_success: str | None = None
+    last_failure: str | None = None
+    delivery: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    """A notification to deliver: the subscription, the endpoint URI (the unit of isolation
+    of the delivery workers), the delivery target (JSON text) and the ready payload."""
+
+    subscription: str
+    endpoint: str
+    target: str
+    payload: bytes
+    created_at: float
+
+
+@dataclass(frozen=True)
+class OutboxDone:
+    """A delivered notification: its row goes."""
+
+    id: int
+
+
+@dataclass(frozen=True)
+class OutboxRetry:
+    """A notification to try again later (``attempts`` counts the failed attempts)."""
+
+    id: int
+    attempts: int
+    next_attempt_at: float
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """A committed notification as read back; ids grow and are never reused."""
+
+    id: int
+    subscription: str
+    endpoint: str
+    target: str
+    payload: bytes
+    created_at: float
+    attempts: int
+
+
+# ---------------------------------------------------------------------------- system
+
+
+@dataclass(frozen=True)
+class StoredContext:
+    """A hosted or cached JSON-LD context document (``document`` is JSON bytes)."""
+
+    local_id: str
+    url: str
+    kind: str  # Hosted | Cached
+    document: bytes
+    created_at: str
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    """A bearer token as stored: never its secret, only the secret's SHA-256."""
+
+    token_id: str
+    secret_sha256: str
+    role: str
+    tenant: str
+    name: str
+    created_at: str
+    revoked_at: str | None = None
+
+
+#: every record type ``Store.stage`` accepts
+SIDE_RECORDS = (InstanceRecord, EntityRecord, EntityTouched, HistoryDeleted,
+                AttributeHistoryDeleted, InstanceModified, InstanceDeleted, SubscriptionPut,
+                SubscriptionDelete, SubscriptionStatus, OutboxRecord, OutboxDone, OutboxRetry)
