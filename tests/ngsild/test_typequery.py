@@ -17,8 +17,8 @@ from cityvisor.ngsild.typequery import (
     matches_types,
     parse_type_selection,
     simple_types,
-    to_sql,
 )
+from cityvisor.store.sqlite_q import type_sql
 
 VOCAB = "https://uri.etsi.org/ngsi-ld/default-context/"
 
@@ -108,7 +108,7 @@ def conn() -> sqlite3.Connection:
 
 
 def selected(conn: sqlite3.Connection, source: str) -> set[int]:
-    sql, params = to_sql(t(source), one_type_sql)
+    sql, params = type_sql(t(source), one_type_sql)
     assert sql.count("?") == len(params)
     return {r for (r,) in conn.execute(f"SELECT e.rowid FROM entities e WHERE {sql}", params)}
 

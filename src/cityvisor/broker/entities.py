@@ -389,7 +389,7 @@ class EntityBroker:
         if pattern is not None:
             if not isinstance(pattern, str):
                 raise BadRequestData("idPattern must be a string")
-            query.sqlite_regexp(pattern, "")  # raise early on a bad pattern
+            query.pattern_matches(pattern, "")  # raise early on a bad pattern
         type_text = raw.get("type")
         if type_text is not None and (not isinstance(type_text, str) or not type_text):
             raise BadRequestData("Selector type must be a non-empty string")

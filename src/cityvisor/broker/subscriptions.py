@@ -340,7 +340,7 @@ def selected(sub: Subscription, entity: dict[str, Any]) -> bool:
     for selector in sub.selectors:
         if selector.ids is not None and entity["id"] not in selector.ids:
             continue
-        if selector.id_pattern is not None and not q_language.sqlite_regexp(
+        if selector.id_pattern is not None and not q_language.pattern_matches(
                 selector.id_pattern, entity["id"]):
             continue
         if selector.types is not None and not typequery.matches_types(

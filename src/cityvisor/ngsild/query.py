@@ -1,10 +1,9 @@
-"""The NGSI-LD Query Language (ETSI GS CIM 009 v1.8, clause 4.9): parsing, evaluation, SQL.
+"""The NGSI-LD Query Language (ETSI GS CIM 009 v1.8, clause 4.9): parsing and evaluation.
 
 ``parse_q`` turns a ``q`` expression into an immutable tree of :class:`QNode` objects, with the
 attribute names expanded to IRIs by the caller's ``@context``. ``evaluate`` decides whether an
-entity in the stored form (docs/internal-model.md) matches. ``to_sql`` translates the tree into a
-SQLite WHERE fragment over the JSON document column, exact where it can be, a safe prefilter
-where it cannot.
+entity in the stored form (docs/internal-model.md) matches. Stores translate the tree into
+their engine's filters (``store/sqlite_q.py``) with exactly these semantics.
 
 Grammar (clause 4.9, with the usual broker extensions)::
 
@@ -20,7 +19,7 @@ the metadata members ``observedAt``, ``createdAt``, ``modifiedAt``, ``unitCode``
 (never expanded). ``attr[a.b]`` (or ``attr[a][b]``) navigates inside a compound value; member
 names are not expanded.
 
-Semantics, shared exactly by ``evaluate`` and the exact SQL:
+Semantics (a store's exact translation shares them):
 
 * An attribute is a list of instances (multi-attributes, datasetId); a term is true when ANY
   instance satisfies it.
@@ -48,8 +47,8 @@ from typing import Any, Union
 from cityvisor.ngsild.errors import BadRequestData
 
 __all__ = [
-    "And", "Compare", "Exists", "Literal", "Match", "Or", "Path", "QNode", "Range", "SqlFilter",
-    "ValueList", "evaluate", "parse_q", "sqlite_regexp", "to_sql",
+    "And", "Compare", "Exists", "Literal", "Match", "Or", "Path", "QNode", "Range",
+    "ValueList", "comparable_values", "evaluate", "index_family", "parse_q", "pattern_matches",
 ]
 
 METADATA = frozenset({"observedAt", "createdAt", "modifiedAt", "unitCode", "datasetId"})
@@ -64,14 +63,14 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 _TIME = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?\Z")
 _DATE_PREFIX = re.compile(r"\d{4}-\d{2}-\d{2}")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+\Z")
-_KEY_BY_TYPE = {
+KEY_BY_TYPE = {
     "Property": "value", "GeoProperty": "value", "Relationship": "object",
     "LanguageProperty": "languageMap", "ListProperty": "valueList",
     "ListRelationship": "objectList", "VocabProperty": "vocab", "JsonProperty": "json",
 }
-_FLAT_TYPES = ("Property", "GeoProperty", "Relationship", "ListProperty", "VocabProperty",
+FLAT_TYPES = ("Property", "GeoProperty", "Relationship", "ListProperty", "VocabProperty",
                "JsonProperty")
-_COMPOUND_KEYS = {"Property": "value", "GeoProperty": "value", "JsonProperty": "json"}
+COMPOUND_KEYS = {"Property": "value", "GeoProperty": "value", "JsonProperty": "json"}
 
 
 # --------------------------------------------------------------------------- the tree
@@ -492,13 +491,13 @@ def _compiled(pattern: str) -> re.Pattern[str]:
         raise BadRequestData(f"Invalid regular expression {pattern!r}: {exc}") from None
 
 
-def sqlite_regexp(pattern: str, value: object) -> int:
-    """The ``ngsi_regexp(pattern, text)`` SQL function: 1 if ``re.search`` finds the pattern.
+def pattern_matches(pattern: str, value: object) -> bool:
+    """Whether ``value`` is a string in which ``re.search`` finds ``pattern`` (idPattern, ``~=``).
 
     Raises BadRequestData for an invalid pattern (the broker calls it once to validate).
     """
     compiled = _compiled(pattern)
-    return int(isinstance(value, str) and compiled.search(value) is not None)
+    return isinstance(value, str) and compiled.search(value) is not None
 
 
 _MISSING = object()
@@ -541,7 +540,7 @@ def _candidates(instance: dict[str, Any], path: Path) -> list[Any]:
     if path.members:
         value = _member(instance, kind, path.members)
         return _flat(value)
-    key = _KEY_BY_TYPE.get(kind)  # type: ignore[arg-type]
+    key = KEY_BY_TYPE.get(kind)  # type: ignore[arg-type]
     if key is None or key not in instance:
         return []
     value = instance[key]
@@ -559,7 +558,7 @@ def _flat_meta(value: object) -> list[Any]:
 
 
 def _member(instance: dict[str, Any], kind: object, members: tuple[str, ...]) -> object:
-    key = _COMPOUND_KEYS.get(kind)  # type: ignore[arg-type]
+    key = COMPOUND_KEYS.get(kind)  # type: ignore[arg-type]
     value = instance.get(key, _MISSING) if key else _MISSING
     for member in members:
         if not isinstance(value, dict):
@@ -646,205 +645,6 @@ def evaluate(node: QNode, entity: dict[str, Any]) -> bool:
     return any(_compare(v, node.op, node.operand)
                for inst in _instances(entity, node.path)
                for v in _candidates(inst, node.path))
-
-
-# --------------------------------------------------------------------------- SQL
-
-
-@dataclass(frozen=True)
-class SqlFilter:
-    """A WHERE fragment with ``?`` params; ``exact`` when it has the semantics of evaluate."""
-
-    sql: str
-    params: list[Any]
-    exact: bool
-
-
-_SCALAR_TYPES = {"number": "('integer','real')", "string": "('text')", "datetime": "('text')"}
-_NONE_PATH = "'$.\"#none\"'"
-_JD_TOLERANCE = 3 / 86_400_000  # 3 ms in days: SQLite rounds to milliseconds
-
-
-def _lit(path: str) -> str:
-    """A JSON path as an SQL string literal."""
-    return "'" + path.replace("'", "''") + "'"
-
-
-def _key(name: str) -> str:
-    """A quoted JSON path label (names with a double quote are rejected by the parser)."""
-    return '."' + name + '"'
-
-
-class _SqlBuilder:
-    """Generates the SQL of one tree; ``exact`` drops to False on any approximation."""
-
-    def __init__(self, doc: str) -> None:
-        self.doc = doc
-        self.exact = True
-        self.aliases = 0
-
-    def alias(self) -> str:
-        self.aliases += 1
-        return f"q{self.aliases}"
-
-    def node(self, node: QNode) -> tuple[str, list[Any]]:
-        if isinstance(node, (And, Or)):
-            parts = [self.node(c) for c in node.children]
-            joiner = " AND " if isinstance(node, And) else " OR "
-            return ("(" + joiner.join(p[0] for p in parts) + ")",
-                    [x for p in parts for x in p[1]])
-        if isinstance(node, Exists):
-            sql, params = self.any_instance(node.path, lambda x, p: (self.exists_in(node.path,
-                                                                                    x, p), []))
-            return (f"NOT COALESCE({sql}, 0)" if node.negated else f"COALESCE({sql}, 0)"), params
-        return self.any_instance(node.path, lambda x, p: self.compare_in(node, x, p))
-
-    def any_instance(self, path: Path, cond: Callable[[str, str], tuple[str, list[Any]]]
-                     ) -> tuple[str, list[Any]]:
-        """ANY instance: the first one by path, the others through json_each if there are."""
-        attr = "$.attrs" + _key(path.attr)
-        subs = "".join(".subs" + _key(s) for s in path.subs)
-        first_sql, first_params = cond(self.doc, attr + "[0]" + subs)
-        alias = self.alias()
-        rest_sql, rest_params = cond(f"{alias}.value", "$" + subs)
-        sql = (f"({first_sql} OR (json_array_length({self.doc}, {_lit(attr)}) > 1 AND "
-               f"EXISTS(SELECT 1 FROM json_each({self.doc}, {_lit(attr)}) AS {alias} "
-               f"WHERE {alias}.key > 0 AND {alias}.type = 'object' AND {rest_sql})))")
-        return sql, first_params + rest_params
-
-    @staticmethod
-    def exists_in(path: Path, x: str, p: str) -> str:
-        """The (sub-)attribute instance at x/p has the path's metadata or member."""
-        if path.meta is not None:
-            return f"json_type({x}, {_lit(p + '.' + path.meta)}) IS NOT NULL"
-        if not path.members:
-            return f"json_type({x}, {_lit(p)}) = 'object'"
-        members = "".join(_key(m) for m in path.members)
-        branches = " ".join(
-            f"WHEN '{kind}' THEN json_type({x}, {_lit(p + '.' + key + members)}) IS NOT NULL"
-            for kind, key in _COMPOUND_KEYS.items())
-        return f"(CASE json_extract({x}, {_lit(p + '.type')}) {branches} ELSE 0 END)"
-
-    def compare_in(self, node: Compare | Match, x: str, p: str) -> tuple[str, list[Any]]:
-        """Some candidate value of the instance at x/p satisfies the comparison."""
-        path = node.path
-        if path.meta is not None:
-            meta = _lit(p + "." + path.meta)
-            return self.scalar(node, f"json_type({x}, {meta})", f"json_extract({x}, {meta})")
-        kind = f"json_extract({x}, {_lit(p + '.type')})"
-        if path.members:
-            members = "".join(_key(m) for m in path.members)
-            branches = " ".join(f"WHEN '{k}' THEN {_guarded(x, p + '.' + key + members)}"
-                                for k, key in _COMPOUND_KEYS.items())
-            return self.each(node, "json_each", f"{x}, CASE {kind} {branches} ELSE "
-                             f"{_NONE_PATH} END", "")
-        value = _lit(p + ".value")
-        fast_sql, fast_params = self.scalar(node, f"json_type({x}, {value})",
-                                            f"json_extract({x}, {value})")
-        unwrapped = _guarded(x, p + '.value."@value"')
-        property_path = (f"CASE json_type({x}, {value}) WHEN 'array' THEN {value} "
-                         f"WHEN 'object' THEN {unwrapped} ELSE {_NONE_PATH} END")
-        paths = {k: property_path if k in ("Property", "GeoProperty")
-                 else _guarded(x, p + "." + _KEY_BY_TYPE[k]) for k in _FLAT_TYPES}
-        branches = " ".join(f"WHEN '{k}' THEN {path_sql}" for k, path_sql in paths.items())
-        flat_sql, flat_params = self.each(node, "json_each",
-                                          f"{x}, CASE {kind} {branches} ELSE {_NONE_PATH} END",
-                                          "")
-        lang_sql, lang_params = self.each(node, "json_tree",
-                                          f"{x}, {_lit(p + '.languageMap')}", "")
-        rel_sql, rel_params = self.each(
-            node, "json_tree", f"{x}, {_lit(p + '.objectList')}",
-            "(c.parent IS NULL OR typeof(c.key) = 'integer' OR c.key = 'object') AND ")
-        sql = (f"(({kind} IN ('Property', 'GeoProperty') AND {fast_sql}) OR {flat_sql} OR "
-               f"({kind} = 'LanguageProperty' AND {lang_sql}) OR "
-               f"({kind} = 'ListRelationship' AND {rel_sql}))")
-        return sql, fast_params + flat_params + lang_params + rel_params
-
-    def each(self, node: Compare | Match, function: str, args: str, where: str
-             ) -> tuple[str, list[Any]]:
-        """EXISTS over the rows of json_each/json_tree, a scalar row satisfying the node."""
-        alias = self.alias()
-        cond, params = self.scalar(node, f"{alias}.type", f"{alias}.value")
-        where = where.replace("c.", f"{alias}.")
-        return (f"EXISTS(SELECT 1 FROM {function}({args}) AS {alias} WHERE {where}{cond})",
-                params)
-
-    def scalar(self, node: Compare | Match, jtype: str, value: str) -> tuple[str, list[Any]]:
-        """The comparison on one JSON scalar given by its json_type and SQL value."""
-        if isinstance(node, Match):
-            negation = "NOT " if node.negated else ""
-            return f"({jtype} = 'text' AND {negation}ngsi_regexp(?, {value}))", [node.pattern]
-        operand = node.operand
-        if isinstance(operand, ValueList):
-            return self.value_list(node.op, operand, jtype, value)
-        literal = operand.low if isinstance(operand, Range) else operand
-        if literal.family == "bool":
-            wanted = literal.value == (node.op == "==")
-            return f"({jtype} = '{'true' if wanted else 'false'}')", []
-        if literal.family == "datetime":
-            return self.instant(node.op, operand, jtype, value)
-        check = f"{jtype} IN {_SCALAR_TYPES[literal.family]}"
-        if isinstance(operand, Range):
-            between = "BETWEEN" if node.op == "==" else "NOT BETWEEN"
-            return f"({check} AND {value} {between} ? AND ?)", [operand.low.value,
-                                                                   operand.high.value]
-        op = "=" if node.op == "==" else "<>" if node.op == "!=" else node.op
-        return f"({check} AND {value} {op} ?)", [literal.value]
-
-    def value_list(self, op: str, operand: ValueList, jtype: str, value: str
-                   ) -> tuple[str, list[Any]]:
-        families = sorted({v.family for v in operand.values})
-        compat = " OR ".join(_family_check(f, jtype) for f in families)
-        if op == "!=" and "datetime" in families:
-            self.exact = False
-            return f"({compat})", []
-        parts = [self.scalar(Compare(Path(""), "==", v), jtype, value) for v in operand.values]
-        equal = " OR ".join(p[0] for p in parts)
-        params = [x for p in parts for x in p[1]]
-        if op == "==":
-            return f"({equal})", params
-        return f"(({compat}) AND NOT COALESCE({equal}, 0))", params
-
-    def instant(self, op: str, operand: Literal | Range, jtype: str, value: str
-                 ) -> tuple[str, list[Any]]:
-        """A prefilter on instants: SQLite keeps milliseconds only, so widen by a tolerance."""
-        self.exact = False
-        check = _family_check("datetime", jtype) + f" AND {value} GLOB '{_DATE_GLOB}*'"
-        jd, tol = f"julianday({value})", _JD_TOLERANCE
-        if op == "!=":
-            return f"({check})", []
-        if isinstance(operand, Range):
-            cond = f"{jd} BETWEEN julianday(?) - {tol!r} AND julianday(?) + {tol!r}"
-            params = [operand.low.value, operand.high.value]
-        elif op == "==":
-            cond, params = f"abs({jd} - julianday(?)) <= {tol!r}", [operand.value]
-        elif op in (">", ">="):
-            cond, params = f"{jd} >= julianday(?) - {tol!r}", [operand.value]
-        else:
-            cond, params = f"{jd} <= julianday(?) + {tol!r}", [operand.value]
-        return f"({check} AND ({jd} IS NULL OR {cond}))", params
-
-
-_DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"
-
-
-def _family_check(family: str, jtype: str) -> str:
-    if family == "bool":
-        return f"{jtype} IN ('true','false')"
-    return f"{jtype} IN {_SCALAR_TYPES[family]}"
-
-
-def _guarded(x: str, path: str) -> str:
-    """The path, unless it holds an object (whose members are no candidates)."""
-    literal = _lit(path)
-    return f"CASE WHEN json_type({x}, {literal}) = 'object' THEN {_NONE_PATH} ELSE {literal} END"
-
-
-def to_sql(node: QNode, doc_column: str = "doc") -> SqlFilter | None:
-    """Translate a q tree into a SQLite WHERE fragment over the JSON document column."""
-    builder = _SqlBuilder(doc_column)
-    sql, params = builder.node(node)
-    return SqlFilter(sql, params, builder.exact)
 
 
 # --------------------------------------------------------------------------- value index support

@@ -21,7 +21,7 @@ from typing import Union
 from cityvisor.ngsild.errors import BadRequestData
 
 __all__ = ["TypeAll", "TypeAny", "TypeName", "TypeNode", "matches_types",
-           "parse_type_selection", "simple_types", "to_sql"]
+           "parse_type_selection", "simple_types"]
 
 _STOP = set(",|;()") | {" ", "\t", "\r", "\n"}
 _ABSOLUTE = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*://|urn:)\S+\Z", re.IGNORECASE)
@@ -151,20 +151,6 @@ def _matches(node: TypeNode, types: set[str] | frozenset[str]) -> bool:
     if isinstance(node, TypeAll):
         return all(_matches(c, types) for c in node.children)
     return any(_matches(c, types) for c in node.children)
-
-
-def to_sql(node: TypeNode, types_column_sql: Callable[[str], str]) -> tuple[str, list[str]]:
-    """A WHERE fragment for the selection.
-
-    ``types_column_sql(iri)`` returns the SQL test for ONE type with exactly one ``?``
-    placeholder, e.g. ``EXISTS(SELECT 1 FROM entity_types t WHERE t.entity = e.rowid AND
-    t.type = ?)``; the IRI is appended to the params once per term, in order.
-    """
-    if isinstance(node, TypeName):
-        return f"({types_column_sql(node.iri)})", [node.iri]
-    parts = [to_sql(c, types_column_sql) for c in node.children]
-    joiner = " AND " if isinstance(node, TypeAll) else " OR "
-    return "(" + joiner.join(p[0] for p in parts) + ")", [x for p in parts for x in p[1]]
 
 
 def simple_types(node: TypeNode) -> list[str] | None:

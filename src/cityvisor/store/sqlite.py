@@ -48,6 +48,7 @@ from cityvisor.store.base import (
     Store,
     WriteOp,
 )
+from cityvisor.store.sqlite_q import q_sql, sqlite_regexp, type_sql
 
 GEO_SLOTS = 1024  # GeoProperty instances indexed per entity
 _TENANT = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -105,7 +106,7 @@ def _configure(conn: sqlite3.Connection, synchronous: str) -> None:
     conn.execute("PRAGMA foreign_keys=OFF")
     conn.execute("PRAGMA cache_size=-16384")  # 16 MiB page cache per connection
     conn.execute("PRAGMA temp_store=MEMORY")
-    conn.create_function("ngsi_regexp", 2, q_language.sqlite_regexp, deterministic=True)
+    conn.create_function("ngsi_regexp", 2, sqlite_regexp, deterministic=True)
 
 
 class SqliteStore(Store):
@@ -258,7 +259,7 @@ class SqliteStore(Store):
                 "json_type(e.doc, ?) IS NOT NULL" for _ in query.attrs) + ")")
             params.extend(_attr_path(iri) for iri in sorted(query.attrs))
         if query.q is not None:
-            sql, q_params, q_exact = _q_sql(query.q, probe=not query.count)
+            sql, q_params, q_exact = q_sql(query.q, probe=not query.count)
             where.append(sql)
             params.extend(q_params)
             exact = exact and q_exact
@@ -294,7 +295,7 @@ class SqliteStore(Store):
             return ("(e.type = ? OR EXISTS(SELECT 1 FROM entity_types t "
                     "WHERE t.entity = e.rowid AND t.type = ?))")
 
-        sql, params = typequery.to_sql(node, one)
+        sql, params = type_sql(node, one)
         doubled: list[Any] = []
         for iri in params:
             doubled.extend([iri, iri])
@@ -567,7 +568,6 @@ class _SideRows:
                 conn.execute("DELETE FROM attribute_stats WHERE count <= 0")
 
 
-_KIND = {"number": "n", "string": "s", "bool": "b"}
 _INT64 = 2**63
 
 
@@ -600,49 +600,6 @@ def _values(iri: str, instances: list[dict[str, Any]] | None) -> set[tuple[str, 
             elif isinstance(value, str):
                 rows.add((iri, "s", value))
     return rows
-
-
-def _q_sql(node: q_language.QNode, probe: bool = True) -> tuple[str, list[Any], bool]:
-    """A q tree as SQL: simple comparisons from ``attr_values``, the rest via JSON SQL.
-
-    ``probe``: test each candidate entity with an index seek (best when LIMIT stops the scan
-    early); otherwise collect the matching entities once (best to count them all).
-    """
-    if isinstance(node, (q_language.And, q_language.Or)):
-        parts = [_q_sql(child, probe) for child in node.children]
-        joiner = " AND " if isinstance(node, q_language.And) else " OR "
-        return ("(" + joiner.join(p[0] for p in parts) + ")",
-                [param for p in parts for param in p[1]], all(p[2] for p in parts))
-    family = q_language.index_family(node)
-    if family is None:
-        sql_filter = q_language.to_sql(node, "e.doc")
-        if sql_filter is None:
-            return "1", [], False
-        return f"({sql_filter.sql})", list(sql_filter.params), sql_filter.exact
-    assert isinstance(node, q_language.Compare)
-    operand = node.operand
-    kind = _KIND[family]
-
-    def literal(value: Any) -> Any:
-        return int(value) if kind == "b" else value
-
-    if isinstance(operand, q_language.Range):
-        test = "value BETWEEN ? AND ?" if node.op == "==" else "value NOT BETWEEN ? AND ?"
-        values = [literal(operand.low.value), literal(operand.high.value)]
-    elif isinstance(operand, q_language.ValueList):
-        marks = ",".join("?" * len(operand.values))
-        test = f"value IN ({marks})" if node.op == "==" else f"value NOT IN ({marks})"
-        values = [literal(v.value) for v in operand.values]
-    else:
-        op = "=" if node.op == "==" else node.op
-        test = f"value {op} ?"
-        values = [literal(operand.value)]
-    if probe:
-        sql = (f"EXISTS (SELECT 1 FROM attr_values v WHERE v.entity = e.rowid AND v.attr = ? "
-               f"AND v.kind = ? AND v.{test})")
-    else:
-        sql = f"e.rowid IN (SELECT entity FROM attr_values WHERE attr = ? AND kind = ? AND {test})"
-    return sql, [node.path.attr, kind, *values], True
 
 
 def _attr_path(iri: str) -> str:

@@ -31,8 +31,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from cityvisor.ngsild import typequery
 from cityvisor.store.sqlite import id_selection_sql
+from cityvisor.store.sqlite_q import type_sql
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS temporal_attrs (
@@ -405,7 +405,7 @@ def selection_sql(query: Any) -> tuple[list[str], list[Any]]:
         parts, id_params = id_selection_sql("te.id", selector)
         params.extend(id_params)
         if selector.types is not None:
-            sql, type_params = typequery.to_sql(
+            sql, type_params = type_sql(
                 selector.types,
                 lambda _iri: "te.type = ?1x OR (json_array_length(te.types) > 1 AND EXISTS("
                              "SELECT 1 FROM json_each(te.types) WHERE json_each.value = ?1x))")
