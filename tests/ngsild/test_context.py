@@ -71,3 +71,26 @@ def test_expand_compact_round_trip(mapping: dict[str, str], term: str) -> None:
 def test_core_keywords_round_trip(term: str) -> None:
     terms = compile_context([], CORE)
     assert terms.compact(terms.expand(term)) == term
+
+
+def test_sdm_context_names_the_domain_context() -> None:
+    from cityvisor.ngsild.context import sdm_context
+
+    assert sdm_context("Weather") == (
+        "https://raw.githubusercontent.com/smart-data-models/dataModel.Weather/master/context.jsonld")
+    assert sdm_context("Alert") != sdm_context("Environment")
+
+
+def test_context_rel_is_the_json_ld_link_relation() -> None:
+    from cityvisor.ngsild.context import CONTEXT_REL
+
+    assert CONTEXT_REL == "http://www.w3.org/ns/json-ld#context"
+
+
+def test_context_doctest_examples_run() -> None:
+    import doctest
+
+    from cityvisor.ngsild import context
+
+    result = doctest.testmod(context, raise_on_error=False)
+    assert result.attempted > 0 and result.failed == 0

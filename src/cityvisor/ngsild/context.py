@@ -26,7 +26,23 @@ CORE_CONTEXT_URLS = frozenset(
     ]
 )
 
+#: the ``rel`` of the HTTP ``Link`` header that carries a JSON-LD @context (clause 6.3.5)
+CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
+#: the @context of a FIWARE Smart Data Models domain, ``{domain}`` being e.g. ``Weather``
+SDM_CONTEXT_TEMPLATE = (
+    "https://raw.githubusercontent.com/smart-data-models/dataModel.{domain}/master/context.jsonld"
+)
+
 _ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
+
+
+def sdm_context(domain: str) -> str:
+    """The @context URL of the Smart Data Models ``domain`` (its subject, e.g. ``Weather``).
+
+    >>> sdm_context("Weather")
+    'https://raw.githubusercontent.com/smart-data-models/dataModel.Weather/master/context.jsonld'
+    """
+    return SDM_CONTEXT_TEMPLATE.format(domain=domain)
 
 
 def is_absolute_iri(text: str) -> bool:
