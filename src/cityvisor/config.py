@@ -56,12 +56,11 @@ class Settings(BaseSettings):
     notification_batch_max: int = Field(
         100, ge=1, le=10_000, description="Most queued changes of one subscription sent as one "
         "notification when deliveries fall behind (1: one notification per change)")
-    # --- apps run inside the server (flood engineer, issue 4) ---
+    # in-process apps, and the flood app's settings
     apps: list[str] = Field(default_factory=list, description="Apps run in-process, e.g. flood")
     flood_config: Path | None = Field(None, description="Flood app TOML (default: bundled Nîmes)")
     flood_radar_dir: Path | None = Field(None, description="Radar GeoTIFFs (Cance layout)")
-    # --- end apps ---
-    # public portal (console/public.py) — marked small edit by the portal engineer
+    # the public portal and the console map
     public_tenant: str = Field("nimes", description="Tenant whose public data the portal shows")
     console_tile_url: str | None = Field(
         None, description="Optional raster tile URL template for the console map ({z}/{x}/{y}); "

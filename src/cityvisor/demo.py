@@ -9,16 +9,20 @@ then ticks in the server's event loop and writes through a ``LocalContextClient`
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cityvisor.client import LocalContextClient
 from cityvisor.config import Settings
+from cityvisor.extras import MissingExtra, require_extra, requires_extra
 from cityvisor.services import Services
 from cityvisor.sim.lighting import LightingSimulator
 from cityvisor.sim.live import Clock, LiveCity, SimulatedClock, Simulator, initial_entities
@@ -34,6 +38,26 @@ BATCH = 2000
 #: tick) rather than in the start-up load: nobody needs them in the first seconds, and the
 #: Occitanie forecasts (13,455 entities) are a quarter of the demo's load.
 AFTER_START_TYPES = frozenset({"WeatherForecast"})
+#: the values of ``--scenario``: the October 2014 storm replayed over Nîmes, or none
+SCENARIOS = ("flood-2014", "none")
+#: where the storm scenario's data (the Cance data set) is, relative to the working directory
+REPLAY_DATA = Path("../shared/data/flood/cance")
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What ``cityvisor demo`` was asked for (its options; see ``cityvisor demo --help``)."""
+
+    port: int = 1026
+    data_dir: Path = Path("var/demo")
+    load_only: bool = False
+    live: bool = True
+    speed: float = 1.0  # simulated seconds per real second
+    start: datetime | None = None  # simulated start time; None: now
+    report_every_s: float = 60.0
+    scenario: str = "flood-2014"  # one of SCENARIOS
+    replay_data: Path = REPLAY_DATA
+    weather: bool = True
 
 
 def demo_simulators(city: Sequence[Batch], seed: int = 1988,
@@ -177,6 +201,135 @@ def print_report(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-__all__ = ["AFTER_START_TYPES", "DEMO_TENANT", "SimulatedClock", "demo_simulators", "describe",
-           "initial_state", "live_city", "load_demo_city", "overlay", "print_report",
+def demo_extras(options: DemoOptions,
+                warn: Callable[[str], None]) -> tuple[list[Simulator], Any]:
+    """The demo's optional simulators (the Occitanie weather, the storm scenario) and the
+    storm scenario (None if not asked for, or if its data or its extra are missing: ``warn``
+    says so and the demo runs without it)."""
+    if not options.live:
+        return [], None
+    extra: list[Simulator] = []
+    if options.weather:
+        from cityvisor.sim.weather import OccitanieWeather
+
+        extra.append(OccitanieWeather(forecast_days=3))
+    scenario = None
+    if options.scenario == "flood-2014":
+        feature = "the storm scenario of the demo (--scenario flood-2014)"
+        try:
+            with requires_extra(feature):
+                require_extra("flood", feature)
+                from cityvisor.apps.flood.config import load_config
+                from cityvisor.apps.flood.storm_2014 import ScenarioDataMissing, Storm2014Scenario
+        except MissingExtra as error:
+            warn(f"No flood replay: {error}")
+            return extra, None
+        try:
+            scenario = Storm2014Scenario(load_config(None), data_dir=options.replay_data)
+        except ScenarioDataMissing as error:
+            warn(f"No flood replay: {error}")
+        else:
+            extra.append(scenario)
+    return extra, scenario
+
+
+def banner(options: DemoOptions, simulators: Sequence[Simulator], now: datetime,
+           after_start: Sequence[Batch]) -> list[str]:
+    """What the demo prints once loaded: its addresses, curl examples, what is live."""
+    port = options.port
+    base = f"http://127.0.0.1:{port}/ngsi-ld/v1"
+
+    def link(domain: str) -> str:
+        return ("-H 'Link: <https://raw.githubusercontent.com/smart-data-models/"
+                f"dataModel.{domain}/master/context.jsonld>; "
+                "rel=\"http://www.w3.org/ns/json-ld#context\"'")
+
+    tenant = f"-H 'NGSILD-Tenant: {DEMO_TENANT}'"
+    lines = [
+        "",
+        f"Operator console: http://127.0.0.1:{port}/console/  (demo: type your name)",
+        f"Public portal:    http://127.0.0.1:{port}/",
+        f"NGSI-LD API: {base}  (tenant header  NGSILD-Tenant: {DEMO_TENANT})",
+        "Try:",
+        f"  curl -s '{base}/types' {tenant}",
+        f"  curl -s '{base}/entities?type=FloodMonitoring&limit=3&options=keyValues' "
+        f"{tenant} {link('Environment')}",
+        f"  curl -sg -i '{base}/entities?type=Streetlight&georel=near;maxDistance==200"
+        f"&geometry=Point&coordinates=[4.3597,43.8349]&count=true&limit=0' {tenant} "
+        f"{link('Streetlighting')}",
+        f"  curl -s '{base}/entities?type=Streetlight&q=powerState==%22low%22&count=true&limit=0'"
+        f" -i {tenant} {link('Streetlighting')}",
+        "Stop with Ctrl-C. The demo runs without authentication, on loopback only.",
+        "",
+    ]
+    if simulators:
+        later = sum(len(entities) for _, entities in after_start)
+        every = options.report_every_s
+        lines[-2:-2] = describe(simulators, options.speed) + [
+            f"  simulated start {now:%Y-%m-%d %H:%M:%S} UTC"
+            + (f"; rates printed every {every:g} s" if every else ""),
+            *([f"  {later} more entities (weather forecasts) are written in the first seconds"]
+              if later else [])]
+    else:
+        lines[-2:-2] = ["Static city (--no-live): nothing changes unless you write."]
+    return lines
+
+
+def run_demo(settings: Settings, options: DemoOptions) -> None:
+    """``cityvisor demo``: build and load the demo city into ``settings.data_dir``, then (unless
+    ``options.load_only``) serve it with its simulators until interrupted.
+
+    ``settings``: the server's (loopback, no authentication); a live demo keeps one day of
+    temporal history unless ``temporal_retention_days`` is set."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    err = Console(stderr=True)
+    if settings.temporal_retention_days is None and options.live:
+        # ~2 GB of temporal history a day at real speed: keep one day unless configured.
+        settings = settings.model_copy(update={"temporal_retention_days": 1})
+    start = options.start
+    now = start if start is not None else datetime.now(UTC)
+    now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+    # Without --start the simulated clock runs from now, load included (at --speed 1 it is the
+    # wall clock); with --start it starts when the server does, at the time asked for.
+    clock = SimulatedClock(options.speed, start=now) if start is None else None
+    city = build_city(DemoCounts(), observed_at=now)
+    extra, scenario = demo_extras(options, warn=lambda line: err.print(f"[yellow]{line}[/]"))
+    simulators = demo_simulators(city, extra=extra) if options.live else []
+    initial = initial_state(simulators, now, warn=lambda line: err.print(f"[yellow]{line}[/]"))
+    # Forecasts are written by the live city once the server is up (shorter start-up); with
+    # --load-only there is no server: everything is loaded.
+    initial, after_start = (initial, []) if options.load_only else split_after_start(initial)
+    services = Services.build(settings)
+    with Progress(TextColumn("Loading Nîmes Métropole"), BarColumn(), TextColumn(
+            "{task.completed}/{task.total} entities"), TimeElapsedColumn(), console=err) as bar:
+        task = bar.add_task("load", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        total, seconds = asyncio.run(load_demo_city(services, progress=progress, city=city,
+                                                    initial=initial, now=now))
+    asyncio.run(services.store.close())
+    err.print(f"[green]Loaded {total} entities into tenant '{DEMO_TENANT}' in {seconds:.1f} s[/]")
+    if options.load_only:
+        return
+    # Plain text (not rich): long commands must stay on one line to be copied.
+    print("\n".join(banner(options, simulators, now, after_start)), file=sys.stderr, flush=True)
+    serving = Services.build(settings)
+    if scenario is not None:
+        # the flood app runs in the server on the scenario's clock and moved radar
+        serving.app_setups.append(("flood", scenario.app_setup))
+    live = None
+    if simulators:
+        live = live_city(serving, simulators, clock or SimulatedClock(options.speed, start=now),
+                         since=now, report=print_report, report_every_s=options.report_every_s,
+                         pending=after_start)
+    serve_demo(settings, serving, live)
+
+
+__all__ = ["AFTER_START_TYPES", "DEMO_TENANT", "REPLAY_DATA", "SCENARIOS", "DemoOptions",
+           "SimulatedClock", "banner", "demo_extras", "demo_simulators", "describe",
+           "initial_state", "live_city", "load_demo_city", "overlay", "print_report", "run_demo",
            "serve_demo", "split_after_start", "with_live_city"]
