@@ -288,6 +288,72 @@ async def test_stop_lets_the_write_in_progress_finish_and_starts_no_other() -> N
     assert live._task is None
 
 
+class BrokenClose(Recorder):
+    """A client whose close raises (a connection already gone)."""
+
+    def __init__(self) -> None:
+        super().__init__(batch=True)
+        self.close_calls = 0
+
+    async def close(self) -> None:
+        self.close_calls += 1
+        raise ConnectionError("connection reset")
+
+
+async def test_a_client_failing_to_close_is_logged_and_counted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    start = datetime(2025, 11, 27, 11, 0, tzinfo=UTC)
+    sim = LightingSimulator(build_city(SMALL))
+    sim.initial(start)
+    clients: dict[tuple[str, ...], BrokenClose] = {}
+    live = LiveCity(lambda context: clients.setdefault(context, BrokenClose()), [sim],  # type: ignore[arg-type, return-value]
+                    FakeClock(start), since=start)
+    await live.advance_to(start + timedelta(seconds=5))
+    assert clients and live.runner_errors == 0
+    with caplog.at_level("WARNING", logger="cityvisor.sim.live"):
+        await live.stop()
+    assert all(c.close_calls == 1 for c in clients.values())  # one failure stops no other close
+    assert live.runner_errors == len(clients)
+    failures = [r for r in caplog.records if "closing a client failed" in r.getMessage()]
+    assert len(failures) == len(clients) and all(r.exc_info for r in failures)
+
+
+class Idle(Counting):
+    """A simulator that reports nothing."""
+
+    name = "idle"
+
+    def tick(self, now: datetime) -> list:
+        self.calls += 1
+        return []
+
+
+async def test_a_failing_tick_loop_is_logged_counted_and_goes_on(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    start = datetime(2025, 11, 27, 11, 0, tzinfo=UTC)
+    clock = FakeClock(start)
+    live = LiveCity(lambda context: Recorder(True), [Idle()], clock, since=start)  # type: ignore[arg-type, return-value]
+    went_on = asyncio.Event()
+    calls = 0
+
+    async def advance_to(now: datetime) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("bug in the scheduler")
+        went_on.set()
+        return 0
+
+    monkeypatch.setattr(live, "advance_to", advance_to)
+    with caplog.at_level("ERROR", logger="cityvisor.sim.live"):
+        live.start()
+        clock.advance(5)
+        await asyncio.wait_for(went_on.wait(), 10)  # after a one-second pause
+        await live.stop()
+    assert live.runner_errors == 1
+    assert any(r.exc_info and "tick failed" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.parametrize("batch", [True, False])
 async def test_rate_is_about_forty_streetlight_reports_per_simulated_second(batch: bool) -> None:
     city = build_city()

@@ -15,8 +15,9 @@ import pytest
 import shapely
 from shapely.geometry import shape
 
+from cityvisor.ngsild.context import sdm_context
 from cityvisor.sim import geography as geo
-from cityvisor.sim.nimes import SDM_CONTEXT_URL, DemoCounts, build_city
+from cityvisor.sim.nimes import DemoCounts, build_city
 
 DATA = Path(str(resources.files("cityvisor").joinpath("data")))
 ID_RE = re.compile(r"^urn:ngsi-ld:([A-Za-z]+):nimes:([1-9][0-9]*)$")
@@ -57,7 +58,7 @@ def test_batches_grouped_by_sdm_context(city):
     for ctx, ents in city[0]:
         assert len(ctx) == 1 and ents
         for e in ents:
-            assert ctx == [SDM_CONTEXT_URL.format(domain=domains[e["type"]])]
+            assert ctx == [sdm_context(domains[e["type"]])]
             assert "@context" not in e
         seen.append(ctx[0])
     assert len(seen) == len(set(seen))

@@ -36,7 +36,8 @@ import numpy as np
 from astral import Observer
 from astral.sun import sunrise, sunset
 
-from cityvisor.sim.attrs import date_time, iso, observed
+from cityvisor.ngsild.build import date_time, observed
+from cityvisor.ngsild.time import format_utc_seconds
 from cityvisor.sim.live import entities_of
 from cityvisor.sim.nimes import Batch, Entity
 from cityvisor.sim.population import Population
@@ -146,7 +147,7 @@ class LightingSimulator(Population):
 
     def initial(self, now: datetime) -> list[Batch]:
         """The streetlights and their controllers in the state of ``now`` (full entities)."""
-        at = iso(now)
+        at = format_utc_seconds(now)
         state = self.state(now)
         self.last_state = state.copy()
         self._prev = now
@@ -166,7 +167,7 @@ class LightingSimulator(Population):
         return [(self.context, out)]
 
     def tick(self, now: datetime) -> list[Batch]:
-        at = iso(now)
+        at = format_utc_seconds(now)
         due = self.phases.due(*self.window(now))
         status_changed = self._faults_and_repairs(due, now)
         state = self.state(now)
@@ -185,7 +186,7 @@ class LightingSimulator(Population):
                     fragment["status"] = observed(self.fault[i], at)
             else:  # periodic metering report: the state is unchanged
                 fragment = {"id": self.ids[i], "type": "Streetlight",
-                            "powerConsumption": observed(float(power[k]), at, "WTT")}
+                            "powerConsumption": observed(float(power[k]), at, unit="WTT")}
             fragments.append(fragment)
         fragments.extend(self._group_fragments(now, at))
         return [(self.context, fragments)] if fragments else []
@@ -219,8 +220,8 @@ class LightingSimulator(Population):
     def _report(self, i: int, state: int, power: float, at: str) -> Entity:
         fragment: Entity = {
             "powerState": observed(POWER_STATE[state], at),
-            "illuminanceLevel": observed(float(LEVEL[state]), at, "C62"),
-            "powerConsumption": observed(power, at, "WTT"),
+            "illuminanceLevel": observed(float(LEVEL[state]), at, unit="C62"),
+            "powerConsumption": observed(power, at, unit="WTT"),
         }
         if i in self._repairs:
             fragment["dateLastLampChange"] = date_time(at)

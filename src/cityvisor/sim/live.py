@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from cityvisor.client import ContextClient
+from cityvisor.ngsild.time import as_utc, utc_now
 from cityvisor.sim.nimes import Batch, Entity
 from cityvisor.tasks import cancel_and_wait
 
@@ -98,7 +99,7 @@ class SimulatedClock:
         if not speed > 0:
             raise ValueError(f"speed must be > 0, not {speed}")
         self.speed = float(speed)
-        self._start = (start or datetime.now(UTC)).astimezone(UTC)
+        self._start = as_utc(start or utc_now())
         self._real = time.monotonic()
 
     def now(self) -> datetime:
@@ -226,6 +227,9 @@ class LiveCity:
         self._report_every_s = report_every_s
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0  # ticks run, all simulators together
+        #: failures of the runner itself (a tick loop bug, the pending write, closing a
+        #: client), each logged with its traceback; a simulator's own count in its stats
+        self.runner_errors = 0
         self._ticked: asyncio.Event | None = None
         #: whole entities to create (batch upsert) when :meth:`run` starts, before any tick:
         #: what a loader leaves for after the server is up (``cityvisor demo``'s forecasts)
@@ -281,8 +285,11 @@ class LiveCity:
         self._stopping = False
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
-            with contextlib.suppress(Exception):
+            try:
                 await client.close()
+            except Exception:  # closing must not stop closing the others: log, count, go on
+                self.runner_errors += 1
+                log.warning("live city: closing a client failed", exc_info=True)
 
     async def run(self) -> None:
         """Create the pending entities, then tick forever on the clock (until cancelled)."""
@@ -297,6 +304,7 @@ class LiveCity:
             try:
                 await self.advance_to(self.clock.now())
             except Exception:  # a bug here must not end the city: log, wait, go on
+                self.runner_errors += 1
                 log.exception("live city: tick failed")
                 await asyncio.sleep(1.0)
             await asyncio.sleep(0)  # never monopolise the loop, even far behind the clock
@@ -368,6 +376,7 @@ class LiveCity:
         try:
             self.pending_written = await self._create(pending)
         except Exception:  # the city still lives without them: say so and go on
+            self.runner_errors += 1
             log.exception("live city: writing the pending entities failed")
         total = sum(len(entities) for _, entities in pending)
         if self._report is not None:

@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from cityvisor.sim.attrs import iso, observed
+from cityvisor.ngsild.build import observed
+from cityvisor.ngsild.time import format_utc_seconds
 from cityvisor.sim.nimes import Batch, Entity
 from cityvisor.sim.population import Population
 
@@ -95,7 +96,7 @@ class ChargingSimulator(Population):
                 "availableCapacity": observed(
                     0 if self.out_until[i] > t else self.capacity[i] - len(self.sessions[i]), at),
                 "status": observed(self.status(i, t), at),
-                "chargingPower": observed(self.power(i, t), at, "KWT")}
+                "chargingPower": observed(self.power(i, t), at, unit="KWT")}
 
     def _simulate(self, i: int, a: float, b: float) -> bool:
         """Advance station ``i`` from epoch ``a`` to ``b``; True if its state changed."""
@@ -135,7 +136,7 @@ class ChargingSimulator(Population):
             for i in range(len(self.ids)):
                 self._simulate(i, float(step), float(step) + 300.0)
         self._prev = now
-        at = iso(now)
+        at = format_utc_seconds(now)
         return [(self.context, [{**e, **self._fragment(i, t, at)}
                                 for i, e in enumerate(self.entities)])]
 
@@ -143,7 +144,7 @@ class ChargingSimulator(Population):
         a, b = self.window(now)
         if b <= a:
             return []
-        at = iso(now)
+        at = format_utc_seconds(now)
         due = set(self.phases.due(a, b).tolist())
         out = [self._fragment(i, b, at) for i in range(len(self.ids))
                if self._simulate(i, a, b) or i in due]

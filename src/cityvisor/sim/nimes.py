@@ -3,7 +3,7 @@
 ``build_city()`` returns ~39,000 NGSI-LD entities in *normalized, compact* form (no
 ``@context`` member), grouped in batches by Smart Data Models domain::
 
-    [([SDM_CONTEXT_URL.format(domain="Streetlighting")], [{"id": ..., "type": ...}, ...]), ...]
+    [([sdm_context("Streetlighting")], [{"id": ..., "type": ...}, ...]), ...]
 
 so that ``cityvisor demo`` can hand each batch to the broker's batch-create path with its
 ``@context`` (the NGSI-LD core context is implied). Ids are ``urn:ngsi-ld:<Type>:nimes:<n>``
@@ -28,15 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from cityvisor.ngsild.build import date_time, geo_point, prop, relationship
+from cityvisor.ngsild.context import sdm_context
+from cityvisor.ngsild.time import format_utc_seconds
 from cityvisor.sim import geography as geo
-from cityvisor.sim.attrs import date_time as _dt
-from cityvisor.sim.attrs import iso as _iso
-from cityvisor.sim.attrs import prop as _p
 
 CITY = "nimes"
-SDM_CONTEXT_URL = (
-    "https://raw.githubusercontent.com/smart-data-models/dataModel.{domain}/master/context.jsonld"
-)
 #: Default observation time: Thursday 27 November 2025, 18:30 CET (sunset was ~16:55).
 OBSERVED_AT = datetime(2025, 11, 27, 17, 30, tzinfo=UTC)
 
@@ -86,17 +83,9 @@ def urn(etype: str, n: int) -> str:
     return f"urn:ngsi-ld:{etype}:{CITY}:{n}"
 
 
-def _rel(obj: str) -> dict:
-    return {"type": "Relationship", "object": obj}
-
-
-def _loc(lon: float, lat: float) -> dict:
-    return {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, lat]}}
-
-
 def _address(c: geo.Commune) -> dict:
-    return _p({"addressCountry": "FR", "addressRegion": "Occitanie",
-               "addressLocality": c.name, "postalCode": c.postal_code})
+    return prop({"addressCountry": "FR", "addressRegion": "Occitanie",
+                 "addressLocality": c.name, "postalCode": c.postal_code})
 
 
 def _timestamps(t: datetime, days_before: np.ndarray) -> list[str]:
@@ -130,15 +119,15 @@ def _streetlighting(rng, n: int, at: str, t: datetime) -> list[Entity]:
     pop = np.array([c.population for c in communes], float)
     area = np.array([c.area for c in communes])
     weights = 0.75 * pop / pop.sum() + 0.25 * area / area.sum()
-    sunset = _iso(t.astimezone(UTC).replace(hour=15, minute=55, second=0))
+    sunset = format_utc_seconds(t.astimezone(UTC).replace(hour=15, minute=55, second=0))
     out = []
     for c in communes:
         x, y = c.geometry.representative_point().coords[0]
         out.append({
             "id": urn("StreetlightGroup", c.index + 1), "type": "StreetlightGroup",
-            "name": _p(f"Éclairage public — {c.name}"), "areaServed": _p(c.name),
-            "location": _loc(round(x, 6), round(y, 6)), "address": _address(c),
-            "powerState": _p("on", at=at), "dateLastSwitchingOn": _dt(sunset),
+            "name": prop(f"Éclairage public — {c.name}"), "areaServed": prop(c.name),
+            "location": geo_point(round(x, 6), round(y, 6)), "address": _address(c),
+            "powerState": prop("on", at=at), "dateLastSwitchingOn": date_time(sunset),
         })
     lon, lat, where = _placed(rng, n, weights, core_share=0.45)
     status = _pick(rng, ["ok", "defectiveLamp", "brokenLantern", "columnIssue"],
@@ -153,13 +142,13 @@ def _streetlighting(rng, n: int, at: str, t: datetime) -> list[Entity]:
         c = where[i]
         out.append({
             "id": urn("Streetlight", i + 1), "type": "Streetlight",
-            "location": _loc(lon[i], lat[i]), "address": _address(c),
-            "status": _p(status[i], at=at), "powerState": _p(state, at=at),
-            "illuminanceLevel": _p(level, "C62", at),
-            "powerConsumption": _p(round(rated[i] * level, 1), "WTT", at),
-            "lanternHeight": _p(height[i], "MTR"),
-            "dateLastLampChange": _dt(changed[i]),
-            "refStreetlightGroup": _rel(urn("StreetlightGroup", c.index + 1)),
+            "location": geo_point(lon[i], lat[i]), "address": _address(c),
+            "status": prop(status[i], at=at), "powerState": prop(state, at=at),
+            "illuminanceLevel": prop(level, unit="C62", at=at),
+            "powerConsumption": prop(round(rated[i] * level, 1), unit="WTT", at=at),
+            "lanternHeight": prop(height[i], unit="MTR"),
+            "dateLastLampChange": date_time(changed[i]),
+            "refStreetlightGroup": relationship(urn("StreetlightGroup", c.index + 1)),
         })
     return out
 
@@ -175,10 +164,10 @@ def _cameras(rng, n: int, at: str) -> list[Entity]:
         name = f"CAM-{where[i].code}-{i + 1:04d}"
         out.append({
             "id": urn("Camera", i + 1), "type": "Camera",
-            "location": _loc(lon[i], lat[i]), "address": _address(where[i]),
-            "cameraName": _p(name), "cameraNum": _p(i + 1), "cameraType": _p(kind[i]),
-            "cameraUsage": _p(usage[i]), "on": _p(on[i], at=at),
-            "streamName": _p(f"nimes-metropole/{name.lower()}"),
+            "location": geo_point(lon[i], lat[i]), "address": _address(where[i]),
+            "cameraName": prop(name), "cameraNum": prop(i + 1), "cameraType": prop(kind[i]),
+            "cameraUsage": prop(usage[i]), "on": prop(on[i], at=at),
+            "streamName": prop(f"nimes-metropole/{name.lower()}"),
         })
     return out
 
@@ -201,9 +190,9 @@ def _weather(rng, n_rain: int, n_stations: int, at: str) -> list[Entity]:
         rain = max(0.0, round(rng.normal(1.2 + 25 * (y - 43.83), 0.4) / 0.2) * 0.2)
         out.append({
             "id": urn("WeatherObserved", i + 1), "type": "WeatherObserved",
-            "name": _p(f"{river} — pluviomètre {i + 1}"),
-            "location": _loc(x, y), "address": _address(geo.commune_at(x, y)),
-            "precipitation": _p(round(rain, 1), "MMT", at), "dateObserved": _dt(at),
+            "name": prop(f"{river} — pluviomètre {i + 1}"),
+            "location": geo_point(x, y), "address": _address(geo.commune_at(x, y)),
+            "precipitation": prop(round(rain, 1), unit="MMT", at=at), "dateObserved": date_time(at),
         })
     weights = np.sqrt([c.population for c in geo.load_communes()])
     lon, lat, where = _placed(rng, n_stations, weights)
@@ -211,15 +200,15 @@ def _weather(rng, n_rain: int, n_stations: int, at: str) -> list[Entity]:
         i = n_rain + j
         out.append({
             "id": urn("WeatherObserved", i + 1), "type": "WeatherObserved",
-            "name": _p(f"Station météo {where[j].name} {j + 1}"),
-            "location": _loc(lon[j], lat[j]), "address": _address(where[j]),
-            "dateObserved": _dt(at),
-            "temperature": _p(round(float(rng.normal(9.0, 0.8)), 1), "CEL", at),
-            "relativeHumidity": _p(round(float(rng.uniform(0.82, 0.95)), 2), "C62", at),
-            "precipitation": _p(round(float(rng.uniform(0.4, 2.4)), 1), "MMT", at),
-            "windSpeed": _p(round(float(rng.uniform(1.5, 5.5)), 1), "MTS", at),
-            "windDirection": _p(int(rng.integers(90, 180)), "DD", at),
-            "atmosphericPressure": _p(round(float(rng.normal(1009, 1.5)), 1), "A97", at),
+            "name": prop(f"Station météo {where[j].name} {j + 1}"),
+            "location": geo_point(lon[j], lat[j]), "address": _address(where[j]),
+            "dateObserved": date_time(at),
+            "temperature": prop(round(float(rng.normal(9.0, 0.8)), 1), unit="CEL", at=at),
+            "relativeHumidity": prop(round(float(rng.uniform(0.82, 0.95)), 2), unit="C62", at=at),
+            "precipitation": prop(round(float(rng.uniform(0.4, 2.4)), 1), unit="MMT", at=at),
+            "windSpeed": prop(round(float(rng.uniform(1.5, 5.5)), 1), unit="MTS", at=at),
+            "windDirection": prop(int(rng.integers(90, 180)), unit="DD", at=at),
+            "atmosphericPressure": prop(round(float(rng.normal(1009, 1.5)), 1), unit="A97", at=at),
         })
     return out
 
@@ -233,14 +222,14 @@ def _flood(rng, n: int, at: str) -> list[Entity]:
         ref = 4.5 if big else 3.0
         out.append({
             "id": urn("FloodMonitoring", i + 1), "type": "FloodMonitoring",
-            "name": _p(f"{river} — limnimètre {i + 1}"), "stationID": _p(f"NIM-LIM-{i + 1:02d}"),
-            "location": _loc(x, y), "address": _address(geo.commune_at(x, y)),
-            "currentLevel": _p(round(float(level), 2), "MTR", at),
-            "alertLevel": _p(2.5 if big else 1.2, "MTR"),
-            "dangerLevel": _p(3.5 if big else 2.0, "MTR"),
-            "referenceLevel": _p(ref, "MTR"),
-            "measuredDistance": _p(round(ref - float(level), 2), "MTR", at),
-            "floodLevelStatus": _p("Normal", at=at), "observationDateTime": _dt(at),
+            "name": prop(f"{river} — limnimètre {i + 1}"), "stationID": prop(f"NIM-LIM-{i + 1:02d}"),
+            "location": geo_point(x, y), "address": _address(geo.commune_at(x, y)),
+            "currentLevel": prop(round(float(level), 2), unit="MTR", at=at),
+            "alertLevel": prop(2.5 if big else 1.2, unit="MTR"),
+            "dangerLevel": prop(3.5 if big else 2.0, unit="MTR"),
+            "referenceLevel": prop(ref, unit="MTR"),
+            "measuredDistance": prop(round(ref - float(level), 2), unit="MTR", at=at),
+            "floodLevelStatus": prop("Normal", at=at), "observationDateTime": date_time(at),
         })
     return out
 
@@ -251,12 +240,12 @@ def _seismometers(rng, n: int, at: str, t: datetime) -> list[Entity]:
     installed = _days_before(rng, t, 365, 10 * 365, n)
     return [{
         "id": urn("Device", i + 1), "type": "Device",
-        "name": _p(f"Sismomètre {where[i].name}"), "description": _p("Accelerometric station"),
-        "location": _loc(lon[i], lat[i]), "address": _address(where[i]),
-        "deviceCategory": _p(["sensor"]), "controlledProperty": _p(["vibration"]),
-        "serialNumber": _p(f"NIM-SIS-{i + 1:02d}"), "deviceState": _p("ok", at=at),
-        "batteryLevel": _p(round(float(rng.uniform(0.7, 1.0)), 2), "C62", at),
-        "dateInstalled": _dt(installed[i]), "dateLastValueReported": _dt(at),
+        "name": prop(f"Sismomètre {where[i].name}"), "description": prop("Accelerometric station"),
+        "location": geo_point(lon[i], lat[i]), "address": _address(where[i]),
+        "deviceCategory": prop(["sensor"]), "controlledProperty": prop(["vibration"]),
+        "serialNumber": prop(f"NIM-SIS-{i + 1:02d}"), "deviceState": prop("ok", at=at),
+        "batteryLevel": prop(round(float(rng.uniform(0.7, 1.0)), 2), unit="C62", at=at),
+        "dateInstalled": date_time(installed[i]), "dateLastValueReported": date_time(at),
     } for i in range(n)]
 
 
@@ -276,12 +265,12 @@ def _ev_stations(rng, n: int, at: str) -> list[Entity]:
                   else "working")
         out.append({
             "id": urn("EVChargingStation", i + 1), "type": "EVChargingStation",
-            "name": _p(f"Borne de recharge {where[i].name} {i + 1}"),
-            "location": _loc(lon[i], lat[i]), "address": _address(where[i]),
-            "operator": _p(operator[i]), "allowedVehicleType": _p(["car"]),
-            "socketType": _p(sockets[i]), "chargeType": _p(["other"]),
-            "capacity": _p(cap[i]), "availableCapacity": _p(avail, at=at),
-            "status": _p(status, at=at),
+            "name": prop(f"Borne de recharge {where[i].name} {i + 1}"),
+            "location": geo_point(lon[i], lat[i]), "address": _address(where[i]),
+            "operator": prop(operator[i]), "allowedVehicleType": prop(["car"]),
+            "socketType": prop(sockets[i]), "chargeType": prop(["other"]),
+            "capacity": prop(cap[i]), "availableCapacity": prop(avail, at=at),
+            "status": prop(status, at=at),
         })
     return out
 
@@ -297,18 +286,18 @@ def _waste(rng, n: int, at: str, t: datetime) -> list[Entity]:
     fill = np.clip(days / 14 + rng.normal(0, 0.08, n), 0.02, 1.0).round(2).tolist()
     return [{
         "id": urn("WasteContainer", i + 1), "type": "WasteContainer",
-        "location": _loc(lon[i], lat[i]), "address": _address(where[i]),
-        "serialNumber": _p(f"NM-{where[i].code}-{i + 1:05d}"),
-        "category": _p([cat[i]]), "storedWasteKind": _p(kind[i]),
-        "fillingLevel": _p(fill[i], "C62", at), "status": _p(status[i], at=at),
-        "dateLastEmptying": _dt(emptied[i]),
+        "location": geo_point(lon[i], lat[i]), "address": _address(where[i]),
+        "serialNumber": prop(f"NM-{where[i].code}-{i + 1:05d}"),
+        "category": prop([cat[i]]), "storedWasteKind": prop(kind[i]),
+        "fillingLevel": prop(fill[i], unit="C62", at=at), "status": prop(status[i], at=at),
+        "dateLastEmptying": date_time(emptied[i]),
     } for i in range(n)]
 
 
 def _traffic(rng, n: int, at: str, t: datetime) -> list[Entity]:
     pop = [c.population for c in geo.load_communes()]
     lon, lat, where = _placed(rng, n, pop, core_share=0.3)
-    start = _iso(t - timedelta(minutes=15))
+    start = format_utc_seconds(t - timedelta(minutes=15))
     speed = np.clip(rng.normal(42, 14, n), 8, 90).round(1).tolist()
     lanes = rng.integers(1, 4, n).tolist()
     out = []
@@ -316,15 +305,15 @@ def _traffic(rng, n: int, at: str, t: datetime) -> list[Entity]:
         slow = speed[i] < 20
         out.append({
             "id": urn("TrafficFlowObserved", i + 1), "type": "TrafficFlowObserved",
-            "name": _p(f"Point de comptage {where[i].name} {i + 1}"),
-            "location": _loc(lon[i], lat[i]), "address": _address(where[i]),
-            "laneId": _p(lanes[i]), "laneDirection": _p("forward" if i % 2 else "backward"),
-            "intensity": _p(int(rng.integers(40, 420)), at=at),
-            "averageVehicleSpeed": _p(speed[i], "KMH", at),
-            "occupancy": _p(round(float(rng.uniform(0.25, 0.6) if slow
-                                        else rng.uniform(0.04, 0.25)), 2), "C62", at),
-            "congested": _p(slow, at=at), "dateObserved": _dt(at),
-            "dateObservedFrom": _dt(start), "dateObservedTo": _dt(at),
+            "name": prop(f"Point de comptage {where[i].name} {i + 1}"),
+            "location": geo_point(lon[i], lat[i]), "address": _address(where[i]),
+            "laneId": prop(lanes[i]), "laneDirection": prop("forward" if i % 2 else "backward"),
+            "intensity": prop(int(rng.integers(40, 420)), at=at),
+            "averageVehicleSpeed": prop(speed[i], unit="KMH", at=at),
+            "occupancy": prop(round(float(rng.uniform(0.25, 0.6) if slow
+                                          else rng.uniform(0.04, 0.25)), 2), unit="C62", at=at),
+            "congested": prop(slow, at=at), "dateObserved": date_time(at),
+            "dateObservedFrom": date_time(start), "dateObservedTo": date_time(at),
         })
     return out
 
@@ -338,7 +327,7 @@ def build_city(counts: DemoCounts = DemoCounts(), seed: int = 1988,
     Smart Data Models domain. Deterministic for a given ``(counts, seed, observed_at)``;
     each entity kind draws from its own random stream, so changing one count does not move
     the others."""
-    at = _iso(observed_at)
+    at = format_utc_seconds(observed_at)
     # ~40k small dicts: the cyclic GC would rescan them repeatedly (2-3x slower); none of
     # them form cycles, so pause it while building and restore the caller's setting.
     gc_was_enabled = gc.isenabled()
@@ -364,4 +353,4 @@ def _build(counts: DemoCounts, seed: int, observed_at: datetime, at: str) -> lis
         + _traffic(rng(7), counts.traffic_counters, at, observed_at),
         "WasteManagement": _waste(rng(8), counts.waste_containers, at, observed_at),
     }
-    return [([SDM_CONTEXT_URL.format(domain=d)], ents) for d, ents in by_domain.items() if ents]
+    return [([sdm_context(d)], ents) for d, ents in by_domain.items() if ents]

@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from cityvisor.sim.attrs import date_time, iso, observed
+from cityvisor.ngsild.build import date_time, observed
+from cityvisor.ngsild.time import format_utc_seconds
 from cityvisor.sim.nimes import Batch, Entity
 from cityvisor.sim.population import Population
 
@@ -45,7 +46,7 @@ class SeismometerSimulator(Population):
     def _reports(self, indexes: list[int], now: datetime) -> list[Entity]:
         hour = now.astimezone(PARIS).hour
         day_factor = 2.0 if 7 <= hour < 21 else 1.0
-        at = iso(now)
+        at = format_utc_seconds(now)
         out = []
         for i in indexes:
             pga = NIGHT_PGA * day_factor * self.site[i] * float(self._rng.lognormal(0, 0.25))
@@ -53,8 +54,8 @@ class SeismometerSimulator(Population):
             drift = 0.00002 if sun else -0.00001
             self.battery[i] = float(np.clip(self.battery[i] + drift, 0.2, 1.0))
             out.append({"id": self.ids[i], "type": "Device",
-                        "peakGroundAcceleration": observed(float(f"{pga:.3g}"), at, "MSK"),
-                        "batteryLevel": observed(round(float(self.battery[i]), 3), at, "C62"),
+                        "peakGroundAcceleration": observed(float(f"{pga:.3g}"), at, unit="MSK"),
+                        "batteryLevel": observed(round(float(self.battery[i]), 3), at, unit="C62"),
                         "dateLastValueReported": date_time(at)})
         return out
 

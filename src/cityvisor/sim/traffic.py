@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from cityvisor.sim.attrs import date_time, iso, observed
+from cityvisor.ngsild.build import date_time, observed
+from cityvisor.ngsild.time import format_utc_seconds
 from cityvisor.sim.nimes import Batch, Entity
 from cityvisor.sim.population import Population
 
@@ -83,12 +84,12 @@ class TrafficSimulator(Population):
                         * self._rng.normal(1, 0.05, len(self.ids)), 5, 110)
         occupancy = np.clip(count * 3600 / self.aggregation_s * VEHICLE_LENGTH_KM
                             / speed / np.maximum(self.capacity / 1800, 1), 0, 1)
-        at, begin = iso(end), iso(start)
+        at, begin = format_utc_seconds(end), format_utc_seconds(start)
         return [{
             "id": self.ids[i], "type": "TrafficFlowObserved",
             "intensity": observed(int(count[i]), at),
-            "averageVehicleSpeed": observed(round(float(speed[i]), 1), at, "KMH"),
-            "occupancy": observed(round(float(occupancy[i]), 3), at, "C62"),
+            "averageVehicleSpeed": observed(round(float(speed[i]), 1), at, unit="KMH"),
+            "occupancy": observed(round(float(occupancy[i]), 3), at, unit="C62"),
             "congested": observed(bool(speed[i] < 20 or occupancy[i] > 0.35), at),
             "dateObserved": date_time(at), "dateObservedFrom": date_time(begin),
             "dateObservedTo": date_time(at),

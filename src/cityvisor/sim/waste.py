@@ -22,7 +22,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from cityvisor.sim.attrs import date_time, iso, observed
+from cityvisor.ngsild.build import date_time, observed
+from cityvisor.ngsild.time import format_utc_seconds
 from cityvisor.sim.nimes import Batch, Entity
 from cityvisor.sim.population import Population
 
@@ -134,7 +135,7 @@ class WasteSimulator(Population):
     def initial(self, now: datetime) -> list[Batch]:
         """Containers filled since their last round (full entities)."""
         t = now.timestamp()
-        at = iso(now)
+        at = format_utc_seconds(now)
         out = []
         noise = self._rng.normal(0, 0.03, len(self.ids))
         share_now = self._deposit_share(t)
@@ -143,26 +144,26 @@ class WasteSimulator(Population):
             level = self.rate[i] * (share_now - self._deposit_share(emptied))
             self.level[i] = float(np.clip(level + 0.02 + noise[i], 0.0, 1.0))
             out.append({**entity, **self._fragment(i, at), "status": observed("ok", at),
-                        "dateLastEmptying": date_time(iso(datetime.fromtimestamp(emptied, UTC)))})
+                        "dateLastEmptying": date_time(format_utc_seconds(datetime.fromtimestamp(emptied, UTC)))})
             self.status[i] = "ok"
         self._prev = now
         return [(self.context, out)]
 
     def _fragment(self, i: int, at: str) -> Entity:
         return {"id": self.ids[i], "type": "WasteContainer",
-                "fillingLevel": observed(round(float(self.level[i]), 2), at, "C62")}
+                "fillingLevel": observed(round(float(self.level[i]), 2), at, unit="C62")}
 
     def tick(self, now: datetime) -> list[Batch]:
         a, b = self.window(now)
         if b <= a:
             return []
         self.level = np.minimum(self.level + self._fill(a, b), 1.0)
-        at = iso(now)
+        at = format_utc_seconds(now)
         out: dict[int, Entity] = {}
         for i, when in self._emptyings(a, b).items():
             self.level[i] = float(self._rng.uniform(0, 0.03))
             fragment = self._fragment(i, at)
-            fragment["dateLastEmptying"] = date_time(iso(datetime.fromtimestamp(when, UTC)))
+            fragment["dateLastEmptying"] = date_time(format_utc_seconds(datetime.fromtimestamp(when, UTC)))
             out[i] = fragment
         due = self.phases.due(a, b)
         lid = self._rng.random(len(due)) < LID_OPEN_PER_REPORT

@@ -64,11 +64,12 @@ import numpy as np
 import shapely
 
 from cityvisor.data.geo.occitanie import Commune, communes, departements_by_code
-from cityvisor.sim.attrs import date_time, iso
-from cityvisor.sim.attrs import prop as _p
+from cityvisor.ngsild.build import date_time, geo_point, prop
+from cityvisor.ngsild.context import sdm_context
+from cityvisor.ngsild.time import format_utc_seconds
 from cityvisor.sim.nimes import Batch, Entity
 
-WEATHER_CONTEXT = "https://raw.githubusercontent.com/smart-data-models/dataModel.Weather/master/context.jsonld"
+WEATHER_CONTEXT = sdm_context("Weather")
 PROVIDER = "cityvisor simulator (synthetic data)"
 LOCAL = ZoneInfo("Europe/Paris")
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -330,7 +331,7 @@ class OccitanieWeather:
                                                   "lightSnow", "heavySnow"):
                     kind = "lightSnow" if minimum[i] < 0 and maximum[i] < 2 else "lightRain"
                 out[i][k] = {
-                    "validFrom": iso(start), "validTo": iso(end),
+                    "validFrom": format_utc_seconds(start), "validTo": format_utc_seconds(end),
                     "dayMinimum": {"temperature": float(minimum[i]),
                                    "relativeHumidity": float(np.round(humidity[:, i].min(), 2))},
                     "dayMaximum": {"temperature": float(maximum[i]),
@@ -345,26 +346,25 @@ class OccitanieWeather:
     def _static(self, c: Commune) -> Entity:
         departement = departements_by_code()[c.departement].name
         return {
-            "name": _p(f"Météo — {c.name}"),
-            "location": {"type": "GeoProperty",
-                         "value": {"type": "Point", "coordinates": [c.lon, c.lat]}},
-            "address": _p({"addressLocality": c.name, "addressRegion": "Occitanie",
-                           "addressCountry": "FR", "district": departement}),
-            "inseeCode": _p(c.code),
-            "visibility": _p("public"),
-            "dataProvider": _p(PROVIDER),
+            "name": prop(f"Météo — {c.name}"),
+            "location": geo_point(c.lon, c.lat),
+            "address": prop({"addressLocality": c.name, "addressRegion": "Occitanie",
+                             "addressCountry": "FR", "district": departement}),
+            "inseeCode": prop(c.code),
+            "visibility": prop("public"),
+            "dataProvider": prop(PROVIDER),
         }
 
     def initial(self, now: datetime) -> list[Batch]:
         """Every entity in full: one WeatherObserved per commune and its forecasts."""
         values = self._observed_values(now)
-        at = iso(now)
+        at = format_utc_seconds(now)
         observed = []
         for i, c in enumerate(self.communes):
             entity: Entity = {"id": observed_id(c.code), "type": "WeatherObserved",
                               **self._static(c), "dateObserved": date_time(at)}
             for name, column in values.items():
-                entity[name] = _p(_plain(column[i]), UNITS.get(name), at)
+                entity[name] = prop(_plain(column[i]), unit=UNITS.get(name), at=at)
             observed.append(entity)
         self._last_observed = values
         batches: list[Batch] = [([WEATHER_CONTEXT], observed)]
@@ -375,8 +375,8 @@ class OccitanieWeather:
             for i, c in enumerate(self.communes):
                 for k, attrs in forecasts[i].items():
                     entity = {"id": forecast_id(c.code, k), "type": "WeatherForecast",
-                              **self._static(c), "dateIssued": date_time(iso(issued))}
-                    entity["name"] = _p(f"Prévisions J+{k} — {c.name}")
+                              **self._static(c), "dateIssued": date_time(format_utc_seconds(issued))}
+                    entity["name"] = prop(f"Prévisions J+{k} — {c.name}")
                     entity.update(_forecast_attrs(attrs))
                     entities.append(entity)
             self._last_issue, self._last_forecast = issued, forecasts
@@ -386,11 +386,11 @@ class OccitanieWeather:
     def tick(self, now: datetime) -> list[Batch]:
         """Fragments with the attributes that changed since the last call (and the dates)."""
         values = self._observed_values(now)
-        at = iso(now)
+        at = format_utc_seconds(now)
         last = self._last_observed
         fragments = []
         for i, c in enumerate(self.communes):
-            changed = {name: _p(_plain(column[i]), UNITS.get(name), at)
+            changed = {name: prop(_plain(column[i]), unit=UNITS.get(name), at=at)
                        for name, column in values.items()
                        if last is None or column[i] != last[name][i]}
             if changed:
@@ -408,7 +408,7 @@ class OccitanieWeather:
                     old = previous[i].get(k, {}) if previous is not None else {}
                     diff = {name: value for name, value in attrs.items() if old.get(name) != value}
                     entity = {"id": forecast_id(c.code, k), "type": "WeatherForecast",
-                              "dateIssued": date_time(iso(issued)), **_forecast_attrs(diff)}
+                              "dateIssued": date_time(format_utc_seconds(issued)), **_forecast_attrs(diff)}
                     entities.append(entity)
             self._last_issue, self._last_forecast = issued, forecasts
             batches.append(([WEATHER_CONTEXT], entities))
@@ -443,11 +443,11 @@ def _forecast_attrs(attrs: dict[str, Any]) -> Entity:
         if name in ("validFrom", "validTo"):
             out[name] = date_time(value)
         elif name in ("precipitation", "windSpeed"):
-            out[name] = _p(value, UNITS[name])
+            out[name] = prop(value, unit=UNITS[name])
         elif name == "precipitationProbability":
-            out[name] = _p(value, "C62")
+            out[name] = prop(value, unit="C62")
         else:
-            out[name] = _p(value)
+            out[name] = prop(value)
     return out
 
 
