@@ -1,29 +1,35 @@
-"""The composition root: builds the store, context registry, broker and token store from one
-``Settings``. Nothing is opened at import time."""
+"""The composition root: builds the stores, the context registry, the entity, temporal and
+subscription brokers and the token store from one ``Settings``, and wires the brokers' change
+listeners. Nothing is opened at import time."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import cast
 
 from cityvisor.apps.contract import AppContext, AppSetup, RunningApp
 from cityvisor.broker.contexts import ContextRegistry
 from cityvisor.broker.entities import EntityBroker
+from cityvisor.broker.temporal import TemporalBroker
 from cityvisor.client import LocalContextClient
 from cityvisor.config import Settings
+from cityvisor.notify import Notifications
 from cityvisor.security.tokens import TokenStore
+from cityvisor.store.base import Store, SystemStore
 from cityvisor.store.sqlite import SqliteStore
+from cityvisor.store.sqlite_system import SqliteSystemStore
 
 
 @dataclass
 class Services:
     settings: Settings
-    store: SqliteStore
+    store: Store
+    system: SystemStore
     contexts: ContextRegistry
     broker: EntityBroker
+    temporal: TemporalBroker
+    subscriptions: Notifications
     tokens: TokenStore | None  # None: authentication is off (loopback only)
-    subscriptions: Any = None  # cityvisor.notify.Notifications
-    temporal: Any = None  # cityvisor.broker.temporal.TemporalBroker
     apps: list[RunningApp] = field(default_factory=list)  # running in-process apps
     #: the in-process apps to start, as (name, setup): one per name in ``settings.apps``, and
     #: any added by the caller (the demo's storm scenario)
@@ -31,30 +37,40 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
+        """The services on the configured backend."""
         settings.check()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = SqliteStore(settings.tenants_dir, synchronous=settings.sqlite_synchronous)
-        contexts = ContextRegistry(settings.system_db, allow_fetch=settings.allow_context_fetch)
-        tokens = TokenStore(settings.system_db) if settings.auth else None
-        services = cls(settings, store, contexts, EntityBroker(store, contexts), tokens)
-        from cityvisor.broker.temporal import TemporalBroker
+        return cls.assemble(settings, open_store(settings), open_system_store(settings))
 
-        services.temporal = TemporalBroker.install(
-            store, services.broker, max_instances=settings.temporal_max_instances,
+    @classmethod
+    def assemble(cls, settings: Settings, store: Store, system: SystemStore) -> Services:
+        """The services on the given backends (``Services`` then owns and closes them)."""
+        settings.check()
+        contexts = ContextRegistry(system, allow_fetch=settings.allow_context_fetch)
+        broker = EntityBroker(store, contexts)
+        temporal = TemporalBroker(
+            store, broker, max_instances=settings.temporal_max_instances,
             retention_days=settings.temporal_retention_days,
             purge_interval_s=settings.temporal_purge_interval_s)
-        from cityvisor.notify import install as install_notifications
-
-        services.subscriptions = install_notifications(services)
+        notifications = Notifications(
+            store, broker, retry_base_s=settings.notification_retry_base_s,
+            retry_cap_s=settings.notification_retry_cap_s,
+            timeout_s=settings.notification_timeout_s,
+            concurrency=settings.notification_concurrency,
+            batch_max=settings.notification_batch_max)
+        # Every batch of entity changes derives, in its own transaction, the temporal history
+        # rows and the notifications of the matching subscriptions (transactional outbox).
+        broker.listeners.append(temporal.record)
+        broker.listeners.append(notifications.manager.on_change)
+        tokens = TokenStore(system) if settings.auth else None
+        services = cls(settings, store, system, contexts, broker, temporal, notifications,
+                       tokens)
         services.app_setups.extend((name, named_app_setup(name)) for name in settings.apps)
         return services
 
     async def start(self) -> None:
         """Start background work (notification delivery, retention); called by the server."""
-        if self.subscriptions is not None:
-            await self.subscriptions.start()
-        if self.temporal is not None:
-            self.temporal.start()  # retention purge
+        await self.subscriptions.start()
+        self.temporal.start()  # retention purge
         for name, setup in self.app_setups:
             self.apps.append(await setup(self.app_context(name)))
 
@@ -68,14 +84,21 @@ class Services:
         for app in reversed(self.apps):  # in-process apps stop first (they write)
             await app.close()
         self.apps.clear()
-        if self.temporal is not None:
-            await self.temporal.stop()
-        if self.subscriptions is not None:
-            await self.subscriptions.close()
+        await self.temporal.stop()
+        await self.subscriptions.close()
         await self.store.close()
-        self.contexts.close()
-        if self.tokens is not None:
-            self.tokens.close()
+        self.system.close()
+
+
+def open_store(settings: Settings) -> Store:
+    """The tenants' store of the configuration: SQLite files under ``data_dir/tenants``."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteStore(settings.tenants_dir, synchronous=settings.sqlite_synchronous)
+
+
+def open_system_store(settings: Settings) -> SystemStore:
+    """The system store (@contexts, tokens): ``data_dir/system.sqlite``."""
+    return SqliteSystemStore(settings.system_db)
 
 
 def named_app_setup(name: str) -> AppSetup:
@@ -89,4 +112,4 @@ def named_app_setup(name: str) -> AppSetup:
     setup = getattr(module, "setup", None)
     if setup is None:
         raise ValueError(f"setting apps: {name!r} is not an app (no setup)")
-    return setup  # type: ignore[no-any-return]
+    return cast(AppSetup, setup)

@@ -9,6 +9,7 @@ from starlette.testclient import TestClient
 
 from cityvisor.config import Settings
 from cityvisor.security.tokens import TokenStore
+from cityvisor.store.sqlite_system import SqliteSystemStore
 
 BASE = "/ngsi-ld/v1"
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
@@ -216,7 +217,7 @@ def test_revocation_by_another_process_within_the_cache_time(secure_client: Test
     monkeypatch.setattr(store, "cache_s", 0.0)
     token, info = store.create("reader")
     assert secure_client.get(f"{BASE}/types", headers=bearer(token)).status_code == 200
-    other = TokenStore(secure_settings.system_db)  # what `cityvisor token revoke` does
+    other = TokenStore(SqliteSystemStore(secure_settings.system_db))  # what `cityvisor token revoke` does
     try:
         assert other.revoke(info.token_id)
     finally:
@@ -225,7 +226,7 @@ def test_revocation_by_another_process_within_the_cache_time(secure_client: Test
 
 
 def test_unknown_token_store_roles_are_refused(tmp_path) -> None:
-    store = TokenStore(tmp_path / "system.sqlite")
+    store = TokenStore(SqliteSystemStore(tmp_path / "system.sqlite"))
     try:
         with pytest.raises(ValueError, match="bogus"):
             store.create("bogus")

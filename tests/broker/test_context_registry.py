@@ -12,6 +12,7 @@ import pytest
 
 from cityvisor.broker.contexts import ContextRegistry
 from cityvisor.ngsild.errors import LdContextNotAvailable
+from cityvisor.store.sqlite_system import SqliteSystemStore
 
 pytestmark = pytest.mark.anyio
 USER_CONTEXT = {"@context": {"level": "https://example.org/flood#level"}}
@@ -44,7 +45,7 @@ def context_server() -> Iterator[tuple[str, list[str]]]:
 async def test_user_context_is_fetched_once_then_cached(
         tmp_path: Path, context_server: tuple[str, list[str]]) -> None:
     base, hits = context_server
-    registry = ContextRegistry(tmp_path / "system.sqlite")
+    registry = ContextRegistry(SqliteSystemStore(tmp_path / "system.sqlite"))
     terms = await registry.term_map(f"{base}/ctx.jsonld")
     assert terms.expand("level") == "https://example.org/flood#level"
     registry._maps.clear()  # forget the compiled map: the document must come from the cache
@@ -52,7 +53,7 @@ async def test_user_context_is_fetched_once_then_cached(
     assert hits == ["/ctx.jsonld"]
     # A restarted broker, offline, still knows it.
     registry.close()
-    offline = ContextRegistry(tmp_path / "system.sqlite", allow_fetch=False)
+    offline = ContextRegistry(SqliteSystemStore(tmp_path / "system.sqlite"), allow_fetch=False)
     assert (await offline.term_map(f"{base}/ctx.jsonld")).expand("level").endswith("#level")
     assert any(i.url == f"{base}/ctx.jsonld" and i.kind == "Cached" for i in offline.list())
 
@@ -60,16 +61,16 @@ async def test_user_context_is_fetched_once_then_cached(
 async def test_unreachable_context_is_503(tmp_path: Path,
                                           context_server: tuple[str, list[str]]) -> None:
     base, _ = context_server
-    registry = ContextRegistry(tmp_path / "system.sqlite", fetch_timeout_s=2)
+    registry = ContextRegistry(SqliteSystemStore(tmp_path / "system.sqlite"), fetch_timeout_s=2)
     with pytest.raises(LdContextNotAvailable):
         await registry.term_map(f"{base}/missing.jsonld")
-    offline = ContextRegistry(tmp_path / "other.sqlite", allow_fetch=False)
+    offline = ContextRegistry(SqliteSystemStore(tmp_path / "other.sqlite"), allow_fetch=False)
     with pytest.raises(LdContextNotAvailable, match="preload"):
         await offline.term_map("https://example.org/never-seen.jsonld")
 
 
 async def test_bundled_contexts_need_no_network(tmp_path: Path) -> None:
-    registry = ContextRegistry(tmp_path / "system.sqlite", allow_fetch=False)
+    registry = ContextRegistry(SqliteSystemStore(tmp_path / "system.sqlite"), allow_fetch=False)
     for version in range(3, 10):
         url = f"https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.{version}.jsonld"
         assert (await registry.term_map(url)).expand("location").endswith("/ngsi-ld/location")

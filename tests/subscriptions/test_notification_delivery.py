@@ -143,12 +143,13 @@ async def test_failing_receiver_recovers_with_backoff(services: Services) -> Non
         # three failed attempts, then the queued changes (batched once the endpoint is back)
         assert status["status"] == "ok" and status["timesSent"] == 3 + len(receiver.received)
         assert "lastFailure" in status and "lastSuccess" in status
-        conn = services.store.connection(None)
+        outbox = await services.store.outbox_reader(None)
         for _ in range(100):
-            if conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0:
+            if outbox.pending() == 0:
                 break
             await asyncio.sleep(0.01)
-        assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+        assert outbox.pending() == 0
+        outbox.close()
     finally:
         receiver.close()
 
@@ -174,9 +175,10 @@ async def test_failed_status_reported_and_down_endpoint_is_isolated(services: Se
         assert "lastSuccess" not in status
         # deleting the subscription drops its pending notifications
         await manager.delete(None, dead)
-        conn = services.store.connection(None)
-        assert conn.execute("SELECT count(*) FROM outbox WHERE subscription = ?",
-                            (dead,)).fetchone()[0] == 0
+        outbox = await services.store.outbox_reader(None)
+        waiting = outbox.fresh(0, 10_000) + outbox.due(float("inf"), 10_000)
+        assert [row for row in waiting if row.subscription == dead] == []
+        outbox.close()
     finally:
         receiver.close()
 

@@ -181,8 +181,9 @@ def test_tenants_are_separate(client: TestClient) -> None:
 
 def test_roles(secure_client: TestClient, secure_settings: Any) -> None:
     from cityvisor.security.tokens import TokenStore
+    from cityvisor.store.sqlite_system import SqliteSystemStore
 
-    tokens = TokenStore(secure_settings.system_db)
+    tokens = TokenStore(SqliteSystemStore(secure_settings.system_db))
     reader, _ = tokens.create("reader", "*", "r")
     tokens.close()
     auth = {"Authorization": f"Bearer {reader}"}

@@ -176,16 +176,15 @@ async def test_periodic_notifications_with_fake_clock(services: Services) -> Non
     await manager.create(None, None, {
         "type": "Subscription", "entities": [{"type": "Lamp"}], "timeInterval": 60,
         "notification": {"endpoint": {"uri": "http://h/n"}}})
-    store = services.store
-    conn = store.connection(None)
+    outbox = await services.store.outbox_reader(None)
 
     def rows() -> int:
-        return conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        return outbox.pending()
 
     before = rows()
     assert await manager.periodic_tick(clock.now) == 1
     assert await manager.periodic_tick(clock.now + 30) == 0
     assert await manager.periodic_tick(clock.now + 61) == 1
     assert rows() == before + 2
-    payload = conn.execute("SELECT payload FROM outbox ORDER BY id DESC").fetchone()[0]
+    payload = outbox.fresh(0, 10_000)[-1].payload
     assert orjson.loads(payload)["data"][0]["id"] == "urn:ngsi-ld:Lamp:1"

@@ -460,8 +460,6 @@ def test_aggregation_whole_range_months_and_non_numbers(client: TestClient) -> N
 
 
 def test_retention_purge_with_an_injected_clock(client: TestClient) -> None:
-    from cityvisor.broker.temporal import tenant_database
-
     body = {"id": E1, "type": "Sensor",
             "temp": [{"type": "Property", "value": d, "observedAt": iso(T0 + timedelta(days=d))}
                      for d in range(10)],
@@ -470,11 +468,9 @@ def test_retention_purge_with_an_injected_clock(client: TestClient) -> None:
     for tenant in ("a", "b"):
         assert client.post(T, json=body, headers={"NGSILD-Tenant": tenant}).status_code == 201
     svc = services(client)
-    conn = tenant_database(svc.settings.tenants_dir, "a")
-    conn.execute("INSERT INTO temporal_retention VALUES ('', 5)")
-    conn.execute("INSERT INTO temporal_retention VALUES "
-                 "('https://uri.etsi.org/ngsi-ld/default-context/hum', 2)")
-    conn.close()
+    client.portal.call(svc.store.set_retention, "a", "", 5)
+    client.portal.call(svc.store.set_retention, "a",
+                       "https://uri.etsi.org/ngsi-ld/default-context/hum", 2)
     now = T0 + timedelta(days=10)
     deleted = client.portal.call(svc.temporal.purge, now)  # type: ignore[union-attr]
     assert deleted == 5 + 8

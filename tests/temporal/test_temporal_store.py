@@ -20,7 +20,8 @@ from cityvisor.broker.temporal import (
 from cityvisor.cli import app
 from cityvisor.ngsild.errors import BadRequestData
 from cityvisor.store import sqlite_temporal as st
-from cityvisor.store.base import WriteOp
+from cityvisor.store.base import Buckets, TimeFilter, WriteOp
+from cityvisor.store.records import InstanceRecord
 
 NOW = "2026-01-01T00:00:00.000000Z"
 
@@ -42,7 +43,7 @@ def test_records_of_changes() -> None:
     created = changes_to_records([WriteOp(None, entity(a=[a, b]))], lambda: NOW)
     kinds = [type(r).__name__ for r in created]
     assert kinds == ["EntityRecord", "InstanceRecord", "InstanceRecord"]
-    rows = [r for r in created if isinstance(r, st.InstanceRecord)]
+    rows = [r for r in created if isinstance(r, InstanceRecord)]
     assert rows[0].num == 1 and rows[1].num is None and rows[1].dataset_id == "urn:d:b"
     # only the changed instance is recorded; an unchanged attribute is not
     old = entity(a=[a, b], c=[inst(True)])
@@ -81,7 +82,7 @@ def test_time_and_duration_parsing() -> None:
     q = TemporalQuery.parse(timerel="between", time_at="2024-01-01T00:00:00Z",
                             end_time_at="2024-01-02T00:00:00Z", timeproperty="modifiedAt")
     f = q.time_filter()
-    assert f.column == "modified_at" and f.from_ and f.before
+    assert f.timeproperty == "modifiedAt" and f.from_ and f.before
     assert TemporalQuery.parse(last_n="5").last_n == 5
     with pytest.raises(BadRequestData):
         TemporalQuery.parse(last_n=True)
@@ -90,30 +91,29 @@ def test_time_and_duration_parsing() -> None:
 @pytest.fixture
 def conn(tmp_path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(tmp_path / "t.sqlite", isolation_level=None)
-    db.executescript(st.SCHEMA)
+    db.executescript(st.TEMPORAL_SCHEMA)
     return db
 
 
 def test_history_queries_use_the_indexes(conn: sqlite3.Connection) -> None:
-    records = [st.InstanceRecord("e", "T", "a", "", f"2024-01-01T{h:02d}:00:00.000000Z", NOW,
+    records = [InstanceRecord("e", "T", "a", "", f"2024-01-01T{h:02d}:00:00.000000Z", NOW,
                                  NOW, None, float(h), '{"type": "Property", "value": 0}')
                for h in range(24)]
-    records.append(st.InstanceRecord("e", "T", "b", "", NOW, NOW, NOW, None, None, "{}"))
+    records.append(InstanceRecord("e", "T", "b", "", NOW, NOW, NOW, None, None, "{}"))
     st.write_instances(conn, records)
     assert st.entity_attributes(conn, "e") == ["a", "b"]
     assert st.entity_attributes(conn, "nobody") == []
-    time = st.TimeFilter(after="2024-01-01T20:00:00.000000Z")
+    time = TimeFilter(after="2024-01-01T20:00:00.000000Z")
     rows = st.attribute_history(conn, "e", "a", time, 10)
     assert [r[3][11:13] for r in rows] == ["21", "22", "23"]
-    where, params = time.sql()
+    _, where, params = st.time_sql(time)
     plan = " ".join(str(r) for r in conn.execute(
         f"EXPLAIN QUERY PLAN SELECT * FROM temporal_instances INDEXED BY temporal_observed "
         f"WHERE {st.SERIES}{where}", ["e", "a", *params]))
     assert "temporal_observed (series=? AND observed_at>?)" in plan
     first = "2024-01-01T00:00:00.000000Z"
-    jd = datetime.fromisoformat(first).timestamp() / 86400 + 2440587.5
-    rows = st.aggregate(conn, "e", "a", st.TimeFilter(), ["sum", "totalCount"], jd,
-                        6 * 3_600_000, None, first)
+    rows = st.aggregate(conn, "e", "a", TimeFilter(), ["sum", "totalCount"],
+                        Buckets(period_ms=6 * 3_600_000), first)
     assert [(r[1], r[2], r[3]) for r in rows] == [
         (0, 15.0, 6), (1, 51.0, 6), (2, 87.0, 6), (3, 123.0, 6)]
 

@@ -10,14 +10,11 @@ again. Compiled ``TermMap``s are memoised by the context value.
 from __future__ import annotations
 
 import re
-import sqlite3
-import threading
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +22,8 @@ import orjson
 
 from cityvisor.ngsild.context import CORE_CONTEXT_URL, CORE_CONTEXT_URLS, TermMap, compile_context
 from cityvisor.ngsild.errors import BadRequestData, LdContextNotAvailable, ResourceNotFound
+from cityvisor.store.base import SystemStore
+from cityvisor.store.records import StoredContext
 
 SDM_URL = re.compile(
     r"^https://raw\.githubusercontent\.com/smart-data-models/(dataModel\.[A-Za-z]+)/"
@@ -32,15 +31,6 @@ SDM_URL = re.compile(
 )
 HOSTED_PATH = "/ngsi-ld/v1/jsonldContexts/"
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS contexts (
-  id TEXT PRIMARY KEY,
-  url TEXT NOT NULL UNIQUE,
-  kind TEXT NOT NULL,          -- Hosted | Cached
-  document BLOB NOT NULL,      -- the whole document, {"@context": ...}
-  created_at TEXT NOT NULL
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -62,15 +52,12 @@ def core_context_document() -> dict[str, Any]:
 class ContextRegistry:
     """Resolves ``@context`` values to term maps; hosts and caches context documents."""
 
-    def __init__(self, database: Path | str, *, allow_fetch: bool = True,
+    def __init__(self, system: SystemStore, *, allow_fetch: bool = True,
                  fetch_timeout_s: float = 5.0) -> None:
         self.core = core_context_document()["@context"]
         self.allow_fetch = allow_fetch
         self.fetch_timeout_s = fetch_timeout_s
-        self._conn = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.executescript(SCHEMA)
-        self._lock = threading.Lock()
+        self.system = system
         self._maps: OrderedDict[bytes, TermMap] = OrderedDict()
         self.core_map = compile_context([], self.core)
 
@@ -139,13 +126,10 @@ class ContextRegistry:
 
     def _local_document(self, url: str) -> dict[str, Any] | None:
         if HOSTED_PATH in url:
-            local_id = url.rsplit("/", 1)[-1]
-            row = self._conn.execute("SELECT document FROM contexts WHERE id = ?",
-                                     (local_id,)).fetchone()
+            found = self.system.context(local_id=url.rsplit("/", 1)[-1])
         else:
-            row = self._conn.execute("SELECT document FROM contexts WHERE url = ?",
-                                     (url,)).fetchone()
-        return orjson.loads(row[0]) if row else None
+            found = self.system.context(url=url)
+        return orjson.loads(found.document) if found else None
 
     async def _fetch(self, url: str) -> dict[str, Any]:
         if not url.startswith(("http://", "https://")):
@@ -165,12 +149,7 @@ class ContextRegistry:
     def _store(self, url: str, kind: str, document: dict[str, Any], local_id: str | None = None) -> str:
         local_id = local_id or uuid.uuid4().hex
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO contexts (id, url, kind, document, created_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (url) DO UPDATE SET document = excluded.document, kind = excluded.kind",
-                (local_id, url, kind, orjson.dumps(document), now),
-            )
+        self.system.put_context(StoredContext(local_id, url, kind, orjson.dumps(document), now))
         self._maps.clear()
         return local_id
 
@@ -196,37 +175,33 @@ class ContextRegistry:
 
     def list(self) -> list[ContextInfo]:
         infos = [ContextInfo(CORE_CONTEXT_URL, "core", "ImplicitlyCreated", None)]
-        for url, local_id, kind, created in self._conn.execute(
-            "SELECT url, id, kind, created_at FROM contexts ORDER BY created_at"
-        ):
-            infos.append(ContextInfo(url, local_id, kind, created))
+        for stored in self.system.contexts():
+            infos.append(ContextInfo(stored.url, stored.local_id, stored.kind, stored.created_at))
         return infos
 
     def _local_id(self, context_id: str) -> str:
         """A context is addressed by its local id or by its URL (clause 6.30)."""
         if context_id in CORE_CONTEXT_URLS:
             return "core"
-        row = self._conn.execute("SELECT id FROM contexts WHERE url = ?", (context_id,)).fetchone()
-        return row[0] if row else context_id
+        found = self.system.context(url=context_id)
+        return found.local_id if found else context_id
 
     def get(self, context_id: str) -> dict[str, Any]:
         local_id = self._local_id(context_id)
         if local_id == "core":
             return {"@context": self.core}
-        row = self._conn.execute("SELECT document FROM contexts WHERE id = ?", (local_id,)).fetchone()
-        if row is None:
+        found = self.system.context(local_id=local_id)
+        if found is None:
             raise ResourceNotFound(f"No @context with id {local_id} is hosted or cached here")
-        return orjson.loads(row[0])  # type: ignore[no-any-return]
+        return orjson.loads(found.document)  # type: ignore[no-any-return]
 
     def delete(self, context_id: str) -> None:
         local_id = self._local_id(context_id)
         if local_id == "core":
             raise BadRequestData("The core @context cannot be deleted")
-        with self._lock:
-            deleted = self._conn.execute("DELETE FROM contexts WHERE id = ?", (local_id,)).rowcount
-        if not deleted:
+        if not self.system.delete_context(local_id):
             raise ResourceNotFound(f"No @context with id {local_id} is hosted or cached here")
         self._maps.clear()
 
     def close(self) -> None:
-        self._conn.close()
+        """Nothing to release: the system store is closed by its owner."""

@@ -44,13 +44,12 @@ from cityvisor.ngsild.errors import (
     ResourceNotFound,
 )
 from cityvisor.ngsild.model import VALUE_MEMBER, Representation, check_name, check_uri
-from cityvisor.store.base import EntityQuery, EntitySelector, WriteOp
-from cityvisor.store.sqlite_subscriptions import (
+from cityvisor.store.base import EntityQuery, EntitySelector, Store, WriteOp
+from cityvisor.store.records import (
     OutboxRecord,
     SubscriptionDelete,
     SubscriptionPut,
     SubscriptionStatus,
-    load_subscriptions,
 )
 
 TRIGGERS = ("entityCreated", "entityUpdated", "entityDeleted",
@@ -457,7 +456,7 @@ class SubscriptionManager:
     def __init__(self, broker: EntityBroker, *, clock: Callable[[], float] = time.time,
                  wake: Callable[[str | None], None] | None = None) -> None:
         self.broker = broker
-        self.store: Any = broker.store
+        self.store: Store = broker.store
         self.clock = clock
         self.wake = wake or (lambda tenant: None)
         self._subs: dict[str | None, dict[str, Subscription]] = {}
@@ -470,17 +469,18 @@ class SubscriptionManager:
         subs = self._subs.get(tenant)
         if subs is None:
             subs = {}
-            if await self.store.has_tenant(tenant):
-                for row in load_subscriptions(self.store.connection(tenant)):
-                    sub_id, doc, context, *status = row
-                    try:
-                        sub = await build(orjson.loads(doc), orjson.loads(context),
-                                          self.broker, self.clock())
-                    except NgsiLdError:
-                        continue  # e.g. its @context is no longer available: skip it
-                    (sub.times_sent, sub.last_notification, sub.last_success,
-                     sub.last_failure, sub.delivery) = status
-                    subs[sub_id] = sub
+            for stored in await self.store.subscriptions(tenant):
+                try:
+                    sub = await build(orjson.loads(stored.doc), orjson.loads(stored.context),
+                                      self.broker, self.clock())
+                except NgsiLdError:
+                    continue  # e.g. its @context is no longer available: skip it
+                sub.times_sent = stored.times_sent
+                sub.last_notification = stored.last_notification
+                sub.last_success = stored.last_success
+                sub.last_failure = stored.last_failure
+                sub.delivery = stored.delivery
+                subs[stored.id] = sub
             self._subs[tenant] = subs
             self._refresh(tenant)
         return subs
@@ -493,8 +493,8 @@ class SubscriptionManager:
         """Load every tenant's subscriptions (at start: periodic ones need a schedule)."""
         tenants: list[str | None] = [None, *await self.store.tenants()]
         for tenant in tenants:
-            if tenant is None and not self.store.path(None).exists():
-                continue
+            if tenant is None and not await self.store.subscriptions(None):
+                continue  # the default tenant's storage is created by its first write only
             await self._tenant(tenant)
 
     def tenants(self) -> list[str | None]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import aiohttp
 
-from cityvisor.api.http import CONTEXT_REL
+from cityvisor.ngsild.context import CONTEXT_REL
 
 
 def notification_headers(target: dict[str, Any], tenant: str | None) -> dict[str, str]:

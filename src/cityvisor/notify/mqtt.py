@@ -11,7 +11,7 @@ One connection per (broker, credentials, version) is kept open and reopened afte
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import ssl
 import uuid
 from typing import Any
@@ -38,6 +38,8 @@ def mqtt_message(target: dict[str, Any], payload: bytes, tenant: str | None
     metadata = notification_headers(target, tenant)
     return b'{"metadata":' + orjson.dumps(metadata) + b',"body":' + payload + b"}", metadata
 
+LOG = logging.getLogger("cityvisor.notify")
+
 
 class _Connection:
     def __init__(self, key: tuple[Any, ...]) -> None:
@@ -63,8 +65,10 @@ class _Connection:
     async def drop(self) -> None:
         client, self.client = self.client, None
         if client is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(client.__aexit__(None, None, None), 2.0)
+            except Exception as error:  # the connection is dropped anyway
+                LOG.warning("closing an MQTT connection failed: %r", error)
 
 
 class MqttSender:

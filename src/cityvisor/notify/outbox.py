@@ -36,13 +36,8 @@ from typing import Any
 
 import orjson
 
-from cityvisor.store.sqlite_subscriptions import (
-    OutboxDone,
-    OutboxReader,
-    OutboxRetry,
-    OutboxRow,
-    SubscriptionStatus,
-)
+from cityvisor.store.base import OutboxReader, Store
+from cityvisor.store.records import OutboxDone, OutboxRetry, OutboxRow, SubscriptionStatus
 
 LOG = logging.getLogger("cityvisor.notify")
 Sender = Callable[[dict[str, Any], bytes, str | None], Awaitable[None]]
@@ -160,9 +155,7 @@ class TenantDispatcher:
         self.task = asyncio.create_task(self._loop())
 
     async def _loop(self) -> None:
-        store = self.service.store
-        store.connection(self.tenant)  # the schema exists before we read
-        self.reader = OutboxReader(store.path(self.tenant))
+        self.reader = await self.service.store.outbox_reader(self.tenant)
         next_due = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
@@ -245,13 +238,16 @@ class TenantDispatcher:
             for task in list(worker.tasks):
                 task.cancel()
             for task in list(worker.tasks):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
+                try:
                     await task
+                except asyncio.CancelledError:
+                    pass
+                except Exception:  # the row stays in the outbox: delivered after a restart
+                    LOG.exception("a notification delivery failed while stopping")
         if self._flush_scheduled:
             self._flush()
         for task in list(self._flushes):
-            with contextlib.suppress(Exception):
-                await task
+            await task  # _commit logs its own failures
         if self.reader is not None:
             self.reader.close()
 
@@ -259,7 +255,7 @@ class TenantDispatcher:
 class Outbox:
     """The delivery service: one dispatcher per tenant with notifications."""
 
-    def __init__(self, store: Any, senders: dict[str, Sender], status_sink: StatusSink, *,
+    def __init__(self, store: Store, senders: dict[str, Sender], status_sink: StatusSink, *,
                  clock: Callable[[], float] = time.time, policy: RetryPolicy | None = None,
                  concurrency: int = 8, max_queue: int = 2000, poll_s: float = 0.1,
                  batch_max: int = 100) -> None:

@@ -11,28 +11,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+
+from cityvisor.store.base import SystemStore
+from cityvisor.store.records import StoredToken
 
 ROLES = ("reader", "writer", "admin")
 ALL_TENANTS = "*"
 DEFAULT_TENANT = ""  # the tenant used when no NGSILD-Tenant header is sent
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS tokens (
-  id TEXT PRIMARY KEY,
-  secret_sha256 TEXT NOT NULL,
-  role TEXT NOT NULL,
-  tenant TEXT NOT NULL,
-  name TEXT NOT NULL DEFAULT '',
-  created_at TEXT NOT NULL,
-  revoked_at TEXT
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -64,12 +53,8 @@ class TokenInfo:
 class TokenStore:
     """Tokens in the system database; verification results are cached for ``cache_s``."""
 
-    def __init__(self, database: Path | str, *, cache_s: float = 2.0) -> None:
-        self._conn = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA busy_timeout=5000")
-        self._conn.executescript(SCHEMA)
-        self._lock = threading.Lock()
+    def __init__(self, system: SystemStore, *, cache_s: float = 2.0) -> None:
+        self.system = system
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self.cache_s = cache_s
 
@@ -80,12 +65,7 @@ class TokenStore:
         token_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO tokens (id, secret_sha256, role, tenant, name, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (token_id, _digest(secret), role, tenant, name, now),
-            )
+        self.system.add_token(StoredToken(token_id, _digest(secret), role, tenant, name, now))
         return f"cvt_{token_id}_{secret}", TokenInfo(token_id, role, tenant, name, now, None)
 
     def verify(self, token: str) -> Principal | None:
@@ -105,35 +85,24 @@ class TokenStore:
         token_id, _, secret = rest.partition("_")
         if prefix != "cvt" or not token_id or not secret:
             return None
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT secret_sha256, role, tenant, name FROM tokens "
-                "WHERE id = ? AND revoked_at IS NULL",
-                (token_id,),
-            ).fetchone()
-        if row is None or not hmac.compare_digest(row[0], _digest(secret)):
+        stored = self.system.token(token_id)
+        if (stored is None or stored.revoked_at is not None
+                or not hmac.compare_digest(stored.secret_sha256, _digest(secret))):
             return None
-        return Principal(token_id, row[1], row[2], row[3] or "")
+        return Principal(token_id, stored.role, stored.tenant, stored.name or "")
 
     def revoke(self, token_id: str) -> bool:
         now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        with self._lock:
-            changed = self._conn.execute(
-                "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (now, token_id),
-            ).rowcount
+        changed = self.system.revoke_token(token_id, now)
         self._cache.clear()
-        return bool(changed)
+        return changed
 
     def list(self) -> list[TokenInfo]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, role, tenant, name, created_at, revoked_at FROM tokens ORDER BY created_at"
-            ).fetchall()
-        return [TokenInfo(*row) for row in rows]
+        return [TokenInfo(t.token_id, t.role, t.tenant, t.name, t.created_at, t.revoked_at)
+                for t in self.system.tokens()]
 
     def close(self) -> None:
-        self._conn.close()
+        """Nothing to release: the system store is closed by its owner."""
 
 
 def _digest(secret: str) -> str:

@@ -1,6 +1,7 @@
-"""Embedded store: one SQLite file per tenant, WAL mode (ADR 0002).
+"""Embedded store: one SQLite file per tenant, WAL mode (ADR 0002); the entities.
 
-Layout of a tenant database:
+Layout of the entity tables of a tenant database (the temporal history is in
+``sqlite_temporal``, subscriptions and the outbox in ``sqlite_subscriptions``):
 
 - ``entities``: one row per entity: id, first type IRI, the stored form as JSON text (``doc``,
   which ``json_extract`` filters read), timestamps. Index ``(type, rowid)`` serves type queries
@@ -10,26 +11,25 @@ Layout of a tenant database:
   ``entity_rowid * 1024 + slot``; exact predicates run in Python (shapely) on the candidates.
 - ``attr_values``: every scalar value a ``q`` comparison looks at, per (attribute, kind
   n/s/b, value, entity), so that simple comparisons (``a>5``, ``a=="x"``, ranges, lists) are
-  answered from an index instead of parsing JSON; other ``q`` terms run ``json_extract`` SQL.
+  answered from an index instead of parsing JSON; other ``q`` terms run ``json_extract`` SQL
+  (``sqlite_q``).
 - ``attribute_stats``: counts per (type, attribute, kind), kept in step by every write, for
   ``/types`` and ``/attributes`` without scanning.
 
-Writes run on the caller's thread (the event loop) in ``BEGIN IMMEDIATE`` transactions;
-``synchronous=NORMAL`` in WAL mode makes a committed transaction survive a killed process
-(``synchronous=FULL``, setting ``sqlite_synchronous``, survives power loss too). Queries run in
-a small thread pool, each thread with its own read connection (WAL readers never block writers).
+Writes run on the caller's thread (the event loop) in ``BEGIN IMMEDIATE`` transactions shared
+by the writers of one loop turn (group commit); ``synchronous=NORMAL`` in WAL mode makes a
+committed transaction survive a killed process (``synchronous=FULL``, setting
+``sqlite_synchronous``, survives power loss too). Queries run on the read pool of
+``sqlite_connections``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import sqlite3
-import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ import orjson
 from cityvisor.ngsild import geo as geo_predicates
 from cityvisor.ngsild import query as q_language
 from cityvisor.ngsild import typequery
-from cityvisor.ngsild.errors import AlreadyExists, BadRequestData
+from cityvisor.ngsild.errors import AlreadyExists
 from cityvisor.store.base import (
     AttributeStat,
     Entity,
@@ -48,10 +48,14 @@ from cityvisor.store.base import (
     Store,
     WriteOp,
 )
-from cityvisor.store.sqlite_q import q_sql, sqlite_regexp, type_sql
+from cityvisor.store.sqlite_connections import id_selection_sql
+from cityvisor.store.sqlite_q import q_sql, type_sql
+from cityvisor.store.sqlite_subscriptions import SUBSCRIPTION_SCHEMA, SubscriptionTables
+from cityvisor.store.sqlite_subscriptions import WRITERS as SUBSCRIPTION_WRITERS
+from cityvisor.store.sqlite_temporal import TEMPORAL_SCHEMA, TemporalTables
+from cityvisor.store.sqlite_temporal import WRITERS as TEMPORAL_WRITERS
 
 GEO_SLOTS = 1024  # GeoProperty instances indexed per entity
-_TENANT = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entities (
@@ -80,109 +84,25 @@ CREATE TABLE IF NOT EXISTS attribute_stats (
 """
 
 
-def id_selection_sql(column: str, selector: EntitySelector) -> tuple[list[str], list[Any]]:
-    """WHERE fragments for a selector's ``id`` list and ``idPattern`` on ``column``."""
-    where: list[str] = []
-    params: list[Any] = []
-    if selector.ids is not None:
-        where.append(f"{column} IN ({','.join('?' * len(selector.ids))})")
-        params.extend(selector.ids)
-    if selector.id_pattern is not None:
-        where.append(f"ngsi_regexp(?, {column})")
-        params.append(selector.id_pattern)
-    return where, params
-
-
-def check_tenant(tenant: str | None) -> None:
-    if tenant is not None and not _TENANT.match(tenant):
-        raise BadRequestData(
-            f"Tenant {tenant!r} is invalid: use 1 to 64 letters, digits, '_' or '-'"
-        )
-
-
-def _configure(conn: sqlite3.Connection, synchronous: str) -> None:
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous}")
-    conn.execute("PRAGMA foreign_keys=OFF")
-    conn.execute("PRAGMA cache_size=-16384")  # 16 MiB page cache per connection
-    conn.execute("PRAGMA temp_store=MEMORY")
-    conn.create_function("ngsi_regexp", 2, sqlite_regexp, deterministic=True)
-
-
-class SqliteStore(Store):
+class SqliteStore(TemporalTables, SubscriptionTables, Store):
     """The embedded backend: ``<directory>/default.sqlite`` and ``tenant-<name>.sqlite``."""
 
-    def __init__(self, directory: Path | str, *, synchronous: str = "NORMAL", readers: int = 4):
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.synchronous = synchronous.upper()
-        self._writers: dict[str | None, sqlite3.Connection] = {}
+    schemas = (SCHEMA, TEMPORAL_SCHEMA, SUBSCRIPTION_SCHEMA)
+
+    def __init__(self, directory: Path | str, *, synchronous: str = "NORMAL",
+                 readers: int = 4) -> None:
+        super().__init__(directory, synchronous=synchronous, readers=readers)
         self._multi_typed: dict[str | None, bool] = {}
         self._committed: dict[str | None, asyncio.Future[None]] = {}
-        self._local = threading.local()
-        self._pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="store-read")
-        self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
-        self._checkpointer: _Checkpointer | None = None
-        self._extra_schema: list[str] = []
-        self._record_writers: dict[type, Callable[[sqlite3.Connection, list[Any]], None]] = {}
 
-    # ------------------------------------------------------------------ connections
-
-    def path(self, tenant: str | None) -> Path:
-        check_tenant(tenant)
-        name = "default.sqlite" if tenant is None else f"tenant-{tenant}.sqlite"
-        return self.directory / name
-
-    def _writer(self, tenant: str | None) -> sqlite3.Connection:
-        conn = self._writers.get(tenant)
-        if conn is None:
-            conn = sqlite3.connect(self.path(tenant), isolation_level=None,
-                                   check_same_thread=False)
-            _configure(conn, self.synchronous)
-            # Checkpoints (which fsync) run in a background thread, off the event loop; the
-            # writer only checkpoints itself if the WAL grows past ~80 MB (a safety bound).
-            conn.execute("PRAGMA wal_autocheckpoint=20000")
-            # The writer touches index pages all over the file (value index, history): a
-            # larger cache than the readers' saves re-reading them on every commit.
-            conn.execute("PRAGMA cache_size=-65536")
-            conn.executescript(SCHEMA)
-            for schema in self._extra_schema:
-                conn.executescript(schema)
-            self._writers[tenant] = conn
-            if self._checkpointer is None:
-                self._checkpointer = _Checkpointer(self.synchronous)
-            self._checkpointer.watch(self.path(tenant))
-            self._multi_typed[tenant] = (
-                conn.execute("SELECT 1 FROM entity_types LIMIT 1").fetchone() is not None
-            )
-        return conn
-
-    def _reader(self, tenant: str | None) -> sqlite3.Connection | None:
-        """This thread's read connection to a tenant, or None if the tenant has no database."""
-        conns: dict[str | None, sqlite3.Connection] = getattr(self._local, "conns", None) or {}
-        self._local.conns = conns
-        conn = conns.get(tenant)
-        if conn is None:
-            path = self.path(tenant)
-            if not path.exists():
-                return None
-            self._writer(tenant)  # make sure the schema exists
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            _configure(conn, self.synchronous)
-            conns[tenant] = conn
-            with self._readers_lock:
-                self._readers.append(conn)
-        return conn
-
-    async def _read(self, fn: Any, *args: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, fn, *args)
+    def _opened(self, tenant: str | None, conn: sqlite3.Connection) -> None:
+        self._multi_typed[tenant] = (
+            conn.execute("SELECT 1 FROM entity_types LIMIT 1").fetchone() is not None)
 
     # ------------------------------------------------------------------ reads
 
     async def get(self, tenant: str | None, entity_id: str) -> Entity | None:
-        if tenant not in self._writers and not self.path(tenant).exists():
+        if not self._exists(tenant):
             return None
         row = self._writer(tenant).execute(
             "SELECT doc FROM entities WHERE id = ?", (entity_id,)
@@ -190,7 +110,7 @@ class SqliteStore(Store):
         return orjson.loads(row[0]) if row else None
 
     async def get_many(self, tenant: str | None, entity_ids: list[str]) -> dict[str, Entity]:
-        if not entity_ids or (tenant not in self._writers and not self.path(tenant).exists()):
+        if not entity_ids or not self._exists(tenant):
             return {}
         conn = self._writer(tenant)
         found: dict[str, Entity] = {}
@@ -205,7 +125,7 @@ class SqliteStore(Store):
         return found
 
     async def query(self, tenant: str | None, query: EntityQuery) -> QueryResult:
-        return await self._read(self._query_sync, tenant, query)  # type: ignore[no-any-return]
+        return await self._read(self._query_sync, tenant, query)
 
     def _query_sync(self, tenant: str | None, query: EntityQuery) -> QueryResult:
         conn = self._reader(tenant)
@@ -302,35 +222,14 @@ class SqliteStore(Store):
         return sql, doubled
 
     async def attribute_stats(self, tenant: str | None) -> list[AttributeStat]:
-        if tenant not in self._writers and not self.path(tenant).exists():
+        if not self._exists(tenant):
             return []
         rows = self._writer(tenant).execute(
             "SELECT type, attr, kind, count FROM attribute_stats WHERE count > 0 ORDER BY type, attr"
         )
         return [AttributeStat(*row) for row in rows]
 
-    async def has_tenant(self, tenant: str | None) -> bool:
-        return tenant is None or tenant in self._writers or self.path(tenant).exists()
-
-    async def tenants(self) -> list[str]:
-        names = {p.stem[len("tenant-"):] for p in self.directory.glob("tenant-*.sqlite")}
-        return sorted(names)
-
     # ------------------------------------------------------------------ writes
-
-    def register_records(self, schema: str,
-                         writers: dict[type, Callable[[sqlite3.Connection, list[Any]], None]]
-                         ) -> None:
-        """Extend every tenant database with ``schema`` (idempotent DDL) and persist records
-        of each type with its writer, inside ``stage``'s transaction. Call before use."""
-        self._extra_schema.append(schema)
-        self._record_writers.update(writers)
-        for conn in self._writers.values():
-            conn.executescript(schema)
-
-    def connection(self, tenant: str | None) -> sqlite3.Connection:
-        """The tenant's write connection, for store extensions (same thread as ``stage``)."""
-        return self._writer(tenant)
 
     async def stage(self, tenant: str | None, ops: list[WriteOp],
                     records: Sequence[object] = ()) -> Awaitable[None]:
@@ -373,13 +272,14 @@ class SqliteStore(Store):
         return asyncio.shield(committed)
 
     def _write_records(self, conn: sqlite3.Connection, records: Sequence[object]) -> None:
+        """Side records, grouped by type (one ``executemany`` each), in first-seen order."""
         by_type: dict[type, list[Any]] = {}
         for record in records:
             by_type.setdefault(type(record), []).append(record)
         for record_type, items in by_type.items():
-            writer = self._record_writers.get(record_type)
+            writer = RECORD_WRITERS.get(record_type)
             if writer is None:
-                raise TypeError(f"No writer registered for {record_type.__name__} records")
+                raise TypeError(f"{record_type.__name__} is not a record this store persists")
             writer(conn, items)
 
     def _commit(self, tenant: str | None) -> None:
@@ -452,56 +352,7 @@ class SqliteStore(Store):
     async def close(self) -> None:
         for tenant in list(self._committed):
             self._commit(tenant)
-        if self._checkpointer is not None:
-            self._checkpointer.stop()
-            self._checkpointer = None
-        for conn in self._writers.values():
-            conn.close()
-        self._writers.clear()
-        self._pool.shutdown(wait=True)
-        with self._readers_lock:
-            for conn in self._readers:
-                conn.close()
-            self._readers.clear()
-
-
-class _Checkpointer(threading.Thread):
-    """Runs passive WAL checkpoints of every tenant database twice a second."""
-
-    def __init__(self, synchronous: str, interval_s: float = 0.5) -> None:
-        super().__init__(name="store-checkpoint", daemon=True)
-        self.synchronous = synchronous
-        self.interval_s = interval_s
-        self._paths: list[Path] = []
-        self._stopping = threading.Event()
-        self.start()
-
-    def watch(self, path: Path) -> None:
-        self._paths = [*self._paths, path]
-
-    def run(self) -> None:
-        conns: dict[Path, sqlite3.Connection] = {}
-        while not self._stopping.wait(self.interval_s):
-            self._checkpoint(conns)
-        self._checkpoint(conns)
-        for conn in conns.values():
-            conn.close()
-
-    def _checkpoint(self, conns: dict[Path, sqlite3.Connection]) -> None:
-        for path in self._paths:
-            try:
-                conn = conns.get(path)
-                if conn is None:
-                    conn = conns[path] = sqlite3.connect(path, isolation_level=None,
-                                                         check_same_thread=False)
-                    conn.execute(f"PRAGMA synchronous={self.synchronous}")
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            except sqlite3.Error:
-                pass  # busy or gone: the next round (or the writer's own bound) catches up
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self.join(timeout=10)
+        self._close_connections()
 
 
 class _SideRows:
@@ -604,6 +455,11 @@ def _values(iri: str, instances: list[dict[str, Any]] | None) -> set[tuple[str, 
 
 def _attr_path(iri: str) -> str:
     return '$.attrs."' + iri.replace('"', '\\"') + '"'
+
+
+#: side record type -> ``writer(conn, records)``, run in ``stage``'s transaction
+RECORD_WRITERS: dict[type, Callable[[sqlite3.Connection, list[Any]], None]] = {
+    **TEMPORAL_WRITERS, **SUBSCRIPTION_WRITERS}
 
 
 def _stats_delta(stats: Counter[tuple[str, str, str]], old: Entity | None,

@@ -1,6 +1,6 @@
 """SQLite persistence of subscriptions and of the notification outbox (transactional outbox).
 
-Two tables in every tenant database (registered with ``SqliteStore.register_records``):
+Two tables in every tenant database:
 
 - ``subscriptions``: one row per subscription: the validated document as JSON (``doc``), the
   creator's ``@context`` (``context``, JSON) and the delivery status columns.
@@ -11,17 +11,30 @@ Two tables in every tenant database (registered with ``SqliteStore.register_reco
 
 Every write is a record staged with the entity changes (``Store.stage``), so a notification
 exists if and only if the change that caused it was committed. Reads of the outbox go through
-a separate read-only connection (``OutboxReader``), which sees committed rows only.
+a separate read-only connection (``SqliteOutboxReader``), which sees committed rows only.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
+from cityvisor.store.base import OutboxReader
+from cityvisor.store.records import (
+    OutboxDone,
+    OutboxRecord,
+    OutboxRetry,
+    OutboxRow,
+    StoredSubscription,
+    SubscriptionDelete,
+    SubscriptionPut,
+    SubscriptionStatus,
+)
+from cityvisor.store.sqlite_connections import TenantDatabases
+
+SUBSCRIPTION_SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscriptions (
   id TEXT PRIMARY KEY,
   doc TEXT NOT NULL,
@@ -45,72 +58,6 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_retry ON outbox(next_attempt_at) WHERE next_attempt_at > 0;
 CREATE INDEX IF NOT EXISTS outbox_subscription ON outbox(subscription);
 """
-
-
-@dataclass(frozen=True)
-class SubscriptionPut:
-    """Create or replace a subscription document (status columns are kept)."""
-
-    id: str
-    doc: str
-    context: str
-
-
-@dataclass(frozen=True)
-class SubscriptionDelete:
-    """Delete a subscription and its pending notifications."""
-
-    id: str
-
-
-@dataclass(frozen=True)
-class SubscriptionStatus:
-    """The delivery status of a subscription (absolute values: the latest record wins)."""
-
-    id: str
-    times_sent: int
-    last_notification: str | None
-    last_success: str | None
-    last_failure: str | None
-    delivery: str | None
-
-
-@dataclass(frozen=True)
-class OutboxRecord:
-    """A notification to deliver."""
-
-    subscription: str
-    endpoint: str
-    target: str
-    payload: bytes
-    created_at: float
-
-
-@dataclass(frozen=True)
-class OutboxDone:
-    """A delivered notification: its row goes."""
-
-    id: int
-
-
-@dataclass(frozen=True)
-class OutboxRetry:
-    """A notification to try again later (``attempts`` counts the failed attempts)."""
-
-    id: int
-    attempts: int
-    next_attempt_at: float
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    id: int
-    subscription: str
-    endpoint: str
-    target: str
-    payload: bytes
-    created_at: float
-    attempts: int
 
 
 def _put(conn: sqlite3.Connection, items: list[SubscriptionPut]) -> None:
@@ -149,7 +96,7 @@ def _retry(conn: sqlite3.Connection, items: list[OutboxRetry]) -> None:
                      [(i.attempts, i.next_attempt_at, i.id) for i in items])
 
 
-WRITERS: dict[type, Any] = {
+WRITERS: dict[type, Callable[[sqlite3.Connection, list[Any]], None]] = {
     SubscriptionPut: _put,
     SubscriptionDelete: _delete,
     SubscriptionStatus: _status,
@@ -159,23 +106,26 @@ WRITERS: dict[type, Any] = {
 }
 
 
-def register(store: Any) -> None:
-    """Add the tables and record writers to a ``SqliteStore``."""
-    store.register_records(SCHEMA, WRITERS)
+class SubscriptionTables(TenantDatabases):
+    """The subscription and outbox reads of ``SqliteStore``."""
 
+    async def subscriptions(self, tenant: str | None) -> list[StoredSubscription]:
+        if not self._exists(tenant):
+            return []
+        rows = self._writer(tenant).execute(
+            "SELECT id, doc, context, times_sent, last_notification, last_success, "
+            "last_failure, delivery FROM subscriptions ORDER BY rowid").fetchall()
+        return [StoredSubscription(*row) for row in rows]
 
-def load_subscriptions(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
-    """(id, doc, context, times_sent, last_notification, last_success, last_failure,
-    delivery) of every subscription, in creation order."""
-    return conn.execute(
-        "SELECT id, doc, context, times_sent, last_notification, last_success, last_failure, "
-        "delivery FROM subscriptions ORDER BY rowid").fetchall()
+    async def outbox_reader(self, tenant: str | None) -> OutboxReader:
+        self._writer(tenant)  # the schema exists before we read
+        return SqliteOutboxReader(self.path(tenant))
 
 
 _COLUMNS = "id, subscription, endpoint, target, payload, created_at, attempts"
 
 
-class OutboxReader:
+class SqliteOutboxReader(OutboxReader):
     """A separate connection to a tenant database: sees committed outbox rows only."""
 
     def __init__(self, path: Path) -> None:

@@ -24,17 +24,32 @@ reads run on the store's read pool, each function below taking a read connection
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from datetime import datetime
+from typing import Any
 
 import orjson
 
-from cityvisor.store.sqlite import id_selection_sql
+from cityvisor.store.base import Buckets, EntityQuery, TimeFilter
+from cityvisor.store.records import (
+    AttributeAggregate,
+    AttributeHistoryDeleted,
+    EntityRecord,
+    EntityTouched,
+    HistoryDeleted,
+    HistoryRow,
+    InstanceDeleted,
+    InstanceModified,
+    InstanceRecord,
+    TemporalEntity,
+)
+from cityvisor.store.sqlite_connections import TenantDatabases, id_selection_sql
 from cityvisor.store.sqlite_q import type_sql
 
-SCHEMA = """
+TEMPORAL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS temporal_attrs (
   id INTEGER PRIMARY KEY,
   iri TEXT NOT NULL UNIQUE
@@ -85,41 +100,6 @@ ENTITY_SERIES = (f"series BETWEEN ((SELECT rowid FROM temporal_entities WHERE id
 _COLUMNS = (f"instance_id, (SELECT iri FROM temporal_attrs WHERE id = series & {ATTR_MASK}) AS attr, "
             "dataset_id, observed_at, created_at, modified_at, deleted_at, "
             "value")
-
-
-class InstanceRecord(NamedTuple):
-    """One attribute instance to append to the history (a ``stage`` side record). A named
-    tuple in column order: it is created for every change, and goes to ``executemany`` as is."""
-
-    entity: str
-    entity_type: str
-    attr: str
-    dataset_id: str
-    observed_at: str
-    created_at: str
-    modified_at: str
-    deleted_at: str | None
-    num: float | None
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
-class EntityRecord:
-    """Create or update (``deleted_at`` None) or mark deleted a temporal entity."""
-
-    entity: str
-    types: tuple[str, ...]
-    created_at: str
-    modified_at: str
-    deleted_at: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Statement:
-    """Any other change of the temporal tables, run in the ``stage`` transaction."""
-
-    sql: str
-    params: tuple[Any, ...] = ()
 
 
 def write_instances(conn: sqlite3.Connection, records: list[InstanceRecord]) -> None:
@@ -189,53 +169,91 @@ def write_entities(conn: sqlite3.Connection, records: list[EntityRecord]) -> Non
                          "WHERE id = ?", deleted)
 
 
-def write_statements(conn: sqlite3.Connection, records: list[Statement]) -> None:
+def _touch(conn: sqlite3.Connection, records: list[EntityTouched]) -> None:
+    conn.executemany("UPDATE temporal_entities SET modified_at = ? WHERE id = ?",
+                     [(r.modified_at, r.entity) for r in records])
+
+
+def _delete_histories(conn: sqlite3.Connection, records: list[HistoryDeleted]) -> None:
     for r in records:
-        conn.execute(r.sql, r.params)
+        conn.execute(f"DELETE FROM temporal_instances WHERE {ENTITY_SERIES}", (r.entity,))
+        conn.execute("DELETE FROM temporal_entities WHERE id = ?", (r.entity,))
 
 
-WRITERS: dict[type, Any] = {InstanceRecord: write_instances, EntityRecord: write_entities,
-                            Statement: write_statements}
+def _delete_attributes(conn: sqlite3.Connection, records: list[AttributeHistoryDeleted]) -> None:
+    for r in records:
+        if r.dataset_id is None:
+            conn.execute(f"DELETE FROM temporal_instances WHERE {SERIES}", (r.entity, r.attr))
+        else:
+            conn.execute(f"DELETE FROM temporal_instances WHERE {SERIES} AND dataset_id = ?",
+                         (r.entity, r.attr, r.dataset_id))
+
+
+def _modify_instances(conn: sqlite3.Connection, records: list[InstanceModified]) -> None:
+    conn.executemany(
+        "UPDATE temporal_instances SET observed_at = ?, modified_at = ?, num = ?, value = ? "
+        "WHERE instance_id = ?",
+        [(r.observed_at, r.modified_at, r.num, r.value, r.instance_id) for r in records])
+
+
+def _delete_instances(conn: sqlite3.Connection, records: list[InstanceDeleted]) -> None:
+    conn.executemany("DELETE FROM temporal_instances WHERE instance_id = ?",
+                     [(r.instance_id,) for r in records])
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeWindow:
+    """Delete the instances of ids ``low < id <= high`` matching a retention condition."""
+
+    low: int
+    high: int
+    condition: str
+    params: tuple[Any, ...]
+
+
+def _purge(conn: sqlite3.Connection, records: list[PurgeWindow]) -> None:
+    for r in records:
+        conn.execute(f"DELETE FROM temporal_instances WHERE instance_id > ? AND instance_id <= ? "
+                     f"AND {r.condition}", (r.low, r.high, *r.params))
+
+
+WRITERS: dict[type, Callable[[sqlite3.Connection, list[Any]], None]] = {
+    InstanceRecord: write_instances, EntityRecord: write_entities, EntityTouched: _touch,
+    HistoryDeleted: _delete_histories, AttributeHistoryDeleted: _delete_attributes,
+    InstanceModified: _modify_instances, InstanceDeleted: _delete_instances,
+    PurgeWindow: _purge}
 
 
 # ---------------------------------------------------------------------------- reads
 
 
-@dataclass(frozen=True)
-class TimeFilter:
-    """The temporal query, normalised: column, bounds (text, normalised UTC), lastN."""
-
-    column: str = "observed_at"
-    after: str | None = None  # t > after   (timerel=after)
-    from_: str | None = None  # t >= from_  (timerel=between)
-    before: str | None = None  # t < before  (timerel=before, between)
-    last_n: int | None = None
-
-    def sql(self) -> tuple[str, list[Any]]:
-        where: list[str] = []
-        params: list[Any] = []
-        if self.after is not None:
-            where.append(f"{self.column} > ?")
-            params.append(self.after)
-        if self.from_ is not None:
-            where.append(f"{self.column} >= ?")
-            params.append(self.from_)
-        if self.before is not None:
-            where.append(f"{self.column} < ?")
-            params.append(self.before)
-        return "".join(" AND " + w for w in where), params
+def time_sql(time: TimeFilter) -> tuple[str, str, list[Any]]:
+    """(column, `` AND ...`` fragment, params) of a time filter."""
+    column = TIME_COLUMNS[time.timeproperty]
+    where: list[str] = []
+    params: list[Any] = []
+    if time.after is not None:
+        where.append(f"{column} > ?")
+        params.append(time.after)
+    if time.from_ is not None:
+        where.append(f"{column} >= ?")
+        params.append(time.from_)
+    if time.before is not None:
+        where.append(f"{column} < ?")
+        params.append(time.before)
+    return column, "".join(" AND " + w for w in where), params
 
 
-def entity_rows(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
-    """id -> (types JSON, created_at, modified_at, deleted_at) of temporal entities."""
-    found: dict[str, tuple[Any, ...]] = {}
+def _entity_rows(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, TemporalEntity]:
+    found: dict[str, TemporalEntity] = {}
     for start in range(0, len(ids), 500):
         chunk = list(ids[start:start + 500])
         marks = ",".join("?" * len(chunk))
-        for row in conn.execute(
+        for entity_id, types, created, modified, deleted in conn.execute(
                 f"SELECT id, types, created_at, modified_at, deleted_at FROM temporal_entities "
                 f"WHERE id IN ({marks})", chunk):
-            found[row[0]] = row[1:]
+            found[entity_id] = TemporalEntity(entity_id, tuple(orjson.loads(types)), created,
+                                              modified, deleted)
     return found
 
 
@@ -251,20 +269,17 @@ def entity_attributes(conn: sqlite3.Connection, entity: str) -> list[str]:
 
 
 def attribute_history(conn: sqlite3.Connection, entity: str, attr: str, time: TimeFilter,
-                      limit: int) -> list[tuple[Any, ...]]:
-    """Up to ``limit`` rows of one attribute, in time order (lastN: the most recent ones,
-    newest first). Row: instance_id, attr, dataset_id, observed_at, created_at, modified_at,
-    deleted_at, value."""
-    where, params = time.sql()
+                       limit: int) -> list[HistoryRow]:
+    """Up to ``limit`` rows of one attribute in ascending time (lastN: the most recent)."""
+    column, where, params = time_sql(time)
     order = "DESC" if time.last_n is not None else "ASC"
-    return conn.execute(
-        f"SELECT {_COLUMNS} FROM temporal_instances INDEXED BY {_index(time.column)} "
-        f"WHERE {SERIES}{where} ORDER BY {time.column} {order}, instance_id {order} "
-        "LIMIT ?", [entity, attr, *params, limit]).fetchall()
-
-
-def _index(column: str) -> str:
-    return "temporal_observed"
+    rows = [HistoryRow(*row) for row in conn.execute(
+        f"SELECT {_COLUMNS} FROM temporal_instances INDEXED BY temporal_observed "
+        f"WHERE {SERIES}{where} ORDER BY {column} {order}, instance_id {order} "
+        "LIMIT ?", [entity, attr, *params, limit])]
+    if time.last_n is not None:
+        rows.reverse()
+    return rows
 
 
 #: aggregation method -> SQL aggregate over the rows of one period
@@ -286,74 +301,49 @@ AGGREGATES = {
 }
 
 
-def first_time(conn: sqlite3.Connection, entity: str, attr: str, time: TimeFilter) -> str | None:
-    where, params = time.sql()
+def _bound_time(conn: sqlite3.Connection, entity: str, attr: str, time: TimeFilter,
+                function: str) -> str | None:
+    """``min`` or ``max`` of the time of the recorded (not deleted) instances in range."""
+    column, where, params = time_sql(time)
     row = conn.execute(
-        f"SELECT min({time.column}) FROM temporal_instances INDEXED BY {_index(time.column)} "
-        f"WHERE {SERIES} AND deleted_at IS NULL{where}",
-        [entity, attr, *params]).fetchone()
+        f"SELECT {function}({column}) FROM temporal_instances INDEXED BY temporal_observed "
+        f"WHERE {SERIES} AND deleted_at IS NULL{where}", [entity, attr, *params]).fetchone()
     return row[0] if row else None
 
 
 def aggregate(conn: sqlite3.Connection, entity: str, attr: str, time: TimeFilter,
-              methods: Sequence[str], origin_jd: float, period_ms: int | None,
-              months: int | None, origin: str) -> list[tuple[Any, ...]]:
-    """Rows (dataset_id, bucket, method values...) of one attribute, grouped per period.
-
-    Buckets: ``period_ms`` fixed periods from the origin (julian day ``origin_jd``); or
-    ``months`` calendar months from ``origin``; or one bucket (both None)."""
-    where, params = time.sql()
-    col = time.column
-    if period_ms is not None:
+               methods: Sequence[str], buckets: Buckets, origin: str) -> list[tuple[Any, ...]]:
+    """Rows (dataset_id, bucket, method values...) of one attribute, grouped per period."""
+    col, where, params = time_sql(time)
+    if buckets.period_ms is not None:
+        origin_jd = datetime.fromisoformat(origin).timestamp() / 86400.0 + 2440587.5
         bucket = f"CAST(round((julianday({col}) - ?) * 86400000.0) AS INTEGER) / ?"
-        bucket_params: list[Any] = [origin_jd, period_ms]
-    elif months is not None:
+        bucket_params: list[Any] = [origin_jd, buckets.period_ms]
+    elif buckets.months is not None:
         # whole months from the origin, minus one when the day-and-time part is earlier
         bucket = (f"((CAST(substr({col}, 1, 4) AS INTEGER) * 12 + CAST(substr({col}, 6, 2) AS "
                   f"INTEGER)) - ? - (substr({col}, 9) < ?)) / ?")
-        bucket_params = [int(origin[:4]) * 12 + int(origin[5:7]), origin[8:], months]
+        bucket_params = [int(origin[:4]) * 12 + int(origin[5:7]), origin[8:], buckets.months]
     else:
         bucket, bucket_params = "0", []
     selected = ", ".join(AGGREGATES[m] for m in methods)
     return conn.execute(
         f"SELECT dataset_id, {bucket} AS bucket, {selected} "
-        f"FROM temporal_instances INDEXED BY {_index(col)} "
+        f"FROM temporal_instances INDEXED BY temporal_observed "
         f"WHERE {SERIES} AND deleted_at IS NULL{where} "
         "GROUP BY dataset_id, bucket ORDER BY dataset_id, bucket",
         [*bucket_params, entity, attr, *params]).fetchall()
 
 
-def attribute_kind(conn: sqlite3.Connection, entity: str, attr: str) -> str:
+def _attribute_kind(conn: sqlite3.Connection, entity: str, attr: str) -> str:
     """The type (Property, Relationship...) of an attribute, from one of its instances."""
     row = conn.execute("SELECT json_extract(value, '$.type') FROM temporal_instances "
                        f"WHERE {SERIES} LIMIT 1", (entity, attr)).fetchone()
     return row[0] if row and row[0] else "Property"
 
 
-def instance_row(conn: sqlite3.Connection, entity: str, attr: str,
-                 instance_id: int) -> tuple[Any, ...] | None:
-    return conn.execute(
-        f"SELECT {_COLUMNS} FROM temporal_instances WHERE instance_id = ? AND {SERIES}",
-        (instance_id, entity, attr)).fetchone()
-
-
-# ---------------------------------------------------------------------------- retention
-
-
-def retention_settings(conn: sqlite3.Connection) -> dict[str, int]:
-    return {attr: days for attr, days in conn.execute(
-        "SELECT attr, days FROM temporal_retention ORDER BY attr")}
-
-
-def set_retention(conn: sqlite3.Connection, attr: str, days: int | None) -> None:
-    if days is None:
-        conn.execute("DELETE FROM temporal_retention WHERE attr = ?", (attr,))
-    else:
-        conn.execute("INSERT INTO temporal_retention (attr, days) VALUES (?, ?) "
-                      "ON CONFLICT (attr) DO UPDATE SET days = excluded.days", (attr, days))
-
-
-def purge_condition(cutoffs: dict[str, str], default_cutoff: str | None) -> tuple[str, list[Any]] | None:
+def purge_condition(cutoffs: dict[str, str],
+                     default_cutoff: str | None) -> tuple[str, list[Any]] | None:
     """WHERE fragment selecting rows older than their retention (attribute cutoffs first)."""
     parts: list[str] = []
     params: list[Any] = []
@@ -375,28 +365,7 @@ def purge_condition(cutoffs: dict[str, str], default_cutoff: str | None) -> tupl
     return "(" + " OR ".join(parts) + ")", params
 
 
-__all__ = ["SCHEMA", "TIME_COLUMNS", "WRITERS", "EntityRecord", "InstanceRecord", "Statement",
-           "TimeFilter"]
-
-
-def select_entities(conn: sqlite3.Connection, where: list[str], params: list[Any], limit: int,
-                    offset: int, count: bool) -> tuple[list[tuple[Any, ...]], int | None]:
-    """Temporal entities (id, types JSON, created_at, modified_at) matching ``where`` (alias
-    ``te``), in creation order, paginated; and their count if asked."""
-    clause = " WHERE " + " AND ".join(where) if where else ""
-    total = None
-    if count:
-        total = conn.execute(f"SELECT count(*) FROM temporal_entities te{clause}",
-                             params).fetchone()[0]
-    rows: list[tuple[Any, ...]] = []
-    if limit > 0:
-        rows = conn.execute(
-            f"SELECT te.id, te.types, te.created_at, te.modified_at FROM temporal_entities te"
-            f"{clause} ORDER BY te.rowid LIMIT ? OFFSET ?", [*params, limit, offset]).fetchall()
-    return rows, total
-
-
-def selection_sql(query: Any) -> tuple[list[str], list[Any]]:
+def selection_sql(query: EntityQuery) -> tuple[list[str], list[Any]]:
     """WHERE fragments over ``temporal_entities te`` for the selectors and attrs of a query."""
     where: list[str] = []
     params: list[Any] = []
@@ -425,3 +394,163 @@ def selection_sql(query: Any) -> tuple[list[str], list[Any]]:
                      f"WHERE ti.series = (te.rowid << {ATTR_BITS}) | a.id))")
         params.extend(sorted(query.attrs))
     return where, params
+
+
+class TemporalTables(TenantDatabases):
+    """The temporal-history reads and retention of ``SqliteStore`` (the port's docstrings say
+    what each does). Reads of committed data run on the read pool; ``staged`` ones on the
+    writer."""
+
+    #: instance ids handled per purge transaction
+    purge_window = 50_000
+
+    #: ``SqliteStore.stage`` (the purge stages its deletions in the group transaction)
+    stage: Callable[[str | None, list[Any], Sequence[object]], Awaitable[Awaitable[None]]]
+
+    async def _on(self, tenant: str | None, staged: bool,
+                  read: Callable[[sqlite3.Connection], Any], empty: Any) -> Any:
+        if staged:
+            conn = self._read_staged(tenant)
+            return empty if conn is None else read(conn)
+
+        def on_reader() -> Any:
+            reader = self._reader(tenant)
+            return empty if reader is None else read(reader)
+
+        return await self._read(on_reader)
+
+    async def temporal_entities(self, tenant: str | None, ids: Sequence[str], *,
+                                staged: bool = False) -> dict[str, TemporalEntity]:
+        found: dict[str, TemporalEntity] = await self._on(
+            tenant, staged, lambda conn: _entity_rows(conn, ids), {})
+        return found
+
+    async def select_temporal_entities(self, tenant: str | None, query: EntityQuery
+                                       ) -> tuple[list[TemporalEntity], int | None]:
+        where, params = selection_sql(query)
+        clause = " WHERE " + " AND ".join(where) if where else ""
+
+        def select(conn: sqlite3.Connection) -> tuple[list[TemporalEntity], int | None]:
+            total = None
+            if query.count:
+                total = conn.execute(f"SELECT count(*) FROM temporal_entities te{clause}",
+                                     params).fetchone()[0]
+            rows: list[TemporalEntity] = []
+            if query.limit > 0:
+                rows = [TemporalEntity(i, tuple(orjson.loads(t)), c, m, d) for i, t, c, m, d in
+                        conn.execute(
+                            "SELECT te.id, te.types, te.created_at, te.modified_at, te.deleted_at "
+                            f"FROM temporal_entities te{clause} ORDER BY te.rowid LIMIT ? OFFSET ?",
+                            [*params, query.limit, query.offset])]
+            return rows, total
+
+        result: tuple[list[TemporalEntity], int | None] = await self._on(
+            tenant, False, select, ([], 0 if query.count else None))
+        return result
+
+    async def has_history(self, tenant: str | None, entity: str, attr: str,
+                          dataset_id: str | None, *, staged: bool = False) -> bool:
+        where, params = SERIES, [entity, attr]
+        if dataset_id is not None:
+            where += " AND dataset_id = ?"
+            params.append(dataset_id)
+        found: bool = await self._on(tenant, staged, lambda conn: conn.execute(
+            f"SELECT 1 FROM temporal_instances WHERE {where} LIMIT 1", params).fetchone()
+            is not None, False)
+        return found
+
+    async def history_instance(self, tenant: str | None, entity: str, attr: str,
+                               instance_id: int, *, staged: bool = False) -> HistoryRow | None:
+        def read(conn: sqlite3.Connection) -> HistoryRow | None:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM temporal_instances WHERE instance_id = ? AND {SERIES}",
+                (instance_id, entity, attr)).fetchone()
+            return None if row is None else HistoryRow(*row)
+
+        found: HistoryRow | None = await self._on(tenant, staged, read, None)
+        return found
+
+    async def histories(self, tenant: str | None, ids: Sequence[str],
+                        attrs: frozenset[str] | None, time: TimeFilter, limit: int
+                        ) -> dict[str, dict[str, list[HistoryRow]]]:
+        def read(conn: sqlite3.Connection) -> dict[str, dict[str, list[HistoryRow]]]:
+            out: dict[str, dict[str, list[HistoryRow]]] = {}
+            for entity_id in ids:
+                histories: dict[str, list[HistoryRow]] = {}
+                for attr in entity_attributes(conn, entity_id):
+                    if attrs is not None and attr not in attrs:
+                        continue
+                    rows = attribute_history(conn, entity_id, attr, time, limit)
+                    if rows:
+                        histories[attr] = rows
+                out[entity_id] = histories
+            return out
+
+        found: dict[str, dict[str, list[HistoryRow]]] = await self._on(tenant, False, read, {})
+        return found
+
+    async def aggregate_histories(self, tenant: str | None, ids: Sequence[str],
+                                  attrs: frozenset[str] | None, time: TimeFilter,
+                                  methods: Sequence[str], buckets: Buckets,
+                                  origin: str | None, with_last_time: bool
+                                  ) -> dict[str, dict[str, AttributeAggregate]]:
+        def read(conn: sqlite3.Connection) -> dict[str, dict[str, AttributeAggregate]]:
+            out: dict[str, dict[str, AttributeAggregate]] = {}
+            for entity_id in ids:
+                per_attr: dict[str, AttributeAggregate] = {}
+                for attr in entity_attributes(conn, entity_id):
+                    if attrs is not None and attr not in attrs:
+                        continue
+                    start = origin or _bound_time(conn, entity_id, attr, time, "min")
+                    if start is None:
+                        continue
+                    rows = aggregate(conn, entity_id, attr, time, methods, buckets, start)
+                    if not rows:
+                        continue
+                    last = (_bound_time(conn, entity_id, attr, time, "max")
+                            if with_last_time else None)
+                    per_attr[attr] = AttributeAggregate(
+                        _attribute_kind(conn, entity_id, attr), start, rows, last)
+                out[entity_id] = per_attr
+            return out
+
+        found: dict[str, dict[str, AttributeAggregate]] = await self._on(tenant, False, read, {})
+        return found
+
+    async def retention(self, tenant: str | None) -> dict[str, int]:
+        conn = self._read_staged(tenant)
+        if conn is None:
+            return {}
+        return {attr: days for attr, days in conn.execute(
+            "SELECT attr, days FROM temporal_retention ORDER BY attr")}
+
+    async def set_retention(self, tenant: str | None, attr: str, days: int | None) -> None:
+        conn = self._writer(tenant)
+        if days is None:
+            conn.execute("DELETE FROM temporal_retention WHERE attr = ?", (attr,))
+        else:
+            conn.execute("INSERT INTO temporal_retention (attr, days) VALUES (?, ?) "
+                         "ON CONFLICT (attr) DO UPDATE SET days = excluded.days", (attr, days))
+
+    async def purge_history(self, tenant: str | None, cutoffs: dict[str, str],
+                            default_cutoff: str | None) -> int:
+        """Works in windows of instance ids, each staged in the group transaction, so that
+        writers are never blocked for long."""
+        condition = purge_condition(cutoffs, default_cutoff)
+        conn = self._read_staged(tenant)
+        if condition is None or conn is None:
+            return 0
+        sql, params = condition
+        top = conn.execute("SELECT max(instance_id) FROM temporal_instances").fetchone()[0] or 0
+        deleted = low = 0
+        while low < top:
+            high = low + self.purge_window
+            (found,) = conn.execute(
+                f"SELECT count(*) FROM temporal_instances WHERE instance_id > ? AND "
+                f"instance_id <= ? AND {sql}", [low, high, *params]).fetchone()
+            if found:
+                await (await self.stage(tenant, [], [PurgeWindow(low, high, sql, tuple(params))]))
+                deleted += found
+            low = high
+            await asyncio.sleep(0)
+        return deleted
