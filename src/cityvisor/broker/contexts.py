@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from cityvisor.ngsild.context import CORE_CONTEXT_URL, CORE_CONTEXT_URLS, TermMap, compile_context
@@ -135,12 +135,12 @@ class ContextRegistry:
         if not url.startswith(("http://", "https://")):
             raise LdContextNotAvailable(f"The @context {url} is not an http(s) URL")
         try:
-            async with httpx.AsyncClient(timeout=self.fetch_timeout_s,
-                                         follow_redirects=True) as client:
-                response = await client.get(url, headers={"Accept": "application/ld+json"})
-            response.raise_for_status()
-            document = orjson.loads(response.content)
-        except (httpx.HTTPError, orjson.JSONDecodeError) as error:
+            timeout = aiohttp.ClientTimeout(total=self.fetch_timeout_s)
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
+                    url, headers={"Accept": "application/ld+json"},
+                    raise_for_status=True) as response:
+                document = orjson.loads(await response.read())
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as error:
             raise LdContextNotAvailable(f"The @context {url} cannot be retrieved: {error}") from error
         if not isinstance(document, dict) or "@context" not in document:
             raise LdContextNotAvailable(f"The document at {url} is not a JSON-LD context")
