@@ -6,26 +6,34 @@
         server.tenant_db()                       # path of the tenant's SQLite file
 
 The server is stopped (SIGINT, then SIGKILL) and its temporary data directory removed on exit,
-even when the benchmark fails. Only the Python standard library is used here.
+even when the benchmark fails. Only the Python standard library is used here; the process
+handle and ``free_port`` are the tests' (``tests/support/server.py``).
 """
 
 from __future__ import annotations
 
-import http.client
 import os
 import shlex
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support.server import (  # noqa: E402  (tests/ is put on the path just above)
+    ServerProcess,
+    cityvisor_script,
+    clean_env,
+    free_port,
+    start_serve,
+)
+
+__all__ = ["BenchServer", "cli_command", "free_port", "proc_status"]
 
 
 def cli_command() -> list[str]:
@@ -36,17 +44,10 @@ def cli_command() -> list[str]:
     override = os.environ.get("BENCH_CITYVISOR")
     if override:
         return shlex.split(override)
-    for candidate in (Path(sys.executable).with_name("cityvisor"),
-                      ROOT / ".venv" / "bin" / "cityvisor"):
-        if candidate.exists():
-            return [str(candidate)]
+    script = cityvisor_script()
+    if Path(script).exists():
+        return [script]
     return [sys.executable, "-c", "from cityvisor.cli import main; main()"]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def proc_status(pid: int, field: str) -> int | None:
@@ -61,16 +62,11 @@ def proc_status(pid: int, field: str) -> int | None:
     return None
 
 
-class BenchServer:
+class BenchServer(ServerProcess):
     """A running ``cityvisor serve --no-auth`` process with its own temporary data directory."""
 
-    def __init__(self, process: subprocess.Popen[bytes], port: int, data_dir: Path,
-                 log: Path, own_dir: bool) -> None:
-        self.process = process
-        self.port = port
-        self.data_dir = data_dir
-        self.log = log
-        self._own_dir = own_dir
+    _own_dir: bool = False
+    _directory: Path | None = None
 
     # -------------------------------------------------------------- lifecycle
 
@@ -81,21 +77,13 @@ class BenchServer:
         own_dir = data_dir is None
         directory = Path(tempfile.mkdtemp(prefix="cityvisor-bench-")) if own_dir else data_dir
         assert directory is not None
-        port = free_port()
-        child_env = {k: v for k, v in os.environ.items() if not k.startswith("CITYVISOR_")}
-        child_env.update({"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200",
-                          "CITYVISOR_ALLOW_CONTEXT_FETCH": "false",  # offline: bundled contexts
-                          "CITYVISOR_LOG_LEVEL": "warning"})
+        child_env = clean_env({"CITYVISOR_ALLOW_CONTEXT_FETCH": "false",  # offline: bundled
+                               "CITYVISOR_LOG_LEVEL": "warning"})
         child_env.update(env or {})
-        log = directory / "server.log"
-        with open(log, "wb") as out:
-            process = subprocess.Popen(
-                [*cli_command(), "serve", "--no-auth", "--host", "127.0.0.1",
-                 "--port", str(port), "--data-dir", str(directory / "data")],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env,
-            )
-        server = cls(process, port, directory / "data", log, own_dir)
-        server._directory = directory
+        started = start_serve(directory / "data", args=["--no-auth"], command=cli_command(),
+                              env=child_env, log=directory / "server.log", wait=False)
+        server = cls(started.process, started.port, started.data_dir, started.log)
+        server._own_dir, server._directory = own_dir, directory
         try:
             server.wait_healthy(timeout)
         except BaseException:
@@ -103,34 +91,10 @@ class BenchServer:
             raise
         return server
 
-    def wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n"
-                                   f"{self.log_text()[-4000:]}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/health")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    return
-                conn.close()
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"server not healthy after {timeout:.0f} s:\n{self.log_text()[-4000:]}")
-
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 15.0) -> None:
         """Stop the server (SIGINT, then SIGKILL) and remove the temporary directory."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        if self._own_dir:
+        super().stop(sig, timeout)
+        if self._own_dir and self._directory is not None:
             shutil.rmtree(self._directory, ignore_errors=True)
 
     def __enter__(self) -> Self:
@@ -141,20 +105,6 @@ class BenchServer:
         self.stop()
 
     # -------------------------------------------------------------- facts
-
-    _directory: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def api(self) -> str:
-        return f"{self.url}/ngsi-ld/v1"
 
     def rss_mb(self) -> float | None:
         """Resident set size now (VmRSS), in MB (10^6 bytes)."""
@@ -178,9 +128,3 @@ class BenchServer:
         """The SQLite file of a tenant (``None``: the default tenant), as the store names it."""
         name = "default.sqlite" if tenant is None else f"tenant-{tenant}.sqlite"
         return self.data_dir / "tenants" / name
-
-    def log_text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except OSError:
-            return ""

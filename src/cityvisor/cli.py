@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cityvisor import __version__
@@ -278,5 +279,5 @@ def main() -> None:
 
 
 def _missing_extra(error: MissingExtra) -> None:
-    err.print(f"[red]error:[/] {error}", soft_wrap=True)
+    err.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
     sys.exit(2)

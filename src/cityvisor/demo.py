@@ -285,6 +285,10 @@ def run_demo(settings: Settings, options: DemoOptions) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     err = Console(stderr=True)
+
+    def warn(line: str) -> None:
+        err.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)
+
     if settings.temporal_retention_days is None and options.live:
         # ~2 GB of temporal history a day at real speed: keep one day unless configured.
         settings = settings.model_copy(update={"temporal_retention_days": 1})
@@ -295,9 +299,9 @@ def run_demo(settings: Settings, options: DemoOptions) -> None:
     # wall clock); with --start it starts when the server does, at the time asked for.
     clock = SimulatedClock(options.speed, start=now) if start is None else None
     city = build_city(DemoCounts(), observed_at=now)
-    extra, scenario = demo_extras(options, warn=lambda line: err.print(f"[yellow]{line}[/]"))
+    extra, scenario = demo_extras(options, warn)
     simulators = demo_simulators(city, extra=extra) if options.live else []
-    initial = initial_state(simulators, now, warn=lambda line: err.print(f"[yellow]{line}[/]"))
+    initial = initial_state(simulators, now, warn)
     # Forecasts are written by the live city once the server is up (shorter start-up); with
     # --load-only there is no server: everything is loaded.
     initial, after_start = (initial, []) if options.load_only else split_after_start(initial)

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
+from support.server import ServerProcess, cityvisor_script, clean_env, free_port, start_serve
 
-ROOT = Path(__file__).resolve().parents[2]
-CLI = str(Path(sys.executable).with_name("cityvisor"))
-if not Path(CLI).exists():  # pragma: no cover - fall back to the repository venv
-    CLI = str(ROOT / ".venv" / "bin" / "cityvisor")
+CLI = cityvisor_script()
+Server = ServerProcess
 
 
 def cli_env() -> dict[str, str]:
     """A clean environment: no CITYVISOR_* settings leak in; wide output, no colours."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYVISOR_")}
-    env.update({"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"})
-    return env
+    return clean_env()
 
 
 def run_cli(*args: str, timeout: float = 60.0, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -34,81 +24,16 @@ def run_cli(*args: str, timeout: float = 60.0, cwd: Path | None = None) -> subpr
                           env=cli_env(), cwd=cwd, check=False)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    port: int
-    data_dir: Path
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def api(self) -> str:
-        return f"{self.url}/ngsi-ld/v1"
-
-    def log_text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown handler runs."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 def wait_for_health(server: Server, timeout: float = 30.0) -> None:
     """Poll GET /health until it answers 200 (or the process dies, or time runs out)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise AssertionError(f"server exited with {server.process.returncode}:\n"
-                                 f"{server.log_text()}")
-        try:
-            if httpx.get(server.url + "/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    server.kill()
-    raise AssertionError(f"server not healthy after {timeout} s:\n{server.log_text()}")
+    server.wait_healthy(timeout)
 
 
 def start_server(data_dir: Path, *, port: int | None = None, no_auth: bool = True,
                  extra: Sequence[str] = (), wait: bool = True) -> Server:
     """Start ``cityvisor serve`` on 127.0.0.1 and a free port; wait until healthy."""
-    port = port or free_port()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log = data_dir.parent / f"server-{port}.log"
-    args = [CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
-    if no_auth:
-        args.append("--no-auth")
-    args.extend(extra)
-    with log.open("wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=cli_env())
-    server = Server(process, port, data_dir, log)
-    if wait:
-        wait_for_health(server)
-    return server
+    return start_serve(data_dir, args=[*(["--no-auth"] if no_auth else []), *extra], port=port,
+                       command=[CLI], wait=wait)
 
 
 class Harness:
