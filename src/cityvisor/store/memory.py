@@ -400,7 +400,7 @@ def _history(rows: dict[int, _Row], time: TimeFilter, limit: int) -> list[rec.Hi
                   key=lambda r: (getattr(r, column), r.instance_id))
     if time.last_n is not None:
         count = min(limit, time.last_n)
-        kept = kept[len(kept) - count:] if count > 0 else []
+        kept = kept[max(len(kept) - count, 0):] if count > 0 else []
     else:
         kept = kept[:max(limit, 0)]
     return [r.history() for r in kept]
@@ -603,13 +603,13 @@ class MemoryStore(Store):
                        attrs: frozenset[str] | None,
                        compute: Callable[[dict[int, _Row]], T | None]
                        ) -> dict[str, dict[str, T]]:
-        """entity -> attribute -> what ``compute`` makes of its rows (left out if None), for
-        the ids that are temporal entities (committed), attributes in IRI order."""
+        """entity -> attribute -> what ``compute`` makes of its rows (left out if None), in
+        the committed state; every id is a key (as in SQLite), attributes in IRI order."""
         state = self._view(tenant, False)
         out: dict[str, dict[str, T]] = {}
+        if state is None:
+            return out
         for entity_id in ids:
-            if state is None or entity_id not in state.temporal:
-                continue
             found = out[entity_id] = {}
             series = state.series.get(entity_id, {})
             for attr in sorted(series):
