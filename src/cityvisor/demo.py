@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cityvisor.client import LocalContextClient
 from cityvisor.config import Settings
 from cityvisor.extras import MissingExtra, require_extra, requires_extra
+from cityvisor.ngsild.context import CONTEXT_REL, sdm_context
 from cityvisor.services import Services
 from cityvisor.sim.lighting import LightingSimulator
 from cityvisor.sim.live import Clock, LiveCity, SimulatedClock, Simulator, initial_entities
@@ -240,9 +241,7 @@ def banner(options: DemoOptions, simulators: Sequence[Simulator], now: datetime,
     base = f"http://127.0.0.1:{port}/ngsi-ld/v1"
 
     def link(domain: str) -> str:
-        return ("-H 'Link: <https://raw.githubusercontent.com/smart-data-models/"
-                f"dataModel.{domain}/master/context.jsonld>; "
-                "rel=\"http://www.w3.org/ns/json-ld#context\"'")
+        return f"-H 'Link: <{sdm_context(domain)}>; rel=\"{CONTEXT_REL}\"'"
 
     tenant = f"-H 'NGSILD-Tenant: {DEMO_TENANT}'"
     lines = [
