@@ -9,16 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cityvisor.broker.temporal import (
-    Period,
-    TemporalQuery,
-    add_months,
-    changes_to_records,
-    normalize_time,
-    parse_duration,
-)
+from cityvisor.broker.temporal import TemporalQuery, changes_to_records
 from cityvisor.cli import app
 from cityvisor.ngsild.errors import BadRequestData
+from cityvisor.ngsild.time import Period, add_months, normalize_time, parse_duration
 from cityvisor.store import sqlite_temporal as st
 from cityvisor.store.base import Buckets, TimeFilter, WriteOp
 from cityvisor.store.records import InstanceRecord

@@ -9,7 +9,6 @@ read-modify-write never loses a concurrent update. Results are compacted for the
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -18,6 +17,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cityvisor.broker.contexts import ContextRegistry
+from cityvisor.broker.fragments import (
+    UpdateResult,
+    appended,
+    copy_entity,
+    dataset_text,
+    delete_instance,
+    deletion,
+    digest,
+    fragment_of,
+    instance_index,
+    merge_instance,
+    overwrite_attrs,
+    retype,
+    strip_nulls,
+)
 from cityvisor.broker.options import Shape, representation, split_list
 from cityvisor.ngsild import geo, query, typequery
 from cityvisor.ngsild.context import CORE_IRI, TermMap
@@ -30,9 +44,7 @@ from cityvisor.ngsild.errors import (
 )
 from cityvisor.ngsild.model import (
     NULL,
-    VALUE_MEMBER,
     Entity,
-    Instance,
     Representation,
     attribute_iri,
     check_name,
@@ -87,17 +99,6 @@ class QueryParams:
     local: bool = False
     #: POST /entityOperations/query: the Query's entity selectors (alternatives), raw
     selectors: tuple[dict[str, Any], ...] | None = None
-
-
-@dataclass
-class UpdateResult:
-    """Clause 5.2.18: which attributes were updated and which were not, and why."""
-
-    updated: list[str] = field(default_factory=list)
-    not_updated: list[dict[str, str]] = field(default_factory=list)
-
-    def body(self) -> dict[str, Any]:
-        return {"updated": self.updated, "notUpdated": self.not_updated}
 
 
 @dataclass
@@ -202,8 +203,6 @@ class EntityBroker:
             new = expand_entity(fragment, terms, self.clock(), require_id_type=False)
             new.setdefault("type", old["type"])
             new["createdAt"] = old["createdAt"]
-            if "scope" not in new and "scope" in old:
-                pass  # a replace drops the old scope too
             staged.append(await self._stage(tenant, [WriteOp(old, new)]))
 
     async def merge_entity(self, tenant: str | None, context: Any, entity_id: str,
@@ -236,10 +235,10 @@ class EntityBroker:
     async def _add_attributes(self, tenant: str | None, context: Any, entity_id: str,
                               body: object, no_overwrite: bool, allow_new: bool) -> UpdateResult:
         terms = await self.contexts.term_map(context)
-        fragment = _fragment(body, entity_id)
+        fragment = fragment_of(body, entity_id)
         async with self._writing(tenant) as staged:
             old = await self._existing(tenant, entity_id)
-            new, result = _appended(old, fragment, terms, self.clock(), no_overwrite, allow_new)
+            new, result = appended(old, fragment, terms, self.clock(), no_overwrite, allow_new)
             if result.updated:
                 staged.append(await self._stage(tenant, [WriteOp(old, new)]))
             return result
@@ -260,7 +259,7 @@ class EntityBroker:
         terms = await self.contexts.term_map(context)
         iri = attribute_iri(terms, attribute)
         now = self.clock()
-        deleted, dataset_id = _deletion(body)
+        deleted, dataset_id = deletion(body)
         if deleted and not replace:
             await self.delete_attribute(tenant, context, entity_id, attribute,
                                         dataset_id=dataset_id)
@@ -270,18 +269,18 @@ class EntityBroker:
         async with self._writing(tenant) as staged:
             old = await self._existing(tenant, entity_id)
             instances = old["attrs"].get(iri)
-            index = _instance_index(instances, fragment.get("datasetId"))
+            index = instance_index(instances, fragment.get("datasetId"))
             if instances is None or index is None:
                 raise ResourceNotFound(f"Entity {entity_id} has no attribute {attribute}"
-                                       + _dataset_text(fragment.get("datasetId")))
-            new = _copy_entity(old)
+                                       + dataset_text(fragment.get("datasetId")))
+            new = copy_entity(old)
             current = new["attrs"][iri][index]
             if replace:
                 changed = {**fragment, "createdAt": current["createdAt"]}
             else:
                 if not explicit_type and fragment["type"] != current["type"]:
-                    fragment = _retype(fragment, current["type"])
-                changed = _merge_instance(current, fragment, now)
+                    fragment = retype(fragment, current["type"])
+                changed = merge_instance(current, fragment, now)
             new["attrs"][iri][index] = changed
             new["modifiedAt"] = now
             staged.append(await self._stage(tenant, [WriteOp(old, new)]))
@@ -297,14 +296,14 @@ class EntityBroker:
             instances = old["attrs"].get(iri)
             if instances is None:
                 raise ResourceNotFound(f"Entity {entity_id} has no attribute {attribute}")
-            new = _copy_entity(old)
+            new = copy_entity(old)
             if delete_all:
                 del new["attrs"][iri]
             else:
-                index = _instance_index(instances, dataset_id)
+                index = instance_index(instances, dataset_id)
                 if index is None:
                     raise ResourceNotFound(f"Entity {entity_id} has no attribute {attribute}"
-                                           + _dataset_text(dataset_id))
+                                           + dataset_text(dataset_id))
                 del new["attrs"][iri][index]
                 if not new["attrs"][iri]:
                     del new["attrs"][iri]
@@ -463,8 +462,8 @@ class EntityBroker:
                     if entity["id"] not in result.created:
                         result.created.append(entity["id"])
                 elif mode == "update":
-                    merged = _copy_entity(old)
-                    merged["attrs"].update(_overwrite_attrs(old, entity, now))
+                    merged = copy_entity(old)
+                    merged["attrs"].update(overwrite_attrs(old, entity, now))
                     merged["modifiedAt"] = now
                     if "scope" in entity:
                         merged["scope"] = entity["scope"]
@@ -516,7 +515,7 @@ class EntityBroker:
                     else:
                         fragment = {k: v for k, v in item.items()
                                     if k not in ("id", "type", "@context")}
-                        new, partial = _appended(old, fragment, terms, now, no_overwrite, True)
+                        new, partial = appended(old, fragment, terms, now, no_overwrite, True)
                         if partial.not_updated and not partial.updated:
                             raise BadRequestData("No attribute was updated: "
                                                  + str(partial.not_updated))
@@ -554,29 +553,10 @@ class EntityBroker:
     async def batch_query(self, tenant: str | None, context: Any, body: object,
                           params: QueryParams, shape: Shape) -> tuple[list[dict[str, Any]], int | None]:
         """5.7.2 via POST /entityOperations/query: the Query data type (clause 5.2.23)."""
-        if not isinstance(body, dict) or body.get("type", "Query") != "Query":
-            raise BadRequestData("The body must be a Query object (type Query)")
-        selectors = body.get("entities")
-        if selectors is not None and not isinstance(selectors, list):
-            raise BadRequestData("entities must be a list of entity selectors")
-        geo_q = body.get("geoQ") or {}
-        if not isinstance(geo_q, dict):
-            raise BadRequestData("geoQ must be an object")
-        attrs = body.get("attrs")
-        if attrs is not None and not (isinstance(attrs, list) and all(isinstance(a, str) for a in attrs)):
-            raise BadRequestData("attrs must be a list of attribute names")
-        merged = QueryParams(
-            selectors=tuple(selectors) if selectors else None,
-            attrs=",".join(attrs) if attrs else None,
-            q=body.get("q"), georel=geo_q.get("georel"), geometry=geo_q.get("geometry"),
-            coordinates=geo_q.get("coordinates"), geoproperty=geo_q.get("geoproperty"),
-            limit=params.limit, offset=params.offset, count=params.count,
-            local=params.local or bool(body.get("local")),
-        )
-        if merged.q is not None and not isinstance(merged.q, str):
-            raise BadRequestData("q must be a string")
+        merged = query_document(body, params)
+        attrs = merged.attrs
         if attrs and shape.attrs is None:
-            shape = replace(shape, attrs=",".join(attrs))
+            shape = replace(shape, attrs=attrs)
         return await self.query_entities(tenant, context, merged, shape)
 
     # ------------------------------------------------------------ discovery (5.7.5-5.7.10)
@@ -594,7 +574,7 @@ class EntityBroker:
             if stat.attribute and terms.compact(stat.attribute) not in names:
                 names.append(terms.compact(stat.attribute))
         if not details:
-            return {"id": f"urn:ngsi-ld:EntityTypeList:{_digest(by_type)}",
+            return {"id": f"urn:ngsi-ld:EntityTypeList:{digest(by_type)}",
                     "type": "EntityTypeList", "typeList": sorted(terms.compact(t) for t in by_type)}
         return [{"id": t, "type": "EntityType", "typeName": terms.compact(t),
                  "attributeNames": sorted(names)} for t, names in sorted(by_type.items())]
@@ -625,7 +605,7 @@ class EntityBroker:
         terms = await self.contexts.term_map(context)
         infos = self._attribute_infos(await self.store.attribute_stats(tenant), terms)
         if not details:
-            return {"id": f"urn:ngsi-ld:AttributeList:{_digest(infos)}", "type": "AttributeList",
+            return {"id": f"urn:ngsi-ld:AttributeList:{digest(infos)}", "type": "AttributeList",
                     "attributeList": sorted(i["attributeName"] for i in infos.values())}
         return [{k: v for k, v in i.items() if k != "attributeCount"} for i in infos.values()]
 
@@ -668,7 +648,7 @@ class EntityBroker:
             raise BadRequestData("The body must be a JSON object")
         if "id" in body and body["id"] != old["id"]:
             raise BadRequestData("The id in the body differs from the id in the URL")
-        new = _copy_entity(old)
+        new = copy_entity(old)
         if "type" in body:
             for t in expand_types(body["type"], terms):
                 if t not in new["type"]:
@@ -688,21 +668,21 @@ class EntityBroker:
             items = raw if isinstance(raw, list) else [raw]
             kept = []
             for item in items:
-                deleted, dataset_id = _deletion(item)
+                deleted, dataset_id = deletion(item)
                 if deleted:
-                    _delete_instance(new, iri, dataset_id)
+                    delete_instance(new, iri, dataset_id)
                 else:
-                    kept.append(_strip_nulls(item))
+                    kept.append(strip_nulls(item))
             if not kept:
                 continue
             for fragment in expand_instances(iri, kept if isinstance(raw, list) else kept[0],
                                              terms, now, name):
                 instances = new["attrs"].setdefault(iri, [])
-                index = _instance_index(instances, fragment.get("datasetId"))
+                index = instance_index(instances, fragment.get("datasetId"))
                 if index is None:
                     instances.append(fragment)
                 else:
-                    merged = _merge_instance(instances[index], fragment, now)
+                    merged = merge_instance(instances[index], fragment, now)
                     for sub_name, sub_raw in (raw.items() if isinstance(raw, dict) else ()):
                         if sub_raw == NULL:
                             merged.get("subs", {}).pop(terms.expand(sub_name), None)
@@ -715,168 +695,33 @@ class EntityBroker:
 # ---------------------------------------------------------------- pure helpers
 
 
-def _digest(value: Any) -> str:
-    return hashlib.sha1(repr(sorted(value)).encode()).hexdigest()[:16]
-
-
-def _copy_entity(entity: Entity) -> Entity:
-    """A copy safe to modify: attribute lists are new, instances are copied on write."""
-    new = dict(entity)
-    new["type"] = list(entity["type"])
-    new["attrs"] = {iri: list(instances) for iri, instances in entity["attrs"].items()}
-    return new
-
-
-def _fragment(body: object, entity_id: str) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise BadRequestData("The body must be a JSON object of attributes")
-    if "id" in body and body["id"] != entity_id:
-        raise BadRequestData("The id in the body differs from the id in the URL")
-    return {k: v for k, v in body.items() if k not in ("id", "type", "@context")}
-
-
-def _deletion(raw: object) -> tuple[bool, str | None]:
-    """Whether an attribute fragment is the merge-patch null (``"urn:ngsi-ld:null"``, alone or
-    as the value member of an instance), and the datasetId it targets (clause 4.5.0)."""
-    if raw == NULL:
-        return True, None
-    if isinstance(raw, dict):
-        dataset = raw.get("datasetId") if isinstance(raw.get("datasetId"), str) else None
-        for member in VALUE_MEMBER.values():
-            if member in raw and raw[member] == NULL:
-                return True, dataset
-    return False, None
-
-
-def _delete_instance(entity: Entity, iri: str, dataset_id: str | None) -> bool:
-    """Remove one instance (or the attribute when none is left); False if absent."""
-    instances = entity["attrs"].get(iri)
-    index = _instance_index(instances, dataset_id)
-    if instances is None or index is None:
-        return False
-    remaining = [i for n, i in enumerate(instances) if n != index]
-    if remaining:
-        entity["attrs"][iri] = remaining
-    else:
-        del entity["attrs"][iri]
-    return True
-
-
-def _strip_nulls(raw: object) -> object:
-    if isinstance(raw, dict):
-        return {k: v for k, v in raw.items() if v != NULL}
-    return raw
-
-
-def _instance_index(instances: list[Instance] | None, dataset_id: str | None) -> int | None:
-    for index, instance in enumerate(instances or ()):
-        if instance.get("datasetId") == dataset_id:
-            return index
-    return None
-
-
-def _dataset_text(dataset_id: str | None) -> str:
-    return f" with datasetId {dataset_id}" if dataset_id else ""
-
-
-def _retype(fragment: Instance, kind: str) -> Instance:
-    """A concise fragment ({"value": ...}) aimed at a Relationship etc. keeps the old type."""
-    member = VALUE_MEMBER[fragment["type"]]
-    target = VALUE_MEMBER[kind]
-    if member == target:
-        return {**fragment, "type": kind}
-    raise BadRequestData(f"The attribute is a {kind}; the fragment carries a {fragment['type']}")
-
-
-def _merge_instance(current: Instance, fragment: Instance, now: str) -> Instance:
-    merged = {k: v for k, v in current.items() if k != "subs"}
-    if VALUE_MEMBER[fragment["type"]] != VALUE_MEMBER[current["type"]]:
-        merged.pop(VALUE_MEMBER[current["type"]], None)
-    for key, value in fragment.items():
-        if key not in ("subs", "createdAt", "modifiedAt"):
-            merged[key] = value
-    subs = dict(current.get("subs", {}))
-    for sub_iri, sub in fragment.get("subs", {}).items():
-        old_sub = subs.get(sub_iri)
-        subs[sub_iri] = {**sub, "createdAt": old_sub["createdAt"]} if old_sub else sub
-    if subs:
-        merged["subs"] = subs
-    merged["modifiedAt"] = now
-    return merged
-
-
-def _overwrite_attrs(old: Entity, entity: Entity, now: str) -> dict[str, list[Instance]]:
-    """Upsert with options=update: the new attributes replace same-dataset instances."""
-    result: dict[str, list[Instance]] = {}
-    for iri, instances in entity["attrs"].items():
-        merged = list(old["attrs"].get(iri, []))
-        for instance in instances:
-            index = _instance_index(merged, instance.get("datasetId"))
-            if index is None:
-                merged.append(instance)
-            else:
-                merged[index] = {**instance, "createdAt": merged[index]["createdAt"]}
-        merged.sort(key=lambda i: "datasetId" in i)
-        result[iri] = merged
-    return result
-
-
-def _appended(old: Entity, fragment: dict[str, Any], terms: TermMap, now: str,
-              no_overwrite: bool, allow_new: bool) -> tuple[Entity, UpdateResult]:
-    """Append (allow_new) or update attributes; returns the new entity and the result."""
-    result = UpdateResult()
-    new = _copy_entity(old)
-    for name, raw in fragment.items():
-        if name in ("scope", "createdAt", "modifiedAt"):
-            continue
-        try:
-            check_name(name)
-            iri = terms.expand(name)
-            deletions = [_deletion(item) for item in (raw if isinstance(raw, list) else [raw])]
-            if any(deleted for deleted, _ in deletions):
-                if no_overwrite and iri in new["attrs"]:
-                    result.not_updated.append({
-                        "attributeName": name,
-                        "reason": "The attribute exists and noOverwrite is set"})
-                elif all(_delete_instance(new, iri, dataset) for _, dataset in deletions):
-                    result.updated.append(name)
-                else:
-                    result.not_updated.append({"attributeName": name,
-                                               "reason": "The attribute does not exist"})
-                continue
-            incoming = expand_instances(iri, raw, terms, now, name)
-        except NgsiLdError as error:
-            result.not_updated.append({"attributeName": name, "reason": error.detail})
-            continue
-        instances = new["attrs"].get(iri)
-        if instances is not None and no_overwrite:
-            result.not_updated.append({"attributeName": name,
-                                       "reason": "The attribute exists and noOverwrite is set"})
-            continue
-        if instances is None and not allow_new:
-            result.not_updated.append({"attributeName": name,
-                                       "reason": "The attribute does not exist"})
-            continue
-        merged = list(instances or [])
-        for instance in incoming:
-            index = _instance_index(merged, instance.get("datasetId"))
-            if index is None:
-                if not allow_new:
-                    result.not_updated.append({
-                        "attributeName": name,
-                        "reason": "No instance" + _dataset_text(instance.get("datasetId"))})
-                    continue
-                merged.append(instance)
-            else:
-                merged[index] = {**instance, "createdAt": merged[index]["createdAt"]}
-        merged.sort(key=lambda i: "datasetId" in i)
-        new["attrs"][iri] = merged
-        if name not in result.updated:
-            result.updated.append(name)
-    if result.updated:
-        new["modifiedAt"] = now
-    return new, result
+def query_document(body: object, params: QueryParams) -> QueryParams:
+    """The filters of a Query document (clause 5.2.23: ``entities``, ``attrs``, ``q``, ``geoQ``,
+    ``local``) merged with the URL's pagination parameters (POST /entityOperations/query and
+    its temporal twin, which reads ``temporalQ`` itself)."""
+    if not isinstance(body, dict) or body.get("type", "Query") != "Query":
+        raise BadRequestData("The body must be a Query object (type Query)")
+    selectors = body.get("entities")
+    if selectors is not None and not isinstance(selectors, list):
+        raise BadRequestData("entities must be a list of entity selectors")
+    geo_q = body.get("geoQ") or {}
+    if not isinstance(geo_q, dict):
+        raise BadRequestData("geoQ must be an object")
+    attrs = body.get("attrs")
+    if attrs is not None and not (isinstance(attrs, list)
+                                  and all(isinstance(a, str) for a in attrs)):
+        raise BadRequestData("attrs must be a list of attribute names")
+    q = body.get("q")
+    if q is not None and not isinstance(q, str):
+        raise BadRequestData("q must be a string")
+    return QueryParams(
+        selectors=tuple(selectors) if selectors else None,
+        attrs=",".join(attrs) if attrs else None, q=q,
+        georel=geo_q.get("georel"), geometry=geo_q.get("geometry"),
+        coordinates=geo_q.get("coordinates"), geoproperty=geo_q.get("geoproperty"),
+        limit=params.limit, offset=params.offset, count=params.count,
+        local=params.local or bool(body.get("local")))
 
 
 __all__ = ["ALL", "BatchResult", "ChangeListener", "EntityBroker", "QueryParams", "UpdateResult",
-           "WriteOp"]
+           "WriteOp", "query_document"]

@@ -21,15 +21,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from cityvisor.broker.entities import EntityBroker, QueryParams, utc_now
+from cityvisor.broker.entities import EntityBroker, QueryParams, query_document, utc_now
+from cityvisor.broker.temporal_query import (
+    INSTANCE_PREFIX,
+    TemporalQuery,
+    TemporalResult,
+    paginate,
+    render_aggregates,
+    render_attribute,
+    render_head,
+    stored_instance,
+)
 from cityvisor.ngsild.context import TermMap
 from cityvisor.ngsild.errors import (
     BadRequestData,
@@ -37,17 +45,21 @@ from cityvisor.ngsild.errors import (
     ResourceNotFound,
 )
 from cityvisor.ngsild.model import (
-    NULL,
     VALUE_MEMBER,
-    Representation,
-    _compact_instance,
     attribute_iri,
     check_name,
     check_uri,
     expand_instance,
     expand_types,
 )
-from cityvisor.store.base import TIME_PROPERTIES, Buckets, Store, TimeFilter, WriteOp
+from cityvisor.ngsild.time import (
+    Period,
+    format_utc_micros,
+    normalize_time,
+    parse_utc,
+    period_bounds,
+)
+from cityvisor.store.base import Buckets, Store, WriteOp
 from cityvisor.store.records import (
     AttributeAggregate,
     AttributeHistoryDeleted,
@@ -63,233 +75,8 @@ from cityvisor.store.records import (
 from cityvisor.tasks import cancel_and_wait
 
 LOG = logging.getLogger("cityvisor.temporal")
-INSTANCE_PREFIX = "urn:ngsi-ld:instance:"
 DEFAULT_MAX_INSTANCES = 1000
-AGGREGATION_METHODS = ("totalCount", "distinctCount", "sum", "avg", "min", "max", "stddev",
-                       "sumsq")
-#: clause 4.5.9: attribute type -> member of the simplified temporal representation
-TEMPORAL_VALUES_MEMBER = {
-    "Property": "values", "GeoProperty": "values", "Relationship": "objects",
-    "LanguageProperty": "languageMaps", "ListProperty": "valueLists",
-    "ListRelationship": "objectLists", "JsonProperty": "jsons", "VocabProperty": "vocabs",
-}
-_NORMAL = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-_DURATION = re.compile(
-    r"^P(?!$)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?"
-    r"(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 _INT64 = 2**63
-MAX_PERIOD_MONTHS = 1200
-_END_OF_TIME = "9999-12-31T23:59:59.999999Z"
-_TIMES: dict[str, str] = {}
-
-
-# ---------------------------------------------------------------------------- time helpers
-
-
-def normalize_time(text: object, what: str = "date-time") -> str:
-    """An ISO 8601 date-time as UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (text order = time order);
-    a date-time without offset is taken as UTC."""
-    if isinstance(text, str) and len(text) == 27 and _NORMAL.match(text):
-        return text
-    cached = _TIMES.get(text) if isinstance(text, str) else None
-    if cached is not None:
-        return cached
-    try:
-        if not isinstance(text, str) or "T" not in text:
-            raise ValueError
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise BadRequestData(f"{what} must be an ISO 8601 date-time, got {text!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    result = format_time(moment)
-    if len(_TIMES) < 10_000:
-        _TIMES[text] = result
-    return result
-
-
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(normalized: str) -> datetime:
-    return datetime.fromisoformat(normalized)
-
-
-@dataclass(frozen=True)
-class Period:
-    """An aggregation period: fixed (``ms``), calendar months (``months``), or whole range."""
-
-    ms: int | None = None
-    months: int | None = None
-
-    @property
-    def whole(self) -> bool:
-        return self.ms is None and self.months is None
-
-
-def parse_duration(text: str | None) -> Period:
-    """``aggrPeriodDuration``: an ISO 8601 duration. Years and months are calendar periods and
-    cannot be mixed with days or times; ``PT0S`` (the default) means the whole time range."""
-    if text is None:
-        return Period()
-    match = _DURATION.match(text)
-    if match is None:
-        raise BadRequestData(f"aggrPeriodDuration must be an ISO 8601 duration such as PT1H or "
-                             f"P1D, got {text!r}")
-    years, months, weeks, days, hours, minutes = (int(g) if g else 0 for g in match.groups()[:6])
-    seconds = float(match.group(7) or 0)
-    if years or months:
-        if weeks or days or hours or minutes or seconds:
-            raise BadRequestData(f"aggrPeriodDuration {text!r} mixes years/months with a fixed "
-                                 "duration: use one or the other")
-        total = years * 12 + months
-        if total > MAX_PERIOD_MONTHS:
-            raise BadRequestData(f"aggrPeriodDuration {text!r} is longer than 100 years")
-        return Period(months=total)
-    ms = round(((((weeks * 7 + days) * 24 + hours) * 60 + minutes) * 60 + seconds) * 1000)
-    if ms > MAX_PERIOD_MONTHS * 31 * 86_400_000:
-        raise BadRequestData(f"aggrPeriodDuration {text!r} is longer than 100 years")
-    if ms == 0:
-        return Period()
-    return Period(ms=ms)
-
-
-def add_months(moment: datetime, months: int) -> datetime:
-    """``moment`` plus calendar months (the day clamped to the month's length)."""
-    total = moment.year * 12 + moment.month - 1 + months
-    year, month = divmod(total, 12)
-    if not 1 <= year <= 9999:
-        raise OverflowError("date out of range")
-    day = moment.day
-    while day > 28:
-        try:
-            return moment.replace(year=year, month=month + 1, day=day)
-        except ValueError:
-            day -= 1
-    return moment.replace(year=year, month=month + 1, day=day)
-
-
-def _period_bounds(origin: datetime, bucket: int, period: Period) -> tuple[str, str]:
-    """(start, end) of aggregation period number ``bucket``; the end of time when it
-    overflows the calendar."""
-    try:
-        if period.ms is not None:
-            start = origin + timedelta(milliseconds=bucket * period.ms)
-            return format_time(start), _safe(lambda: start + timedelta(milliseconds=period.ms))
-        assert period.months is not None
-        start = add_months(origin, bucket * period.months)
-        return format_time(start), _safe(
-            lambda: add_months(origin, (bucket + 1) * period.months))  # type: ignore[operator]
-    except (OverflowError, ValueError):
-        return _END_OF_TIME, _END_OF_TIME
-
-
-def _safe(compute: Callable[[], datetime]) -> str:
-    try:
-        return format_time(compute())
-    except (OverflowError, ValueError):
-        return _END_OF_TIME
-
-
-# ---------------------------------------------------------------------------- query model
-
-
-@dataclass(frozen=True)
-class TemporalQuery:
-    """The temporal part of a query (clause 4.11) and how to render the result."""
-
-    timerel: str | None = None
-    time_at: str | None = None
-    end_time_at: str | None = None
-    timeproperty: str = "observedAt"
-    last_n: int | None = None
-    mode: str = "normalized"  # normalized | temporalValues | aggregatedValues
-    sys_attrs: bool = False
-    methods: tuple[str, ...] = ()
-    period: Period = field(default_factory=Period)
-
-    @classmethod
-    def parse(cls, *, timerel: object = None, time_at: object = None, end_time_at: object = None,
-              timeproperty: object = None, last_n: object = None, options: object = None,
-              aggr_methods: object = None, aggr_period: object = None) -> TemporalQuery:
-        """Validate the raw parameters (strings, or JSON values of a temporalQ)."""
-        for name, raw in (("timerel", timerel), ("timeAt", time_at), ("endTimeAt", end_time_at),
-                          ("timeproperty", timeproperty), ("options", options),
-                          ("aggrMethods", aggr_methods), ("aggrPeriodDuration", aggr_period)):
-            if raw is not None and not isinstance(raw, str):
-                raise BadRequestData(f"{name} must be a string, got {raw!r}")
-        if timerel is not None and timerel not in ("before", "after", "between"):
-            raise BadRequestData(f"timerel must be before, after or between, got {timerel!r}")
-        if timerel is None and (time_at is not None or end_time_at is not None):
-            raise BadRequestData("timeAt and endTimeAt need a timerel (before, after, between)")
-        start = end = None
-        if timerel is not None:
-            if time_at is None:
-                raise BadRequestData(f"timerel={timerel} needs a timeAt")
-            start = normalize_time(time_at, "timeAt")
-            if timerel == "between":
-                if end_time_at is None:
-                    raise BadRequestData("timerel=between needs an endTimeAt")
-                end = normalize_time(end_time_at, "endTimeAt")
-                if end <= start:
-                    raise BadRequestData(f"endTimeAt ({end_time_at}) must be after timeAt "
-                                         f"({time_at})")
-        prop = timeproperty or "observedAt"
-        if prop not in TIME_PROPERTIES:
-            raise BadRequestData(f"timeproperty must be observedAt, createdAt or modifiedAt, "
-                                 f"got {prop!r}")
-        n: int | None = None
-        if last_n is not None:
-            try:
-                n = int(last_n)  # type: ignore[call-overload]
-            except (TypeError, ValueError):
-                n = None
-            if n is None or isinstance(last_n, bool) or n < 1:
-                raise BadRequestData(f"lastN must be a positive integer, got {last_n!r}")
-        opts = [o.strip() for o in (options or "").split(",") if o.strip()]  # type: ignore[union-attr]
-        known = {"temporalValues", "aggregatedValues", "sysAttrs", "normalized", "count"}
-        unknown = [o for o in opts if o not in known]
-        if unknown:
-            raise BadRequestData(f"Unknown value in options: {', '.join(unknown)}")
-        if "temporalValues" in opts and "aggregatedValues" in opts:
-            raise BadRequestData("options may name only one of temporalValues and aggregatedValues")
-        mode = ("temporalValues" if "temporalValues" in opts else
-                "aggregatedValues" if "aggregatedValues" in opts else "normalized")
-        methods: tuple[str, ...] = ()
-        period = Period()
-        if mode == "aggregatedValues":
-            if not aggr_methods:
-                raise BadRequestData("options=aggregatedValues needs aggrMethods, e.g. "
-                                     "aggrMethods=avg,max")
-            names = [m.strip() for m in aggr_methods.split(",")]  # type: ignore[union-attr]
-            bad = [m for m in names if m not in AGGREGATION_METHODS]
-            if bad:
-                raise BadRequestData(f"Unknown aggrMethods {', '.join(map(repr, bad))}: use "
-                                     f"{', '.join(AGGREGATION_METHODS)}")
-            methods = tuple(dict.fromkeys(names))
-            period = parse_duration(aggr_period)  # type: ignore[arg-type]
-        elif aggr_methods is not None or aggr_period is not None:
-            raise BadRequestData("aggrMethods and aggrPeriodDuration need options=aggregatedValues")
-        return cls(timerel, start, end, prop, n, mode, "sysAttrs" in opts, methods, period)
-
-    def time_filter(self) -> TimeFilter:
-        prop = self.timeproperty
-        if self.timerel == "before":
-            return TimeFilter(prop, before=self.time_at, last_n=self.last_n)
-        if self.timerel == "after":
-            return TimeFilter(prop, after=self.time_at, last_n=self.last_n)
-        if self.timerel == "between":
-            return TimeFilter(prop, from_=self.time_at, before=self.end_time_at,
-                              last_n=self.last_n)
-        return TimeFilter(prop, last_n=self.last_n)
-
-
-@dataclass
-class TemporalResult:
-    entities: list[dict[str, Any]]
-    count: int | None = None
-    content_range: str | None = None  # set when some attribute's history was truncated
 
 
 # ---------------------------------------------------------------------------- recording
@@ -317,14 +104,6 @@ def _dumps(instance: dict[str, Any]) -> str:
         return orjson.dumps(stored).decode()
     except TypeError:  # integers beyond 64 bits
         return json.dumps(stored, ensure_ascii=False)
-
-
-def stored_instance(row: HistoryRow) -> dict[str, Any]:
-    """The instance of a history row, its timestamps from the row's columns."""
-    instance: dict[str, Any] = orjson.loads(row.value)
-    instance.setdefault("createdAt", row.created_at)
-    instance.setdefault("modifiedAt", row.modified_at)
-    return instance
 
 
 def instance_record(entity_id: str, entity_type: str, iri: str, instance: dict[str, Any],
@@ -622,20 +401,8 @@ class TemporalBroker:
     async def batch_query(self, tenant: str | None, context: Any, body: object,
                           params: QueryParams, raw: dict[str, Any]) -> TemporalResult:
         """5.7.4 via POST /temporal/entityOperations/query (Query with temporalQ)."""
-        if not isinstance(body, dict) or body.get("type", "Query") != "Query":
-            raise BadRequestData("The body must be a Query object (type Query)")
-        selectors = body.get("entities")
-        if selectors is not None and not isinstance(selectors, list):
-            raise BadRequestData("entities must be a list of entity selectors")
-        geo_q = body.get("geoQ") or {}
-        if not isinstance(geo_q, dict):
-            raise BadRequestData("geoQ must be an object")
-        attrs = body.get("attrs")
-        if attrs is not None and not (isinstance(attrs, list) and
-                                      all(isinstance(a, str) for a in attrs)):
-            raise BadRequestData("attrs must be a list of attribute names")
-        if body.get("q") is not None and not isinstance(body.get("q"), str):
-            raise BadRequestData("q must be a string")
+        merged = query_document(body, params)
+        assert isinstance(body, dict)  # checked by query_document
         temporal_q = body.get("temporalQ") or {}
         if not isinstance(temporal_q, dict):
             raise BadRequestData("temporalQ must be an object")
@@ -648,12 +415,6 @@ class TemporalBroker:
             else last_n,
             options=raw.get("options"), aggr_methods=raw.get("aggrMethods"),
             aggr_period=raw.get("aggrPeriodDuration"))
-        merged = QueryParams(
-            selectors=tuple(selectors) if selectors else None,
-            attrs=",".join(attrs) if attrs else None, q=body.get("q"),
-            georel=geo_q.get("georel"), geometry=geo_q.get("geometry"),
-            coordinates=geo_q.get("coordinates"), geoproperty=geo_q.get("geoproperty"),
-            limit=params.limit, offset=params.offset, count=params.count, local=params.local)
         return await self.query(tenant, context, merged, tq)
 
     # ------------------------------------------------------------ histories and rendering
@@ -664,7 +425,7 @@ class TemporalBroker:
         ids = [h[0] for h in heads]
         if tq.mode == "aggregatedValues":
             data = await self._aggregates(tenant, ids, wanted, tq)
-            entities = [self._render_head(h, terms, tq) | self._render_aggregates(
+            entities = [render_head(h, terms, tq) | render_aggregates(
                 data.get(h[0], {}), terms, tq) for h in heads]
             return TemporalResult(entities)
         limit = self.max_instances if tq.last_n is None else min(tq.last_n, self.max_instances)
@@ -683,12 +444,12 @@ class TemporalBroker:
                     truncated.append((rows[0] if tq.last_n is not None else rows[-1])[position])
         content_range = None
         if truncated:
-            data, content_range = _paginate(data, truncated, tq)
+            data, content_range = paginate(data, truncated, tq)
         entities = []
         for head in heads:
-            out = self._render_head(head, terms, tq)
+            out = render_head(head, terms, tq)
             for iri, rows in data.get(head[0], {}).items():
-                out[terms.compact(iri)] = self._render_attribute(rows, terms, tq)
+                out[terms.compact(iri)] = render_attribute(rows, terms, tq)
             entities.append(out)
         return TemporalResult(entities, content_range=content_range)
 
@@ -717,88 +478,15 @@ class TemporalBroker:
     @staticmethod
     def _aggregate_results(aggregate: AttributeAggregate, period: Period,
                            whole_end: str | None) -> list[tuple[Any, ...]]:
-        origin = parse_time(aggregate.origin)
+        origin = parse_utc(aggregate.origin)
         results = []
         for dataset_id, bucket, *values in aggregate.rows:
             if not period.whole:
-                bounds = _period_bounds(origin, int(bucket), period)  # type: ignore[call-overload]
+                bounds = period_bounds(origin, int(bucket), period)  # type: ignore[call-overload]
             else:
                 bounds = (aggregate.origin, whole_end or aggregate.last_time or aggregate.origin)
             results.append((dataset_id, aggregate.kind, *bounds, *values))
         return results
-
-    @staticmethod
-    def _render_head(head: tuple[Any, ...], terms: TermMap, tq: TemporalQuery) -> dict[str, Any]:
-        entity_id, types, created, modified = head
-        names = [terms.compact(t) for t in types]
-        out: dict[str, Any] = {"id": entity_id, "type": names[0] if len(names) == 1 else names}
-        if tq.sys_attrs:
-            out["createdAt"] = created
-            out["modifiedAt"] = modified
-        return out
-
-    @staticmethod
-    def _render_attribute(rows: list[tuple[Any, ...]], terms: TermMap,
-                          tq: TemporalQuery) -> Any:
-        rep = Representation(sys_attrs=tq.sys_attrs)
-        if tq.mode == "temporalValues":
-            column = {"observedAt": 3, "createdAt": 4, "modifiedAt": 5}[tq.timeproperty]
-            by_dataset: dict[str, dict[str, Any]] = {}
-            for row in rows:
-                if row[6] is not None:
-                    continue  # deletions have no value
-                instance = orjson.loads(row[7])  # values only: no timestamps needed
-                kind = instance["type"]
-                entry = by_dataset.get(row[2])
-                if entry is None:
-                    entry = by_dataset[row[2]] = {"type": kind, TEMPORAL_VALUES_MEMBER[kind]: []}
-                    if row[2]:
-                        entry["datasetId"] = row[2]
-                member = TEMPORAL_VALUES_MEMBER.get(kind, "values")
-                value = instance[VALUE_MEMBER[kind]]
-                if kind == "VocabProperty":
-                    value = ([terms.compact(v) for v in value] if isinstance(value, list)
-                             else terms.compact(value))
-                entry.setdefault(member, []).append([value, row[column]])
-            entries = list(by_dataset.values())
-            return entries[0] if len(entries) == 1 else entries
-        rendered = []
-        for row in rows:
-            instance = stored_instance(row)
-            if row[6] is not None:
-                out: dict[str, Any] = {"type": instance["type"],
-                                       VALUE_MEMBER[instance["type"]]: NULL}
-                if row[2]:
-                    out["datasetId"] = row[2]
-                out["deletedAt"] = row[6]
-                if tq.sys_attrs:
-                    out["createdAt"] = row[4]
-                    out["modifiedAt"] = row[5]
-            else:
-                out = _compact_instance(instance, terms, rep)
-            out["instanceId"] = f"{INSTANCE_PREFIX}{row[0]}"
-            rendered.append(out)
-        return rendered
-
-    @staticmethod
-    def _render_aggregates(data: dict[str, list[tuple[Any, ...]]], terms: TermMap,
-                           tq: TemporalQuery) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for iri, results in data.items():
-            by_dataset: dict[str, dict[str, Any]] = {}
-            for dataset_id, kind, start, end, *values in results:
-                entry = by_dataset.get(dataset_id)
-                if entry is None:
-                    entry = by_dataset[dataset_id] = {"type": kind or "Property"}
-                    if dataset_id:
-                        entry["datasetId"] = dataset_id
-                    for method in tq.methods:
-                        entry[method] = []
-                for method, value in zip(tq.methods, values, strict=True):
-                    entry[method].append([value, start, end])
-            entries = list(by_dataset.values())
-            out[terms.compact(iri)] = entries[0] if len(entries) == 1 else entries
-        return out
 
     # ------------------------------------------------------------ retention
 
@@ -810,10 +498,10 @@ class TemporalBroker:
         for tenant in tenants:
             settings = await self.store.retention(tenant)
             default_days = settings.pop("", self.retention_days)
-            cutoffs = {attr: format_time(moment - timedelta(days=days))
+            cutoffs = {attr: format_utc_micros(moment - timedelta(days=days))
                        for attr, days in settings.items()}
             default_cutoff = (None if default_days is None else
-                              format_time(moment - timedelta(days=default_days)))
+                              format_utc_micros(moment - timedelta(days=default_days)))
             deleted += await self.store.purge_history(tenant, cutoffs, default_cutoff)
         return deleted
 
@@ -855,34 +543,6 @@ def _attr_set(attrs: str | None, terms: TermMap) -> frozenset[str] | None:
     return frozenset(terms.expand(n) for n in names)
 
 
-def _paginate(data: dict[str, dict[str, list[tuple[Any, ...]]]], truncated: list[str],
-              tq: TemporalQuery) -> tuple[dict[str, dict[str, list[tuple[Any, ...]]]], str]:
-    """Cut every history to the common time window of the truncated ones (clause 6.3.10) and
-    describe it as ``date-time <start>-<end>/<size>``."""
-    position = {"observedAt": 3, "createdAt": 4, "modifiedAt": 5}[tq.timeproperty]
-    times = [rows[i][position] for attrs in data.values() for rows in attrs.values()
-             for i in (0, -1) if rows]
-    if tq.last_n is None:
-        end = min(truncated)
-        start = tq.time_at if tq.timerel in ("after", "between") else min(times)
-
-        def keep(t: str) -> bool:
-            return t <= end
-    else:
-        end = max(truncated)  # the oldest instance kept
-        start = (tq.end_time_at if tq.timerel == "between" else
-                 tq.time_at if tq.timerel == "before" else max(times))
-
-        def keep(t: str) -> bool:
-            return t >= end
-    cut = {entity: {attr: [r for r in rows if keep(r[position])] for attr, rows in attrs.items()}
-           for entity, attrs in data.items()}
-    cut = {entity: {attr: rows for attr, rows in attrs.items() if rows}
-           for entity, attrs in cut.items()}
-    size = "*" if tq.last_n is None else str(tq.last_n)
-    return cut, f"date-time {start}-{end}/{size}"
-
-
 # ---------------------------------------------------------------------------- CLI support
 
 
@@ -896,4 +556,4 @@ def expand_attribute(name: str) -> str:
 
 
 __all__ = ["TemporalBroker", "TemporalQuery", "TemporalResult", "changes_to_records",
-           "normalize_time", "parse_duration"]
+           "expand_attribute"]

@@ -10,21 +10,39 @@ objects (always in UTC) or POSIX epoch seconds. Every name says what it returns:
 - ``parse_utc(str) -> datetime``, ``parse_utc_or_none(object) -> datetime | None``
 - ``epoch_seconds(str) -> float``
 
+and the parameters of temporal queries (clause 4.11, 6.3.10):
+
+- ``normalize_time(text) -> str``: a request's date-time as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``
+  (or ``BadRequestData``)
+- ``parse_duration(text) -> Period``: ``aggrPeriodDuration``; ``period_bounds`` and
+  ``add_months`` place aggregation periods on the calendar
+
 A date-time without an offset is taken as UTC, as the broker does. The module is pure: no I/O,
 no framework.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cityvisor.ngsild.errors import BadRequestData
 
 __all__ = [
+    "MAX_PERIOD_MONTHS",
+    "Period",
+    "add_months",
     "as_utc",
     "epoch_seconds",
     "format_utc_micros",
     "format_utc_seconds",
+    "normalize_time",
+    "parse_duration",
     "parse_utc",
     "parse_utc_or_none",
+    "period_bounds",
     "utc_now",
 ]
 
@@ -134,3 +152,112 @@ def epoch_seconds(text: str) -> float:
     1764264600.25
     """
     return parse_utc(text).timestamp()
+
+
+# ---------------------------------------------------------------------------- temporal queries
+
+_NORMAL = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+_DURATION = re.compile(
+    r"^P(?!$)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?"
+    r"(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
+MAX_PERIOD_MONTHS = 1200
+_END_OF_TIME = "9999-12-31T23:59:59.999999Z"
+_TIMES: dict[str, str] = {}
+
+
+def normalize_time(text: object, what: str = "date-time") -> str:
+    """An ISO 8601 date-time as UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (text order = time order);
+    a date-time without offset is taken as UTC."""
+    if isinstance(text, str) and len(text) == 27 and _NORMAL.match(text):
+        return text
+    cached = _TIMES.get(text) if isinstance(text, str) else None
+    if cached is not None:
+        return cached
+    try:
+        if not isinstance(text, str) or "T" not in text:
+            raise ValueError
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequestData(f"{what} must be an ISO 8601 date-time, got {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    result = format_utc_micros(moment)
+    if len(_TIMES) < 10_000:
+        _TIMES[text] = result
+    return result
+
+
+@dataclass(frozen=True)
+class Period:
+    """An aggregation period: fixed (``ms``), calendar months (``months``), or whole range."""
+
+    ms: int | None = None
+    months: int | None = None
+
+    @property
+    def whole(self) -> bool:
+        return self.ms is None and self.months is None
+
+
+def parse_duration(text: str | None) -> Period:
+    """``aggrPeriodDuration``: an ISO 8601 duration. Years and months are calendar periods and
+    cannot be mixed with days or times; ``PT0S`` (the default) means the whole time range."""
+    if text is None:
+        return Period()
+    match = _DURATION.match(text)
+    if match is None:
+        raise BadRequestData(f"aggrPeriodDuration must be an ISO 8601 duration such as PT1H or "
+                             f"P1D, got {text!r}")
+    years, months, weeks, days, hours, minutes = (int(g) if g else 0 for g in match.groups()[:6])
+    seconds = float(match.group(7) or 0)
+    if years or months:
+        if weeks or days or hours or minutes or seconds:
+            raise BadRequestData(f"aggrPeriodDuration {text!r} mixes years/months with a fixed "
+                                 "duration: use one or the other")
+        total = years * 12 + months
+        if total > MAX_PERIOD_MONTHS:
+            raise BadRequestData(f"aggrPeriodDuration {text!r} is longer than 100 years")
+        return Period(months=total)
+    ms = round(((((weeks * 7 + days) * 24 + hours) * 60 + minutes) * 60 + seconds) * 1000)
+    if ms > MAX_PERIOD_MONTHS * 31 * 86_400_000:
+        raise BadRequestData(f"aggrPeriodDuration {text!r} is longer than 100 years")
+    if ms == 0:
+        return Period()
+    return Period(ms=ms)
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """``moment`` plus calendar months (the day clamped to the month's length)."""
+    total = moment.year * 12 + moment.month - 1 + months
+    year, month = divmod(total, 12)
+    if not 1 <= year <= 9999:
+        raise OverflowError("date out of range")
+    day = moment.day
+    while day > 28:
+        try:
+            return moment.replace(year=year, month=month + 1, day=day)
+        except ValueError:
+            day -= 1
+    return moment.replace(year=year, month=month + 1, day=day)
+
+
+def period_bounds(origin: datetime, bucket: int, period: Period) -> tuple[str, str]:
+    """(start, end) of aggregation period number ``bucket``; the end of time when it
+    overflows the calendar."""
+    try:
+        if period.ms is not None:
+            start = origin + timedelta(milliseconds=bucket * period.ms)
+            return format_utc_micros(start), _safe(lambda: start + timedelta(milliseconds=period.ms))
+        assert period.months is not None
+        start = add_months(origin, bucket * period.months)
+        return format_utc_micros(start), _safe(
+            lambda: add_months(origin, (bucket + 1) * period.months))  # type: ignore[operator]
+    except (OverflowError, ValueError):
+        return _END_OF_TIME, _END_OF_TIME
+
+
+def _safe(compute: Callable[[], datetime]) -> str:
+    try:
+        return format_utc_micros(compute())
+    except (OverflowError, ValueError):
+        return _END_OF_TIME

@@ -1,0 +1,232 @@
+"""The temporal query (clause 4.11) and the temporal representations of its results
+(clauses 4.5.7-4.5.9: normalized with ``instanceId``, ``temporalValues``, ``aggregatedValues``;
+clause 6.3.10: pagination of long histories). Pure: the broker reads, this module shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from cityvisor.ngsild.context import TermMap
+from cityvisor.ngsild.errors import BadRequestData
+from cityvisor.ngsild.model import NULL, VALUE_MEMBER, Representation, _compact_instance
+from cityvisor.ngsild.time import Period, normalize_time, parse_duration
+from cityvisor.store.base import TIME_PROPERTIES, TimeFilter
+from cityvisor.store.records import HistoryRow
+
+INSTANCE_PREFIX = "urn:ngsi-ld:instance:"
+AGGREGATION_METHODS = ("totalCount", "distinctCount", "sum", "avg", "min", "max", "stddev",
+                       "sumsq")
+#: clause 4.5.9: attribute type -> member of the simplified temporal representation
+TEMPORAL_VALUES_MEMBER = {
+    "Property": "values", "GeoProperty": "values", "Relationship": "objects",
+    "LanguageProperty": "languageMaps", "ListProperty": "valueLists",
+    "ListRelationship": "objectLists", "JsonProperty": "jsons", "VocabProperty": "vocabs",
+}
+
+
+@dataclass(frozen=True)
+class TemporalQuery:
+    """The temporal part of a query (clause 4.11) and how to render the result."""
+
+    timerel: str | None = None
+    time_at: str | None = None
+    end_time_at: str | None = None
+    timeproperty: str = "observedAt"
+    last_n: int | None = None
+    mode: str = "normalized"  # normalized | temporalValues | aggregatedValues
+    sys_attrs: bool = False
+    methods: tuple[str, ...] = ()
+    period: Period = field(default_factory=Period)
+
+    @classmethod
+    def parse(cls, *, timerel: object = None, time_at: object = None, end_time_at: object = None,
+              timeproperty: object = None, last_n: object = None, options: object = None,
+              aggr_methods: object = None, aggr_period: object = None) -> TemporalQuery:
+        """Validate the raw parameters (strings, or JSON values of a temporalQ)."""
+        for name, raw in (("timerel", timerel), ("timeAt", time_at), ("endTimeAt", end_time_at),
+                          ("timeproperty", timeproperty), ("options", options),
+                          ("aggrMethods", aggr_methods), ("aggrPeriodDuration", aggr_period)):
+            if raw is not None and not isinstance(raw, str):
+                raise BadRequestData(f"{name} must be a string, got {raw!r}")
+        if timerel is not None and timerel not in ("before", "after", "between"):
+            raise BadRequestData(f"timerel must be before, after or between, got {timerel!r}")
+        if timerel is None and (time_at is not None or end_time_at is not None):
+            raise BadRequestData("timeAt and endTimeAt need a timerel (before, after, between)")
+        start = end = None
+        if timerel is not None:
+            if time_at is None:
+                raise BadRequestData(f"timerel={timerel} needs a timeAt")
+            start = normalize_time(time_at, "timeAt")
+            if timerel == "between":
+                if end_time_at is None:
+                    raise BadRequestData("timerel=between needs an endTimeAt")
+                end = normalize_time(end_time_at, "endTimeAt")
+                if end <= start:
+                    raise BadRequestData(f"endTimeAt ({end_time_at}) must be after timeAt "
+                                         f"({time_at})")
+        prop = timeproperty or "observedAt"
+        if prop not in TIME_PROPERTIES:
+            raise BadRequestData(f"timeproperty must be observedAt, createdAt or modifiedAt, "
+                                 f"got {prop!r}")
+        n: int | None = None
+        if last_n is not None:
+            try:
+                n = int(last_n)  # type: ignore[call-overload]
+            except (TypeError, ValueError):
+                n = None
+            if n is None or isinstance(last_n, bool) or n < 1:
+                raise BadRequestData(f"lastN must be a positive integer, got {last_n!r}")
+        opts = [o.strip() for o in (options or "").split(",") if o.strip()]  # type: ignore[union-attr]
+        known = {"temporalValues", "aggregatedValues", "sysAttrs", "normalized", "count"}
+        unknown = [o for o in opts if o not in known]
+        if unknown:
+            raise BadRequestData(f"Unknown value in options: {', '.join(unknown)}")
+        if "temporalValues" in opts and "aggregatedValues" in opts:
+            raise BadRequestData("options may name only one of temporalValues and aggregatedValues")
+        mode = ("temporalValues" if "temporalValues" in opts else
+                "aggregatedValues" if "aggregatedValues" in opts else "normalized")
+        methods: tuple[str, ...] = ()
+        period = Period()
+        if mode == "aggregatedValues":
+            if not aggr_methods:
+                raise BadRequestData("options=aggregatedValues needs aggrMethods, e.g. "
+                                     "aggrMethods=avg,max")
+            names = [m.strip() for m in aggr_methods.split(",")]  # type: ignore[union-attr]
+            bad = [m for m in names if m not in AGGREGATION_METHODS]
+            if bad:
+                raise BadRequestData(f"Unknown aggrMethods {', '.join(map(repr, bad))}: use "
+                                     f"{', '.join(AGGREGATION_METHODS)}")
+            methods = tuple(dict.fromkeys(names))
+            period = parse_duration(aggr_period)  # type: ignore[arg-type]
+        elif aggr_methods is not None or aggr_period is not None:
+            raise BadRequestData("aggrMethods and aggrPeriodDuration need options=aggregatedValues")
+        return cls(timerel, start, end, prop, n, mode, "sysAttrs" in opts, methods, period)
+
+    def time_filter(self) -> TimeFilter:
+        prop = self.timeproperty
+        if self.timerel == "before":
+            return TimeFilter(prop, before=self.time_at, last_n=self.last_n)
+        if self.timerel == "after":
+            return TimeFilter(prop, after=self.time_at, last_n=self.last_n)
+        if self.timerel == "between":
+            return TimeFilter(prop, from_=self.time_at, before=self.end_time_at,
+                              last_n=self.last_n)
+        return TimeFilter(prop, last_n=self.last_n)
+
+
+@dataclass
+class TemporalResult:
+    entities: list[dict[str, Any]]
+    count: int | None = None
+    content_range: str | None = None  # set when some attribute's history was truncated
+
+
+def stored_instance(row: HistoryRow) -> dict[str, Any]:
+    """The instance of a history row, its timestamps from the row's columns."""
+    instance: dict[str, Any] = orjson.loads(row.value)
+    instance.setdefault("createdAt", row.created_at)
+    instance.setdefault("modifiedAt", row.modified_at)
+    return instance
+
+
+def render_head(head: tuple[Any, ...], terms: TermMap, tq: TemporalQuery) -> dict[str, Any]:
+    entity_id, types, created, modified = head
+    names = [terms.compact(t) for t in types]
+    out: dict[str, Any] = {"id": entity_id, "type": names[0] if len(names) == 1 else names}
+    if tq.sys_attrs:
+        out["createdAt"] = created
+        out["modifiedAt"] = modified
+    return out
+
+def render_attribute(rows: list[tuple[Any, ...]], terms: TermMap,
+                      tq: TemporalQuery) -> Any:
+    rep = Representation(sys_attrs=tq.sys_attrs)
+    if tq.mode == "temporalValues":
+        column = {"observedAt": 3, "createdAt": 4, "modifiedAt": 5}[tq.timeproperty]
+        by_dataset: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            if row[6] is not None:
+                continue  # deletions have no value
+            instance = orjson.loads(row[7])  # values only: no timestamps needed
+            kind = instance["type"]
+            entry = by_dataset.get(row[2])
+            if entry is None:
+                entry = by_dataset[row[2]] = {"type": kind, TEMPORAL_VALUES_MEMBER[kind]: []}
+                if row[2]:
+                    entry["datasetId"] = row[2]
+            member = TEMPORAL_VALUES_MEMBER.get(kind, "values")
+            value = instance[VALUE_MEMBER[kind]]
+            if kind == "VocabProperty":
+                value = ([terms.compact(v) for v in value] if isinstance(value, list)
+                         else terms.compact(value))
+            entry.setdefault(member, []).append([value, row[column]])
+        entries = list(by_dataset.values())
+        return entries[0] if len(entries) == 1 else entries
+    rendered = []
+    for row in rows:
+        instance = stored_instance(row)
+        if row[6] is not None:
+            out: dict[str, Any] = {"type": instance["type"],
+                                   VALUE_MEMBER[instance["type"]]: NULL}
+            if row[2]:
+                out["datasetId"] = row[2]
+            out["deletedAt"] = row[6]
+            if tq.sys_attrs:
+                out["createdAt"] = row[4]
+                out["modifiedAt"] = row[5]
+        else:
+            out = _compact_instance(instance, terms, rep)
+        out["instanceId"] = f"{INSTANCE_PREFIX}{row[0]}"
+        rendered.append(out)
+    return rendered
+
+def render_aggregates(data: dict[str, list[tuple[Any, ...]]], terms: TermMap,
+                       tq: TemporalQuery) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for iri, results in data.items():
+        by_dataset: dict[str, dict[str, Any]] = {}
+        for dataset_id, kind, start, end, *values in results:
+            entry = by_dataset.get(dataset_id)
+            if entry is None:
+                entry = by_dataset[dataset_id] = {"type": kind or "Property"}
+                if dataset_id:
+                    entry["datasetId"] = dataset_id
+                for method in tq.methods:
+                    entry[method] = []
+            for method, value in zip(tq.methods, values, strict=True):
+                entry[method].append([value, start, end])
+        entries = list(by_dataset.values())
+        out[terms.compact(iri)] = entries[0] if len(entries) == 1 else entries
+    return out
+
+
+def paginate(data: dict[str, dict[str, list[tuple[Any, ...]]]], truncated: list[str],
+              tq: TemporalQuery) -> tuple[dict[str, dict[str, list[tuple[Any, ...]]]], str]:
+    """Cut every history to the common time window of the truncated ones (clause 6.3.10) and
+    describe it as ``date-time <start>-<end>/<size>``."""
+    position = {"observedAt": 3, "createdAt": 4, "modifiedAt": 5}[tq.timeproperty]
+    times = [rows[i][position] for attrs in data.values() for rows in attrs.values()
+             for i in (0, -1) if rows]
+    if tq.last_n is None:
+        end = min(truncated)
+        start = tq.time_at if tq.timerel in ("after", "between") else min(times)
+
+        def keep(t: str) -> bool:
+            return t <= end
+    else:
+        end = max(truncated)  # the oldest instance kept
+        start = (tq.end_time_at if tq.timerel == "between" else
+                 tq.time_at if tq.timerel == "before" else max(times))
+
+        def keep(t: str) -> bool:
+            return t >= end
+    cut = {entity: {attr: [r for r in rows if keep(r[position])] for attr, rows in attrs.items()}
+           for entity, attrs in data.items()}
+    cut = {entity: {attr: rows for attr, rows in attrs.items() if rows}
+           for entity, attrs in cut.items()}
+    size = "*" if tq.last_n is None else str(tq.last_n)
+    return cut, f"date-time {start}-{end}/{size}"
