@@ -1,23 +1,18 @@
-"""In-memory backend of the store ports: tests and throw-away brokers.
+"""In-memory backend of the store ports (tests, throw-away brokers), with the SQLite backend's
+semantics: the contract suite ``tests/store/test_contract.py`` runs on both.
 
-Its semantics are the SQLite backend's (the contract suite ``tests/store/test_contract.py``
-runs on both):
-
-- Every tenant has two states. ``stage`` validates a whole batch first (any error leaves
+- Every tenant has two states. ``stage`` validates a whole batch first (an error leaves
   everything unchanged: ``AlreadyExists``, an unknown record type, an unusable GeoJSON value),
-  then applies it to the *working* state at once and queues it; on the next turn of the event
-  loop the queued batches of the tenant are replayed onto the *committed* state (one group
-  commit, like SQLite's), which completes the awaitables ``stage`` returned. Replay is
-  deterministic (instance and outbox ids are counters of the state), so both states are equal
-  once committed.
-- Reads that see staged changes use the working state: ``get``, ``get_many``,
-  ``attribute_stats``, ``subscriptions``, ``retention`` and the ``staged=True`` temporal reads.
-  The others use the committed state: ``query``, the temporal queries and the outbox readers
-  (which never see a row staged but not yet committed).
-- Entities are kept as JSON text (``orjson``), as SQLite keeps them: the store never shares a
-  dict with a caller; every read returns fresh copies.
-- The side records of one ``stage`` call are applied in their order, after its entity changes.
-- ``set_retention`` writes both states at once; ``purge_history`` is one staged batch.
+  applies it to the *working* state at once and queues it; on the next turn of the event loop
+  the tenant's queued batches are replayed onto the *committed* state (one group commit, as
+  in SQLite), which completes the awaitables ``stage`` returned. Replay is deterministic (ids
+  are counters of the state): both states are equal once committed.
+- Reads that see staged changes use the working state (``get``, ``get_many``,
+  ``attribute_stats``, ``subscriptions``, ``retention``, ``staged=True`` temporal reads); the
+  others the committed one (``query``, temporal queries, outbox readers).
+- Entities are kept as JSON text, as SQLite keeps them: reads return fresh copies.
+- The side records of a ``stage`` call apply in their order, after its entity changes;
+  ``set_retention`` writes both states at once; ``purge_history`` is one staged batch.
 """
 
 from __future__ import annotations
@@ -87,8 +82,7 @@ class _Row(NamedTuple):
     value: str
 
     def history(self) -> rec.HistoryRow:
-        return rec.HistoryRow(self.instance_id, self.attr, self.dataset_id, self.observed_at,
-                          self.created_at, self.modified_at, self.deleted_at, self.value)
+        return rec.HistoryRow(self.instance_id, *self[2:8], self.value)
 
 
 class _Mail(NamedTuple):
