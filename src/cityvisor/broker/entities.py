@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cityvisor.broker.contexts import ContextRegistry
+from cityvisor.broker.discovery import Discovery
 from cityvisor.broker.fragments import (
     UpdateResult,
     appended,
@@ -24,7 +25,6 @@ from cityvisor.broker.fragments import (
     dataset_text,
     delete_instance,
     deletion,
-    digest,
     fragment_of,
     instance_index,
     merge_instance,
@@ -117,7 +117,7 @@ class BatchResult:
         return {"success": self.success, "errors": self.errors}
 
 
-class EntityBroker:
+class EntityBroker(Discovery):
     """Entity, attribute, batch and discovery operations for every tenant."""
 
     def __init__(self, store: Store, contexts: ContextRegistry,
@@ -154,10 +154,6 @@ class EntityBroker:
             yield staged
         for durable in staged:
             await durable
-
-    async def _require_tenant(self, tenant: str | None) -> None:
-        if not await self.store.has_tenant(tenant):
-            raise NonexistentTenant(f"Tenant {tenant!r} does not exist")
 
     async def _existing(self, tenant: str | None, entity_id: str) -> Entity:
         check_uri(entity_id, "Entity id")
@@ -558,90 +554,6 @@ class EntityBroker:
         if attrs and shape.attrs is None:
             shape = replace(shape, attrs=attrs)
         return await self.query_entities(tenant, context, merged, shape)
-
-    # ------------------------------------------------------------ discovery (5.7.5-5.7.10)
-
-    async def types(self, tenant: str | None, context: Any, *, details: bool = False) -> Any:
-        """5.7.5/5.7.6 Retrieve available entity types (EntityTypeList or EntityType[])."""
-        await self._require_tenant(tenant)
-        terms = await self.contexts.term_map(context)
-        stats = await self.store.attribute_stats(tenant)
-        by_type: dict[str, list[str]] = {}
-        for stat in stats:
-            if not stat.entity_type:
-                continue  # the all-types rows
-            names = by_type.setdefault(stat.entity_type, [])
-            if stat.attribute and terms.compact(stat.attribute) not in names:
-                names.append(terms.compact(stat.attribute))
-        if not details:
-            return {"id": f"urn:ngsi-ld:EntityTypeList:{digest(by_type)}",
-                    "type": "EntityTypeList", "typeList": sorted(terms.compact(t) for t in by_type)}
-        return [{"id": t, "type": "EntityType", "typeName": terms.compact(t),
-                 "attributeNames": sorted(names)} for t, names in sorted(by_type.items())]
-
-    async def type_info(self, tenant: str | None, context: Any, type_name: str) -> dict[str, Any]:
-        """5.7.7 Retrieve entity type information."""
-        await self._require_tenant(tenant)
-        terms = await self.contexts.term_map(context)
-        iri = terms.expand(type_name)
-        stats = [s for s in await self.store.attribute_stats(tenant) if s.entity_type == iri]
-        if not stats:
-            raise ResourceNotFound(f"No entity of type {type_name} exists")
-        count = sum(s.count for s in stats if not s.attribute)
-        attributes: dict[str, dict[str, Any]] = {}
-        for stat in stats:
-            if not stat.attribute:
-                continue
-            info = attributes.setdefault(stat.attribute, {
-                "id": stat.attribute, "type": "Attribute",
-                "attributeName": terms.compact(stat.attribute), "attributeTypes": []})
-            info["attributeTypes"].append(stat.kind)
-        return {"id": iri, "type": "EntityTypeInfo", "typeName": terms.compact(iri),
-                "entityCount": count, "attributeDetails": list(attributes.values())}
-
-    async def attributes(self, tenant: str | None, context: Any, *, details: bool = False) -> Any:
-        """5.7.8/5.7.9 Retrieve available attributes."""
-        await self._require_tenant(tenant)
-        terms = await self.contexts.term_map(context)
-        infos = self._attribute_infos(await self.store.attribute_stats(tenant), terms)
-        if not details:
-            return {"id": f"urn:ngsi-ld:AttributeList:{digest(infos)}", "type": "AttributeList",
-                    "attributeList": sorted(i["attributeName"] for i in infos.values())}
-        return [{k: v for k, v in i.items() if k != "attributeCount"} for i in infos.values()]
-
-    async def attribute_info(self, tenant: str | None, context: Any, name: str) -> dict[str, Any]:
-        """5.7.10 Retrieve attribute information."""
-        await self._require_tenant(tenant)
-        terms = await self.contexts.term_map(context)
-        iri = terms.expand(name)
-        infos = self._attribute_infos(await self.store.attribute_stats(tenant), terms)
-        if iri not in infos:
-            raise ResourceNotFound(f"No entity has an attribute {name}")
-        return infos[iri]
-
-    @staticmethod
-    def _attribute_infos(stats: Sequence[Any], terms: TermMap) -> dict[str, dict[str, Any]]:
-        """Attribute details: counts from the all-types rows (an entity counts once), type
-        names from the per-type rows."""
-        infos: dict[str, dict[str, Any]] = {}
-        for stat in stats:
-            if not stat.attribute:
-                continue
-            info = infos.setdefault(stat.attribute, {
-                "id": stat.attribute, "type": "Attribute",
-                "attributeName": terms.compact(stat.attribute), "attributeCount": 0,
-                "attributeTypes": [], "typeNames": []})
-            if not stat.entity_type:
-                info["attributeCount"] += stat.count
-                if stat.kind not in info["attributeTypes"]:
-                    info["attributeTypes"].append(stat.kind)
-                continue
-            type_name = terms.compact(stat.entity_type)
-            if type_name not in info["typeNames"]:
-                info["typeNames"].append(type_name)
-        return dict(sorted(infos.items(), key=lambda item: item[1]["attributeName"]))
-
-    # ------------------------------------------------------------ merge helper
 
     def _merged(self, old: Entity, body: object, terms: TermMap, now: str) -> Entity:
         if not isinstance(body, dict):
