@@ -4,12 +4,12 @@
     .venv/bin/python benchmarks/flood_cycle.py --full-city      # the whole demo city loaded
 
 Loads the demo city's rain and water-level gauges (``--full-city``: all ~39,000 entities) into
-a temporary broker, starts the October 2014 replay (``../shared/data/flood/cance``; the radar
-moved onto Nîmes), and times ``FloodApp.run_cycle`` in process (LocalContextClient): each cycle
+a temporary broker, starts the October 2014 storm scenario (``../shared/data/flood/cance``; the
+radar moved onto Nîmes), and times ``FloodApp.run_cycle`` in process (LocalContextClient): each cycle
 reads the 50 gauges, reads the radar frames, nowcasts 6 h, steps and forecasts the 11
 catchments, decides vigilance and writes 11 warning points (+ alerts). Cycles advance one
 scenario hour each (the storm's heaviest hours), so every cycle steps the models and reads a
-new radar frame. Target (issue 4): <= 10 s per cycle on 2 cores.
+new radar frame. Target: <= 10 s per cycle on 2 cores.
 Prints one JSON line on stdout (median and max of the timed cycles).
 """
 
@@ -27,7 +27,8 @@ from pathlib import Path
 
 from cityvisor.apps.flood.app import FloodApp
 from cityvisor.apps.flood.config import load_config
-from cityvisor.apps.flood.replay import LABEL, Flood2014Replay
+from cityvisor.apps.flood.const import STORM_2014_LABEL
+from cityvisor.apps.flood.storm_2014 import Storm2014Scenario
 from cityvisor.client import LocalContextClient
 from cityvisor.config import Settings
 from cityvisor.services import Services
@@ -50,18 +51,18 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 loaded += len(entities)
             config = load_config()
             t0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-            replay = Flood2014Replay(config, data_dir=args.data, acceleration=60)
-            replay.initial(t0)
+            scenario = Storm2014Scenario(config, data_dir=args.data, acceleration=60)
+            scenario.initial(t0)
             wall = [t0]
             client = LocalContextClient(services.broker, tenant="nimes")
-            app = FloodApp(client, config, replay.radar_source(),
-                           replay.clock(lambda: wall[0]), data_dir=Path(tmp) / "flood",
-                           data_provider=LABEL)
+            app = FloodApp(client, config, scenario.radar_source(),
+                           scenario.clock(lambda: wall[0]), data_dir=Path(tmp) / "flood",
+                           data_provider=STORM_2014_LABEL)
             durations: list[float] = []
             first = 0.0
             for k in range(args.cycles + 1):
                 wall[0] = t0 + timedelta(minutes=args.first_hour + k)  # 1 scenario hour each
-                for context, fragments in replay.tick(wall[0]):
+                for context, fragments in scenario.tick(wall[0]):
                     await services.broker.batch_merge("nimes", context, fragments)
                 started = time.perf_counter()
                 report = await app.run_cycle()

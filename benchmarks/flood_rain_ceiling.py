@@ -1,9 +1,9 @@
-"""Flood forecasts: how much of the error is the rain forecast's? (a diagnostic, issue 4)
+"""Flood forecasts: how much of the error is the rain forecast's? (a diagnostic)
 
     .venv/bin/python benchmarks/flood_rain_ceiling.py                 # split A and B
     .venv/bin/python benchmarks/flood_rain_ceiling.py --split A --gauge V3515010
 
-Calibrates exactly as ``cityvisor flood evaluate`` does (training window only), then replays the
+Trains exactly as ``cityvisor flood evaluate`` does (training window only), then back-tests the
 test window three times with the same live forecaster, state updating and gains, changing only
 the rain assumed for the next 6 hours:
 
@@ -29,18 +29,16 @@ from pathlib import Path
 import numpy as np
 
 from cityvisor.apps.flood.algorithms import nse
-from cityvisor.apps.flood.dataset import HOUR, RadarArchive
-from cityvisor.apps.flood.evaluation import skill
-from cityvisor.apps.flood.forecast import (
-    LEADS,
+from cityvisor.apps.flood.backtest import (
     MAX_WARMUP_H,
-    ObservedDischarge,
     _Forcing,
     _hours,
-    calibrate,
-    future_rain,
-    prepare,
+    prepare_backtest,
+    train_forecast_models,
 )
+from cityvisor.apps.flood.dataset import HOUR, ObservedDischarge, RadarArchive
+from cityvisor.apps.flood.evaluation import skill
+from cityvisor.apps.flood.forecaster import LEADS, future_rain
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "flood" / "cance"
 
@@ -60,8 +58,8 @@ SPLITS = {
 
 def run_split(root: Path, name: str, gauges: list[str] | None) -> list[dict[str, object]]:
     train_from, train_until, test_from, test_until = SPLITS[name]
-    setup = prepare(root, gauges)
-    models = calibrate(setup, train_from, train_until)
+    setup = prepare_backtest(root, gauges)
+    models = train_forecast_models(setup, train_from, train_until)
     warmup = min(MAX_WARMUP_H, int((train_until - train_from) / HOUR) // 3)
     spin_up = train_from if train_until < test_from else test_from - warmup * HOUR
     hours = _hours(spin_up, test_until + LEADS * HOUR)

@@ -13,15 +13,11 @@ import numpy as np
 import pytest
 
 from cityvisor.api.app import create_app
-from cityvisor.apps.flood.app import (
-    SDM_ALERT,
-    SDM_ENVIRONMENT,
-    SDM_WEATHER,
-    CycleReport,
-    FloodApp,
-)
+from cityvisor.apps.flood.app import FloodApp
 from cityvisor.apps.flood.config import FloodConfig, parse_config
+from cityvisor.apps.flood.const import SDM_ALERT, SDM_ENVIRONMENT, SDM_WEATHER
 from cityvisor.apps.flood.dataset import GridTransform
+from cityvisor.apps.flood.models import CycleReport
 from cityvisor.apps.flood.sources import RadarFrame, lambert93
 from cityvisor.client import LocalContextClient
 from cityvisor.config import Settings
@@ -254,9 +250,9 @@ async def test_one_failing_catchment_does_not_stop_the_others(city: City) -> Non
     await city.observe(T0, {1: 0.0, 2: 0.0, 3: 0.0, 4: 0.0}, {1: 0.3, 3: 0.3})
 
     def broken(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("model exploded")
+        raise ValueError("model exploded")
 
-    app.forecasters["a"].step = broken  # type: ignore[method-assign]
+    app.state.forecasters["a"].step = broken  # type: ignore[method-assign]
     report = await app.run_cycle(T0 + timedelta(minutes=1))
     assert any("model exploded" in e for e in report.errors)
     assert report.points["a"].confidence == 0.0 and report.points["a"].written
@@ -272,22 +268,22 @@ async def test_restart_resumes_the_state(city: City) -> None:
         when = T0 + timedelta(hours=k)
         await city.observe(when, {1: 30.0, 2: 30.0, 3: 0.0, 4: 0.0}, {1: 1.5 + k, 3: 0.3})
         await app.run_cycle(when + timedelta(minutes=1))
-    before = {cid: f.to_dict() for cid, f in app.forecasters.items()}
-    level = app.vigilance["a"].level
+    before = {cid: f.to_dict() for cid, f in app.state.forecasters.items()}
+    level = app.state.vigilance["a"].level
     assert level != "green"
     restarted = city.app()
-    assert {cid: f.to_dict() for cid, f in restarted.forecasters.items()} == before
-    assert restarted.vigilance["a"].level == level
-    assert restarted.alert_levels == app.alert_levels
+    assert {cid: f.to_dict() for cid, f in restarted.state.forecasters.items()} == before
+    assert restarted.state.vigilance["a"].level == level
+    assert restarted.state.alert_levels == app.state.alert_levels
     # the next cycle steps exactly one more hour, and does not re-raise the alert
     when = T0 + timedelta(hours=3)
     await city.observe(when, {1: 30.0, 2: 30.0, 3: 0.0, 4: 0.0}, {1: 4.5, 3: 0.3})
     await restarted.run_cycle(when + timedelta(minutes=1))
-    assert restarted.forecasters["a"].last_hour == when
+    assert restarted.state.forecasters["a"].last_hour == when
     # a corrupt state file: a fresh start, not a crash
     (city.data_dir / "flood-state.json").write_text("{not json", "utf-8")
     fresh = city.app()
-    assert fresh.forecasters["a"].last_hour is None
+    assert fresh.state.forecasters["a"].last_hour is None
 
 
 async def test_a_radar_that_does_not_cover_the_catchment_is_reported(city: City) -> None:
@@ -306,8 +302,8 @@ async def test_each_catchment_uses_its_configured_gains_and_future_rain(city: Ci
         "a": {"future_rain": "zero", "gains": [0.5, 0.4, 0.3, 0.2, 0.1, 0.0]},
         "b": {"future_rain": "persistence*2"}})
     app = city.app()
-    assert app.forecasters["a"].gains == (0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
-    assert app.forecasters["b"].gains == (0.3, 0.3, 0.0, 0.0, 0.0, 0.0)  # the default
+    assert app.state.forecasters["a"].gains == (0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
+    assert app.state.forecasters["b"].gains == (0.3, 0.3, 0.0, 0.0, 0.0, 0.0)  # the default
     report = await city.steady_rain(app)
     a, b = report.points["a"].forecast_m3s, report.points["b"].forecast_m3s
     # the rain already fallen is in transit in both; only b adds 24 mm/h to come
@@ -315,8 +311,8 @@ async def test_each_catchment_uses_its_configured_gains_and_future_rain(city: Ci
     # a new setting in the configuration takes effect at restart without losing the state
     city.config = make_config({"a": {"gains": [0.0] * 6}})
     restarted = city.app()
-    assert restarted.forecasters["a"].gains == (0.0,) * 6
-    assert restarted.forecasters["a"].last_hour == T0 + timedelta(hours=2)
+    assert restarted.state.forecasters["a"].gains == (0.0,) * 6
+    assert restarted.state.forecasters["a"].last_hour == T0 + timedelta(hours=2)
 
 
 async def test_a_per_lead_future_rain_runs_in_the_app(city: City) -> None:

@@ -1,4 +1,4 @@
-"""The flood app inside the server (Services hook) and as its own command."""
+"""The flood app inside the server (its ``setup`` through ``Services``) and as its own command."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cityvisor.apps.flood.app import SDM_ENVIRONMENT
+from cityvisor.apps.contract import Manifest
+from cityvisor.apps.flood.app import FloodApp
 from cityvisor.apps.flood.cli import app as flood_cli
+from cityvisor.apps.flood.const import SDM_ENVIRONMENT
 from cityvisor.client import LocalContextClient
 from cityvisor.config import Settings
 from cityvisor.services import Services
@@ -24,8 +26,9 @@ async def test_services_start_the_flood_app_and_stop_it(tmp_path: Path) -> None:
     await services.start()
     try:
         (running,) = services.apps
-        await asyncio.wait_for(running.app.cycle_done.wait(), timeout=60)
-        report = running.app.last_report
+        assert isinstance(running, FloodApp)
+        await asyncio.wait_for(running.cycle_done.wait(), timeout=60)
+        report = running.last_report
         assert report is not None and len(report.points) == 11
         # no demo gauges in this tenant: every point says so, none is silenced
         assert all(p.written and p.confidence < 1 for p in report.points.values())
@@ -35,7 +38,7 @@ async def test_services_start_the_flood_app_and_stop_it(tmp_path: Path) -> None:
         assert point["vigilanceLevel"] == "green" and point["confidenceIssues"]
     finally:
         await services.close()
-    assert services.apps == [] and running.task.done()
+    assert services.apps == [] and running.task is not None and running.task.done()
     assert (tmp_path / "apps" / "flood" / "flood-state.json").exists()
 
 
@@ -52,7 +55,6 @@ async def test_the_app_runs_over_http_like_against_any_broker(tmp_path: Path) ->
     import httpx
 
     from cityvisor.api.app import create_app
-    from cityvisor.apps.flood.app import FloodApp
     from cityvisor.apps.flood.config import load_config
     from cityvisor.client import HttpContextClient
     from cityvisor.sim.nimes import DemoCounts, build_city
@@ -81,10 +83,13 @@ async def test_the_app_runs_over_http_like_against_any_broker(tmp_path: Path) ->
         await services.close()
 
 
-async def test_an_unknown_app_is_a_clear_error(tmp_path: Path) -> None:
-    services = Services.build(Settings(data_dir=tmp_path, auth=False, apps=["nosuchapp"]))
-    try:
-        with pytest.raises(ValueError, match="cannot start app 'nosuchapp'"):
-            await services.start()
-    finally:
-        await services.close()
+def test_an_unknown_app_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot start app 'nosuchapp'"):
+        Services.build(Settings(data_dir=tmp_path, auth=False, apps=["nosuchapp"]))
+
+
+def test_the_manifest_names_the_app_and_its_types() -> None:
+    manifest = Manifest.load("cityvisor.apps.flood")
+    assert manifest.name == "flood"
+    assert set(manifest.reads) == {"WeatherObserved", "FloodMonitoring"}
+    assert set(manifest.writes) == {"FloodMonitoring", "Alert"}

@@ -10,6 +10,7 @@ import pytest
 
 from cityvisor.apps.flood.dataset import (
     FutureDataError,
+    ObservedDischarge,
     RadarArchive,
     load_discharge,
     load_gauges,
@@ -18,17 +19,7 @@ from cityvisor.apps.flood.dataset import (
     read_geotiff,
 )
 
-CANCE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "flood" / "cance"
-
-
-@pytest.fixture(scope="module")
-def cance() -> Path:
-    if not (CANCE / "gauge_attributes.csv").is_file():
-        pytest.fail(
-            f"Cance data set not found at {CANCE}: these tests read the smash Cance data "
-            "(GPL-3.0, not copied into the repo) from the repository's sibling shared/ folder"
-        )
-    return CANCE
+HOUR = timedelta(hours=1)
 
 
 def utc(*args: int) -> datetime:
@@ -113,3 +104,11 @@ def test_archive_refuses_the_future(cance: Path) -> None:
         archive.advance(utc(2014, 10, 10, 11))
     archive.advance(utc(2014, 10, 10, 13))
     assert archive.grid(utc(2014, 10, 10, 13)) is not None
+
+
+def test_observed_discharge_refuses_the_future() -> None:
+    start = datetime(2014, 10, 1, tzinfo=UTC)
+    source = ObservedDischarge(start, np.arange(10.0), until=start + 2 * HOUR)
+    assert source.at(start + 2 * HOUR) == 2.0
+    with pytest.raises(FutureDataError):
+        source.at(start + 3 * HOUR)

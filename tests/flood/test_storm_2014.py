@@ -1,4 +1,5 @@
-"""The October 2014 replay over Nîmes: labelled, time-shifted, and blind to its own future."""
+"""The October 2014 storm scenario over Nîmes: labelled, time-shifted, and blind to its own
+future."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import pytest
 
 from cityvisor.apps.flood.app import FloodApp
 from cityvisor.apps.flood.config import load_config
+from cityvisor.apps.flood.const import SDM_ENVIRONMENT
+from cityvisor.apps.flood.const import STORM_2014_LABEL as LABEL
 from cityvisor.apps.flood.dataset import FutureDataError
-from cityvisor.apps.flood.replay import LABEL, STORM_START, Flood2014Replay, ReplayDataMissing
+from cityvisor.apps.flood.storm_2014 import STORM_START, ScenarioDataMissing, Storm2014Scenario
 from cityvisor.client import LocalContextClient
 from cityvisor.config import Settings
 from cityvisor.services import Services
@@ -28,19 +31,19 @@ GAUGES = DemoCounts(streetlights=1, cameras=1, weather_stations=1, seismometers=
 
 
 def test_missing_data_is_said_clearly(tmp_path: Path) -> None:
-    with pytest.raises(ReplayDataMissing, match="needs the Cance data set"):
-        Flood2014Replay(load_config(), data_dir=tmp_path)
+    with pytest.raises(ScenarioDataMissing, match="needs the Cance data set"):
+        Storm2014Scenario(load_config(), data_dir=tmp_path)
 
 
 @needs_data
 def test_ticks_are_labelled_time_shifted_gauge_fragments() -> None:
     config = load_config()
-    replay = Flood2014Replay(config, data_dir=CANCE, acceleration=60)
-    assert replay.initial(T0) == []
+    scenario = Storm2014Scenario(config, data_dir=CANCE, acceleration=60)
+    assert scenario.initial(T0) == []
     # 36 min later at ×60 the scenario is 36 h in: midnight of 10–11 October, heavy rain
     now = T0 + timedelta(minutes=36)
-    batches = replay.tick(now)
-    assert replay.storm_time(replay.scenario_time(now)) == STORM_START + timedelta(hours=36)
+    batches = scenario.tick(now)
+    assert scenario.storm_time(scenario.scenario_time(now)) == STORM_START + timedelta(hours=36)
     ids = {e["id"] for _, batch in batches for e in batch}
     wanted = {g for c in config.catchments for g in [*c.rain_gauges, *c.level_gauges]}
     assert ids <= wanted and len(ids) > 40
@@ -56,7 +59,7 @@ def test_ticks_are_labelled_time_shifted_gauge_fragments() -> None:
 
 @pytest.fixture
 async def services(tmp_path: Path) -> AsyncIterator[Services]:
-    """A broker holding the demo tenant's gauges (what the replay drives)."""
+    """A broker holding the demo tenant's gauges (what the scenario drives)."""
     built = Services.build(Settings(data_dir=tmp_path / "db", auth=False,
                                     allow_context_fetch=False))
     try:
@@ -68,48 +71,48 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
 
 
 @needs_data
-async def test_replay_never_reads_after_its_scenario_time(
+async def test_the_scenario_never_reads_after_its_scenario_time(
         tmp_path: Path, services: Services) -> None:
     config = load_config()
-    replay = Flood2014Replay(config, data_dir=CANCE, acceleration=120)
-    replay.initial(T0)
+    scenario = Storm2014Scenario(config, data_dir=CANCE, acceleration=120)
+    scenario.initial(T0)
     wall = [T0]
     client = LocalContextClient(services.broker, tenant="nimes")
-    app = FloodApp(client, config, replay.radar_source(), replay.clock(lambda: wall[0]),
+    app = FloodApp(client, config, scenario.radar_source(), scenario.clock(lambda: wall[0]),
                    data_dir=tmp_path / "flood", data_provider=LABEL)
     levels: set[str] = set()
     for step in range(0, 60):
         wall[0] = T0 + timedelta(seconds=45 * step)  # 1.5 scenario hours per step
-        for context, fragments in replay.tick(wall[0]):
+        for context, fragments in scenario.tick(wall[0]):
             result = await services.broker.batch_merge("nimes", context, fragments)
             assert not result.errors
         report = await app.run_cycle()
         assert report.errors == []
         levels |= {p.level for p in report.points.values()}
-    source = replay.radar_source()
+    source = scenario.radar_source()
     assert source.reads and all(hour <= bound for hour, bound in source.reads)
     with pytest.raises(FutureDataError):
-        source.frame(replay.scenario_time(wall[0]) + timedelta(hours=1))
+        source.frame(scenario.scenario_time(wall[0]) + timedelta(hours=1))
     assert levels & {"orange", "red"}, levels  # the storm raises warnings over Nîmes
-    point = await client.with_context(
-        "https://raw.githubusercontent.com/smart-data-models/dataModel.Environment/master/"
-        "context.jsonld").get_entity("urn:ngsi-ld:FloodMonitoring:nimes:point:ales",
-                                     options="keyValues")
+    point = await client.with_context(SDM_ENVIRONMENT).get_entity(
+        "urn:ngsi-ld:FloodMonitoring:nimes:point:ales", options="keyValues")
     assert point["dataProvider"] == LABEL
 
 
 @needs_data
-async def test_the_server_hook_runs_the_app_on_the_replay(services: Services) -> None:
-    from cityvisor.apps.flood.app import SDM_ENVIRONMENT, start_in_server
-
-    replay = Flood2014Replay(load_config(), data_dir=CANCE, acceleration=3600)
-    replay.initial(datetime.now(UTC))
-    running = await start_in_server(services, replay=replay)
-    assert running.app.cycle_interval_s == pytest.approx(300 / 3600)
-    await asyncio.wait_for(running.app.cycle_done.wait(), timeout=30)
+async def test_services_run_the_app_on_the_scenario(services: Services) -> None:
+    scenario = Storm2014Scenario(load_config(), data_dir=CANCE, acceleration=3600)
+    scenario.initial(datetime.now(UTC))
+    services.app_setups.append(("flood", scenario.app_setup))
+    await services.start()
+    (running,) = services.apps
+    assert isinstance(running, FloodApp)
+    assert running.cycle_interval_s == pytest.approx(300 / 3600)
+    await asyncio.wait_for(running.cycle_done.wait(), timeout=30)
     await running.close()
     client = LocalContextClient(services.broker, tenant="nimes", context=SDM_ENVIRONMENT)
     point = await client.get_entity("urn:ngsi-ld:FloodMonitoring:nimes:point:vistre",
                                     options="keyValues")
     assert point["dataProvider"] == LABEL
-    assert running.app.state_path is None  # a replay never resumes an older one
+    assert running.state_path is None  # a scenario run never resumes an older one
+    assert not (services.settings.data_dir / "apps" / "flood").exists()

@@ -1,9 +1,12 @@
-"""Calibrate GR4H per gauge and replay a test window hour by hour, as if live (issue 4).
+"""The back-test behind ``cityvisor flood evaluate``: train each gauge's forecast model on a
+training window (:func:`train_forecast_models`), then run the test window hour by hour as if
+live (:func:`backtest`).
 
-Everything the replay reads goes through guarded sources whose bound is the issue time:
-radar and PET grids through :class:`~cityvisor.apps.flood.dataset.RadarArchive`, advanced hour by
-hour, and discharge through :class:`ObservedDischarge`. Asking either for an hour after the issue
-time raises :class:`~cityvisor.apps.flood.dataset.FutureDataError`.
+Everything the back-test reads goes through guarded sources whose bound is the issue time:
+radar and PET grids through :class:`~cityvisor.apps.flood.dataset.RadarArchive`, advanced hour
+by hour, and discharge through :class:`~cityvisor.apps.flood.dataset.ObservedDischarge`. Asking
+either for an hour after the issue time raises
+:class:`~cityvisor.apps.flood.dataset.FutureDataError`.
 
 Method (documented in the module so the evaluation can be rerun and judged; figures in
 ``docs/flood-models.md``):
@@ -15,7 +18,7 @@ Method (documented in the module so the evaluation can be rerun and judged; figu
 * **Model.** Each gauge runs the live :class:`~cityvisor.apps.flood.forecaster.
   CatchmentForecaster` (GR4H + state updating from the observed discharge + output-error
   correction per lead), the same object the app runs.
-* **Calibration**, on the training window only. GR4H parameters by differential evolution on
+* **Training**, on the training window only. GR4H parameters by differential evolution on
   the open-loop mean of NSE and KGE (:data:`CALIBRATION_OBJECTIVE`), the model starting from the first observed discharge
   (:func:`~cityvisor.apps.flood.algorithms.state_for_discharge`) so that only
   :data:`MAX_WARMUP_H` hours are left unscored (a window that opens on a flood keeps it). Then,
@@ -30,6 +33,7 @@ Method (documented in the module so the evaluation can be rerun and judged; figu
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -46,9 +50,8 @@ from cityvisor.apps.flood.catchments import GridMask, delineate, mask_on_grid
 from cityvisor.apps.flood.dataset import (
     HOUR,
     FloatArray,
-    FutureDataError,
     Gauge,
-    IssueTimeBound,
+    ObservedDischarge,
     RadarArchive,
     Raster,
     load_discharge,
@@ -64,7 +67,6 @@ from cityvisor.apps.flood.forecaster import (
     fit_model_weights,
     future_rain,
     m3s_to_mm,
-    mm_to_m3s,
     parse_scenario,
     scenario_label,
     scenario_uses_nowcast,
@@ -73,17 +75,15 @@ from cityvisor.apps.flood.nowcast import FRAMES as NOWCAST_FRAMES
 from cityvisor.apps.flood.nowcast import consecutive_frames, nowcast
 
 __all__ = [
-    "LEADS",
+    "CALIBRATION_OBJECTIVE",
+    "FORECAST_REFINE_EVALS",
+    "MAX_WARMUP_H",
+    "BacktestSetup",
     "ForecastModel",
     "GaugeForecast",
-    "ObservedDischarge",
-    "ReplaySetup",
-    "calibrate",
-    "future_rain",
-    "m3s_to_mm",
-    "mm_to_m3s",
-    "prepare",
-    "replay",
+    "backtest",
+    "prepare_backtest",
+    "train_forecast_models",
 ]
 
 #: Fit, on the training window, a per-lead weight of the model against persistence of the
@@ -144,29 +144,10 @@ _Scored = tuple[float, tuple[float, ...], tuple[float, ...], list[float]]
 _PARAM_NAMES = ("x1_mm", "x2_mm_per_h", "x3_mm", "x4_h")
 
 
-class ObservedDischarge(IssueTimeBound):
-    """Hourly discharge (m³/s) of one gauge that cannot be read after ``until`` (like the radar)."""
-
-    _bound_name = "discharge bound"
-
-    def __init__(self, start: datetime, values_m3s: FloatArray, until: datetime) -> None:
-        super().__init__(until)
-        self.start = start
-        self._values = np.asarray(values_m3s, dtype=np.float64)
-
-    def at(self, hour: datetime) -> float:
-        """Discharge at ``hour`` (NaN if missing or outside the record)."""
-        if hour > self._until:
-            raise FutureDataError(f"discharge at {hour.isoformat()} is after {self._until}")
-        index = int((hour - self.start) / HOUR)
-        if 0 <= index < self._values.size:
-            return float(self._values[index])
-        return float("nan")
-
-
 @dataclass(frozen=True, slots=True)
-class ReplaySetup:
-    """What the replay needs besides the data: gauges and their catchment masks (D8 grid)."""
+class BacktestSetup:
+    """What the back-test needs besides the grids: gauges, their catchment masks (D8 grid) and
+    their discharge records."""
 
     root: Path
     gauges: list[Gauge]
@@ -174,7 +155,7 @@ class ReplaySetup:
     discharge: dict[str, tuple[datetime, FloatArray]]
 
 
-def prepare(root: str | Path, codes: Sequence[str] | None = None) -> ReplaySetup:
+def prepare_backtest(root: str | Path, codes: Sequence[str] | None = None) -> BacktestSetup:
     """Gauges, delineated catchments (``France_flwdir.tif``) and the discharge records."""
     root = Path(root)
     gauges = [g for g in load_gauges(root) if codes is None or g.code in codes]
@@ -192,7 +173,7 @@ def prepare(root: str | Path, codes: Sequence[str] | None = None) -> ReplaySetup
             discharge[gauge.code] = load_discharge(root, gauge.code)
         except (OSError, ValueError) as error:
             raise ValueError(f"cannot read the discharge of gauge {gauge.code}: {error}") from None
-    return ReplaySetup(root=root, gauges=gauges, masks=masks, discharge=discharge)
+    return BacktestSetup(root=root, gauges=gauges, masks=masks, discharge=discharge)
 
 
 class _Forcing:
@@ -336,14 +317,14 @@ def _training_runs(
                 [future[i] for future in futures.values()], pet[i]), strict=True):
             raw[name].append(forecast)
         target.append(q_obs[i + 1 : i + 1 + LEADS])
-    shared = {
-        "errors": np.array(errors, dtype=np.float64),
-        "ages": np.array(ages, dtype=np.int64),
-        "target": np.array(target, dtype=np.float64).reshape(-1, LEADS),
-        "persistence": np.array(persistence, dtype=np.float64),
-    }
+    errors_m3s = np.array(errors, dtype=np.float64)
+    ages_h = np.array(ages, dtype=np.int64)
+    targets = np.array(target, dtype=np.float64).reshape(-1, LEADS)
+    observed = np.array(persistence, dtype=np.float64)
     return {
-        name: _TrainingRun(raw=np.array(values, dtype=np.float64).reshape(-1, LEADS), **shared)
+        name: _TrainingRun(errors=errors_m3s, ages=ages_h,
+                           raw=np.array(values, dtype=np.float64).reshape(-1, LEADS),
+                           persistence=observed, target=targets)
         for name, values in raw.items()
     }
 
@@ -395,8 +376,8 @@ def _fit_and_score(
     return gains, weights, scores
 
 
-def calibrate(
-    setup: ReplaySetup,
+def train_forecast_models(
+    setup: BacktestSetup,
     train_from: datetime,
     train_until: datetime,
     *,
@@ -404,7 +385,9 @@ def calibrate(
     refine_evals: int = FORECAST_REFINE_EVALS,
     archive_factory: ArchiveFactory = RadarArchive,
 ) -> dict[str, ForecastModel]:
-    """Calibrate each gauge on the training window only; fit gains and the rain scenario.
+    """Train each gauge's forecast model on the training window only: calibrate GR4H
+    (:func:`~cityvisor.apps.flood.calibration.calibrate_gr4h`), fit the gains, choose the rain
+    scenario.
 
     Three stages, all on the training window: (1) GR4H parameters by differential evolution on
     the open-loop mean of NSE and KGE (``max_evals`` runs; on basins up to
@@ -446,7 +429,7 @@ def calibrate(
         candidates: list[tuple[str, GR4HParams, float]] = []
         if np.count_nonzero(np.isfinite(q_obs_mm[warmup:])) < MIN_CALIBRATION_HOURS:
             # No record to calibrate on: a generic model, still updated from observations
-            # in the replay; the scores will say how it does.
+            # in the back-test; the scores will say how it does.
             candidates.append(("fallback", FALLBACK_PARAMS, float("nan")))
         else:
             settings: list[tuple[str, Objective, dict[str, tuple[float, float]] | None]] = [
@@ -515,19 +498,23 @@ def calibrate(
                                       {name: result[3] for name, result in scored.items()})
         calibrated = params
         if refine_evals > 0 and np.isfinite(score):
-            params = _refine_for_forecasting(
-                params, lambda p, c=choice: objective(p, c)[0], refine_evals
-            )
+
+            def forecast_score_of(candidate: GR4HParams, choice: tuple[str, ...] = choice,
+                                  objective: Callable[..., _Scored] = objective) -> float:
+                return objective(candidate, choice)[0]
+
+            params = _refine_for_forecasting(params, forecast_score_of, refine_evals)
         if params is calibrated and choice == (best,) * LEADS:
             forecast_score, gains, weights, _ = scored[best]
         else:
             forecast_score, gains, weights, _ = objective(params, choice)
-        label = scenario_label(choice)
-        scenario: str | tuple[str, ...] = label if isinstance(label, str) else tuple(label)
-        if not isinstance(label, str):
+        chosen_label = scenario_label(choice)
+        scenario: str | tuple[str, ...] = (
+            chosen_label if isinstance(chosen_label, str) else tuple(chosen_label))
+        if not isinstance(chosen_label, str):
             by_scenario["per lead"] = forecast_score
         if refine_evals > 0:
-            by_scenario[f"{label} (refined)"] = forecast_score
+            by_scenario[f"{chosen_label} (refined)"] = forecast_score
         models[code] = ForecastModel(
             code=code, area_km2=gauge.area_km2, params=params, calibration_score=score,
             gains=gains, scenario=scenario, training_nse_by_scenario=by_scenario,
@@ -547,11 +534,12 @@ def _per_lead_choice(
     base = parse_scenario(best)[0]
     allowed = scenarios if PER_LEAD_SCENARIO == "any" else tuple(
         name for name in scenarios if parse_scenario(name)[0] == base)
-    return tuple(
-        max(allowed, key=lambda name, k=lead: (
-            by_lead[name][k] if np.isfinite(by_lead[name][k]) else -np.inf, name == best))
-        for lead in range(LEADS)
-    )
+
+    def rank_at(lead: int, name: str) -> tuple[float, bool]:
+        score = by_lead[name][lead]
+        return (score if np.isfinite(score) else -np.inf, name == best)
+
+    return tuple(max(allowed, key=functools.partial(rank_at, lead)) for lead in range(LEADS))
 
 
 def _small_basin_settings(
@@ -610,8 +598,8 @@ class GaugeForecast:
     observed_m3s: float
 
 
-def replay(
-    setup: ReplaySetup,
+def backtest(
+    setup: BacktestSetup,
     models: dict[str, ForecastModel],
     test_from: datetime,
     test_until: datetime,

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Flood early warning (issue 4)", no_args_is_help=True)
+from cityvisor.ngsild.time import as_utc
+
+app = typer.Typer(help="Flood early warning: forecasts, vigilance and alerts for the cadereaux",
+                  no_args_is_help=True)
 
 
 def _time(text: str) -> datetime:
-    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC)
+    """An ISO 8601 date or date-time from the command line, in UTC (UTC if it has no offset)."""
+    return as_utc(datetime.fromisoformat(text))
 
 
 def _thresholds(values: list[str]) -> dict[str, float]:
@@ -54,7 +55,7 @@ def evaluate(
         "--refine-evals", min=0,
         help="Model runs refining the parameters in forecast mode (0 = none)")] = 0,
 ) -> None:
-    """Calibrate on the training window, replay the test window as if live, score it."""
+    """Train on the training window, back-test the test window as if live, score it."""
     try:
         from cityvisor.apps.flood.evaluation import run_evaluation
     except ImportError as error:  # scipy/tifffile come with the `flood` extra
@@ -80,7 +81,7 @@ def evaluate(
                f"in {result['runtime_s']} s", err=True)
 
 
-# --- `cityvisor flood run` (app engineer, issue 4): the app as its own process -----------------
+# --- `cityvisor flood run`: the app as its own process -------------------------------------------
 
 
 @app.command()

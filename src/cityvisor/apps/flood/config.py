@@ -16,7 +16,7 @@ import tomllib
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -300,7 +300,7 @@ def load_config(path: str | Path | None = None) -> FloodConfig:
     return parse_config(data, source)
 
 
-def is_finite(value: Any) -> bool:
+def is_finite(value: object) -> TypeGuard[float]:
     """A real number (not bool, not NaN/inf)."""
     return (isinstance(value, int | float) and not isinstance(value, bool)
             and math.isfinite(value))

@@ -11,8 +11,9 @@ beside the repository; GPL-3.0 data, read by path and never copied into this rep
 Time convention (smash's): the rainfall file stamped ``t`` holds the rain accumulated over the
 hour *ending* at ``t``; it is therefore known at ``t``. All times are UTC.
 
-The replay must never see the future, so grids are only read through :class:`RadarArchive`,
-which is built with an ``until`` bound (the issue time) and refuses any hour after it.
+A back-test must never see the future, so grids are only read through :class:`RadarArchive`
+and discharge through :class:`ObservedDischarge`, both built with an ``until`` bound (the issue
+time) that refuses any hour after it.
 GeoTIFFs are read with ``tifffile`` (+ ``imagecodecs`` for LZW), from the ``flood`` extra.
 """
 
@@ -34,6 +35,7 @@ __all__ = [
     "Gauge",
     "GridTransform",
     "IssueTimeBound",
+    "ObservedDischarge",
     "RadarArchive",
     "Raster",
     "hour_floor",
@@ -166,6 +168,8 @@ def read_geotiff(path: str | Path) -> Raster:
 
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
+        if not isinstance(page, tifffile.TiffPage):  # the first page is never a bare frame
+            raise ValueError(f"{path}: no TIFF page")
         tags = page.tags
         raw = page.asarray()
         scale = tags[_MODEL_PIXEL_SCALE].value
@@ -223,7 +227,7 @@ def pet_file_for(root: str | Path, hour: datetime) -> Path:
 class IssueTimeBound:
     """A source that can only be read up to ``until`` (the issue time, a whole UTC hour).
 
-    The bound can only move forward (:meth:`advance`), as time does in a replay.
+    The bound can only move forward (:meth:`advance`), as time does in a back-test.
     """
 
     #: what the bound guards, for the error of :meth:`advance`
@@ -250,7 +254,7 @@ class RadarArchive(IssueTimeBound):
 
     Every read goes through :meth:`_check`, so asking for an hour after ``until`` raises
     :class:`FutureDataError`; the bound can only move forward (:meth:`advance`), as time does in
-    a replay.
+    a back-test.
     """
 
     _bound_name = "archive"
@@ -299,3 +303,23 @@ class RadarArchive(IssueTimeBound):
         while hour <= end:
             yield hour, self.grid(hour)
             hour += HOUR
+
+
+class ObservedDischarge(IssueTimeBound):
+    """Hourly discharge (m³/s) of one gauge that cannot be read after ``until`` (like the radar)."""
+
+    _bound_name = "discharge bound"
+
+    def __init__(self, start: datetime, values_m3s: FloatArray, until: datetime) -> None:
+        super().__init__(until)
+        self.start = start
+        self._values = np.asarray(values_m3s, dtype=np.float64)
+
+    def at(self, hour: datetime) -> float:
+        """Discharge at ``hour`` (NaN if missing or outside the record)."""
+        if hour > self._until:
+            raise FutureDataError(f"discharge at {hour.isoformat()} is after {self._until}")
+        index = int((hour - self.start) / HOUR)
+        if 0 <= index < self._values.size:
+            return float(self._values[index])
+        return float("nan")

@@ -1,4 +1,5 @@
-"""`cityvisor flood evaluate`: calibrate, replay as if live, write the forecasts and score them.
+"""`cityvisor flood evaluate`: train on one window, back-test another as if live, write the
+forecasts and score them.
 
 Scores (all on the test window; a forecast is verified against the observation at
 ``issue_time + lead``; hours where the model, persistence or the observation is missing are left
@@ -32,18 +33,18 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from cityvisor.apps.flood.algorithms import kge, nse
-from cityvisor.apps.flood.forecast import (
+from cityvisor.apps.flood.backtest import (
     CALIBRATION_OBJECTIVE,
     FORECAST_REFINE_EVALS,
-    LEADS,
     MAX_WARMUP_H,
-    ObservedDischarge,
-    calibrate,
-    prepare,
-    replay,
+    backtest,
+    prepare_backtest,
+    train_forecast_models,
 )
+from cityvisor.apps.flood.dataset import ObservedDischarge
+from cityvisor.apps.flood.forecaster import LEADS
 from cityvisor.apps.flood.hours import HOUR, FloatArray
-from cityvisor.apps.flood.hours import iso as _iso
+from cityvisor.ngsild.time import format_utc_seconds
 
 __all__ = [
     "CSV_COLUMNS",
@@ -164,12 +165,12 @@ def run_evaluation(
     if train_from <= test_until and test_from <= train_until:
         raise ValueError("the training and test windows overlap")
     thresholds = dict(thresholds or {})
-    setup = prepare(dataset, codes)
+    setup = prepare_backtest(dataset, codes)
     unknown = set(thresholds) - {g.code for g in setup.gauges}
     if unknown:
         raise ValueError(f"thresholds for unknown gauges: {sorted(unknown)}")
-    models = calibrate(setup, train_from, train_until, max_evals=max_evals,
-                       refine_evals=refine_evals)
+    models = train_forecast_models(setup, train_from, train_until, max_evals=max_evals,
+                                   refine_evals=refine_evals)
     warmup = min(MAX_WARMUP_H, int((train_until - train_from) / HOUR) // 3)
     spin_up_from = train_from if train_until < test_from else test_from - warmup * HOUR
     issue_times: list[datetime] = []
@@ -179,19 +180,20 @@ def run_evaluation(
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)
-        for issued in replay(setup, models, test_from, test_until, spin_up_from=spin_up_from):
+        for issued in backtest(setup, models, test_from, test_until, spin_up_from=spin_up_from):
             issue_times.append(issued[0].issue_time)
             for item in issued:
                 per_gauge[item.gauge].append(item.forecast_m3s)
                 for lead, value in enumerate(item.forecast_m3s, start=1):
-                    writer.writerow([_iso(item.issue_time), item.gauge, lead, f"{value:.4f}"])
-    # Verification: observations up to test_until + 6 h (after the replay, never inside it).
+                    writer.writerow([format_utc_seconds(item.issue_time), item.gauge, lead,
+                                     f"{value:.4f}"])
+    # Verification: observations up to test_until + 6 h (after the back-test, never inside it).
     end = test_until + LEADS * HOUR
     n_issue = len(issue_times)
     per_lead = any(not isinstance(model.scenario, str) for model in models.values())
     result: dict[str, Any] = {
-        "train": [_iso(train_from), _iso(train_until)],
-        "test": [_iso(test_from), _iso(test_until)],
+        "train": [format_utc_seconds(train_from), format_utc_seconds(train_until)],
+        "test": [format_utc_seconds(test_from), format_utc_seconds(test_until)],
         "issue_times": n_issue,
         "method": {
             "model": "GR4H, calibrated on the mean of NSE and KGE over the training window "
@@ -271,6 +273,7 @@ def _peak_with_time(fc: FloatArray, obs: FloatArray, start: datetime) -> dict[st
     if scores is None:
         return None
     out: dict[str, Any] = dict(scores)
-    out["observed_peak_time"] = _iso(start + int(scores["observed_peak_index"]) * HOUR)
+    peak_time = start + int(scores["observed_peak_index"]) * HOUR
+    out["observed_peak_time"] = format_utc_seconds(peak_time)
     del out["observed_peak_index"]
     return out

@@ -1,7 +1,7 @@
 """The live per-catchment forecaster: GR4H + state updating + output-error correction by lead.
 
-One :class:`CatchmentForecaster` per warning point. It is used both by the evaluation replay
-(``cityvisor flood evaluate``) and by the running app, so what is scored is what runs.
+One :class:`CatchmentForecaster` per warning point. It is used both by the back-test of
+``cityvisor flood evaluate`` and by the running app, so what is scored is what runs.
 
 Every hour ``step`` advances GR4H with the basin rain and PET of the hour ending then, and,
 when an observed discharge is available, corrects the model in two ways (the GRP scheme used by
@@ -43,6 +43,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from cityvisor.apps.flood.algorithms import (
     GR4HParams,
@@ -413,9 +414,7 @@ def _from_json_float(value: object) -> float:
     return float("nan") if value is None else float(value)  # type: ignore[arg-type]
 
 
-def fit_gains(
-    errors_m3s: Sequence[float], raw_errors_m3s: Sequence[Sequence[float]]
-) -> tuple[float, ...]:
+def fit_gains(errors_m3s: ArrayLike, raw_errors_m3s: ArrayLike) -> tuple[float, ...]:
     """Least-squares output-correction gains per lead.
 
     ``errors_m3s[i]``: the one-hour-ahead error at issue ``i`` (what :meth:`correction` scales);
@@ -482,7 +481,7 @@ def scenario_label(scenario: str | Sequence[str]) -> str | list[str]:
 
 
 def future_rain(
-    scenario: str | Sequence[str], last_rain_mm: float, nowcast_mm: Sequence[float]
+    scenario: str | Sequence[str], last_rain_mm: float, nowcast_mm: ArrayLike
 ) -> FloatArray:
     """The rain of the next 6 hours (mm per hour) that a scenario assumes.
 
@@ -519,7 +518,7 @@ def future_rain(
         block = np.array([factor * future_rain(member, last_rain_mm, nowcast_mm)
                           for member in ENSEMBLE_MEMBERS])
         return np.asarray(np.tile(block, (LEADS, 1, 1)), dtype=np.float64)
-    values = np.asarray(list(nowcast_mm)[:LEADS], dtype=np.float64)
+    values = np.asarray(nowcast_mm, dtype=np.float64).reshape(-1)[:LEADS]
     radar = np.zeros(LEADS)
     radar[: values.size] = np.nan_to_num(values, nan=0.0)
     last = float(last_rain_mm) if math.isfinite(float(last_rain_mm)) else 0.0

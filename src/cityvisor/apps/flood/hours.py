@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["HOUR", "FloatArray", "hour_floor", "iso", "require_utc_hour"]
+__all__ = ["HOUR", "FloatArray", "hour_floor", "require_utc_hour"]
 
 FloatArray = NDArray[np.float64]
 HOUR = timedelta(hours=1)
@@ -36,7 +36,3 @@ def hour_floor(when: datetime) -> datetime:
     """The whole UTC hour at or before ``when`` (which must be timezone-aware)."""
     return _aware_utc(when).replace(minute=0, second=0, microsecond=0)
 
-
-def iso(when: datetime) -> str:
-    """``when`` as an ISO 8601 UTC timestamp to the second (``2014-10-12T03:00:00Z``)."""
-    return _aware_utc(when).strftime("%Y-%m-%dT%H:%M:%SZ")

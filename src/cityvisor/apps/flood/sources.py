@@ -7,11 +7,11 @@ archive. Two implementations:
 * :class:`FileRadarSource` reads GeoTIFFs laid out like the Cance archive
   (``prcp/YYYY/MM/DD/rain_precipitation_<t>_<t>.tif``, tenths of mm) from a directory that an
   operator's feed fills; optionally time-shifted, translated and scaled, which is how the
-  replay scenario moves the October 2014 storm onto Nîmes (:mod:`cityvisor.apps.flood.replay`).
+  storm scenario moves the October 2014 storm onto Nîmes (:mod:`cityvisor.apps.flood.storm_2014`).
 * :class:`NoRadar`: no radar configured; the app uses its rain gauges alone.
 
 A source can be bounded by a clock (``bound``): asking for a frame after the bound raises
-:class:`~cityvisor.apps.flood.dataset.FutureDataError`, so a replay cannot see the future.
+:class:`~cityvisor.apps.flood.dataset.FutureDataError`, so a scenario cannot see its future.
 
 Catchments are located on a grid by :func:`catchment_cells`: the cells whose centres lie within
 ``area / (2 · length)`` of the cadereau's course (a strip of the catchment's area), at least the
@@ -118,8 +118,8 @@ class NoRadar:
 class FileRadarSource:
     """GeoTIFF radar frames in the Cance archive layout under ``root``.
 
-    ``time_shift``: the file for hour ``h`` is read for frame ``h + time_shift`` (a replay maps
-    2014 onto today); ``offset_m``: (dx, dy) added to the grid's Lambert-93 origin (moves the
+    ``time_shift``: the file for hour ``h`` is read for frame ``h + time_shift`` (the storm scenario
+    maps 2014 onto today); ``offset_m``: (dx, dy) added to the grid's Lambert-93 origin (moves the
     rain field); ``scale``: multiplies the rain; ``bound``: a clock; frames after it raise
     :class:`FutureDataError`. ``reads`` logs ``(frame hour, bound)`` of every file access, for
     audits and tests.

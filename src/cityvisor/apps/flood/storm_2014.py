@@ -1,9 +1,10 @@
-"""Replay scenario: the real storm of 9–13 October 2014 (Cance, Ardèche) moved onto Nîmes.
+"""The demo's storm scenario: the real storm of 9–13 October 2014 (Cance, Ardèche) replayed
+over Nîmes.
 
 **A scenario, clearly labelled.** Every entity it writes carries ``dataProvider`` and ``source``
-= :data:`LABEL`. The data are real: hourly radar grids and gauged discharge of the Cance
-(``../shared/data/flood/cance``, GPL-3.0 data from the smash project, read by path, never
-copied into the package). They are moved as follows:
+= :data:`~cityvisor.apps.flood.const.STORM_2014_LABEL`. The data are real: hourly radar grids
+and gauged discharge of the Cance (``../shared/data/flood/cance``, GPL-3.0 data from the smash
+project, read by path, never copied into the package). They are moved as follows:
 
 * **Space.** The radar grid (Lambert-93, 1 km) is translated so that the rain-weighted centre of
   the storm's total lands on the centre of the cadereaux (clamped so that Nîmes stays well inside
@@ -21,41 +22,41 @@ copied into the package). They are moved as follows:
   area upstream of gauges that are not the outlet), converted to a level by the catchment's
   rating curve. A missing Cance value leaves the gauge silent for that hour.
 
-Usage (the living demo schedules it; the flood app reads the gauges it drives)::
+Usage (the living demo schedules it as a ``Simulator``; the flood app reads the gauges it
+drives, on the scenario's clock)::
 
-    replay = Flood2014Replay(load_config(), data_dir=Path("../shared/data/flood/cance"))
-    batches = replay.initial(now)        # [] : it creates nothing, it starts the clock
-    batches = replay.tick(now)           # [(context, [gauge fragments])...] to merge
-    app = FloodApp(client, config, radar=replay.radar_source(), clock=replay.clock(wall),
-                   data_provider=LABEL, cycle_interval_s=300 / replay.acceleration)
+    scenario = Storm2014Scenario(load_config(), data_dir=Path("../shared/data/flood/cance"))
+    batches = scenario.initial(now)      # [] : it creates nothing, it starts the clock
+    batches = scenario.tick(now)         # [(context, [gauge fragments])...] to merge
+    services.app_setups.append(("flood", scenario.app_setup))  # the app on the scenario
 
 It never reads data after its scenario time: the radar through a bounded
 :class:`~cityvisor.apps.flood.sources.FileRadarSource`, discharge through
-:class:`~cityvisor.apps.flood.forecast.ObservedDischarge`; both raise
+:class:`~cityvisor.apps.flood.dataset.ObservedDischarge`; both raise
 :class:`~cityvisor.apps.flood.dataset.FutureDataError` otherwise.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from cityvisor.apps.flood.app import SDM_ENVIRONMENT, SDM_WEATHER
+from cityvisor.apps.contract import AppContext
+from cityvisor.apps.flood.app import FloodApp
 from cityvisor.apps.flood.config import Catchment, FloodConfig
+from cityvisor.apps.flood.const import SDM_ENVIRONMENT, SDM_WEATHER, STORM_2014_LABEL
 from cityvisor.apps.flood.dataset import (
+    ObservedDischarge,
     load_discharge,
     load_gauges,
     rain_file_for,
     read_geotiff,
 )
-from cityvisor.apps.flood.forecast import ObservedDischarge
 from cityvisor.apps.flood.hours import HOUR
-from cityvisor.apps.flood.hours import iso as _iso
+from cityvisor.apps.flood.models import Clock, Entity
 from cityvisor.apps.flood.sources import (
     FileRadarSource,
     GridTransform,
@@ -63,10 +64,10 @@ from cityvisor.apps.flood.sources import (
     hour_floor,
     lambert93,
 )
+from cityvisor.ngsild.time import format_utc_seconds, utc_now
 
-__all__ = ["LABEL", "STORM_END", "STORM_START", "Flood2014Replay", "ReplayDataMissing"]
+__all__ = ["STORM_END", "STORM_START", "ScenarioDataMissing", "Storm2014Scenario"]
 
-LABEL = "Rejeu — orage d'octobre 2014 (Cance), scénario"
 STORM_START = datetime(2014, 10, 9, 12, tzinfo=UTC)
 STORM_END = datetime(2014, 10, 13, 18, tzinfo=UTC)
 DEFAULT_DATA_DIR = Path("../shared/data/flood/cance")
@@ -75,15 +76,15 @@ NIMES_TARGET = (4.350, 43.845)
 #: Nîmes must stay this far (m) inside the moved grid.
 EDGE_MARGIN_M = 9000.0
 
-Entity = dict[str, Any]
+#: what ``initial``/``tick`` return, as the demo's simulators do: (@contexts, fragments)
 Batch = tuple[list[str], list[Entity]]
 
 
-class ReplayDataMissing(FileNotFoundError):
+class ScenarioDataMissing(FileNotFoundError):
     """The Cance data set is not where the scenario looks for it."""
 
 
-class Flood2014Replay:
+class Storm2014Scenario:
     """The October 2014 storm replayed over Nîmes (see the module docstring).
 
     ``period_s``: how often (in the caller's clock) a tick is useful: one scenario-hour step
@@ -98,8 +99,8 @@ class Flood2014Replay:
                  start: datetime | None = None) -> None:
         self.root = Path(data_dir)
         if not (self.root / "prcp").is_dir() or not (self.root / "qobs").is_dir():
-            raise ReplayDataMissing(
-                f"the October 2014 replay needs the Cance data set (prcp/, qobs/, "
+            raise ScenarioDataMissing(
+                f"the October 2014 storm scenario needs the Cance data set (prcp/, qobs/, "
                 f"gauge_attributes.csv) at {self.root.resolve()}: it is not there. Pass "
                 f"data_dir= (CLI: --replay-data DIR) pointing at ../shared/data/flood/cance")
         if not (math.isfinite(acceleration) and acceleration > 0):
@@ -137,7 +138,7 @@ class Flood2014Replay:
                 transform = raster.transform
             hour += HOUR
         if total is None or transform is None or total.sum() <= 0:
-            raise ReplayDataMissing(f"no radar grid for {self.storm_start:%Y-%m-%d} .. "
+            raise ScenarioDataMissing(f"no radar grid for {self.storm_start:%Y-%m-%d} .. "
                                     f"{self.storm_end:%Y-%m-%d} under {self.root}")
         cx, cy = transform.centres(total.shape)  # type: ignore[arg-type]
         weight = total / total.sum()
@@ -172,14 +173,14 @@ class Flood2014Replay:
     def scenario_time(self, now: datetime) -> datetime:
         """Scenario time for a caller's ``now`` (starts at ``start``, runs ×acceleration)."""
         if self.start is None:
-            raise RuntimeError("the replay has not started: call initial(now) first")
+            raise RuntimeError("the storm scenario has not started: call initial(now) first")
         return self.start + (now.astimezone(UTC) - self.start) * self.acceleration
 
     def storm_time(self, scenario: datetime) -> datetime:
         """The 2014 time replayed at a scenario time."""
         return scenario - self.shift
 
-    def clock(self, wall: Callable[[], datetime]) -> Callable[[], datetime]:
+    def clock(self, wall: Clock) -> Clock:
         """A clock for the flood app: scenario time of ``wall()`` (also advances the bound)."""
         def now() -> datetime:
             current = wall()
@@ -190,13 +191,29 @@ class Flood2014Replay:
     def radar_source(self) -> FileRadarSource:
         """The moved radar, bounded by the scenario time of the last ``tick``/clock call."""
         if self._radar is None:
-            raise RuntimeError("the replay has not started: call initial(now) first")
+            raise RuntimeError("the storm scenario has not started: call initial(now) first")
         return self._radar
 
     @property
     def finished(self) -> bool:
         return self.start is not None and self.storm_time(
             self.scenario_time(self._now)) > self.storm_end
+
+    # --- the flood app on the scenario -----------------------------------------------------
+
+    async def app_setup(self, context: AppContext) -> FloodApp:
+        """Start the flood app on this scenario (an :data:`~cityvisor.apps.contract.AppSetup`,
+        for ``Services.app_setups``): on the scenario clock and the moved radar, one cycle every
+        ``cycle_minutes / acceleration`` (wall time), labelled with
+        :data:`~cityvisor.apps.flood.const.STORM_2014_LABEL`, its state in memory only (each
+        run of the scenario is a new one: a restart must not resume an older one).
+        ``context.data_dir`` is not used. The scenario must have started (``initial``)."""
+        config = self.config
+        app = FloodApp(context.client(config.tenant), config, self.radar_source(),
+                       self.clock(utc_now), data_dir=None, data_provider=STORM_2014_LABEL,
+                       cycle_interval_s=config.cycle_seconds / self.acceleration)
+        app.start()
+        return app
 
     # --- batches --------------------------------------------------------------------------------
 
@@ -232,9 +249,9 @@ class Flood2014Replay:
         if storm_hour < self.storm_start or storm_hour > self.storm_end:
             return []
         frame = self.radar_source().frame(hour)
-        stamp = _iso(scenario)
-        label = {"dataProvider": {"type": "Property", "value": LABEL},
-                 "source": {"type": "Property", "value": LABEL}}
+        stamp = format_utc_seconds(scenario)
+        label = {"dataProvider": {"type": "Property", "value": STORM_2014_LABEL},
+                 "source": {"type": "Property", "value": STORM_2014_LABEL}}
         rain_out: list[Entity] = []
         level_out: list[Entity] = []
         for catchment in self.config.catchments:
