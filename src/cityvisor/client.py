@@ -25,7 +25,7 @@ import orjson
 from cityvisor.broker.entities import EntityBroker, QueryParams
 from cityvisor.broker.options import Shape
 from cityvisor.ngsild import errors
-from cityvisor.ngsild.context import CORE_CONTEXT_URL
+from cityvisor.ngsild.context import CONTEXT_REL, CORE_CONTEXT_URL
 
 Entity = dict[str, Any]
 
@@ -267,7 +267,7 @@ class HttpContextClient:
         self._context_headers: dict[str, str] = {}
         if context and context != CORE_CONTEXT_URL:
             self._context_headers["Link"] = (
-                f'<{context}>; rel="http://www.w3.org/ns/json-ld#context"; '
+                f'<{context}>; rel="{CONTEXT_REL}"; '
                 'type="application/ld+json"')
         self._owner = _shared is None
         self._http = _shared or _transport(transport, timeout_s)

@@ -124,3 +124,28 @@ async def test_layers_stay_live_in_memory_while_consoles_watch(
         assert len(builds) == 2 and not hub.cache.layers
     finally:
         await services.close()
+
+
+async def test_a_failing_shelving_sweep_is_logged_counted_and_spares_the_others(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    services = Services.build(Settings(data_dir=tmp_path, auth=False, allow_context_fetch=False))
+    try:
+        hub = EventHub(services)
+        swept: list[str | None] = []
+
+        async def expire_shelving(services: Services, tenant: str | None) -> int:
+            swept.append(tenant)
+            if tenant == "broken":
+                raise RuntimeError("alert store unreadable")
+            return 0
+
+        monkeypatch.setattr("cityvisor.console.alarms.expire_shelving", expire_shelving)
+        with caplog.at_level("WARNING", logger="cityvisor.console.events"):
+            await hub.sweep_tenant("broken")
+            await hub.sweep_tenant("nimes")
+        assert swept == ["broken", "nimes"] and hub.sweep_errors == 1
+        (record,) = [r for r in caplog.records if "shelving sweep" in r.getMessage()]
+        assert "broken" in record.getMessage() and record.exc_info is not None
+    finally:
+        await services.close()

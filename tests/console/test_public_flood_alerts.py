@@ -8,15 +8,18 @@ from typing import Any
 
 import pytest
 
-from cityvisor.apps.flood.app import SDM_ENVIRONMENT, SDM_WEATHER, FloodApp
+from cityvisor.apps.flood.app import FloodApp
 from cityvisor.apps.flood.config import parse_config
 from cityvisor.client import LocalContextClient
 from cityvisor.config import Settings
 from cityvisor.console.public import PublicReader
 from cityvisor.data.geo.occitanie import communes_by_code
+from cityvisor.ngsild.context import sdm_context
 from cityvisor.services import Services
 
 pytestmark = pytest.mark.anyio
+SDM_WEATHER = sdm_context("Weather")
+SDM_ENVIRONMENT = sdm_context("Environment")
 T0 = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
 
 

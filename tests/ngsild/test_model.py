@@ -101,3 +101,22 @@ def test_compaction_forms() -> None:
     assert picked == {"id": "urn:ngsi-ld:Thing:1", "a": normalized["a"]}
     projected = compact_entity(stored, TERMS, Representation(attrs=frozenset({V + "b"})))
     assert set(projected) == {"id", "type", "b"}
+
+
+def test_an_attribute_type_that_is_not_a_text_is_bad_request_data() -> None:
+    with pytest.raises(BadRequestData, match="not a text"):
+        expand_entity(entity(speed={"type": ["Property"], "value": 1}), TERMS, NOW)
+    # without a value member it is a concise compound value that has a "type" member
+    stored = expand_entity(entity(shape={"type": ["a", "b"], "sides": 3}), TERMS, NOW)
+    assert stored["attrs"][V + "shape"][0]["value"] == {"type": ["a", "b"], "sides": 3}
+
+
+def test_a_vocab_property_holds_names_only() -> None:
+    with pytest.raises(BadRequestData, match="vocab"):
+        expand_entity(entity(kind={"type": "VocabProperty", "vocab": ["ok", 3]}), TERMS, NOW)
+
+
+def test_a_multi_attribute_item_with_a_list_type_is_refused_cleanly() -> None:
+    with pytest.raises(BadRequestData):
+        expand_entity(entity(speed=[{"type": ["Property"], "value": 1, "datasetId": "urn:a"},
+                                    {"type": "Property", "value": 2}]), TERMS, NOW)

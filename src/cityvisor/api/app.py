@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -21,24 +20,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cityvisor import __version__
 from cityvisor.api import contexts, entities, subscriptions, temporal
 from cityvisor.api.http import (
+    ApiServices,
     Call,
     Handler,
     authorize,
-    guard,
     link_context,
     negotiate,
-    problem_response,
+    services_of,
     tenant_of,
 )
 from cityvisor.api.openapi import openapi_document
 from cityvisor.config import Settings, is_loopback_host
-from cityvisor.ngsild.errors import (
-    BadRequestData,
-    MethodNotAllowed,
-    NgsiLdError,
-    ResourceNotFound,
-)
-from cityvisor.services import Services
+from cityvisor.http_problems import guard, problem_response
+from cityvisor.ngsild.errors import BadRequestData, MethodNotAllowed, ResourceNotFound
 
 BASE = "/ngsi-ld/v1"
 SECURITY_HEADERS = [
@@ -108,7 +102,7 @@ def endpoint(handler: Handler, role: str, *, body: bool = False) -> Any:
 
     async def run(request: Request) -> Response:
         try:
-            services: Services = request.app.state.services
+            services = services_of(request)
             tenant = tenant_of(request)
             principal = authorize(request, services.tokens, role, tenant)
             accept = "application/json" if body and role != "reader" else negotiate(request, True)
@@ -164,7 +158,7 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return problem_response(ResourceNotFound(f"No resource at {request.url.path}"))
 
 
-def create_app(settings: Settings, services: Services | None = None,
+def create_app(settings: Settings, services: ApiServices | None = None,
                extra_routes: Sequence[BaseRoute] = ()) -> ASGIApp:
     """The NGSI-LD ASGI app; ``services`` may be given (tests, the demo), else built on start.
 
@@ -173,7 +167,7 @@ def create_app(settings: Settings, services: Services | None = None,
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own = services is None
-        app.state.services = services or Services.build(settings)
+        app.state.services = services or _build_services(settings)
         await app.state.services.start()
         try:
             yield
@@ -193,4 +187,12 @@ def create_app(settings: Settings, services: Services | None = None,
     return SecurityHeaders(app if settings.auth else LoopbackHostGuard(app))
 
 
-__all__ = ["Call", "NgsiLdError", "create_app", "replace"]
+def _build_services(settings: Settings) -> ApiServices:
+    """The services of a server started without them: the composition root's. (Callers that
+    compose the server, ``cityvisor.web`` and the CLI, can pass their own instead.)"""
+    from cityvisor.services import Services
+
+    return Services.build(settings)
+
+
+__all__ = ["BASE", "LoopbackHostGuard", "SecurityHeaders", "create_app"]

@@ -8,12 +8,12 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cityvisor.api.http import Call, bool_param, read_json
+from cityvisor.api.http import Call, bool_param, read_json, services_of
 from cityvisor.broker.contexts import ContextRegistry
 
 
 def _registry(request: Request) -> ContextRegistry:
-    return request.app.state.services.contexts  # type: ignore[no-any-return]
+    return services_of(request).contexts
 
 
 async def list_contexts(request: Request, call: Call) -> Response:
@@ -39,7 +39,7 @@ async def serve_context(request: Request, call: Call) -> Response:
 
 async def add_context(request: Request, call: Call) -> Response:
     """6.30.3.1 Add an @context (hosted here from now on)."""
-    settings = request.app.state.services.settings
+    settings = services_of(request).settings
     _, document = await read_json(request, settings.max_body_bytes)
     url = _registry(request).host(document, settings.public_url or str(request.base_url))
     return Response(status_code=201, headers={"Location": url})

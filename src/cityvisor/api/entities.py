@@ -13,7 +13,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cityvisor.api.http import Call, bool_param, int_param, json_response, read_body
+from cityvisor.api.http import Call, bool_param, int_param, json_response, read_body, services_of
 from cityvisor.broker.entities import BatchResult, EntityBroker, QueryParams, UpdateResult
 from cityvisor.broker.options import Shape, option_set
 from cityvisor.ngsild.errors import BadRequestData, OperationNotSupported
@@ -22,11 +22,11 @@ BASE = "/ngsi-ld/v1"
 
 
 def _broker(request: Request) -> EntityBroker:
-    return request.app.state.services.broker  # type: ignore[no-any-return]
+    return services_of(request).broker
 
 
 async def _body(request: Request, call: Call) -> tuple[Any, Call]:
-    body, context = await read_body(request, request.app.state.services.settings.max_body_bytes)
+    body, context = await read_body(request, services_of(request).settings.max_body_bytes)
     return body, replace(call, context=context)
 
 

@@ -8,36 +8,76 @@ NGSI-LD content negotiation (clause 6.3.4-6.3.6): a request body is ``applicatio
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cityvisor.ngsild.context import CORE_CONTEXT_URL
+from cityvisor.broker.contexts import ContextRegistry
+from cityvisor.broker.entities import EntityBroker
+from cityvisor.broker.subscriptions import SubscriptionManager
+from cityvisor.broker.temporal import TemporalBroker
+from cityvisor.config import Settings
+from cityvisor.ngsild.context import CONTEXT_REL, CORE_CONTEXT_URL
 from cityvisor.ngsild.errors import (
     BadRequestData,
     Forbidden,
-    InternalError,
     InvalidRequest,
-    NgsiLdError,
     NotAcceptable,
     PayloadTooLarge,
     Unauthorized,
     UnsupportedMediaType,
 )
+from cityvisor.ngsild.tenants import check_tenant
 from cityvisor.security.tokens import Principal, TokenStore
 
-LOG = logging.getLogger("cityvisor.api")
-CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
 _LINK = re.compile(r'<([^>]*)>\s*((?:;\s*[^;,]+)*)')
 TENANT_HEADER = "ngsild-tenant"
 ADMIN = Principal("open", "admin", "*")
+
+
+class SubscriptionService(Protocol):
+    """The subscription side of the services: its manager (clause 5.8)."""
+
+    @property
+    def manager(self) -> SubscriptionManager: ...
+
+
+class ApiServices(Protocol):
+    """What the API uses of the services it is given (``cityvisor.services.Services``)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def tokens(self) -> TokenStore | None: ...  # None: authentication is off
+
+    @property
+    def broker(self) -> EntityBroker: ...
+
+    @property
+    def contexts(self) -> ContextRegistry: ...
+
+    @property
+    def temporal(self) -> TemporalBroker: ...
+
+    @property
+    def subscriptions(self) -> SubscriptionService: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def services_of(request: Request) -> ApiServices:
+    """The services of the app serving ``request`` (set by ``create_app``)."""
+    services: ApiServices = request.app.state.services
+    return services
 
 
 @dataclass(frozen=True)
@@ -181,15 +221,7 @@ def json_response(call: Call, data: Any, status: int = 200,
     return Response(orjson.dumps(data), status_code=status, headers=extra, media_type=call.accept)
 
 
-def problem_response(error: NgsiLdError) -> Response:
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-    return Response(orjson.dumps(error.problem()), status_code=error.status, headers=headers,
-                    media_type="application/problem+json")
-
-
 def tenant_of(request: Request) -> str | None:
-    from cityvisor.store.sqlite import check_tenant
-
     tenant = request.headers.get(TENANT_HEADER) or None
     check_tenant(tenant)
     return tenant
@@ -235,10 +267,3 @@ def bool_param(request: Request, name: str) -> bool:
         return raw == "true"
     raise BadRequestData(f"Parameter {name} must be true or false, got {raw!r}")
 
-
-def guard(error: Exception) -> Response:
-    """Map any exception to a problem response; unexpected ones are logged, never leaked."""
-    if isinstance(error, NgsiLdError):
-        return problem_response(error)
-    LOG.exception("unexpected error", exc_info=error)
-    return problem_response(InternalError("An unexpected error occurred; see the server log"))

@@ -7,7 +7,7 @@ from dataclasses import replace
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cityvisor.api.http import Call, bool_param, int_param, json_response, read_body
+from cityvisor.api.http import Call, bool_param, int_param, json_response, read_body, services_of
 from cityvisor.broker.subscriptions import SubscriptionManager
 from cityvisor.ngsild.errors import BadRequestData
 
@@ -16,12 +16,12 @@ MAX_LIMIT = 1000
 
 
 def _manager(request: Request) -> SubscriptionManager:
-    return request.app.state.services.subscriptions.manager  # type: ignore[no-any-return]
+    return services_of(request).subscriptions.manager
 
 
 async def create_subscription(request: Request, call: Call) -> Response:
     """6.10.3.1 Create Subscription: 201 with Location."""
-    body, context = await read_body(request, request.app.state.services.settings.max_body_bytes)
+    body, context = await read_body(request, services_of(request).settings.max_body_bytes)
     sub_id = await _manager(request).create(call.tenant, context, body)
     return Response(status_code=201, headers={"Location": f"{BASE}/subscriptions/{sub_id}"})
 
@@ -51,7 +51,7 @@ async def retrieve_subscription(request: Request, call: Call) -> Response:
 
 async def update_subscription(request: Request, call: Call) -> Response:
     """6.11.3.2 Update Subscription: 204."""
-    body, context = await read_body(request, request.app.state.services.settings.max_body_bytes)
+    body, context = await read_body(request, services_of(request).settings.max_body_bytes)
     call = replace(call, context=context)
     await _manager(request).update(call.tenant, request.path_params["subscriptionId"], body)
     return Response(status_code=204)

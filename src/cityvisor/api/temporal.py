@@ -12,7 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cityvisor.api.http import Call, bool_param, int_param, json_response, read_body
+from cityvisor.api.http import Call, bool_param, int_param, json_response, read_body, services_of
 from cityvisor.broker.entities import QueryParams
 from cityvisor.broker.temporal import TemporalBroker, TemporalQuery, TemporalResult
 from cityvisor.ngsild.errors import BadRequestData, OperationNotSupported
@@ -23,11 +23,11 @@ UNSUPPORTED = ("scopeQ", "csf", "join", "joinLevel", "entityMap", "containedBy",
 
 
 def _temporal(request: Request) -> TemporalBroker:
-    return request.app.state.services.temporal  # type: ignore[no-any-return]
+    return services_of(request).temporal
 
 
 async def _body(request: Request, call: Call) -> tuple[Any, Call]:
-    body, context = await read_body(request, request.app.state.services.settings.max_body_bytes)
+    body, context = await read_body(request, services_of(request).settings.max_body_bytes)
     return body, replace(call, context=context)
 
 

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -30,12 +30,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cityvisor.client import LocalContextClient
+from cityvisor.ngsild.build import date_time, prop
+from cityvisor.ngsild.context import sdm_context
 from cityvisor.ngsild.errors import BadRequestData, CityvisorProblem, ResourceNotFound
+from cityvisor.ngsild.time import format_utc_micros, parse_utc, parse_utc_or_none, utc_now
 from cityvisor.services import Services
 
 from .session import Operator, json_response, read_object, services_of
 
-ALERT_CONTEXT = "https://raw.githubusercontent.com/smart-data-models/dataModel.Alert/master/context.jsonld"
+ALERT_CONTEXT = sdm_context("Alert")
 STATES = ("new", "acknowledged", "assigned", "shelved", "resolved", "closed")
 OPEN_STATES = frozenset(["new", "acknowledged", "assigned", "shelved", "resolved"])  # not closed
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "informational": 4}
@@ -103,25 +106,22 @@ class _AlertLocks:
 _locks = _AlertLocks()
 
 
-def utc_text(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _clean_text(text: str) -> str:
     """Operator text as stored: control characters (but new lines and tabs) removed, trimmed."""
     return "".join(c for c in text if c in "\n\t" or (c.isprintable() or c == " ")).strip()
 
 
-def parse_time(text: Any, what: str) -> datetime:
-    if not isinstance(text, str):
-        raise BadRequestData(f"{what} must be an ISO 8601 date-time, got {text!r}")
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequestData(f"{what} must be an ISO 8601 date-time, got {text!r}") from None
-    if moment.tzinfo is None:
-        raise BadRequestData(f"{what} must carry a time zone (e.g. 2026-01-01T12:00:00Z)")
-    return moment
+def operator_time(text: Any, what: str) -> datetime:
+    """A date-time typed by an operator, in UTC; it must carry its time zone (a time without
+    one is more likely a local time than UTC)."""
+    if isinstance(text, str):
+        try:
+            return parse_utc(text, require_offset=True)
+        except ValueError:
+            if parse_utc_or_none(text) is not None:
+                raise BadRequestData(
+                    f"{what} must carry a time zone (e.g. 2026-01-01T12:00:00Z)") from None
+    raise BadRequestData(f"{what} must be an ISO 8601 date-time, got {text!r}")
 
 
 def client_for(services: Services, tenant: str | None) -> LocalContextClient:
@@ -183,7 +183,7 @@ def order_key(alert: dict[str, Any]) -> tuple[int, str, str]:
 async def all_alerts(services: Services, tenant: str | None,
                      q: str | None = None) -> list[dict[str, Any]]:
     """The summaries of the tenant's alerts (those matching the NGSI-LD query ``q``)."""
-    if not await services.store.has_tenant(tenant):
+    if not await services.broker.has_tenant(tenant):
         return []
     client = client_for(services, tenant)
     found: list[dict[str, Any]] = []
@@ -270,17 +270,16 @@ async def history(request: Request, operator: Operator) -> Response:
 def _fragment(action: str, actor: str, comment: str, state: str, previous: str,
               now: datetime) -> dict[str, Any]:
     return {
-        "workflowState": {"type": "Property", "value": state, "observedAt": utc_text(now)},
-        "lastAction": {"type": "Property", "observedAt": utc_text(now),
-                       "value": {"action": action, "actor": actor, "comment": comment,
-                                 "previousState": previous}},
+        "workflowState": prop(state, at=format_utc_micros(now)),
+        "lastAction": prop({"action": action, "actor": actor, "comment": comment,
+                            "previousState": previous}, at=format_utc_micros(now)),
     }
 
 
 async def apply_action(services: Services, tenant: str | None, alert_id: str, actor: str,
                        body: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
     """Check and apply one workflow action; returns the alert's new summary."""
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     name = body.get("action")
     action = ACTIONS.get(name) if isinstance(name, str) else None
     if action is None:
@@ -316,13 +315,12 @@ async def apply_action(services: Services, tenant: str | None, alert_id: str, ac
             fragment["assignee"] = {"type": "Property",
                                     "value": " ".join(_clean_text(assignee).split())}
         if action.name == "shelve":
-            until = parse_time(body.get("shelvedUntil"), "shelvedUntil")
+            until = operator_time(body.get("shelvedUntil"), "shelvedUntil")
             if until <= now:
                 raise BadRequestData("shelvedUntil must be in the future")
             if until - now > MAX_SHELVE:
                 raise BadRequestData(f"An alert may be shelved for at most {MAX_SHELVE.days} days")
-            fragment["shelvedUntil"] = {"type": "Property",
-                                        "value": {"@type": "DateTime", "@value": utc_text(until)}}
+            fragment["shelvedUntil"] = date_time(format_utc_micros(until))
         if action.target is None:  # unshelve: back to the state it was shelved from
             fragment = _unshelve_fragment(current, action.name, actor, comment, now)
         elif state == "shelved":
@@ -350,7 +348,7 @@ async def expire_shelving(services: Services, tenant: str | None,
     """Return every alert whose shelving has expired to its previous state; how many.
     ``listed``: the tenant's alert summaries if the caller has just read them (else read
     here); each one to return is read again under its lock before it changes."""
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     client = client_for(services, tenant)
     returned = 0
     if listed is None:  # only the shelved ones (the sweep runs every few seconds)
@@ -359,10 +357,8 @@ async def expire_shelving(services: Services, tenant: str | None,
         until = alert["shelvedUntil"]
         if alert["workflowState"] != "shelved" or not isinstance(until, str):
             continue
-        try:
-            expired = parse_time(until, "shelvedUntil") <= now
-        except BadRequestData:
-            expired = True  # unreadable expiry: do not hide the alert forever
+        expiry = parse_utc_or_none(until)
+        expired = expiry is None or expiry <= now  # unreadable: do not hide the alert forever
         if not expired:
             continue
         async with _locks.hold(tenant, alert["id"]):

@@ -77,7 +77,7 @@ def urgency(point: dict[str, Any]) -> tuple[int, int, str, str]:
 
 
 async def warning_points(services: Services, tenant: str | None) -> list[dict[str, Any]]:
-    if not await services.store.has_tenant(tenant):
+    if not await services.broker.has_tenant(tenant):
         return []
     client = LocalContextClient(services.broker, tenant=tenant, context=FLOOD_CONTEXT)
     points: list[dict[str, Any]] = []

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,13 +29,15 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from cityvisor.broker.entities import WriteOp
 from cityvisor.ngsild.errors import CityvisorProblem, NgsiLdError
 from cityvisor.services import Services
-from cityvisor.store.base import WriteOp
 
 from . import alarms, layers
 from .layer_cache import LayerCache
 from .session import Operator, authenticate, services_of
+
+log = logging.getLogger("cityvisor.console.events")
 
 QUEUE_LIMIT = 5_000
 #: changes a console may have waiting (whatever the number of writes they came in): one bulk
@@ -74,6 +77,8 @@ class EventHub:
         self._installed = False
         self._sweeper: asyncio.Task[None] | None = None
         self.cache = LayerCache(services)
+        #: failed shelving sweeps of one tenant (each logged with its traceback)
+        self.sweep_errors = 0
 
     def subscribe(self, tenant: str | None) -> Listener:
         if not self._installed:
@@ -169,8 +174,17 @@ class EventHub:
         while True:
             await asyncio.sleep(SHELVE_SWEEP_S)
             for tenant in list(self.cache.watched):
-                with contextlib.suppress(Exception):
-                    await alarms.expire_shelving(self.services, tenant)
+                await self.sweep_tenant(tenant)
+
+    async def sweep_tenant(self, tenant: str | None) -> None:
+        """One tenant's shelving sweep; a failure (the broker closing, a bad alert) must not
+        end the sweeps of the others or the next ones: it is logged and counted."""
+        try:
+            await alarms.expire_shelving(self.services, tenant)
+        except Exception:
+            self.sweep_errors += 1
+            log.warning("console: shelving sweep of tenant %s failed (%d failures so far)",
+                        tenant or "(default)", self.sweep_errors, exc_info=True)
 
     async def stream(self, listener: Listener, heartbeat_s: float = HEARTBEAT_S,
                      still_allowed: Callable[[], bool] = lambda: True) -> AsyncIterator[bytes]:

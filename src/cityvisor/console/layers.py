@@ -1,4 +1,4 @@
-"""Map layers of the operator console: one per kind of asset, built from one store query.
+"""Map layers of the operator console: one per kind of asset, built from one broker query.
 
 A layer is served as compact columns, not GeoJSON, so that 35,000 streetlights travel in one
 small response and the browser builds its WebGL source in one loop::
@@ -17,7 +17,7 @@ import gc
 import gzip
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +26,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cityvisor.broker.entities import QueryParams
-from cityvisor.ngsild.context import CORE_IRI, TermMap
+from cityvisor.ngsild.context import CORE_IRI, TermMap, sdm_context
 from cityvisor.ngsild.errors import ResourceNotFound
 from cityvisor.services import Services
-from cityvisor.store.base import EntityQuery
 
 from .assets import file_response
 from .session import Operator, json_response
 
-SDM_CONTEXT = "https://raw.githubusercontent.com/smart-data-models/dataModel.{}/master/context.jsonld"
 LOCATION = CORE_IRI + "location"
 GEO_DIR = Path(__file__).resolve().parent.parent / "data" / "geo"
 GEO_FILES = {
@@ -42,9 +40,6 @@ GEO_FILES = {
     "departements": "departements-occitanie.geojson",
     "region": "region-occitanie.geojson",
 }
-#: the whole table, not a page: a layer is every asset of its kind
-ALL = 10_000_000
-
 Values = Callable[[str], Any]  # attribute term -> value of its default instance (or None)
 
 
@@ -60,7 +55,7 @@ class Kind:
 
     @property
     def context(self) -> str:
-        return SDM_CONTEXT.format(self.domain)
+        return sdm_context(self.domain)
 
 
 def _number(value: Any) -> float | None:
@@ -233,36 +228,34 @@ def feature(kind: Kind, entity: dict[str, Any], terms: TermMap) -> dict[str, Any
 
 
 async def build_layer(services: Services, tenant: str | None, kind: Kind) -> dict[str, Any]:
-    """Every asset of one kind, in one store query and one pass."""
+    """Every asset of one kind (the whole table, not a page), in one query and one pass."""
     started = time.perf_counter()
     terms = await term_map(services, kind)
-    query: EntityQuery = services.broker.entity_query(QueryParams(type=kind.entity_type,
-                                                                  limit=1), terms)
+    params = QueryParams(type=kind.entity_type)
+    # tens of thousands of small acyclic dicts: the cyclic GC would rescan them many times
+    # while they are decoded (3-5x slower); pause it for this one query
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        entities = await services.broker.query_all(tenant, params, terms)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     ids: list[str] = []
     lons: list[float] = []
     lats: list[float] = []
     states: list[str] = []
     numbers: list[Any] = []
-    if await services.store.has_tenant(tenant):
-        # tens of thousands of small acyclic dicts: the cyclic GC would rescan them many
-        # times while they are decoded (3-5x slower); pause it for this one query
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            result = await services.store.query(tenant, replace(query, limit=ALL))
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        for entity in result.entities:
-            found = styled(kind, entity, terms)
-            if found is None:
-                continue
-            (lon, lat), state, value = found
-            ids.append(entity["id"])
-            lons.append(round(lon, 6))
-            lats.append(round(lat, 6))
-            states.append(state)
-            numbers.append(value)
+    for entity in entities:
+        found = styled(kind, entity, terms)
+        if found is None:
+            continue
+        (lon, lat), state, value = found
+        ids.append(entity["id"])
+        lons.append(round(lon, 6))
+        lats.append(round(lat, 6))
+        states.append(state)
+        numbers.append(value)
     return {"kind": kind.name, "type": kind.entity_type, "context": kind.context,
             "count": len(ids), "ids": ids, "lon": lons, "lat": lats, "state": states,
             "value": numbers, "builtMs": round((time.perf_counter() - started) * 1000, 1)}

@@ -33,7 +33,7 @@ commune's bounding box), each capped at :data:`QUERY_LIMIT` entities; the alert 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -44,19 +44,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cityvisor.api.http import problem_response
 from cityvisor.client import LocalContextClient
 from cityvisor.console.communes import MAX_LIMIT, MAX_QUERY_LENGTH, commune_index
 from cityvisor.data.geo import occitanie
+from cityvisor.http_problems import problem_response
+from cityvisor.ngsild.context import sdm_context
 from cityvisor.ngsild.errors import BadRequestData, NgsiLdError, NonexistentTenant, ResourceNotFound
+from cityvisor.ngsild.time import format_utc_seconds, parse_utc_or_none, utc_now
 
-SDM = "https://raw.githubusercontent.com/smart-data-models/dataModel.{}/master/context.jsonld"
 #: public type -> the @context its producers use (the type's Smart Data Models domain)
 PUBLIC_TYPES = {
-    "WeatherObserved": SDM.format("Weather"),
-    "WeatherForecast": SDM.format("Weather"),
-    "Alert": SDM.format("Alert"),
-    "FloodMonitoring": SDM.format("Environment"),
+    "WeatherObserved": sdm_context("Weather"),
+    "WeatherForecast": sdm_context("Weather"),
+    "Alert": sdm_context("Alert"),
+    "FloodMonitoring": sdm_context("Environment"),
 }
 _COMMON = ("name", "location", "address", "inseeCode", "dataProvider")
 #: attributes the portal may show, per type (anything else is dropped)
@@ -144,21 +145,11 @@ def value_of(entity: dict[str, Any], name: str) -> Any:
     return value
 
 
-def _parse_time(text: Any) -> datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def is_active(alert: dict[str, Any], now: datetime) -> bool:
     """An alert is shown until it is resolved/closed or its ``validTo`` has passed."""
     if value_of(alert, "workflowState") in _CLOSED:
         return False
-    valid_to = _parse_time(value_of(alert, "validTo"))
+    valid_to = parse_utc_or_none(value_of(alert, "validTo"))
     return valid_to is None or valid_to > now
 
 
@@ -196,7 +187,7 @@ class PublicReader:
 
     async def active_alerts(self, now: datetime | None = None) -> list[dict[str, Any]]:
         """Active public alerts of the whole tenant, each placed in its commune."""
-        now = now or datetime.now(UTC)
+        now = now or utc_now()
         raw = await self._query("Alert", q=PUBLIC_Q)
         out = []
         for entity in raw:
@@ -233,11 +224,11 @@ class PublicReader:
 
     async def commune_view(self, commune: occitanie.Commune,
                            now: datetime | None = None) -> dict[str, Any]:
-        now = now or datetime.now(UTC)
+        now = now or utc_now()
         observed = _public(await self.about("WeatherObserved", commune))
         observed.sort(key=lambda e: str(value_of(e, "dateObserved") or ""), reverse=True)
         forecast = [e for e in _public(await self.about("WeatherForecast", commune))
-                    if (_parse_time(value_of(e, "validTo")) or now) >= now]
+                    if (parse_utc_or_none(value_of(e, "validTo")) or now) >= now]
         forecast.sort(key=lambda e: str(value_of(e, "validFrom") or ""))
         raw_alerts = [e for e in await self.about("Alert", commune) if is_active(e, now)]
         alerts = _public(raw_alerts)
@@ -253,7 +244,7 @@ class PublicReader:
             "forecast": forecast[:10],
             "alerts": alerts[:20],
             "flood": flood[:20],
-            "generatedAt": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "generatedAt": format_utc_seconds(now),
         }
 
 

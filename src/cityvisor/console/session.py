@@ -18,7 +18,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cityvisor.api.http import guard, problem_response
+from cityvisor.http_problems import guard, problem_response
 from cityvisor.ngsild.errors import (
     BadRequestData,
     Forbidden,
@@ -27,9 +27,9 @@ from cityvisor.ngsild.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from cityvisor.ngsild.tenants import check_tenant
 from cityvisor.security.tokens import ALL_TENANTS, DEFAULT_TENANT, ROLES
 from cityvisor.services import Services
-from cityvisor.store.sqlite import check_tenant
 
 DEFAULT_CONSOLE_TENANT = "nimes"
 OPERATOR_HEADER = "x-cityvisor-operator"

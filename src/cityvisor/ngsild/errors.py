@@ -4,9 +4,12 @@ Every error the broker raises is an ``NgsiLdError``; the API renders it as an RF
 ``application/problem+json`` document. Messages are written in the present tense, sentence
 case, and name the offending value.
 
-    NgsiLdError
+    NgsiLdError                  500  (the base; its type is InternalError)
      +-- BadRequestData          400
      +-- InvalidRequest          400
+     +-- UnsupportedMediaType    415  (type InvalidRequest: the body's Content-Type)
+     +-- NotAcceptable           406  (type InvalidRequest: no Accept-ed media type)
+     +-- MethodNotAllowed        405  (type InvalidRequest)
      +-- AlreadyExists           409
      +-- ResourceNotFound        404
      +-- NonexistentTenant       404
@@ -17,6 +20,9 @@ case, and name the offending value.
      +-- Forbidden               403  (cityvisor: token lacks the role or tenant)
      +-- PayloadTooLarge         413
      +-- InternalError           500
+     +-- CityvisorProblem             (cityvisor's own problem types, under
+                                       https://cityvisor.org/problems/; subclasses set
+                                       their status, e.g. the console's InvalidTransition)
 """
 
 from __future__ import annotations

@@ -398,6 +398,7 @@ def _compile(q: GeoQuery) -> tuple[Callable[[float, float], bool],
     ref_box: Box = tuple(float(v) for v in shapely.bounds(ref))  # type: ignore[assignment]
 
     if rel == "near":
+        assert isinstance(ref, shapely.Point)  # parse_geoquery: near takes a Point
         lon0, lat0 = float(ref.x), float(ref.y)
         phi0 = lat0 * _DEG
         cos0 = math.cos(phi0)
@@ -568,7 +569,7 @@ def expand_geoproperty(geoproperty: str | None, expand: Callable[[str], str]) ->
     return core if core is not None else expand(name)
 
 
-def parse_geoquery(georel: str | None, geometry: str | None, coordinates: str | list | None,
+def parse_geoquery(georel: str | None, geometry: str | None, coordinates: str | list[Any] | None,
                    geoproperty: str | None, expand: Callable[[str], str]) -> GeoQuery | None:
     """Parse the geo-query members of a query or subscription ``geoQ`` (clause 4.10).
 

@@ -172,9 +172,11 @@ def expand_instances(
 
 
 def _is_instance(raw: object) -> bool:
-    return isinstance(raw, dict) and (
-        raw.get("type") in VALUE_MEMBER or any(m in raw for m in VALUE_MEMBER.values())
-    )
+    if not isinstance(raw, dict):
+        return False
+    kind = raw.get("type")
+    return (isinstance(kind, str) and kind in VALUE_MEMBER) or any(
+        m in raw for m in VALUE_MEMBER.values())
 
 
 def expand_instance(
@@ -189,6 +191,10 @@ def expand_instance(
     if not isinstance(raw, dict):
         raw = {"value": raw}  # concise form of a Property (clause 4.5.x, concise representation)
     kind = raw.get("type")
+    if kind is not None and not isinstance(kind, str):
+        if any(m in raw for m in VALUE_MEMBER.values()):
+            raise BadRequestData(f"Attribute {label!r} has a type that is not a text: {kind!r}")
+        raw, kind = {"value": raw}, None  # a compound value with a "type" member
     if kind not in VALUE_MEMBER:
         if kind in GEOJSON_TYPES and "coordinates" in raw or kind == "GeometryCollection":
             raw = {"type": "GeoProperty", "value": raw}
@@ -201,6 +207,7 @@ def expand_instance(
             kind = next((t for m, t in _MEMBER_TYPE.items() if m in raw), "Property")
             if kind == "Property" and _looks_geojson(raw.get("value")):
                 kind = "GeoProperty"
+    assert isinstance(kind, str)  # one of VALUE_MEMBER by now
     member = VALUE_MEMBER[kind]
     if member not in raw:
         raise BadRequestData(f"Attribute {label!r} of type {kind} has no {member!r} member")
@@ -275,7 +282,10 @@ def _is_datetime(text: str) -> bool:
 
 
 def _looks_geojson(value: object) -> bool:
-    return isinstance(value, dict) and value.get("type") in GEOJSON_TYPES and (
+    if not isinstance(value, dict):
+        return False
+    kind = value.get("type")
+    return isinstance(kind, str) and kind in GEOJSON_TYPES and (
         "coordinates" in value or "geometries" in value
     )
 
@@ -290,7 +300,7 @@ def _valid_point(value: object) -> bool:
     for number in position:
         if type(number) not in (int, float):  # no bool (JSON has no NaN)
             return False
-    return -180.0 <= position[0] <= 180.0 and -90.0 <= position[1] <= 90.0
+    return bool(-180.0 <= position[0] <= 180.0 and -90.0 <= position[1] <= 90.0)
 
 
 def _check_value(kind: str, value: object, label: str, terms: TermMap) -> object:
@@ -322,9 +332,10 @@ def _check_value(kind: str, value: object, label: str, terms: TermMap) -> object
             raise BadRequestData(f"valueList of {label!r} must be a list")
     elif kind == "VocabProperty":
         items = value if isinstance(value, list) else [value]
-        if not all(isinstance(v, str) for v in items):
+        names = [v for v in items if isinstance(v, str)]
+        if len(names) != len(items):
             raise BadRequestData(f"vocab of {label!r} must be a string or a list of strings")
-        expanded = [terms.expand(v) for v in items]
+        expanded = [terms.expand(v) for v in names]
         return expanded if isinstance(value, list) else expanded[0]
     return value
 

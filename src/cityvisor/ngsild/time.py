@@ -246,12 +246,13 @@ def period_bounds(origin: datetime, bucket: int, period: Period) -> tuple[str, s
     overflows the calendar."""
     try:
         if period.ms is not None:
-            start = origin + timedelta(milliseconds=bucket * period.ms)
-            return format_utc_micros(start), _safe(lambda: start + timedelta(milliseconds=period.ms))
-        assert period.months is not None
-        start = add_months(origin, bucket * period.months)
-        return format_utc_micros(start), _safe(
-            lambda: add_months(origin, (bucket + 1) * period.months))  # type: ignore[operator]
+            step_ms = period.ms
+            start = origin + timedelta(milliseconds=bucket * step_ms)
+            return format_utc_micros(start), _safe(lambda: start + timedelta(milliseconds=step_ms))
+        months = period.months
+        assert months is not None
+        start = add_months(origin, bucket * months)
+        return format_utc_micros(start), _safe(lambda: add_months(origin, (bucket + 1) * months))
     except (OverflowError, ValueError):
         return _END_OF_TIME, _END_OF_TIME
 
