@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 from cityvisor import __version__
+from cityvisor.ngsild.tenants import TENANT_NAME
 
 _STR = {"type": "string"}
 _INT = {"type": "integer"}
@@ -21,7 +22,8 @@ def _param(name: str, schema: dict[str, Any], where: str = "query",
     return {"name": name, "in": where, "required": required or where == "path", "schema": schema}
 
 
-_TENANT = _param("NGSILD-Tenant", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}, "header")
+_TENANT = _param("NGSILD-Tenant", {"type": "string", "pattern": f"^{TENANT_NAME.pattern}$"},
+                 "header")
 _ENTITY_ID = _param("entityId", {"type": "string", "format": "uri"}, "path")
 _ATTR_ID = _param("attrId", _STR, "path")
 _SHAPE = [_param("options", _STR), _param("format", {"type": "string", "enum": [

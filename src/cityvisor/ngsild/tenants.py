@@ -7,12 +7,13 @@ import re
 
 from cityvisor.ngsild.errors import BadRequestData
 
-TENANT_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+#: a whole tenant name (use ``fullmatch``: ``$`` would let a trailing new line through)
+TENANT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def check_tenant(tenant: str | None) -> None:
     """Raise BadRequestData unless ``tenant`` is None or 1 to 64 letters, digits, '_', '-'."""
-    if tenant is not None and not TENANT_NAME.match(tenant):
+    if tenant is not None and not TENANT_NAME.fullmatch(tenant):
         raise BadRequestData(
             f"Tenant {tenant!r} is invalid: use 1 to 64 letters, digits, '_' or '-'"
         )
