@@ -151,7 +151,9 @@ class Store(ABC):
     async def stage(self, tenant: str | None, ops: list[WriteOp],
                     records: Sequence[object] = ()) -> Awaitable[None]:
         """Apply all ops atomically (all or none) and return an awaitable that completes when
-        they are durable. Later reads through this store see staged ops; a backend may commit
+        they are durable. ``get``, ``get_many``, ``attribute_stats``, ``subscriptions`` and
+        the ``staged=True`` reads see staged ops at once; ``query`` and the other reads may
+        see them only once committed. A backend may commit
         several callers' staged ops together (group commit). If the commit fails, the
         awaitable raises and the ops are lost: the caller must not acknowledge them.
 
@@ -212,8 +214,9 @@ class Store(ABC):
                         attrs: frozenset[str] | None, time: TimeFilter, limit: int
                         ) -> dict[str, dict[str, list[HistoryRow]]]:
         """entity -> attribute -> up to ``limit`` instances in the time filter, in ascending
-        time order (then instance id); with ``time.last_n``, the most recent ones (still
-        returned in ascending order). Only ``attrs`` when given; attributes without an
+        time order (then instance id); with ``time.last_n``, the ``min(limit, last_n)`` most
+        recent ones (still returned in ascending order). Instance ids grow: a new instance's
+        id is above every existing one. Only ``attrs`` when given; attributes without an
         instance in range are left out; every id of ``ids`` that has a history is a key."""
 
     @abstractmethod
@@ -226,7 +229,9 @@ class Store(ABC):
         excluded) with ``methods`` (``totalCount``, ``distinctCount``, ``sum``, ``avg``,
         ``min``, ``max``, ``stddev`` (sample), ``sumsq``; numeric methods over numbers only),
         grouped per dataset and period. Periods count from ``origin`` (None: the attribute's
-        first instance in range); ``with_last_time``: also give the last instance's time."""
+        first instance in range), which is never after an instance in range (the time filter's
+        lower bound or the first instance); ``with_last_time``: also give the last instance's
+        time."""
 
     @abstractmethod
     async def retention(self, tenant: str | None) -> dict[str, int]:

@@ -276,7 +276,8 @@ def attribute_history(conn: sqlite3.Connection, entity: str, attr: str, time: Ti
     rows = [HistoryRow(*row) for row in conn.execute(
         f"SELECT {_COLUMNS} FROM temporal_instances INDEXED BY temporal_observed "
         f"WHERE {SERIES}{where} ORDER BY {column} {order}, instance_id {order} "
-        "LIMIT ?", [entity, attr, *params, limit])]
+        "LIMIT ?", [entity, attr, *params,
+                    limit if time.last_n is None else min(limit, time.last_n)])]
     if time.last_n is not None:
         rows.reverse()
     return rows
