@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -73,7 +74,7 @@ class ContextRegistry:
         if cached is not None:
             self._maps.move_to_end(key)
             return cached
-        documents: list[dict[str, Any]] = []
+        documents: list[Mapping[str, Any]] = []
         await self._collect(context, documents, depth=0)
         term_map = compile_context(documents, self.core)
         self._maps[key] = term_map
@@ -81,7 +82,7 @@ class ContextRegistry:
             self._maps.popitem(last=False)
         return term_map
 
-    async def _collect(self, context: Any, out: list[dict[str, Any]], depth: int) -> None:
+    async def _collect(self, context: Any, out: list[Mapping[str, Any]], depth: int) -> None:
         if depth > 8:
             raise BadRequestData("The @context nests too deeply")
         if context is None:

@@ -265,7 +265,7 @@ async def build(doc: dict[str, Any], context: Any, broker: EntityBroker,
                                             terms.expand)
     if not selectors and watched is None:
         raise BadRequestData("A subscription needs entities or watchedAttributes")
-    triggers = DEFAULT_TRIGGERS
+    triggers: tuple[str, ...] = DEFAULT_TRIGGERS
     if "notificationTrigger" in doc:
         triggers = tuple(_strings(doc["notificationTrigger"], "notificationTrigger"))
         unknown = [t for t in triggers if t not in TRIGGERS]

@@ -36,6 +36,7 @@ from cityvisor.broker.temporal_query import (
     render_aggregates,
     render_attribute,
     render_head,
+    row_time,
     stored_instance,
 )
 from cityvisor.ngsild.context import TermMap
@@ -86,11 +87,10 @@ def _num(instance: dict[str, Any]) -> float | None:
     if instance["type"] != "Property":
         return None
     value = instance.get("value")
-    kind = type(value)
-    if kind is float:
-        return value  # type: ignore[no-any-return]
-    if kind is int:
-        return value if -_INT64 <= value < _INT64 else float(value)  # type: ignore[no-any-return,operator]
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        return value if -_INT64 <= value < _INT64 else float(value)
     return None
 
 
@@ -424,16 +424,16 @@ class TemporalBroker:
                          terms: TermMap) -> TemporalResult:
         ids = [h[0] for h in heads]
         if tq.mode == "aggregatedValues":
-            data = await self._aggregates(tenant, ids, wanted, tq)
+            aggregates = await self._aggregates(tenant, ids, wanted, tq)
             entities = [render_head(h, terms, tq) | render_aggregates(
-                data.get(h[0], {}), terms, tq) for h in heads]
+                aggregates.get(h[0], {}), terms, tq) for h in heads]
             return TemporalResult(entities)
         limit = self.max_instances if tq.last_n is None else min(tq.last_n, self.max_instances)
         # lastN within the limit is a complete answer: no page to follow; otherwise one more
         # instance than the limit tells whether the history was truncated
         capped = tq.last_n is None or tq.last_n > limit
-        data = await self.store.histories(tenant, ids, wanted, tq.time_filter(), limit + capped)
-        position = {"observedAt": 3, "createdAt": 4, "modifiedAt": 5}[tq.timeproperty]
+        data = await self.store.histories(tenant, ids, wanted, tq.time_filter(),
+                                          limit + capped)
         truncated: list[str] = []
         for histories in data.values():
             for attr, rows in histories.items():
@@ -441,7 +441,8 @@ class TemporalBroker:
                     rows = rows[-limit:] if tq.last_n is not None else rows[:limit]
                     histories[attr] = rows
                     # the time of the last row kept (the oldest one for lastN)
-                    truncated.append((rows[0] if tq.last_n is not None else rows[-1])[position])
+                    truncated.append(row_time(rows[0] if tq.last_n is not None else rows[-1],
+                                              tq.timeproperty))
         content_range = None
         if truncated:
             data, content_range = paginate(data, truncated, tq)

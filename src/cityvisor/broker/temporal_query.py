@@ -80,7 +80,7 @@ class TemporalQuery:
                 n = None
             if n is None or isinstance(last_n, bool) or n < 1:
                 raise BadRequestData(f"lastN must be a positive integer, got {last_n!r}")
-        opts = [o.strip() for o in (options or "").split(",") if o.strip()]  # type: ignore[union-attr]
+        opts = [o.strip() for o in str(options or "").split(",") if o.strip()]
         known = {"temporalValues", "aggregatedValues", "sysAttrs", "normalized", "count"}
         unknown = [o for o in opts if o not in known]
         if unknown:
@@ -95,7 +95,7 @@ class TemporalQuery:
             if not aggr_methods:
                 raise BadRequestData("options=aggregatedValues needs aggrMethods, e.g. "
                                      "aggrMethods=avg,max")
-            names = [m.strip() for m in aggr_methods.split(",")]  # type: ignore[union-attr]
+            names = [m.strip() for m in str(aggr_methods).split(",")]
             bad = [m for m in names if m not in AGGREGATION_METHODS]
             if bad:
                 raise BadRequestData(f"Unknown aggrMethods {', '.join(map(repr, bad))}: use "
@@ -125,6 +125,13 @@ class TemporalResult:
     content_range: str | None = None  # set when some attribute's history was truncated
 
 
+def row_time(row: HistoryRow, timeproperty: str) -> str:
+    """The time of a history row on the ``timeproperty`` axis."""
+    if timeproperty == "createdAt":
+        return row.created_at
+    return row.modified_at if timeproperty == "modifiedAt" else row.observed_at
+
+
 def stored_instance(row: HistoryRow) -> dict[str, Any]:
     """The instance of a history row, its timestamps from the row's columns."""
     instance: dict[str, Any] = orjson.loads(row.value)
@@ -142,7 +149,7 @@ def render_head(head: tuple[Any, ...], terms: TermMap, tq: TemporalQuery) -> dic
         out["modifiedAt"] = modified
     return out
 
-def render_attribute(rows: list[tuple[Any, ...]], terms: TermMap,
+def render_attribute(rows: list[HistoryRow], terms: TermMap,
                       tq: TemporalQuery) -> Any:
     rep = Representation(sys_attrs=tq.sys_attrs)
     if tq.mode == "temporalValues":
@@ -204,13 +211,12 @@ def render_aggregates(data: dict[str, list[tuple[Any, ...]]], terms: TermMap,
     return out
 
 
-def paginate(data: dict[str, dict[str, list[tuple[Any, ...]]]], truncated: list[str],
-              tq: TemporalQuery) -> tuple[dict[str, dict[str, list[tuple[Any, ...]]]], str]:
+def paginate(data: dict[str, dict[str, list[HistoryRow]]], truncated: list[str],
+              tq: TemporalQuery) -> tuple[dict[str, dict[str, list[HistoryRow]]], str]:
     """Cut every history to the common time window of the truncated ones (clause 6.3.10) and
     describe it as ``date-time <start>-<end>/<size>``."""
-    position = {"observedAt": 3, "createdAt": 4, "modifiedAt": 5}[tq.timeproperty]
-    times = [rows[i][position] for attrs in data.values() for rows in attrs.values()
-             for i in (0, -1) if rows]
+    times = [row_time(rows[i], tq.timeproperty) for attrs in data.values()
+             for rows in attrs.values() for i in (0, -1) if rows]
     if tq.last_n is None:
         end = min(truncated)
         start = tq.time_at if tq.timerel in ("after", "between") else min(times)
@@ -224,7 +230,8 @@ def paginate(data: dict[str, dict[str, list[tuple[Any, ...]]]], truncated: list[
 
         def keep(t: str) -> bool:
             return t >= end
-    cut = {entity: {attr: [r for r in rows if keep(r[position])] for attr, rows in attrs.items()}
+    cut = {entity: {attr: [r for r in rows if keep(row_time(r, tq.timeproperty))]
+                    for attr, rows in attrs.items()}
            for entity, attrs in data.items()}
     cut = {entity: {attr: rows for attr, rows in attrs.items() if rows}
            for entity, attrs in cut.items()}

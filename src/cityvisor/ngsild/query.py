@@ -94,7 +94,8 @@ class Literal:
         if self.kind == "number":
             return repr(self.value)
         if self.kind == "string":
-            return '"' + self.value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            text = str(self.value)
+            return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
         return str(self.value)
 
 
@@ -558,7 +559,7 @@ def _flat_meta(value: object) -> list[Any]:
 
 
 def _member(instance: dict[str, Any], kind: object, members: tuple[str, ...]) -> object:
-    key = COMPOUND_KEYS.get(kind)  # type: ignore[arg-type]
+    key = COMPOUND_KEYS.get(kind) if isinstance(kind, str) else None
     value = instance.get(key, _MISSING) if key else _MISSING
     for member in members:
         if not isinstance(value, dict):
@@ -625,8 +626,9 @@ def _compare(value: object, op: str, operand: Literal | Range | ValueList) -> bo
     if seen is _MISSING:
         return False
     other = operand.value
-    return {"==": seen == other, "!=": seen != other, ">": seen > other,
-            ">=": seen >= other, "<": seen < other, "<=": seen <= other}[op]
+    result: bool = {"==": seen == other, "!=": seen != other, ">": seen > other,
+                    ">=": seen >= other, "<": seen < other, "<=": seen <= other}[op]
+    return result
 
 
 def evaluate(node: QNode, entity: dict[str, Any]) -> bool:

@@ -429,7 +429,7 @@ def _values(iri: str, instances: list[dict[str, Any]] | None) -> set[tuple[str, 
         return rows
     if len(instances) == 1:  # fast path: one Property with a scalar value
         instance = instances[0]
-        value = instance.get("value")
+        value: Any = instance.get("value")
         if instance["type"] == "Property" and type(value) in (str, int, float, bool):
             if type(value) is str:
                 rows.add((iri, "s", value))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import shapely
 from shapely.geometry import mapping, shape
@@ -40,7 +41,7 @@ def _rounded(value: object) -> object:
 
 
 def _geometry(geom: shapely.Geometry) -> dict[str, object]:
-    raw = mapping(geom)
+    raw = mapping(geom)  # type: ignore[arg-type]  # shapely's stubs: a Geometry has __geo_interface__
     return {"type": raw["type"], "coordinates": _rounded(raw["coordinates"])}
 
 
@@ -53,7 +54,7 @@ def _dump(data: object, path: Path) -> int:
 def build(source: Path) -> None:
     names = {f["properties"]["code"]: f["properties"]["nom"] for f in json.loads(
         (source / "departements-occitanie.geojson").read_text("utf-8"))["features"]}
-    features: list[dict[str, object]] = []
+    features: list[dict[str, Any]] = []
     for path in sorted(source.glob("communes-*.geojson")):
         department = path.name.split("-")[1]
         for feature in json.loads(path.read_text("utf-8"))["features"]:
