@@ -25,6 +25,7 @@ def memory_client(tmp_path: Path) -> Iterator[TestClient]:
     with TestClient(create_app(settings, services), base_url="http://127.0.0.1:1026") as client:
         client.services = services  # type: ignore[attr-defined]
         yield client
+        client.portal.call(services.close)  # the caller owns the services it passes
     assert not (tmp_path / "data").exists() or not list((tmp_path / "data").rglob("*.sqlite"))
 
 
