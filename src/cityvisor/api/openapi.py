@@ -45,7 +45,7 @@ _ENTITY = {"type": "object", "required": ["id", "type"], "properties": {
 _FRAGMENT = {"type": "object", "additionalProperties": _ATTRIBUTE}
 _ENTITIES = {"type": "array", "items": _ENTITY}
 _IDS = {"type": "array", "items": {"type": "string", "format": "uri"}}
-_QUERY_BODY = {"type": "object", "properties": {
+_QUERY_BODY: dict[str, Any] = {"type": "object", "properties": {
     "type": {"type": "string", "enum": ["Query"]}, "entities": {"type": "array", "items": {
         "type": "object"}}, "attrs": {"type": "array", "items": _STR}, "q": _STR,
     "geoQ": {"type": "object"}}}

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,7 +187,8 @@ class EventHub:
                         tenant or "(default)", self.sweep_errors, exc_info=True)
 
     async def stream(self, listener: Listener, heartbeat_s: float = HEARTBEAT_S,
-                     still_allowed: Callable[[], bool] = lambda: True) -> AsyncIterator[bytes]:
+                     still_allowed: Callable[[], bool] = lambda: True
+                     ) -> AsyncGenerator[bytes, None]:
         """The SSE byte stream of one connection; ends with ``event: signedout`` when
         ``still_allowed()`` turns false (token revoked), checked at least every ``heartbeat_s``
         (also while changes keep coming: a busy city must not keep a revoked console live)."""

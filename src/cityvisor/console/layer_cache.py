@@ -56,7 +56,9 @@ class CachedLayer:
             if i is None:
                 return
             last = len(self.ids) - 1
-            for column in (self.ids, self.lon, self.lat, self.state, self.value):
+            columns: tuple[list[Any], ...] = (self.ids, self.lon, self.lat, self.state,
+                                              self.value)
+            for column in columns:
                 column[i] = column[last]
                 column.pop()
             if i != last:

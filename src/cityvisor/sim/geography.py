@@ -122,6 +122,7 @@ def sample_in(rng: np.random.Generator, geom: BaseGeometry, n: int,
         while need > 0:
             m = int(need / (0.5 if gaussian else fill) * 1.2) + 16
             if gaussian:
+                assert core is not None  # n_core > 0 only with a core
                 x = rng.normal(core[0], core_sigma[0], m)
                 y = rng.normal(core[1], core_sigma[1], m)
             else:

@@ -83,6 +83,14 @@ def urn(etype: str, n: int) -> str:
     return f"urn:ngsi-ld:{etype}:{CITY}:{n}"
 
 
+def _address_at(lon: float, lat: float) -> dict:
+    """The address of a point of the metropole (the gauges are placed inside it)."""
+    commune = geo.commune_at(lon, lat)
+    if commune is None:
+        raise ValueError(f"({lon}, {lat}) is outside the metropole")
+    return _address(commune)
+
+
 def _address(c: geo.Commune) -> dict:
     return prop({"addressCountry": "FR", "addressRegion": "Occitanie",
                  "addressLocality": c.name, "postalCode": c.postal_code})
@@ -191,7 +199,7 @@ def _weather(rng, n_rain: int, n_stations: int, at: str) -> list[Entity]:
         out.append({
             "id": urn("WeatherObserved", i + 1), "type": "WeatherObserved",
             "name": prop(f"{river} — pluviomètre {i + 1}"),
-            "location": geo_point(x, y), "address": _address(geo.commune_at(x, y)),
+            "location": geo_point(x, y), "address": _address_at(x, y),
             "precipitation": prop(round(rain, 1), unit="MMT", at=at), "dateObserved": date_time(at),
         })
     weights = np.sqrt([c.population for c in geo.load_communes()])
@@ -223,7 +231,7 @@ def _flood(rng, n: int, at: str) -> list[Entity]:
         out.append({
             "id": urn("FloodMonitoring", i + 1), "type": "FloodMonitoring",
             "name": prop(f"{river} — limnimètre {i + 1}"), "stationID": prop(f"NIM-LIM-{i + 1:02d}"),
-            "location": geo_point(x, y), "address": _address(geo.commune_at(x, y)),
+            "location": geo_point(x, y), "address": _address_at(x, y),
             "currentLevel": prop(round(float(level), 2), unit="MTR", at=at),
             "alertLevel": prop(2.5 if big else 1.2, unit="MTR"),
             "dangerLevel": prop(3.5 if big else 2.0, unit="MTR"),

@@ -144,7 +144,7 @@ class WasteSimulator(Population):
             level = self.rate[i] * (share_now - self._deposit_share(emptied))
             self.level[i] = float(np.clip(level + 0.02 + noise[i], 0.0, 1.0))
             out.append({**entity, **self._fragment(i, at), "status": observed("ok", at),
-                        "dateLastEmptying": date_time(format_utc_seconds(datetime.fromtimestamp(emptied, UTC)))})
+                        "dateLastEmptying": date_time(datetime.fromtimestamp(emptied, UTC))})
             self.status[i] = "ok"
         self._prev = now
         return [(self.context, out)]
@@ -163,7 +163,7 @@ class WasteSimulator(Population):
         for i, when in self._emptyings(a, b).items():
             self.level[i] = float(self._rng.uniform(0, 0.03))
             fragment = self._fragment(i, at)
-            fragment["dateLastEmptying"] = date_time(format_utc_seconds(datetime.fromtimestamp(when, UTC)))
+            fragment["dateLastEmptying"] = date_time(datetime.fromtimestamp(when, UTC))
             out[i] = fragment
         due = self.phases.due(a, b)
         lid = self._rng.random(len(due)) < LID_OPEN_PER_REPORT

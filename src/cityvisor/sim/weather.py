@@ -204,7 +204,7 @@ class OccitanieWeather:
         self.nominal_rate = len(everything) / self.period_s
         self._last_observed: dict[str, np.ndarray] | None = None
         self._last_issue: datetime | None = None
-        self._last_forecast: list[dict[str, Any]] | None = None
+        self._last_forecast: list[dict[int, dict[str, Any]]] | None = None
 
     # ------------------------------------------------------------------ the model
 
@@ -242,7 +242,7 @@ class OccitanieWeather:
         humidity = np.where(rain, np.maximum(humidity, 0.9), humidity)
         humidity = np.clip(humidity + rng.normal(0, 0.02, lon.shape), 0.15, 1.0)
         # pressure and wind (the gradient turned 90° + friction towards the low)
-        pressure = 1015.0 + sum(w.value(lon, lat, hours) for w in self.pressure_waves)
+        pressure = np.asarray(1015.0 + sum(w.value(lon, lat, hours) for w in self.pressure_waves))
         gradients = [w.gradient(lon, lat, hours) for w in self.pressure_waves]
         gx = sum(g[0] for g in gradients)
         gy = sum(g[1] for g in gradients)
@@ -299,9 +299,9 @@ class OccitanieWeather:
             "weatherType": np.array(self.weather_type(f), dtype=object),
         }
 
-    def _forecast_values(self, issued: datetime) -> list[dict[str, Any]]:
+    def _forecast_values(self, issued: datetime) -> list[dict[int, dict[str, Any]]]:
         """Per commune, per day ahead: the forecast attributes (plain values)."""
-        out: list[dict[str, Any]] = [{} for _ in self.communes]
+        out: list[dict[int, dict[str, Any]]] = [{} for _ in self.communes]
         today = issued.astimezone(LOCAL).date()
         for k in range(1, self.forecast_days + 1):
             day = today + timedelta(days=k)
@@ -375,7 +375,7 @@ class OccitanieWeather:
             for i, c in enumerate(self.communes):
                 for k, attrs in forecasts[i].items():
                     entity = {"id": forecast_id(c.code, k), "type": "WeatherForecast",
-                              **self._static(c), "dateIssued": date_time(format_utc_seconds(issued))}
+                              **self._static(c), "dateIssued": date_time(issued)}
                     entity["name"] = prop(f"Prévisions J+{k} — {c.name}")
                     entity.update(_forecast_attrs(attrs))
                     entities.append(entity)
@@ -408,7 +408,7 @@ class OccitanieWeather:
                     old = previous[i].get(k, {}) if previous is not None else {}
                     diff = {name: value for name, value in attrs.items() if old.get(name) != value}
                     entity = {"id": forecast_id(c.code, k), "type": "WeatherForecast",
-                              "dateIssued": date_time(format_utc_seconds(issued)), **_forecast_attrs(diff)}
+                              "dateIssued": date_time(issued), **_forecast_attrs(diff)}
                     entities.append(entity)
             self._last_issue, self._last_forecast = issued, forecasts
             batches.append(([WEATHER_CONTEXT], entities))
