@@ -34,9 +34,8 @@ from cityvisor.ngsild.build import date_time, prop
 from cityvisor.ngsild.context import sdm_context
 from cityvisor.ngsild.errors import BadRequestData, CityvisorProblem, ResourceNotFound
 from cityvisor.ngsild.time import format_utc_micros, parse_utc, parse_utc_or_none, utc_now
-from cityvisor.services import Services
 
-from .session import Operator, json_response, read_object, services_of
+from .session import ConsoleServices, Operator, json_response, read_object, services_of
 
 ALERT_CONTEXT = sdm_context("Alert")
 STATES = ("new", "acknowledged", "assigned", "shelved", "resolved", "closed")
@@ -124,7 +123,7 @@ def operator_time(text: Any, what: str) -> datetime:
     raise BadRequestData(f"{what} must be an ISO 8601 date-time, got {text!r}")
 
 
-def client_for(services: Services, tenant: str | None) -> LocalContextClient:
+def client_for(services: ConsoleServices, tenant: str | None) -> LocalContextClient:
     return LocalContextClient(services.broker, tenant=tenant, context=ALERT_CONTEXT)
 
 
@@ -180,7 +179,7 @@ def order_key(alert: dict[str, Any]) -> tuple[int, str, str]:
     return (SEVERITY_RANK.get(alert["severity"], 5), alert["dateIssued"] or "9999", alert["id"])
 
 
-async def all_alerts(services: Services, tenant: str | None,
+async def all_alerts(services: ConsoleServices, tenant: str | None,
                      q: str | None = None) -> list[dict[str, Any]]:
     """The summaries of the tenant's alerts (those matching the NGSI-LD query ``q``)."""
     if not await services.broker.has_tenant(tenant):
@@ -276,7 +275,7 @@ def _fragment(action: str, actor: str, comment: str, state: str, previous: str,
     }
 
 
-async def apply_action(services: Services, tenant: str | None, alert_id: str, actor: str,
+async def apply_action(services: ConsoleServices, tenant: str | None, alert_id: str, actor: str,
                        body: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
     """Check and apply one workflow action; returns the alert's new summary."""
     now = now or utc_now()
@@ -342,7 +341,7 @@ def _unshelve_fragment(alert: dict[str, Any], name: str, actor: str, comment: st
     return fragment
 
 
-async def expire_shelving(services: Services, tenant: str | None,
+async def expire_shelving(services: ConsoleServices, tenant: str | None,
                           now: datetime | None = None,
                           listed: list[dict[str, Any]] | None = None) -> int:
     """Return every alert whose shelving has expired to its previous state; how many.

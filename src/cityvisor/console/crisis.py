@@ -13,11 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cityvisor.client import LocalContextClient
-from cityvisor.services import Services
 
 from .alarms import _value
 from .layers import KINDS
-from .session import Operator, json_response, services_of
+from .session import ConsoleServices, Operator, json_response, services_of
 
 FLOOD_CONTEXT = KINDS["waterLevels"].context
 VIGILANCE_RANK = {"red": 0, "orange": 1, "yellow": 2, "green": 3}
@@ -76,7 +75,7 @@ def urgency(point: dict[str, Any]) -> tuple[int, int, str, str]:
             peak_time or "", point["name"] or point["id"])
 
 
-async def warning_points(services: Services, tenant: str | None) -> list[dict[str, Any]]:
+async def warning_points(services: ConsoleServices, tenant: str | None) -> list[dict[str, Any]]:
     if not await services.broker.has_tenant(tenant):
         return []
     client = LocalContextClient(services.broker, tenant=tenant, context=FLOOD_CONTEXT)

@@ -31,11 +31,10 @@ from starlette.types import Receive, Scope, Send
 
 from cityvisor.broker.entities import WriteOp
 from cityvisor.ngsild.errors import CityvisorProblem, NgsiLdError
-from cityvisor.services import Services
 
 from . import alarms, layers
 from .layer_cache import LayerCache
-from .session import Operator, authenticate, services_of
+from .session import ConsoleServices, Operator, authenticate, services_of
 
 log = logging.getLogger("cityvisor.console.events")
 
@@ -71,7 +70,7 @@ class Listener:
 class EventHub:
     """Fan-out of entity changes to the connected consoles of one ``Services``."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: ConsoleServices) -> None:
         self.services = services
         self.listeners: set[Listener] = set()
         self._installed = False
@@ -278,7 +277,7 @@ def _drain(queue: asyncio.Queue[Any]) -> None:
 _hubs: dict[int, EventHub] = {}
 
 
-def hub_of(services: Services) -> EventHub:
+def hub_of(services: ConsoleServices) -> EventHub:
     hub = _hubs.get(id(services))
     if hub is None:
         hub = _hubs[id(services)] = EventHub(services)

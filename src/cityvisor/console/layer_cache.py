@@ -17,9 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from cityvisor.services import Services
-
 from . import layers
+from .session import ConsoleServices
 
 MAX_AGE_S = 600.0
 Key = tuple[str | None, str]
@@ -56,11 +55,9 @@ class CachedLayer:
             if i is None:
                 return
             last = len(self.ids) - 1
-            columns: tuple[list[Any], ...] = (self.ids, self.lon, self.lat, self.state,
-                                              self.value)
-            for column in columns:
-                column[i] = column[last]
-                column.pop()
+            for cells in self._columns():
+                cells[i] = cells[last]
+                cells.pop()
             if i != last:
                 self.index[self.ids[i]] = i
             del self.index[entity_id]
@@ -69,11 +66,13 @@ class CachedLayer:
                event["value"])
         if i is None:
             self.index[entity_id] = len(self.ids)
-            for column, item in zip((self.ids, self.lon, self.lat, self.state, self.value), row,
-                                    strict=True):
-                column.append(item)
+            for cells, item in zip(self._columns(), row, strict=True):
+                cells.append(item)
         else:
             self.ids[i], self.lon[i], self.lat[i], self.state[i], self.value[i] = row
+
+    def _columns(self) -> tuple[list[Any], ...]:
+        return self.ids, self.lon, self.lat, self.state, self.value
 
     def data(self) -> dict[str, Any]:
         return {"kind": self.kind, "type": self.entity_type, "context": self.context,
@@ -83,7 +82,7 @@ class CachedLayer:
 
 
 class LayerCache:
-    def __init__(self, services: Services, max_age_s: float = MAX_AGE_S) -> None:
+    def __init__(self, services: ConsoleServices, max_age_s: float = MAX_AGE_S) -> None:
         self.services = services
         self.max_age_s = max_age_s
         self.layers: dict[Key, CachedLayer] = {}

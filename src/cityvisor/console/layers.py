@@ -28,10 +28,9 @@ from starlette.responses import Response
 from cityvisor.broker.entities import QueryParams
 from cityvisor.ngsild.context import CORE_IRI, TermMap, sdm_context
 from cityvisor.ngsild.errors import ResourceNotFound
-from cityvisor.services import Services
 
 from .assets import file_response
-from .session import Operator, json_response
+from .session import ConsoleServices, Operator, json_response
 
 LOCATION = CORE_IRI + "location"
 GEO_DIR = Path(__file__).resolve().parent.parent / "data" / "geo"
@@ -201,7 +200,7 @@ def kinds_of_type(short: str) -> list[Kind]:
     return [kind for kind in KINDS.values() if kind.entity_type == short]
 
 
-async def term_map(services: Services, kind: Kind) -> TermMap:
+async def term_map(services: ConsoleServices, kind: Kind) -> TermMap:
     return await services.contexts.term_map([kind.context])
 
 
@@ -227,7 +226,7 @@ def feature(kind: Kind, entity: dict[str, Any], terms: TermMap) -> dict[str, Any
             "state": state, "value": value}
 
 
-async def build_layer(services: Services, tenant: str | None, kind: Kind) -> dict[str, Any]:
+async def build_layer(services: ConsoleServices, tenant: str | None, kind: Kind) -> dict[str, Any]:
     """Every asset of one kind (the whole table, not a page), in one query and one pass."""
     started = time.perf_counter()
     terms = await term_map(services, kind)

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cityvisor.broker.contexts import ContextRegistry
+from cityvisor.broker.entities import EntityBroker
+from cityvisor.broker.temporal import TemporalBroker
+from cityvisor.config import Settings
 from cityvisor.http_problems import guard, problem_response
 from cityvisor.ngsild.errors import (
     BadRequestData,
@@ -28,8 +32,7 @@ from cityvisor.ngsild.errors import (
     UnsupportedMediaType,
 )
 from cityvisor.ngsild.tenants import check_tenant
-from cityvisor.security.tokens import ALL_TENANTS, DEFAULT_TENANT, ROLES
-from cityvisor.services import Services
+from cityvisor.security.tokens import ALL_TENANTS, DEFAULT_TENANT, ROLES, TokenStore
 
 DEFAULT_CONSOLE_TENANT = "nimes"
 OPERATOR_HEADER = "x-cityvisor-operator"
@@ -54,8 +57,28 @@ class Operator:
                 "canAct": self.may("writer")}
 
 
-def services_of(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
+class ConsoleServices(Protocol):
+    """What the console uses of the services it is served with (``cityvisor.services``)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def tokens(self) -> TokenStore | None: ...  # None: authentication is off
+
+    @property
+    def broker(self) -> EntityBroker: ...
+
+    @property
+    def contexts(self) -> ContextRegistry: ...
+
+    @property
+    def temporal(self) -> TemporalBroker | None: ...
+
+
+def services_of(request: Request) -> ConsoleServices:
+    services: ConsoleServices = request.app.state.services
+    return services
 
 
 def authenticate(request: Request, role: str = "reader") -> Operator:
@@ -161,4 +184,5 @@ async def session_mode(request: Request) -> Response:
                           "defaultTenant": DEFAULT_CONSOLE_TENANT})
 
 
-__all__ = ["NgsiLdError", "Operator", "authenticate", "console_endpoint", "problem_response"]
+__all__ = ["ConsoleServices", "NgsiLdError", "Operator", "authenticate", "console_endpoint",
+           "problem_response"]
