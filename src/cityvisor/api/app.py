@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -159,15 +159,17 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 def create_app(settings: Settings, services: ApiServices | None = None,
-               extra_routes: Sequence[BaseRoute] = ()) -> ASGIApp:
-    """The NGSI-LD ASGI app; ``services`` may be given (tests, the demo), else built on start.
+               extra_routes: Sequence[BaseRoute] = (), *,
+               build_services: Callable[[Settings], ApiServices] | None = None) -> ASGIApp:
+    """The NGSI-LD ASGI app; ``services`` may be given (tests, the demo), else built on start
+    by ``build_services`` and closed on shutdown.
 
     ``extra_routes`` come from the layers above (the console, see :mod:`cityvisor.web`)."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own = services is None
-        app.state.services = services or _build_services(settings)
+        app.state.services = services or (build_services or _build_services)(settings)
         await app.state.services.start()
         try:
             yield
@@ -188,8 +190,9 @@ def create_app(settings: Settings, services: ApiServices | None = None,
 
 
 def _build_services(settings: Settings) -> ApiServices:
-    """The services of a server started without them: the composition root's. (Callers that
-    compose the server, ``cityvisor.web`` and the CLI, can pass their own instead.)"""
+    """The services of an app created with neither ``services`` nor ``build_services``: the
+    composition root's. Only direct callers of ``create_app`` rely on it; ``cityvisor.web``
+    passes its own builder."""
     from cityvisor.services import Services
 
     return Services.build(settings)
