@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 
 from cityvisor.api.app import create_app
 from cityvisor.config import Settings
+from cityvisor.services import Services
 
 
 @pytest.fixture
@@ -20,7 +21,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), base_url="http://127.0.0.1:1026") as test_client:
+    with TestClient(create_app(settings, build_services=Services.build), base_url="http://127.0.0.1:1026") as test_client:
         yield test_client
 
 
@@ -31,7 +32,7 @@ def secure_settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def secure_client(secure_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(secure_settings), base_url="http://127.0.0.1:1026") as test_client:
+    with TestClient(create_app(secure_settings, build_services=Services.build), base_url="http://127.0.0.1:1026") as test_client:
         yield test_client
 
 

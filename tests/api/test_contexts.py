@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from cityvisor.api.app import create_app
 from cityvisor.cli import app as cli_app
 from cityvisor.config import Settings
+from cityvisor.services import Services
 
 BASE = "/ngsi-ld/v1"
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
@@ -179,7 +180,7 @@ def test_cli_preload_then_use_without_fetching(tmp_path: Path) -> None:
                                           "--data-dir", str(data_dir)])
     assert result.exit_code == 0, result.output
     settings = Settings(data_dir=data_dir, auth=False, allow_context_fetch=False)
-    with TestClient(create_app(settings), base_url="http://127.0.0.1:1026") as client:
+    with TestClient(create_app(settings, build_services=Services.build), base_url="http://127.0.0.1:1026") as client:
         response = client.post(f"{BASE}/entities", json=spot(), headers=link(url))
         assert response.status_code == 201, response.text
         body = client.get(f"{BASE}/entities/urn:ngsi-ld:ParkingSpot:1",

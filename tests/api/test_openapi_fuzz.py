@@ -20,11 +20,13 @@ from schemathesis.checks import not_a_server_error
 
 from cityvisor.api.app import create_app
 from cityvisor.config import Settings
+from cityvisor.services import Services
 
 BASE = "/ngsi-ld/v1"
 _DATA = Path(tempfile.mkdtemp(prefix="cityvisor-fuzz-"))
 atexit.register(shutil.rmtree, _DATA, ignore_errors=True)
-APP = create_app(Settings(data_dir=_DATA / "data", auth=False, allow_context_fetch=False))
+APP = create_app(Settings(data_dir=_DATA / "data", auth=False, allow_context_fetch=False),
+                 build_services=Services.build)
 
 
 def _as_loopback(app: Any) -> Any:

@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 
 from cityvisor.api.app import create_app
 from cityvisor.config import Settings
+from cityvisor.services import Services
 
 BASE = "/ngsi-ld/v1"
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
@@ -91,7 +92,7 @@ def dist(e: dict[str, Any]) -> float:
 def qclient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     data: Path = tmp_path_factory.mktemp("queries")
     settings = Settings(data_dir=data, auth=False, allow_context_fetch=False)
-    with TestClient(create_app(settings), base_url="http://127.0.0.1:1026") as client:
+    with TestClient(create_app(settings, build_services=Services.build), base_url="http://127.0.0.1:1026") as client:
         response = client.post(f"{BASE}/entityOperations/create", json=ENTITIES)
         assert response.status_code == 201, response.text
         assert sorted(response.json()) == sorted(ALL_IDS)

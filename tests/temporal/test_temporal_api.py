@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from cityvisor.api.app import create_app
 from cityvisor.config import Settings
+from cityvisor.services import Services
 
 API = "/ngsi-ld/v1"
 T = f"{API}/temporal/entities"
@@ -338,7 +339,7 @@ def test_tenants_are_isolated(client: TestClient) -> None:
 def small_client(tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(data_dir=tmp_path / "data", auth=False, allow_context_fetch=False,
                         temporal_max_instances=25)
-    with TestClient(create_app(settings), base_url="http://127.0.0.1:1026") as test_client:
+    with TestClient(create_app(settings, build_services=Services.build), base_url="http://127.0.0.1:1026") as test_client:
         yield test_client
 
 

@@ -1,6 +1,8 @@
 """The ASGI application: routes, authentication, errors and security headers.
 
-``create_app(settings)`` is the only entry point; it opens nothing until the server starts.
+``create_app(settings, services)`` or ``create_app(settings, build_services=...)`` is the only
+entry point; it opens nothing until the server starts. The API sits below the composition
+root: whoever composes the server (``cityvisor.web``, a test) hands it the services.
 """
 
 from __future__ import annotations
@@ -165,11 +167,18 @@ def create_app(settings: Settings, services: ApiServices | None = None,
     by ``build_services`` and closed on shutdown.
 
     ``extra_routes`` come from the layers above (the console, see :mod:`cityvisor.web`)."""
+    if services is None and build_services is None:
+        raise ValueError("create_app needs services or build_services")
+    build = build_services
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own = services is None
-        app.state.services = services or (build_services or _build_services)(settings)
+        if services is not None:
+            app.state.services = services
+        else:
+            assert build is not None  # checked when the app was created
+            app.state.services = build(settings)
         await app.state.services.start()
         try:
             yield
@@ -187,15 +196,6 @@ def create_app(settings: Settings, services: ApiServices | None = None,
     if services is not None:
         app.state.services = services
     return SecurityHeaders(app if settings.auth else LoopbackHostGuard(app))
-
-
-def _build_services(settings: Settings) -> ApiServices:
-    """The services of an app created with neither ``services`` nor ``build_services``: the
-    composition root's. Only direct callers of ``create_app`` rely on it; ``cityvisor.web``
-    passes its own builder."""
-    from cityvisor.services import Services
-
-    return Services.build(settings)
 
 
 __all__ = ["BASE", "LoopbackHostGuard", "SecurityHeaders", "create_app"]
