@@ -161,9 +161,9 @@ def phase_upsert(server: BenchServer, bodies: list[bytes], n: int) -> dict[str, 
 
 def phase_raw_sqlite(source: Path, n: int) -> dict[str, Any]:
     """Insert the rows the server stored into a fresh file: same schema, PRAGMAs, transactions."""
-    from cityvisor.store.sqlite import GEO_SLOTS, SCHEMA, _configure
-    from cityvisor.store.sqlite_temporal import ATTR_BITS, ATTR_MASK
-    from cityvisor.store.sqlite_temporal import SCHEMA as TEMPORAL_SCHEMA
+    from cityvisor.store.sqlite import GEO_SLOTS, SCHEMA
+    from cityvisor.store.sqlite_connections import configure
+    from cityvisor.store.sqlite_temporal import ATTR_BITS, ATTR_MASK, TEMPORAL_SCHEMA
 
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     stats = src.execute("SELECT type, attr, kind, count FROM attribute_stats").fetchall()
@@ -171,7 +171,7 @@ def phase_raw_sqlite(source: Path, n: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="cityvisor-raw-"))
     try:
         dst = sqlite3.connect(work / "raw.sqlite", isolation_level=None)
-        _configure(dst, "NORMAL")
+        configure(dst, "NORMAL")
         dst.executescript(SCHEMA)
         dst.executescript(TEMPORAL_SCHEMA)
         inserted = 0
