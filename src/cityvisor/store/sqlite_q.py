@@ -36,6 +36,20 @@ from cityvisor.ngsild.typequery import TypeAll, TypeName, TypeNode
 VALUE_KINDS = {"number": "n", "string": "s", "bool": "b"}
 
 
+_INT64 = 2**63
+
+
+def _beyond_int64(node: QNode) -> bool:
+    """Whether a comparison has an integer literal that SQLite cannot bind."""
+    if not isinstance(node, Compare):
+        return False
+    operand = node.operand
+    literals = ((operand.low, operand.high) if isinstance(operand, Range) else
+                operand.values if isinstance(operand, ValueList) else (operand,))
+    return any(type(literal.value) is int and not -_INT64 <= literal.value < _INT64
+               for literal in literals)
+
+
 def sqlite_regexp(pattern: str, value: object) -> int:
     """The ``ngsi_regexp(pattern, text)`` SQL function (idPattern): 1 if it matches."""
     return int(pattern_matches(pattern, value))
@@ -262,6 +276,10 @@ def q_sql(node: QNode, probe: bool = True) -> tuple[str, list[Any], bool]:
         joiner = " AND " if isinstance(node, And) else " OR "
         return ("(" + joiner.join(p[0] for p in parts) + ")",
                 [param for p in parts for param in p[1]], all(p[2] for p in parts))
+    if _beyond_int64(node):
+        # SQLite integers are 64-bit: no SQL compares such a literal exactly, so the term
+        # selects every candidate and ``evaluate`` decides (a term is never negated in SQL)
+        return "1", [], False
     family = index_family(node)
     if family is None:
         sql_filter = to_sql(node, "e.doc")
