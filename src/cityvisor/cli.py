@@ -28,7 +28,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(context_app, name="context")
 retention_app = typer.Typer(help="Retention of the temporal history", no_args_is_help=True)
 app.add_typer(retention_app, name="retention")
-app.add_typer(flood_app, name="flood", help="Flood early warning for the cadereaux of Nîmes")
+app.add_typer(flood_app, name="flood")
 console = Console()
 err = Console(stderr=True)
 
