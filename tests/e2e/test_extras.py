@@ -88,8 +88,8 @@ def test_any_other_import_error_is_a_bug_and_surfaces(monkeypatch: pytest.Monkey
 
 
 def test_the_demo_runs_without_its_storm_when_the_flood_extra_is_missing() -> None:
-    # in its own process: a library that failed to import an optional codec remembers it
-    # (tifffile keeps imagecodecs as None), which would leak into the other tests
+    # in a process of its own: importing tifffile while imagecodecs is hidden would leave
+    # tifffile without its codecs for the rest of this one
     boot = ("import sys\nsys.modules['imagecodecs'] = None\n"
             "from cityvisor.demo import DemoOptions, demo_extras\n"
             "warnings = []\n"
@@ -97,7 +97,7 @@ def test_the_demo_runs_without_its_storm_when_the_flood_extra_is_missing() -> No
             "assert extra == [] and scenario is None, (extra, scenario)\n"
             "print(*warnings, sep='\\n')\n")
     result = subprocess.run([sys.executable, "-c", boot], capture_output=True, text=True,
-                            timeout=120, env=clean_env(), check=False)
+                            timeout=60, env=clean_env(), check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "No flood replay: the storm scenario of the demo (--scenario flood-2014) "
