@@ -97,7 +97,7 @@ def test_the_demo_runs_without_its_storm_when_the_flood_extra_is_missing() -> No
             "assert extra == [] and scenario is None, (extra, scenario)\n"
             "print(*warnings, sep='\\n')\n")
     result = subprocess.run([sys.executable, "-c", boot], capture_output=True, text=True,
-                            timeout=60, env=clean_env(), check=False)
+                            timeout=120, env=clean_env(), check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "No flood replay: the storm scenario of the demo (--scenario flood-2014) "
