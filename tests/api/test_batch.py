@@ -359,3 +359,27 @@ def test_update_with_the_entity_type_keeps_the_entity_intact(client: TestClient)
     assert get(client, uid(1)).json() == {
         "id": uid(1), "type": "Sensor", "temperature": {"type": "Property", "value": 3}}
     assert client.get(f"{BASE}/attributes").json()["attributeList"] == ["temperature"]
+
+
+def test_batch_delete_of_ids_needs_no_context_in_ld_json(client: TestClient) -> None:
+    """A batch delete body is an array of ids: it cannot carry an @context, whatever the
+    Content-Type (FiLiP sends application/ld+json)."""
+    ids = [f"urn:ngsi-ld:Lamp:ld{n}" for n in range(2)]
+    for entity_id in ids:
+        assert client.post(f"{BASE}/entities", json={"id": entity_id, "type": "Lamp"}
+                           ).status_code == 201
+    response = client.post(f"{BASE}/entityOperations/delete", content=json_text(ids),
+                           headers={"Content-Type": "application/ld+json"})
+    assert response.status_code == 204, response.text
+    assert client.get(f"{BASE}/entities/{ids[0]}").status_code == 404
+    # objects of an ld+json batch still need their @context
+    response = client.post(f"{BASE}/entityOperations/create",
+                           content=json_text([{"id": "urn:ngsi-ld:Lamp:x", "type": "Lamp"}]),
+                           headers={"Content-Type": "application/ld+json"})
+    assert response.status_code == 400
+
+
+def json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value)

@@ -193,7 +193,11 @@ def _body_context(body: Any) -> Any:
             raise BadRequestData("An application/ld+json body must carry an @context")
         return body["@context"]
     if isinstance(body, list) and body:
-        contexts = [i.get("@context") if isinstance(i, dict) else None for i in body]
+        # an array of entity ids (batch delete, clause 6.17.3.1) cannot carry an @context and
+        # needs none: only the objects of a batch (entities, fragments) carry one
+        contexts = [i.get("@context") for i in body if isinstance(i, dict)]
+        if not contexts:
+            return None
         if any(c is None for c in contexts):
             raise BadRequestData("Every entity of an application/ld+json batch needs an @context")
         first = contexts[0]
