@@ -425,3 +425,24 @@ def test_default_context_names_expand_with_vocab(client: TestClient) -> None:
     attrs = client.get(f"{BASE}/attributes", headers=other).json()["attributeList"]
     assert "height" in attrs
     assert DEFAULT + "height" not in attrs
+
+
+@pytest.mark.parametrize("char", ["\u202e", "\u200b", "\ufeff", "\ufdd0", "\uffff",
+                                  "\U0010ffff", "\x7f", "\u0085"])
+def test_an_id_with_a_control_format_or_noncharacter_is_a_bad_request(
+        client: TestClient, char: str) -> None:
+    """Such characters are not allowed in an IRI (RFC 3987): 400 and nothing written."""
+    entity_id = f"urn:ngsi-ld:Lamp:a{char}b"
+    response = client.post("/ngsi-ld/v1/entities", json={"id": entity_id, "type": "Lamp"})
+    assert response.status_code == 400, response.text
+    assert response.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/BadRequestData"
+    assert client.get("/ngsi-ld/v1/entities", params={"type": "Lamp"}).json() == []
+
+
+def test_a_non_ascii_id_gets_a_percent_encoded_location(client: TestClient) -> None:
+    entity_id = "urn:ngsi-ld:Rue:Łódź-é"
+    response = client.post("/ngsi-ld/v1/entities", json={"id": entity_id, "type": "Rue"})
+    assert response.status_code == 201
+    assert response.headers["location"] == (
+        "/ngsi-ld/v1/entities/urn:ngsi-ld:Rue:%C5%81%C3%B3d%C5%BA-%C3%A9")
+    assert client.get(f"/ngsi-ld/v1/entities/{entity_id}").json()["id"] == entity_id

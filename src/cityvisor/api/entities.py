@@ -13,7 +13,15 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cityvisor.api.http import Call, bool_param, int_param, json_response, read_body, services_of
+from cityvisor.api.http import (
+    Call,
+    bool_param,
+    int_param,
+    json_response,
+    location,
+    read_body,
+    services_of,
+)
 from cityvisor.broker.entities import BatchResult, EntityBroker, QueryParams, UpdateResult
 from cityvisor.broker.options import Shape, option_set
 from cityvisor.ngsild.errors import BadRequestData, OperationNotSupported
@@ -111,7 +119,7 @@ async def create_entity(request: Request, call: Call) -> Response:
     """6.4.3.1 Create Entity."""
     body, call = await _body(request, call)
     entity_id = await _broker(request).create_entity(call.tenant, call.context, body)
-    return Response(status_code=201, headers={"Location": f"{BASE}/entities/{entity_id}"})
+    return Response(status_code=201, headers=location(f"{BASE}/entities/{entity_id}"))
 
 
 async def retrieve_entity(request: Request, call: Call) -> Response:

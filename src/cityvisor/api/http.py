@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import orjson
 from starlette.requests import Request
@@ -271,3 +272,12 @@ def bool_param(request: Request, name: str) -> bool:
         return raw == "true"
     raise BadRequestData(f"Parameter {name} must be true or false, got {raw!r}")
 
+
+#: the printable ASCII characters a URI may hold as they are (RFC 3986, section 2)
+_URI_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"<>\\^`{|}%')
+
+
+def location(path: str) -> dict[str, str]:
+    """A ``Location`` header for a created resource: an IRI mapped to a URI (RFC 3987,
+    section 3.1: other characters percent-encoded as UTF-8), as headers are ASCII."""
+    return {"Location": quote(path, safe=_URI_SAFE)}

@@ -7,7 +7,15 @@ from dataclasses import replace
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cityvisor.api.http import Call, bool_param, int_param, json_response, read_body, services_of
+from cityvisor.api.http import (
+    Call,
+    bool_param,
+    int_param,
+    json_response,
+    location,
+    read_body,
+    services_of,
+)
 from cityvisor.broker.subscriptions import SubscriptionManager
 from cityvisor.ngsild.errors import BadRequestData
 
@@ -23,7 +31,7 @@ async def create_subscription(request: Request, call: Call) -> Response:
     """6.10.3.1 Create Subscription: 201 with Location."""
     body, context = await read_body(request, services_of(request).settings.max_body_bytes)
     sub_id = await _manager(request).create(call.tenant, context, body)
-    return Response(status_code=201, headers={"Location": f"{BASE}/subscriptions/{sub_id}"})
+    return Response(status_code=201, headers=location(f"{BASE}/subscriptions/{sub_id}"))
 
 
 async def query_subscriptions(request: Request, call: Call) -> Response:

@@ -12,7 +12,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cityvisor.api.http import Call, bool_param, int_param, json_response, read_body, services_of
+from cityvisor.api.http import (
+    Call,
+    bool_param,
+    int_param,
+    json_response,
+    location,
+    read_body,
+    services_of,
+)
 from cityvisor.broker.entities import QueryParams
 from cityvisor.broker.temporal import TemporalBroker, TemporalQuery, TemporalResult
 from cityvisor.ngsild.errors import BadRequestData, OperationNotSupported
@@ -90,7 +98,7 @@ async def create_temporal(request: Request, call: Call) -> Response:
     if created:
         entity_id = body["id"]
         return Response(status_code=201,
-                        headers={"Location": f"{BASE}/temporal/entities/{entity_id}"})
+                        headers=location(f"{BASE}/temporal/entities/{entity_id}"))
     return Response(status_code=204)
 
 

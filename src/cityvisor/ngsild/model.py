@@ -9,6 +9,7 @@ caller's ``@context`` in the normalized, concise or keyValues representation.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -73,9 +74,20 @@ class Representation:
 
 
 def check_uri(value: object, what: str) -> str:
-    if not isinstance(value, str) or not is_absolute_iri(value) or _BAD_NAME.search(value):
+    """An absolute IRI (clause 4.6.2), else BadRequestData. Beside the characters that end a
+    term, an IRI may hold no control, format (bidirectional overrides, zero-width space, byte
+    order mark), surrogate or noncharacter code point (RFC 3987, sections 2.2 and 4.1)."""
+    if (not isinstance(value, str) or not is_absolute_iri(value) or _BAD_NAME.search(value)
+            or any(_unfit_in_iri(char) for char in value if not char.isascii() or not char.isprintable())):
         raise BadRequestData(f"{what} must be a URI, got {value!r}")
     return value
+
+
+def _unfit_in_iri(char: str) -> bool:
+    code = ord(char)
+    if 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE:  # noncharacters
+        return True
+    return unicodedata.category(char) in ("Cc", "Cf", "Cs")
 
 
 def attribute_iri(terms: TermMap, attribute: str, dataset_id: str | None = None) -> str:
