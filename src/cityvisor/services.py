@@ -38,7 +38,7 @@ class Services:
     @classmethod
     def build(cls, settings: Settings) -> Services:
         """The services on the configured backend."""
-        settings.check()
+        settings.check()  # before any file is opened
         return cls.assemble(settings, open_store(settings), open_system_store(settings))
 
     @classmethod

@@ -47,6 +47,7 @@ from cityvisor.ngsild.model import VALUE_MEMBER, Representation, check_name, che
 from cityvisor.store.base import EntityQuery, EntitySelector, Store, WriteOp
 from cityvisor.store.records import (
     OutboxRecord,
+    StoredSubscription,
     SubscriptionDelete,
     SubscriptionPut,
     SubscriptionStatus,
@@ -465,11 +466,16 @@ class SubscriptionManager:
 
     # -------------------------------------------------------------- cache
 
-    async def _tenant(self, tenant: str | None) -> dict[str, Subscription]:
+    async def _tenant(self, tenant: str | None,
+                      stored_subs: list[StoredSubscription] | None = None
+                      ) -> dict[str, Subscription]:
+        """The tenant's subscriptions, loaded once (from ``stored_subs`` when already read)."""
         subs = self._subs.get(tenant)
         if subs is None:
             subs = {}
-            for stored in await self.store.subscriptions(tenant):
+            if stored_subs is None:
+                stored_subs = await self.store.subscriptions(tenant)
+            for stored in stored_subs:
                 try:
                     sub = await build(orjson.loads(stored.doc), orjson.loads(stored.context),
                                       self.broker, self.clock())
@@ -493,9 +499,10 @@ class SubscriptionManager:
         """Load every tenant's subscriptions (at start: periodic ones need a schedule)."""
         tenants: list[str | None] = [None, *await self.store.tenants()]
         for tenant in tenants:
-            if tenant is None and not await self.store.subscriptions(None):
+            stored = await self.store.subscriptions(tenant)
+            if tenant is None and not stored:
                 continue  # the default tenant's storage is created by its first write only
-            await self._tenant(tenant)
+            await self._tenant(tenant, stored)
 
     def tenants(self) -> list[str | None]:
         return list(self._subs)

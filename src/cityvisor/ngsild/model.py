@@ -78,7 +78,8 @@ def check_uri(value: object, what: str) -> str:
     term, an IRI may hold no control, format (bidirectional overrides, zero-width space, byte
     order mark), surrogate or noncharacter code point (RFC 3987, sections 2.2 and 4.1)."""
     if (not isinstance(value, str) or not is_absolute_iri(value) or _BAD_NAME.search(value)
-            or any(_unfit_in_iri(char) for char in value if not char.isascii() or not char.isprintable())):
+            or (not (value.isascii() and value.isprintable())  # the usual id: one C-level test
+                and any(map(_unfit_in_iri, value)))):
         raise BadRequestData(f"{what} must be a URI, got {value!r}")
     return value
 
