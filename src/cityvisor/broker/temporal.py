@@ -483,7 +483,7 @@ class TemporalBroker:
         results = []
         for dataset_id, bucket, *values in aggregate.rows:
             if not period.whole:
-                bounds = period_bounds(origin, int(bucket), period)  # type: ignore[call-overload]
+                bounds = period_bounds(origin, bucket, period)
             else:
                 bounds = (aggregate.origin, whole_end or aggregate.last_time or aggregate.origin)
             results.append((dataset_id, aggregate.kind, *bounds, *values))

@@ -8,7 +8,7 @@ or a notification exists if and only if the change that caused it was committed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 # ---------------------------------------------------------------------------- temporal history
 
@@ -119,7 +119,7 @@ class AttributeAggregate:
 
     kind: str
     origin: str
-    rows: list[tuple[object, ...]]
+    rows: list[tuple[Any, ...]]  # (dataset_id: str, period: int, value per method...)
     last_time: str | None = None
 
 
