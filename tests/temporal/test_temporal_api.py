@@ -258,7 +258,7 @@ def test_query_temporal_entities(client: TestClient) -> None:
                               "timerel": "after", "timeAt": at(0.5),
                               "options": "temporalValues"})
     assert [e["temp"]["values"][0][0] for e in r.json()] == [20, 30]
-    # q on the current state
+    # q on the instances of the time window (here the whole history)
     r = client.get(T, params={"type": "Sensor", "q": "temp>15"})
     assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Sensor:2", "urn:ngsi-ld:Sensor:3"]
     assert len(r.json()[0]["temp"]) == 2

@@ -5,8 +5,8 @@
   change it returns one ``InstanceRecord`` per attribute instance that is new or changed, and
   one per instance that disappeared (with ``deletedAt``), staged in the same transaction.
 - **Queries**: entities are selected by id/idPattern/type/attrs from the temporal entities
-  table (so deleted entities keep their history); with ``q`` or a geo-query they are selected
-  on their CURRENT state by the core store (as Stellio does); then each attribute's history is
+  table (so deleted entities keep their history); ``q`` and a geo-query are judged on the
+  instances within the temporal query (clause 5.7.4.4); then each attribute's history is
   read with one index range scan per attribute.
 - **Representations**: normalized temporal (arrays of instances with ``instanceId``),
   ``temporalValues`` (``[[value, time], ...]``), ``aggregatedValues`` (``[[value, start, end]]``
@@ -22,6 +22,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,6 +40,8 @@ from cityvisor.broker.temporal_query import (
     row_time,
     stored_instance,
 )
+from cityvisor.ngsild import geo as geo_predicates
+from cityvisor.ngsild import query as q_language
 from cityvisor.ngsild.context import TermMap
 from cityvisor.ngsild.errors import (
     BadRequestData,
@@ -60,7 +63,7 @@ from cityvisor.ngsild.time import (
     parse_utc,
     period_bounds,
 )
-from cityvisor.store.base import Buckets, Store, WriteOp
+from cityvisor.store.base import Buckets, EntityQuery, Store, WriteOp
 from cityvisor.store.records import (
     AttributeAggregate,
     AttributeHistoryDeleted,
@@ -77,6 +80,8 @@ from cityvisor.tasks import cancel_and_wait
 
 LOG = logging.getLogger("cityvisor.temporal")
 DEFAULT_MAX_INSTANCES = 1000
+#: candidate entities judged per step of a windowed q / geo-query selection
+_SELECTION_PAGE = 200
 _INT64 = 2**63
 
 
@@ -386,17 +391,43 @@ class TemporalBroker:
         query = self.broker.entity_query(params, terms)
         await self._require_tenant(tenant)
         if query.q is not None or query.geo is not None:
-            # q and geo-queries select on the entities' current state (the core store)
-            found = await self.store.query(tenant, query)
-            heads = [(e["id"], e["type"], e["createdAt"], e["modifiedAt"])
-                     for e in found.entities]
-            count = found.count
+            selected, count = await self._select_on_window(tenant, query, tq)
         else:
             selected, count = await self.store.select_temporal_entities(tenant, query)
-            heads = [(e.id, list(e.types), e.created_at, e.modified_at) for e in selected]
+        heads = [(e.id, list(e.types), e.created_at, e.modified_at) for e in selected]
         result = await self._histories(tenant, heads, query.attrs, tq, terms)
         result.count = count
         return result
+
+    async def _select_on_window(self, tenant: str | None, query: EntityQuery,
+                                tq: TemporalQuery) -> tuple[list[TemporalEntity], int | None]:
+        """The entities whose instances within the temporal query satisfy ``q`` and the
+        geo-query (clause 5.7.4.4: the values filter and the geospatial restrictions are
+        checked against the attribute instances the temporal filter selected, not against the
+        current state), then the page ``offset``/``limit`` of them and their count."""
+        wanted = frozenset() if query.q is None else q_language.q_attributes(query.q)
+        if query.geo is not None:
+            wanted |= {query.geo.geoproperty}
+        candidates = replace(query, q=None, geo=None, limit=_SELECTION_PAGE, offset=0,
+                             count=False)
+        enough = None if query.count else query.offset + query.limit
+        limit = self.max_instances if tq.last_n is None else min(tq.last_n, self.max_instances)
+        matched: list[TemporalEntity] = []
+        while enough is None or len(matched) < enough:
+            page, _ = await self.store.select_temporal_entities(tenant, candidates)
+            data = await self.store.histories(tenant, [e.id for e in page], wanted,
+                                              tq.time_filter(), limit)
+            for head in page:
+                windowed = {"id": head.id, "type": list(head.types), "attrs": {
+                    iri: [stored_instance(r) for r in rows if r.deleted_at is None]
+                    for iri, rows in data.get(head.id, {}).items()}}
+                if _window_matches(query, windowed):
+                    matched.append(head)
+            if len(page) < _SELECTION_PAGE:
+                break
+            candidates = replace(candidates, offset=candidates.offset + _SELECTION_PAGE)
+        return (matched[query.offset:query.offset + query.limit],
+                len(matched) if query.count else None)
 
     async def batch_query(self, tenant: str | None, context: Any, body: object,
                           params: QueryParams, raw: dict[str, Any]) -> TemporalResult:
@@ -522,6 +553,17 @@ class TemporalBroker:
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
         self._task = None
+
+
+def _window_matches(query: EntityQuery, entity: dict[str, Any]) -> bool:
+    """``q`` and the geo-query on an entity holding the windowed instances of its attributes
+    (any instance may satisfy a term, as any datasetId instance does for the current state)."""
+    if query.q is not None and not q_language.evaluate(query.q, entity):
+        return False
+    geo = query.geo
+    return geo is None or any(
+        instance.get("type") == "GeoProperty" and geo_predicates.matches(geo, instance.get("value"))
+        for instance in entity["attrs"].get(geo.geoproperty, ()))
 
 
 def _with_type(body: object, current: dict[str, Any]) -> object:

@@ -49,6 +49,7 @@ from cityvisor.ngsild.errors import BadRequestData
 __all__ = [
     "And", "Compare", "Exists", "Literal", "Match", "Or", "Path", "QNode", "Range",
     "ValueList", "comparable_values", "evaluate", "index_family", "parse_q", "pattern_matches",
+    "q_attributes",
 ]
 
 METADATA = frozenset({"observedAt", "createdAt", "modifiedAt", "unitCode", "datasetId"})
@@ -647,6 +648,17 @@ def evaluate(node: QNode, entity: dict[str, Any]) -> bool:
     return any(_compare(v, node.op, node.operand)
                for inst in _instances(entity, node.path)
                for v in _candidates(inst, node.path))
+
+
+def q_attributes(node: QNode) -> frozenset[str]:
+    """The attribute IRIs a q expression looks at (for reading just those before ``evaluate``).
+
+    >>> sorted(q_attributes(parse_q("a>1;(b==2|!c)", lambda n: "urn:" + n)))
+    ['urn:a', 'urn:b', 'urn:c']
+    """
+    if isinstance(node, (And, Or)):
+        return frozenset().union(*(q_attributes(c) for c in node.children))
+    return frozenset((node.path.attr,))
 
 
 # --------------------------------------------------------------------------- value index support
