@@ -272,7 +272,7 @@ def test_query_temporal_entities(client: TestClient) -> None:
         "temporalQ": {"timerel": "before", "timeAt": at(0.5)}},
         params={"options": "temporalValues", "count": "true"})
     assert r.status_code == 200 and r.headers["ngsild-results-count"] == "3"
-    assert [e["temp"]["values"] for e in r.json()][0] == [[1, "2024-01-01T00:00:00.000000Z"]]
+    assert [e["temp"]["values"] for e in r.json()][0] == [[1, "2024-01-01T00:00:00Z"]]
     r = client.post(f"{API}/temporal/entityOperations/query", json={
         "type": "Query", "entities": [{"id": "urn:ngsi-ld:Sensor:1"}],
         "temporalQ": {"lastN": 1}})
@@ -315,7 +315,8 @@ def test_read_errors(series: TestClient) -> None:
     assert series.get(f"{T}/not-a-uri").status_code == 400
     assert series.get(T).status_code == 400  # no filter at all
     assert series.get(T, params={"type": "Sensor", "limit": "5000"}).status_code == 400
-    assert series.get(T, params={"type": "Sensor", "csf": "x"}).status_code == 422
+    assert series.get(T, params={"type": "Sensor", "csf": "))x(("}).status_code == 400
+    assert series.get(T, params={"type": "Sensor", "csf": "x"}).status_code == 200
     r = series.get(T, params={"type": "Sensor"}, headers={"NGSILD-Tenant": "nobody"})
     assert r.status_code == 404
     assert series.get(T, params={"type": "Sensor", "q": "temp>"}).status_code == 400
@@ -352,8 +353,8 @@ def test_pagination_of_long_histories(small_client: TestClient) -> None:
     assert r.status_code == 206
     first = r.json()["temp"]
     assert len(first) == 25
-    end = "2024-01-01T00:24:00.000000Z"
-    assert r.headers["content-range"] == f"date-time 2023-12-31T00:00:00.000000Z-{end}/*"
+    end = "2024-01-01T00:24:00Z"
+    assert r.headers["content-range"] == f"date-time 2023-12-31T00:00:00Z-{end}/*"
     assert len(r.json()["hum"]) == 5
     seen = [i["value"] for i in first]
     while r.status_code == 206:  # follow the pages
@@ -367,13 +368,13 @@ def test_pagination_of_long_histories(small_client: TestClient) -> None:
     # no timerel: the range starts at the first instance
     r = client.get(f"{T}/{E1}", params={"attrs": "temp"})
     assert r.status_code == 206
-    assert r.headers["content-range"].startswith("date-time 2024-01-01T00:00:00.000000Z-")
+    assert r.headers["content-range"].startswith("date-time 2024-01-01T00:00:00Z-")
     # lastN larger than the limit: the most recent ones, the size is lastN
     r = client.get(f"{T}/{E1}", params={"lastN": 40, "attrs": "temp"})
     assert r.status_code == 206
     assert [i["value"] for i in r.json()["temp"]] == list(range(35, 60))
     assert r.headers["content-range"] == (
-        "date-time 2024-01-01T00:59:00.000000Z-2024-01-01T00:35:00.000000Z/40")
+        "date-time 2024-01-01T00:59:00Z-2024-01-01T00:35:00Z/40")
     r = client.get(f"{T}/{E1}", params={"lastN": 10, "attrs": "temp"})
     assert r.status_code == 200 and "content-range" not in r.headers
     r = client.get(T, params={"type": "Sensor", "timerel": "before", "timeAt": at(2)})
@@ -415,8 +416,7 @@ def test_aggregations_match_python(client: TestClient, period: str) -> None:
     assert len(temp["avg"]) == len(groups)
     for index, (bucket, group) in enumerate(sorted(groups.items())):
         lo = start + bucket * step
-        assert temp["avg"][index][1:] == [
-            lo.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), (lo + step).strftime("%Y-%m-%dT%H:%M:%S.%fZ")]
+        assert temp["avg"][index][1:] == [iso(lo), iso(lo + step)]
         expected = {"totalCount": len(group), "distinctCount": len(set(group)),
                     "sum": math.fsum(group), "avg": statistics.fmean(group), "min": min(group),
                     "max": max(group), "sumsq": math.fsum(v * v for v in group),
@@ -439,22 +439,22 @@ def test_aggregation_whole_range_months_and_non_numbers(client: TestClient) -> N
     r = client.get(f"{T}/{E1}", params={"options": "aggregatedValues",
                                         "aggrMethods": "sum,totalCount,distinctCount,max"})
     data = r.json()
-    assert data["temp"]["sum"] == [[15.0, "2024-01-01T00:00:00.000000Z",
-                                     "2024-03-11T00:00:00.000000Z"]]
+    assert data["temp"]["sum"] == [[15.0, "2024-01-01T00:00:00Z",
+                                     "2024-03-11T00:00:00Z"]]
     assert data["state"]["totalCount"][0][0] == 3
     assert data["state"]["distinctCount"][0][0] == 2
     assert data["state"]["max"][0][0] is None  # numeric methods ignore strings
     r = client.get(f"{T}/{E1}", params={"options": "aggregatedValues", "aggrMethods": "sum",
                                         "aggrPeriodDuration": "P1M", "attrs": "temp"})
     assert r.json()["temp"]["sum"] == [
-        [3.0, "2024-01-01T00:00:00.000000Z", "2024-02-01T00:00:00.000000Z"],
-        [4.0, "2024-02-01T00:00:00.000000Z", "2024-03-01T00:00:00.000000Z"],
-        [8.0, "2024-03-01T00:00:00.000000Z", "2024-04-01T00:00:00.000000Z"]]
+        [3.0, "2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z"],
+        [4.0, "2024-02-01T00:00:00Z", "2024-03-01T00:00:00Z"],
+        [8.0, "2024-03-01T00:00:00Z", "2024-04-01T00:00:00Z"]]
     r = client.get(T, params={"type": "Sensor", "options": "aggregatedValues",
                               "aggrMethods": "avg", "aggrPeriodDuration": "PT0S",
                               "timerel": "before", "timeAt": at(1.5), "attrs": "temp"})
-    assert r.json()[0]["temp"]["avg"] == [[1.0, "2024-01-01T00:00:00.000000Z",
-                                           "2024-01-01T01:30:00.000000Z"]]
+    assert r.json()[0]["temp"]["avg"] == [[1.0, "2024-01-01T00:00:00Z",
+                                           "2024-01-01T01:30:00Z"]]
 
 
 # ------------------------------------------------------------------ retention

@@ -28,7 +28,8 @@ def fleet(client: TestClient) -> TestClient:
     for body in (
             vehicle("fast", speed=[(30, IN), (90, OUT)], heading=[(45, IN)]),
             vehicle("slow", speed=[(10, IN), (80, OUT)], heading=[(170, IN)]),
-            vehicle("nowin", speed=[(99, OUT)])):
+            vehicle("nowin", speed=[(99, OUT)]),
+            vehicle("still", speed=[(0, IN)])):
         assert client.post(T, json=body).status_code == 201
     return client
 
@@ -42,10 +43,11 @@ def ids(client: TestClient, **params: object) -> list[str]:
 @pytest.mark.parametrize(("q", "expected"), [
     ("speed>25", ["fast"]),                    # slow's 80 and nowin's 99 are out of the window
     ("speed>=5;heading<90", ["fast"]),
+    ("!heading;speed<5", ["still"]),
     ("speed>25|heading>100", ["fast", "slow"]),
-    ("!heading", ["nowin"]),                   # nowin has no instance in the window
-    ("speed==10..40", ["fast", "slow"]),
-    ("speed", ["fast", "slow"]),
+    ("!heading", ["still"]),                   # nowin has no instance in the window at all
+    ("speed==0..40", ["fast", "slow", "still"]),
+    ("speed", ["fast", "slow", "still"]),
 ])
 def test_q_is_judged_on_the_windowed_instances(fleet: TestClient, q: str,
                                                expected: list[str]) -> None:
@@ -88,3 +90,123 @@ def test_geo_query_is_judged_on_the_windowed_positions(client: TestClient) -> No
     assert ids(client, **near) == ["geoin"]
     r = client.get(T, params={"type": "Vehicle", **near})  # no window: every position counts
     assert len(r.json()) == 2
+
+
+# ------------------------------------------------------------------ simplified representation
+
+
+def test_temporal_values_show_whole_seconds_without_fraction_and_wrap_language_maps(
+        client: TestClient) -> None:
+    body = {"id": "urn:ngsi-ld:Vehicle:lang", "type": "Vehicle",
+            "street": [{"type": "LanguageProperty", "languageMap": {"fr": "Grand Place"},
+                        "observedAt": IN}],
+            "speed": [{"type": "Property", "value": 1, "observedAt": "2026-03-01T12:00:00.25Z"}]}
+    assert client.post(T, json=body).status_code == 201
+    r = client.get(f"{T}/urn:ngsi-ld:Vehicle:lang", params={"options": "temporalValues"})
+    assert r.json()["street"] == {"type": "LanguageProperty", "languageMaps": [
+        [{"languageMap": {"fr": "Grand Place"}}, IN]]}
+    assert r.json()["speed"]["values"] == [[1, "2026-03-01T12:00:00.250000Z"]]
+
+
+# ------------------------------------------------------------------ POST query: aggregation
+
+QUERY = f"{API}/temporal/entityOperations/query"
+
+
+@pytest.mark.parametrize("body", [
+    {"aggrParams": {"aggrMethods": ["avg"], "aggrPeriodDuration": "PT0S"}},
+    {"temporalQ": {"timerel": "after", "timeAt": "2026-01-01T00:00:00Z", "aggrMethods": ["avg", "max"]}},
+    {"temporalQ": {"timerel": "after", "timeAt": "2026-01-01T00:00:00Z", "aggrMethods": "avg,max"}},
+])
+def test_aggregation_asked_in_the_query_body(fleet: TestClient, body: dict[str, Any]) -> None:
+    r = fleet.post(QUERY, json={"type": "Query", "entities": [{"id": "urn:ngsi-ld:Vehicle:fast"}],
+                                **body})
+    assert r.status_code == 200, r.text
+    assert r.json()[0]["speed"]["avg"][0][0] == 60.0
+    assert "instanceId" not in r.text
+
+
+@pytest.mark.parametrize(("body", "word"), [
+    ({"aggrParams": {"aggrMethods": ["bogus"]}}, "aggrMethods"),
+    ({"aggrParams": {"aggrMethods": ["avg"], "aggrPeriodDuration": "bogus"}},
+     "aggrPeriodDuration"),
+    ({"temporalQ": {"aggrMethods": ["avg"], "aggrPeriodDuration": "bogus"}},
+     "aggrPeriodDuration"),
+    ({"aggrParams": ["avg"]}, "aggrParams"),
+    ({"temporalQ": {"lastN": 2.5}}, "lastN"),
+    ({"temporalQ": {"lastN": 2.0}}, "lastN"),
+])
+def test_bad_aggregation_or_last_n_in_the_query_body(fleet: TestClient, body: dict[str, Any],
+                                                     word: str) -> None:
+    r = fleet.post(QUERY, json={"type": "Query", "entities": [{"type": "Vehicle"}], **body})
+    assert r.status_code == 400 and word in r.text, r.text
+
+
+# ------------------------------------------------------------------ GET query parameters
+
+
+def test_entities_without_instances_in_the_window_are_left_out(fleet: TestClient) -> None:
+    assert ids(fleet) == ["fast", "slow", "still"]  # nowin has only January instances
+    assert ids(fleet, attrs="heading") == ["fast", "slow"]
+
+
+def test_format_takes_precedence_over_options(fleet: TestClient) -> None:
+    r = fleet.get(T, params={"id": "urn:ngsi-ld:Vehicle:fast", **WINDOW, "attrs": "speed",
+                             "format": "temporalValues", "options": "aggregatedValues",
+                             "aggrMethods": "sum"})
+    assert r.status_code == 200, r.text
+    assert r.json()[0]["speed"] == {"type": "Property", "values": [[30, IN]]}
+    r = fleet.get(T, params={"type": "Vehicle", "format": "keyValues"})
+    assert r.status_code == 400 and "format" in r.text
+
+
+def test_dataset_id_filter(client: TestClient) -> None:
+    body = {"id": "urn:ngsi-ld:Vehicle:multi", "type": "Vehicle",
+            "speed": [{"type": "Property", "value": 1, "observedAt": IN},
+                      {"type": "Property", "value": 2, "observedAt": IN,
+                       "datasetId": "urn:ngsi-ld:Dataset:a"}],
+            "fuel": [{"type": "Property", "value": 3, "observedAt": IN,
+                      "datasetId": "urn:ngsi-ld:Dataset:b"}]}
+    assert client.post(T, json=body).status_code == 201
+
+    def speed_and_fuel(**params: str) -> Any:
+        r = client.get(T, params={"type": "Vehicle", "options": "temporalValues", **params})
+        assert r.status_code == 200, r.text
+        return [{k: v for k, v in e.items() if k not in ("id", "type")} for e in r.json()]
+
+    [only_a] = speed_and_fuel(datasetId="urn:ngsi-ld:Dataset:a")
+    assert only_a == {"speed": {"type": "Property", "datasetId": "urn:ngsi-ld:Dataset:a",
+                                "values": [[2, IN]]}}
+    [default] = speed_and_fuel(datasetId="@none")
+    assert default == {"speed": {"type": "Property", "values": [[1, IN]]}}
+    [both] = speed_and_fuel(datasetId="@none,urn:ngsi-ld:Dataset:b")
+    assert set(both) == {"speed", "fuel"}
+    assert speed_and_fuel(datasetId="urn:ngsi-ld:Dataset:b", attrs="speed") == []
+    r = client.get(T, params={"type": "Vehicle", "datasetId": "not a uri"})
+    assert r.status_code == 400
+
+
+@pytest.mark.parametrize(("order", "expected"), [
+    ("id", ["fast", "slow", "still"]), ("id;asc", ["fast", "slow", "still"]),
+    ("id;desc", ["still", "slow", "fast"])])
+def test_order_by_id(fleet: TestClient, order: str, expected: list[str]) -> None:
+    assert ids(fleet, orderBy=order) == expected
+    assert ids(fleet, orderBy=order, limit=1, offset=1) == expected[1:2]
+
+
+@pytest.mark.parametrize("order", ["name", "createdAt", "name.sub", "id,name", "id;up"])
+def test_order_by_other_than_id_is_rejected(fleet: TestClient, order: str) -> None:
+    r = fleet.get(T, params={"type": "Vehicle", **WINDOW, "orderBy": order})
+    assert r.status_code == 400 and r.json()["type"].endswith("BadRequestData")
+
+
+def test_attrs_naming_only_entity_members_is_rejected(fleet: TestClient) -> None:
+    r = fleet.get(T, params={**WINDOW, "attrs": "createdAt"})
+    assert r.status_code == 400 and r.json()["type"].endswith("BadRequestData")
+
+
+def test_retrieve_of_attributes_without_history_is_not_found(fleet: TestClient) -> None:
+    url = f"{T}/urn:ngsi-ld:Vehicle:fast"
+    assert fleet.get(url, params={"attrs": "unknown"}).status_code == 404
+    r = fleet.get(url, params={"attrs": "unknown,heading"})
+    assert r.status_code == 200 and "heading" in r.json()

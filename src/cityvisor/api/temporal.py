@@ -24,10 +24,13 @@ from cityvisor.api.http import (
 from cityvisor.broker.entities import QueryParams
 from cityvisor.broker.temporal import TemporalBroker, TemporalQuery, TemporalResult
 from cityvisor.ngsild.errors import BadRequestData, OperationNotSupported
+from cityvisor.ngsild.query import parse_q
 
 BASE = "/ngsi-ld/v1"
-UNSUPPORTED = ("scopeQ", "csf", "join", "joinLevel", "entityMap", "containedBy", "datasetId",
-               "expandValues", "collectValues", "pick", "omit", "format")
+UNSUPPORTED = ("scopeQ", "join", "joinLevel", "entityMap", "containedBy",
+               "expandValues", "collectValues", "pick", "omit")
+#: entity members that are not attributes: ``attrs`` naming only these selects nothing
+_CORE_MEMBERS = frozenset({"id", "type", "scope", "createdAt", "modifiedAt", "deletedAt"})
 
 
 def _temporal(request: Request) -> TemporalBroker:
@@ -51,7 +54,36 @@ def _temporal_query(request: Request) -> TemporalQuery:
         timerel=params.get("timerel"), time_at=params.get("timeAt"),
         end_time_at=params.get("endTimeAt"), timeproperty=params.get("timeproperty"),
         last_n=params.get("lastN"), options=params.get("options"),
-        aggr_methods=params.get("aggrMethods"), aggr_period=params.get("aggrPeriodDuration"))
+        aggr_methods=params.get("aggrMethods"), aggr_period=params.get("aggrPeriodDuration"),
+        format=params.get("format"), dataset_ids=params.get("datasetId"))
+
+
+def _order_by_id(raw: str | None) -> bool | None:
+    """``orderBy`` of a temporal query (clause 5.7.4.4): only ``id`` may be named, with an
+    optional ``;asc`` / ``;desc`` direction (clause 4.23); True for descending."""
+    if raw is None:
+        return None
+    name, _, direction = raw.strip().partition(";")
+    if name != "id" or direction not in ("", "asc", "desc"):
+        raise BadRequestData(f"orderBy of a temporal query may only name id (id, id;asc or "
+                             f"id;desc), got {raw!r}")
+    return direction == "desc"
+
+
+def _check_csf(raw: str | None) -> None:
+    """``csf`` (clause 4.9 grammar) is checked; the Temporal API answers from local data
+    only, which a context source filter does not restrict."""
+    if raw is not None:
+        parse_q(raw, lambda name: name)
+
+
+def _check_attrs(raw: str | None) -> None:
+    if raw is None:
+        return
+    names = {a.strip() for a in raw.split(",")}
+    if names and names <= _CORE_MEMBERS:
+        raise BadRequestData(f"attrs names no attribute ({raw!r}): {', '.join(sorted(names))} "
+                             "are entity members, not attributes")
 
 
 def _count(request: Request) -> bool:
@@ -80,6 +112,9 @@ async def query_temporal(request: Request, call: Call) -> Response:
     _refuse_unsupported(request)
     params = request.query_params
     tq = _temporal_query(request)
+    descending = _order_by_id(params.get("orderBy"))
+    _check_csf(params.get("csf"))
+    _check_attrs(params.get("attrs"))
     query = QueryParams(
         id=params.get("id"), id_pattern=params.get("idPattern"), type=params.get("type"),
         attrs=params.get("attrs"), q=params.get("q"), georel=params.get("georel"),
@@ -87,7 +122,8 @@ async def query_temporal(request: Request, call: Call) -> Response:
         geoproperty=params.get("geoproperty"), limit=int_param(request, "limit"),
         offset=int_param(request, "offset", 0) or 0, count=_count(request),
         local=bool_param(request, "local"))
-    result = await _temporal(request).query(call.tenant, call.context, query, tq)
+    result = await _temporal(request).query(call.tenant, call.context, query, tq,
+                                            descending=descending)
     return _result_response(call, result, result.entities)
 
 

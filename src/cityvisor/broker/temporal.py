@@ -381,51 +381,68 @@ class TemporalBroker:
         if entity_id not in rows:
             raise ResourceNotFound(f"Entity {entity_id} has no temporal representation")
         found = rows[entity_id]
+        if wanted is not None and not any([await self.store.has_history(
+                tenant, entity_id, iri, None) for iri in sorted(wanted)]):
+            # clause 5.7.3.4: none of the requested attributes has a temporal representation
+            raise ResourceNotFound(f"Entity {entity_id} has no history of attribute "
+                                   f"{', '.join(sorted(terms.compact(i) for i in wanted))}")
         heads = [(entity_id, list(found.types), found.created_at, found.modified_at)]
         return await self._histories(tenant, heads, wanted, tq, terms)
 
     async def query(self, tenant: str | None, context: Any, params: QueryParams,
-                    tq: TemporalQuery) -> TemporalResult:
-        """5.7.4 Query Temporal Evolution of Entities."""
+                    tq: TemporalQuery, *, descending: bool | None = None) -> TemporalResult:
+        """5.7.4 Query Temporal Evolution of Entities; ``descending`` orders the entities by
+        id (``orderBy=id``, clause 5.7.4.4), None keeps the order of their creation."""
         terms = await self.contexts.term_map(context)
         query = self.broker.entity_query(params, terms)
         await self._require_tenant(tenant)
-        if query.q is not None or query.geo is not None:
-            selected, count = await self._select_on_window(tenant, query, tq)
-        else:
-            selected, count = await self.store.select_temporal_entities(tenant, query)
+        selected, count = await self._select_on_window(tenant, query, tq, descending)
         heads = [(e.id, list(e.types), e.created_at, e.modified_at) for e in selected]
         result = await self._histories(tenant, heads, query.attrs, tq, terms)
         result.count = count
         return result
 
     async def _select_on_window(self, tenant: str | None, query: EntityQuery,
-                                tq: TemporalQuery) -> tuple[list[TemporalEntity], int | None]:
-        """The entities whose instances within the temporal query satisfy ``q`` and the
+                                tq: TemporalQuery, descending: bool | None
+                                ) -> tuple[list[TemporalEntity], int | None]:
+        """The entities that have instances within the temporal query (of the requested
+        attributes and datasetIds) and whose windowed instances satisfy ``q`` and the
         geo-query (clause 5.7.4.4: the values filter and the geospatial restrictions are
         checked against the attribute instances the temporal filter selected, not against the
-        current state), then the page ``offset``/``limit`` of them and their count."""
-        wanted = frozenset() if query.q is None else q_language.q_attributes(query.q)
+        current state); then the page ``offset``/``limit`` of them and their count."""
+        judged = frozenset() if query.q is None else q_language.q_attributes(query.q)
         if query.geo is not None:
-            wanted |= {query.geo.geoproperty}
+            judged |= {query.geo.geoproperty}
         candidates = replace(query, q=None, geo=None, limit=_SELECTION_PAGE, offset=0,
                              count=False)
-        enough = None if query.count else query.offset + query.limit
+        enough = None if query.count or descending is not None else query.offset + query.limit
         limit = self.max_instances if tq.last_n is None else min(tq.last_n, self.max_instances)
+        window = tq.time_filter()
         matched: list[TemporalEntity] = []
         while enough is None or len(matched) < enough:
             page, _ = await self.store.select_temporal_entities(tenant, candidates)
-            data = await self.store.histories(tenant, [e.id for e in page], wanted,
-                                              tq.time_filter(), limit)
+            ids = [e.id for e in page]
+            # one instance per attribute tells whether an entity has some in the window,
+            # unless only some datasetIds count
+            present = await self.store.histories(tenant, ids, query.attrs, window,
+                                                 limit if tq.datasets is not None else 1)
+            values = await self.store.histories(tenant, ids, judged, window, limit) if (
+                judged) else {}
             for head in page:
+                if not any(tq.keeps(row) for rows in present.get(head.id, {}).values()
+                           for row in rows):
+                    continue
                 windowed = {"id": head.id, "type": list(head.types), "attrs": {
-                    iri: [stored_instance(r) for r in rows if r.deleted_at is None]
-                    for iri, rows in data.get(head.id, {}).items()}}
+                    iri: [stored_instance(r) for r in rows
+                          if r.deleted_at is None and tq.keeps(r)]
+                    for iri, rows in values.get(head.id, {}).items()}}
                 if _window_matches(query, windowed):
                     matched.append(head)
             if len(page) < _SELECTION_PAGE:
                 break
             candidates = replace(candidates, offset=candidates.offset + _SELECTION_PAGE)
+        if descending is not None:
+            matched.sort(key=lambda e: e.id, reverse=descending)
         return (matched[query.offset:query.offset + query.limit],
                 len(matched) if query.count else None)
 
@@ -438,14 +455,26 @@ class TemporalBroker:
         if not isinstance(temporal_q, dict):
             raise BadRequestData("temporalQ must be an object")
         last_n = temporal_q.get("lastN", raw.get("lastN"))
+        # the aggregation: the Query's aggrParams (clause 5.2.44), the temporalQ's members
+        # (clause 5.2.21) or the URL; asking for one in the body asks for aggregatedValues
+        aggr_params = body.get("aggrParams", {})
+        if not isinstance(aggr_params, dict):
+            raise BadRequestData("aggrParams must be an object")
+        options = raw.get("options")
+        methods = aggr_params.get("aggrMethods", temporal_q.get("aggrMethods"))
+        period = aggr_params.get("aggrPeriodDuration", temporal_q.get("aggrPeriodDuration"))
+        if methods is not None or period is not None:
+            named = [o.strip() for o in (options or "").split(",") if o.strip()]
+            options = ",".join(named if "aggregatedValues" in named
+                               else [*named, "aggregatedValues"])
         tq = TemporalQuery.parse(
             timerel=temporal_q.get("timerel"), time_at=temporal_q.get("timeAt"),
             end_time_at=temporal_q.get("endTimeAt"),
             timeproperty=temporal_q.get("timeproperty"),
             last_n=str(last_n) if isinstance(last_n, int) and not isinstance(last_n, bool)
             else last_n,
-            options=raw.get("options"), aggr_methods=raw.get("aggrMethods"),
-            aggr_period=raw.get("aggrPeriodDuration"))
+            options=options, aggr_methods=raw.get("aggrMethods") if methods is None else methods,
+            aggr_period=raw.get("aggrPeriodDuration") if period is None else period)
         return await self.query(tenant, context, merged, tq)
 
     # ------------------------------------------------------------ histories and rendering
@@ -465,6 +494,10 @@ class TemporalBroker:
         capped = tq.last_n is None or tq.last_n > limit
         data = await self.store.histories(tenant, ids, wanted, tq.time_filter(),
                                           limit + capped)
+        if tq.datasets is not None:
+            data = {entity: {attr: kept for attr, rows in attrs.items()
+                             if (kept := [r for r in rows if tq.keeps(r)])}
+                    for entity, attrs in data.items()}
         truncated: list[str] = []
         for histories in data.values():
             for attr, rows in histories.items():
@@ -503,8 +536,9 @@ class TemporalBroker:
             with_last_time=period.whole and whole_end is None)
         out: dict[str, dict[str, list[tuple[Any, ...]]]] = {}
         for entity_id, per_attr in found.items():
-            out[entity_id] = {attr: self._aggregate_results(aggregate, period, whole_end)
-                              for attr, aggregate in per_attr.items()}
+            out[entity_id] = {attr: results for attr, aggregate in per_attr.items() if (
+                results := [r for r in self._aggregate_results(aggregate, period, whole_end)
+                            if tq.datasets is None or r[0] in tq.datasets])}
         return out
 
     @staticmethod

@@ -12,8 +12,14 @@ import orjson
 
 from cityvisor.ngsild.context import TermMap
 from cityvisor.ngsild.errors import BadRequestData
-from cityvisor.ngsild.model import NULL, VALUE_MEMBER, Representation, _compact_instance
-from cityvisor.ngsild.time import Period, normalize_time, parse_duration
+from cityvisor.ngsild.model import (
+    NULL,
+    VALUE_MEMBER,
+    Representation,
+    _compact_instance,
+    check_uri,
+)
+from cityvisor.ngsild.time import Period, display_time, normalize_time, parse_duration
 from cityvisor.store.base import TIME_PROPERTIES, TimeFilter
 from cityvisor.store.records import HistoryRow
 
@@ -26,6 +32,11 @@ TEMPORAL_VALUES_MEMBER = {
     "LanguageProperty": "languageMaps", "ListProperty": "valueLists",
     "ListRelationship": "objectLists", "JsonProperty": "jsons", "VocabProperty": "vocabs",
 }
+
+
+#: the ``format`` parameter's values -> representation (``simplified`` = ``temporalValues``)
+FORMATS = {"normalized": "normalized", "temporalValues": "temporalValues",
+           "simplified": "temporalValues", "aggregatedValues": "aggregatedValues"}
 
 
 @dataclass(frozen=True)
@@ -41,12 +52,22 @@ class TemporalQuery:
     sys_attrs: bool = False
     methods: tuple[str, ...] = ()
     period: Period = field(default_factory=Period)
+    #: ``datasetId`` filter (clause 4.5.5): the instances kept; ``""`` is the default one
+    datasets: frozenset[str] | None = None
+
+    def keeps(self, row: HistoryRow) -> bool:
+        """Whether the ``datasetId`` filter keeps a history row."""
+        return self.datasets is None or row.dataset_id in self.datasets
 
     @classmethod
     def parse(cls, *, timerel: object = None, time_at: object = None, end_time_at: object = None,
               timeproperty: object = None, last_n: object = None, options: object = None,
-              aggr_methods: object = None, aggr_period: object = None) -> TemporalQuery:
+              aggr_methods: object = None, aggr_period: object = None,
+              format: object = None,
+              dataset_ids: object = None) -> TemporalQuery:
         """Validate the raw parameters (strings, or JSON values of a temporalQ)."""
+        if isinstance(aggr_methods, list) and all(isinstance(m, str) for m in aggr_methods):
+            aggr_methods = ",".join(aggr_methods)  # clause 5.2.44: an array of strings
         for name, raw in (("timerel", timerel), ("timeAt", time_at), ("endTimeAt", end_time_at),
                           ("timeproperty", timeproperty), ("options", options),
                           ("aggrMethods", aggr_methods), ("aggrPeriodDuration", aggr_period)):
@@ -75,8 +96,9 @@ class TemporalQuery:
         n: int | None = None
         if last_n is not None:
             try:
-                n = int(last_n)  # type: ignore[call-overload]
-            except (TypeError, ValueError):
+                # clause 5.2.21: a positive integer (2.5 is none, whatever int() makes of it)
+                n = int(last_n) if isinstance(last_n, (str, int)) else None
+            except ValueError:
                 n = None
             if n is None or isinstance(last_n, bool) or n < 1:
                 raise BadRequestData(f"lastN must be a positive integer, got {last_n!r}")
@@ -89,6 +111,15 @@ class TemporalQuery:
             raise BadRequestData("options may name only one of temporalValues and aggregatedValues")
         mode = ("temporalValues" if "temporalValues" in opts else
                 "aggregatedValues" if "aggregatedValues" in opts else "normalized")
+        if format is not None:
+            # clause 6.3.7 / 6.18.3.2: format names the representation and takes precedence
+            # over the representation named in options
+            if not isinstance(format, str) or format not in FORMATS:
+                raise BadRequestData(f"format must be one of {', '.join(FORMATS)}, got "
+                                     f"{format!r}")
+            mode = FORMATS[format]
+            if mode != "aggregatedValues":
+                aggr_methods = aggr_period = None
         methods: tuple[str, ...] = ()
         period = Period()
         if mode == "aggregatedValues":
@@ -104,7 +135,8 @@ class TemporalQuery:
             period = parse_duration(aggr_period)  # type: ignore[arg-type]
         elif aggr_methods is not None or aggr_period is not None:
             raise BadRequestData("aggrMethods and aggrPeriodDuration need options=aggregatedValues")
-        return cls(timerel, start, end, prop, n, mode, "sysAttrs" in opts, methods, period)
+        return cls(timerel, start, end, prop, n, mode, "sysAttrs" in opts, methods, period,
+                   _datasets(dataset_ids))
 
     def time_filter(self) -> TimeFilter:
         prop = self.timeproperty
@@ -116,6 +148,25 @@ class TemporalQuery:
             return TimeFilter(prop, from_=self.time_at, before=self.end_time_at,
                               last_n=self.last_n)
         return TimeFilter(prop, last_n=self.last_n)
+
+
+def _datasets(raw: object) -> frozenset[str] | None:
+    """``datasetId``: a comma-separated list (or a JSON array) of dataset URIs, ``@none``
+    naming the default instance."""
+    if raw is None:
+        return None
+    names = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(names, list) or not names:
+        raise BadRequestData(f"datasetId must be a list of URIs or @none, got {raw!r}")
+    out = set()
+    for name in names:
+        if name == "@none":
+            out.add("")
+            continue
+        if not isinstance(name, str) or not name.strip():
+            raise BadRequestData(f"datasetId has an empty or non-string item: {raw!r}")
+        out.add(check_uri(name.strip(), "datasetId"))
+    return frozenset(out)
 
 
 @dataclass
@@ -167,10 +218,12 @@ def render_attribute(rows: list[HistoryRow], terms: TermMap,
                     entry["datasetId"] = row[2]
             member = TEMPORAL_VALUES_MEMBER.get(kind, "values")
             value = instance[VALUE_MEMBER[kind]]
+            if kind == "LanguageProperty":
+                value = {"languageMap": value}  # clause 4.5.9: [{"languageMap": {...}}, time]
             if kind == "VocabProperty":
                 value = ([terms.compact(v) for v in value] if isinstance(value, list)
                          else terms.compact(value))
-            entry.setdefault(member, []).append([value, row[column]])
+            entry.setdefault(member, []).append([value, display_time(str(row[column]))])
         entries = list(by_dataset.values())
         return entries[0] if len(entries) == 1 else entries
     rendered = []
@@ -205,7 +258,7 @@ def render_aggregates(data: dict[str, list[tuple[Any, ...]]], terms: TermMap,
                 for method in tq.methods:
                     entry[method] = []
             for method, value in zip(tq.methods, values, strict=True):
-                entry[method].append([value, start, end])
+                entry[method].append([value, display_time(start), display_time(end)])
         entries = list(by_dataset.values())
         out[terms.compact(iri)] = entries[0] if len(entries) == 1 else entries
     return out
@@ -236,4 +289,4 @@ def paginate(data: dict[str, dict[str, list[HistoryRow]]], truncated: list[str],
     cut = {entity: {attr: rows for attr, rows in attrs.items() if rows}
            for entity, attrs in cut.items()}
     size = "*" if tq.last_n is None else str(tq.last_n)
-    return cut, f"date-time {start}-{end}/{size}"
+    return cut, f"date-time {display_time(str(start))}-{display_time(end)}/{size}"

@@ -13,7 +13,7 @@ objects (always in UTC) or POSIX epoch seconds. Every name says what it returns:
 and the parameters of temporal queries (clause 4.11, 6.3.10):
 
 - ``normalize_time(text) -> str``: a request's date-time as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``
-  (or ``BadRequestData``)
+  (or ``BadRequestData``); ``display_time`` writes such a text back without a zero fraction
 - ``parse_duration(text) -> Period``: ``aggrPeriodDuration``; ``period_bounds`` and
   ``add_months`` place aggregation periods on the calendar
 
@@ -35,6 +35,7 @@ __all__ = [
     "Period",
     "add_months",
     "as_utc",
+    "display_time",
     "epoch_seconds",
     "format_utc_micros",
     "format_utc_seconds",
@@ -185,6 +186,19 @@ def normalize_time(text: object, what: str = "date-time") -> str:
     if len(_TIMES) < 10_000:
         _TIMES[text] = result
     return result
+
+
+def display_time(normal: str) -> str:
+    """A normalised ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` as answers show it: a zero fraction of a
+    second is dropped (``...T12:03:00Z``, the canonical form of clause 4.6.3's DateTime),
+    any other is kept.
+
+    >>> display_time("2020-08-01T12:03:00.000000Z"), display_time("2020-08-01T12:03:00.250000Z")
+    ('2020-08-01T12:03:00Z', '2020-08-01T12:03:00.250000Z')
+    """
+    if normal.endswith(".000000Z"):
+        return normal[:-8] + "Z"
+    return normal
 
 
 @dataclass(frozen=True)
