@@ -52,8 +52,8 @@ def test_entities_queries_history_and_subscriptions_in_memory(
     assert client.get(E, params={"type": "Streetlight", "q": 'powerState=="on"'}).json() == []
     history = client.get(f"/ngsi-ld/v1/temporal/entities/{LAMP}",
                          params={"attrs": "powerState", "options": "temporalValues"}).json()
-    assert history["powerState"]["values"] == [["on", "2026-12-01T17:00:00.000000Z"],
-                                               ["off", "2026-12-01T23:00:00.000000Z"]]
+    assert history["powerState"]["values"] == [["on", "2026-12-01T17:00:00Z"],
+                                               ["off", "2026-12-01T23:00:00Z"]]
     types = client.get("/ngsi-ld/v1/types").json()
     assert types["typeList"] == ["Streetlight"]
     store = client.services.store  # type: ignore[attr-defined]
