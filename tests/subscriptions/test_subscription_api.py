@@ -190,3 +190,18 @@ def test_roles(secure_client: TestClient, secure_settings: Any) -> None:
     assert secure_client.get(SUBS).status_code == 401
     assert secure_client.post(SUBS, json=sub(), headers=auth).status_code == 403
     assert secure_client.get(SUBS, headers=auth).status_code == 200
+
+
+def test_version_preference_is_applied_on_retrieve_and_query(client: TestClient) -> None:
+    client.post(SUBS, json=sub(id="urn:ngsi-ld:Subscription:v"))
+    url = f"{SUBS}/urn:ngsi-ld:Subscription:v"
+    got = client.get(url, headers={"Prefer": "respond-async, NGSI-LD=\"1.0\";q=0.1"})
+    assert got.status_code == 200
+    assert got.headers["Preference-Applied"] == "ngsi-ld=1.0"
+    assert got.json()["id"] == "urn:ngsi-ld:Subscription:v"
+    listed = client.get(SUBS, params={"count": "true"}, headers={"Prefer": "ngsi-ld=1.8"})
+    assert listed.headers["Preference-Applied"] == "ngsi-ld=1.8"
+    assert listed.headers["NGSILD-Results-Count"] == "1"
+    for prefer in ("respond-async", "ngsi-ld=7.0"):
+        assert "Preference-Applied" not in client.get(url, headers={"Prefer": prefer}).headers
+    assert "Preference-Applied" not in client.get(url).headers

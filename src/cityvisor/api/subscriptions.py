@@ -16,6 +16,7 @@ from cityvisor.api.http import (
     read_body,
     services_of,
 )
+from cityvisor.api.prefer import version_applied, version_preference
 from cityvisor.broker.subscriptions import SubscriptionManager
 from cityvisor.ngsild.errors import BadRequestData
 
@@ -47,14 +48,22 @@ async def query_subscriptions(request: Request, call: Call) -> Response:
     if offset < 0:
         raise BadRequestData(f"offset must not be negative, got {offset}")
     page, total = await _manager(request).query(call.tenant, limit, offset)
-    headers = {"NGSILD-Results-Count": str(total)} if count else None
+    headers = _version_headers(request)
+    if count:
+        headers["NGSILD-Results-Count"] = str(total)
     return json_response(call, page, headers=headers)
 
 
 async def retrieve_subscription(request: Request, call: Call) -> Response:
     """6.11.3.1 Retrieve Subscription."""
     sub = await _manager(request).retrieve(call.tenant, request.path_params["subscriptionId"])
-    return json_response(call, sub)
+    return json_response(call, sub, headers=_version_headers(request))
+
+
+def _version_headers(request: Request) -> dict[str, str]:
+    """Preference-Applied for a version preference (clauses 4.3.6.8, 6.3.6): subscriptions
+    are served unaltered (200)."""
+    return version_applied(version_preference(request.headers.getlist("prefer")))
 
 
 async def update_subscription(request: Request, call: Call) -> Response:
