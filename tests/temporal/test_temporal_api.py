@@ -291,7 +291,7 @@ def test_query_temporal_entities(client: TestClient) -> None:
     ({"timerel": "between", "timeAt": at(0)}, "endTimeAt"),
     ({"timerel": "between", "timeAt": at(2), "endTimeAt": at(1)}, "after"),
     ({"timerel": "after", "timeAt": "yesterday"}, "timeAt"),
-    ({"timeproperty": "deletedAt"}, "timeproperty"),
+    ({"timeproperty": "expiredAt"}, "timeproperty"),
     ({"lastN": "0"}, "lastN"),
     ({"lastN": "x"}, "lastN"),
     ({"options": "aggregatedValues"}, "aggrMethods"),

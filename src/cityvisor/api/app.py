@@ -7,8 +7,10 @@ root: whoever composes the server (``cityvisor.web``, a test) hands it the servi
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import cache
 from typing import Any
 
 import orjson
@@ -150,7 +152,34 @@ async def openapi(request: Request) -> Response:
     return Response(orjson.dumps(openapi_document()), media_type="application/json")
 
 
+@cache
+def _templates() -> list[re.Pattern[str]]:
+    """The API paths with each ``{parameter}`` matching any segment, an empty one included."""
+    return [re.compile("^" + re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]*)", re.escape(BASE + path))
+                       + "$") for table in ROUTE_TABLES for path, _ in table]
+
+
+def _empty_parameter(path: str) -> str | None:
+    """The name of the path parameter left empty (``/entities//attrs``), if that is why no
+    route matched."""
+    if "//" not in path:
+        return None
+    for template in _templates():
+        found = template.match(path)
+        if found is not None:
+            empty = [name for name, value in found.groupdict().items() if not value]
+            if empty:
+                return empty[0]
+    return None
+
+
 async def _not_found(request: Request, exc: Exception) -> Response:
+    empty = _empty_parameter(request.url.path)
+    if empty is not None:
+        # an empty entity id, attribute name... is no valid one (clauses 4.6.2, 6.3.x):
+        # BadRequestData, not a missing resource
+        return problem_response(BadRequestData(
+            f"The request path {request.url.path} has an empty {empty}"))
     if isinstance(exc, HTTPException) and exc.status_code == 405:
         response = problem_response(
             MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}"))

@@ -22,13 +22,13 @@ from cityvisor.api.http import (
     services_of,
 )
 from cityvisor.broker.entities import QueryParams
-from cityvisor.broker.temporal import TemporalBroker, TemporalQuery, TemporalResult
+from cityvisor.broker.temporal import Projection, TemporalBroker, TemporalQuery, TemporalResult
 from cityvisor.ngsild.errors import BadRequestData, OperationNotSupported
 from cityvisor.ngsild.query import parse_q
 
 BASE = "/ngsi-ld/v1"
 UNSUPPORTED = ("scopeQ", "join", "joinLevel", "entityMap", "containedBy",
-               "expandValues", "collectValues", "pick", "omit")
+               "expandValues", "collectValues")
 #: entity members that are not attributes: ``attrs`` naming only these selects nothing
 _CORE_MEMBERS = frozenset({"id", "type", "scope", "createdAt", "modifiedAt", "deletedAt"})
 
@@ -56,6 +56,11 @@ def _temporal_query(request: Request) -> TemporalQuery:
         last_n=params.get("lastN"), options=params.get("options"),
         aggr_methods=params.get("aggrMethods"), aggr_period=params.get("aggrPeriodDuration"),
         format=params.get("format"), dataset_ids=params.get("datasetId"))
+
+
+def _projection(request: Request) -> Projection:
+    params = request.query_params
+    return Projection.parse(params.get("pick"), params.get("omit"), params.get("attrs"))
 
 
 def _order_by_id(raw: str | None) -> bool | None:
@@ -107,8 +112,8 @@ def _result_response(call: Call, result: TemporalResult, data: Any) -> Response:
 
 async def query_temporal(request: Request, call: Call) -> Response:
     """6.18.3.2 Query Temporal Evolution of Entities: id, idPattern, type, attrs, q, geo-query,
-    timerel/timeAt/endTimeAt/timeproperty, lastN, limit/offset/count, options=temporalValues |
-    aggregatedValues (aggrMethods, aggrPeriodDuration) | sysAttrs."""
+    timerel/timeAt/endTimeAt/timeproperty, lastN, limit/offset/count, pick/omit,
+    options=temporalValues | aggregatedValues (aggrMethods, aggrPeriodDuration) | sysAttrs."""
     _refuse_unsupported(request)
     params = request.query_params
     tq = _temporal_query(request)
@@ -123,7 +128,8 @@ async def query_temporal(request: Request, call: Call) -> Response:
         offset=int_param(request, "offset", 0) or 0, count=_count(request),
         local=bool_param(request, "local"))
     result = await _temporal(request).query(call.tenant, call.context, query, tq,
-                                            descending=descending)
+                                            descending=descending,
+                                            projection=_projection(request))
     return _result_response(call, result, result.entities)
 
 
@@ -139,11 +145,12 @@ async def create_temporal(request: Request, call: Call) -> Response:
 
 
 async def retrieve_temporal(request: Request, call: Call) -> Response:
-    """6.19.3.1 Retrieve Temporal Evolution of an Entity (attrs and the temporal parameters)."""
+    """6.19.3.1 Retrieve Temporal Evolution of an Entity (attrs or pick/omit, and the temporal
+    parameters)."""
     _refuse_unsupported(request)
     result = await _temporal(request).retrieve(
         call.tenant, call.context, request.path_params["entityId"], _temporal_query(request),
-        request.query_params.get("attrs"))
+        request.query_params.get("attrs"), _projection(request))
     return _result_response(call, result, result.entities[0])
 
 
@@ -201,7 +208,8 @@ async def query_temporal_post(request: Request, call: Call) -> Response:
                         offset=int_param(request, "offset", 0) or 0, count=_count(request),
                         local=bool_param(request, "local"))
     result = await _temporal(request).batch_query(call.tenant, call.context, body, query,
-                                                  dict(request.query_params))
+                                                  dict(request.query_params),
+                                                  _projection(request))
     return _result_response(call, result, result.entities)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,8 @@ import orjson
 from cityvisor.broker.entities import EntityBroker, QueryParams, query_document, utc_now
 from cityvisor.broker.temporal_query import (
     INSTANCE_PREFIX,
+    NO_PROJECTION,
+    Projection,
     TemporalQuery,
     TemporalResult,
     paginate,
@@ -42,18 +45,20 @@ from cityvisor.broker.temporal_query import (
 )
 from cityvisor.ngsild import geo as geo_predicates
 from cityvisor.ngsild import query as q_language
-from cityvisor.ngsild.context import TermMap
+from cityvisor.ngsild.context import CORE_IRI, TermMap
 from cityvisor.ngsild.errors import (
     BadRequestData,
     NonexistentTenant,
     ResourceNotFound,
 )
 from cityvisor.ngsild.model import (
+    NULL,
     VALUE_MEMBER,
     attribute_iri,
     check_name,
     check_uri,
     expand_instance,
+    expand_scope,
     expand_types,
 )
 from cityvisor.ngsild.time import (
@@ -125,6 +130,34 @@ def instance_record(entity_id: str, entity_type: str, iri: str, instance: dict[s
         modified, None, _num(instance), _dumps(instance))
 
 
+#: the Scope's temporal evolution is recorded as a Property of this name (clause 4.5.6)
+SCOPE_IRI = CORE_IRI + "scope"
+
+
+def scope_instance(scope: list[str], at: str) -> dict[str, Any]:
+    """Clause 4.5.6: the Scope as an instance of a Property whose only sub-properties are
+    temporal; changed through the core API, its ``observedAt`` is a copy of ``modifiedAt``."""
+    return {"type": "Property", "value": scope[0] if len(scope) == 1 else scope,
+            "observedAt": at, "createdAt": at, "modifiedAt": at}
+
+
+def _scope_records(old: dict[str, Any] | None, new: dict[str, Any] | None,
+                   at: str) -> list[InstanceRecord]:
+    """The Scope's history row of an entity change: a new instance when it changed, a
+    deletion when it went away."""
+    before = old.get("scope") if old is not None else None
+    after = new.get("scope") if new is not None else None
+    if before == after:
+        return []
+    entity = new if new is not None else old
+    assert entity is not None
+    if after:
+        return [instance_record(entity["id"], entity["type"][0], SCOPE_IRI,
+                                scope_instance(after, at))]
+    return [instance_record(entity["id"], entity["type"][0], SCOPE_IRI,
+                            scope_instance(before, at), at)] if before else []
+
+
 def _by_dataset(instances: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {i.get("datasetId", ""): i for i in instances}
 
@@ -141,6 +174,7 @@ def changes_to_records(ops: Sequence[WriteOp], now: Callable[[], str]) -> list[o
             for iri, instances in old["attrs"].items():
                 for instance in instances:
                     records.append(instance_record(old["id"], kind, iri, instance, deleted))
+            records.extend(_scope_records(old, None, deleted))
             records.append(EntityRecord(old["id"], tuple(old["type"]), old["createdAt"],
                                            deleted, deleted))
             continue
@@ -148,6 +182,7 @@ def changes_to_records(ops: Sequence[WriteOp], now: Callable[[], str]) -> list[o
         if old is None or old["type"] != new["type"]:
             records.append(EntityRecord(entity_id, tuple(new["type"]), new["createdAt"],
                                            new["modifiedAt"]))
+        records.extend(_scope_records(old, new, new["modifiedAt"]))
         old_attrs = old["attrs"] if old is not None else {}
         new_attrs = new["attrs"]
         for iri, instances in new_attrs.items():
@@ -231,6 +266,11 @@ class TemporalBroker:
             items = raw if isinstance(raw, list) else [raw]
             if not items:
                 raise BadRequestData(f"Attribute {name!r} has no instance")
+            if any(item == NULL for item in items):
+                # clause 5.2.1 / 5.5.4: "urn:ngsi-ld:null" marks a deleted value inside an
+                # instance, never a member of a temporal representation
+                raise BadRequestData(f"Attribute {name!r} is {NULL!r}: a temporal "
+                                     "representation holds instances, not a deletion marker")
             for item in items:
                 found.append((iri, expand_instance(iri, item, terms, now, name)))
         return found
@@ -249,6 +289,7 @@ class TemporalBroker:
         now = utc_now()
         pairs = self._instances(body, terms, now, ("id", "type", "@context", "scope",
                                                    "createdAt", "modifiedAt"))
+        pairs.extend(_scope_pairs(body, terms, now))
         async with self.broker.lock(tenant):
             row = await self._entity_row(tenant, entity_id)
             created_at = now
@@ -273,6 +314,7 @@ class TemporalBroker:
         now = utc_now()
         pairs = self._instances(body, terms, now, ("id", "type", "@context", "scope",
                                                    "createdAt", "modifiedAt"))
+        pairs.extend(_scope_pairs(body, terms, now))
         if not pairs:
             raise BadRequestData("The body has no attribute")
         async with self.broker.lock(tenant):
@@ -371,8 +413,10 @@ class TemporalBroker:
     # ------------------------------------------------------------ reads (5.7.3, 5.7.4)
 
     async def retrieve(self, tenant: str | None, context: Any, entity_id: str,
-                       tq: TemporalQuery, attrs: str | None = None) -> TemporalResult:
-        """5.7.3 Retrieve Temporal Evolution of an Entity."""
+                       tq: TemporalQuery, attrs: str | None = None,
+                       projection: Projection = NO_PROJECTION) -> TemporalResult:
+        """5.7.3 Retrieve Temporal Evolution of an Entity; ``projection``: pick / omit
+        (clause 5.7.3.4: ResourceNotFound when they leave no member)."""
         check_uri(entity_id, "Entity id")
         terms = await self.contexts.term_map(context)
         wanted = _attr_set(attrs, terms)
@@ -387,18 +431,24 @@ class TemporalBroker:
             raise ResourceNotFound(f"Entity {entity_id} has no history of attribute "
                                    f"{', '.join(sorted(terms.compact(i) for i in wanted))}")
         heads = [(entity_id, list(found.types), found.created_at, found.modified_at)]
-        return await self._histories(tenant, heads, wanted, tq, terms)
+        result = await self._histories(tenant, heads, wanted, tq, terms, projection)
+        if not result.entities[0]:
+            raise ResourceNotFound(f"Entity {entity_id} has no member left after pick / omit")
+        return result
 
     async def query(self, tenant: str | None, context: Any, params: QueryParams,
-                    tq: TemporalQuery, *, descending: bool | None = None) -> TemporalResult:
+                    tq: TemporalQuery, *, descending: bool | None = None,
+                    projection: Projection = NO_PROJECTION) -> TemporalResult:
         """5.7.4 Query Temporal Evolution of Entities; ``descending`` orders the entities by
-        id (``orderBy=id``, clause 5.7.4.4), None keeps the order of their creation."""
+        id (``orderBy=id``, clause 5.7.4.4), None keeps the order of their creation;
+        ``projection``: pick / omit, which shape the entities and select none."""
         terms = await self.contexts.term_map(context)
+        _refuse_linked_q(params.q)
         query = self.broker.entity_query(params, terms)
         await self._require_tenant(tenant)
         selected, count = await self._select_on_window(tenant, query, tq, descending)
         heads = [(e.id, list(e.types), e.created_at, e.modified_at) for e in selected]
-        result = await self._histories(tenant, heads, query.attrs, tq, terms)
+        result = await self._histories(tenant, heads, query.attrs, tq, terms, projection)
         result.count = count
         return result
 
@@ -447,7 +497,8 @@ class TemporalBroker:
                 len(matched) if query.count else None)
 
     async def batch_query(self, tenant: str | None, context: Any, body: object,
-                          params: QueryParams, raw: dict[str, Any]) -> TemporalResult:
+                          params: QueryParams, raw: dict[str, Any],
+                          projection: Projection = NO_PROJECTION) -> TemporalResult:
         """5.7.4 via POST /temporal/entityOperations/query (Query with temporalQ)."""
         merged = query_document(body, params)
         assert isinstance(body, dict)  # checked by query_document
@@ -475,18 +526,22 @@ class TemporalBroker:
             else last_n,
             options=options, aggr_methods=raw.get("aggrMethods") if methods is None else methods,
             aggr_period=raw.get("aggrPeriodDuration") if period is None else period)
-        return await self.query(tenant, context, merged, tq)
+        return await self.query(tenant, context, merged, tq, projection=projection)
 
     # ------------------------------------------------------------ histories and rendering
 
     async def _histories(self, tenant: str | None, heads: list[tuple[Any, ...]],
                          wanted: frozenset[str] | None, tq: TemporalQuery,
-                         terms: TermMap) -> TemporalResult:
+                         terms: TermMap, projection: Projection = NO_PROJECTION
+                         ) -> TemporalResult:
         ids = [h[0] for h in heads]
+        picked = projection.attributes(terms)
+        if picked is not None:  # only the picked attributes are read
+            wanted = picked if wanted is None else wanted & picked
         if tq.mode == "aggregatedValues":
             aggregates = await self._aggregates(tenant, ids, wanted, tq)
-            entities = [render_head(h, terms, tq) | render_aggregates(
-                aggregates.get(h[0], {}), terms, tq) for h in heads]
+            entities = [projection.apply(render_head(h, terms, tq) | render_aggregates(
+                aggregates.get(h[0], {}), terms, tq)) for h in heads]
             return TemporalResult(entities)
         limit = self.max_instances if tq.last_n is None else min(tq.last_n, self.max_instances)
         # lastN within the limit is a complete answer: no page to follow; otherwise one more
@@ -515,7 +570,7 @@ class TemporalBroker:
             out = render_head(head, terms, tq)
             for iri, rows in data.get(head[0], {}).items():
                 out[terms.compact(iri)] = render_attribute(rows, terms, tq)
-            entities.append(out)
+            entities.append(projection.apply(out))
         return TemporalResult(entities, content_range=content_range)
 
     async def _aggregates(self, tenant: str | None, ids: list[str],
@@ -600,6 +655,38 @@ def _window_matches(query: EntityQuery, entity: dict[str, Any]) -> bool:
         for instance in entity["attrs"].get(geo.geoproperty, ()))
 
 
+def _scope_pairs(body: dict[str, Any], terms: TermMap,
+                 now: str) -> list[tuple[str, dict[str, Any]]]:
+    """The Scope of a temporal fragment (clause 4.5.6): its instances (Property instances
+    whose value is a scope or a list of scopes), or the scope itself, one instance at
+    ``now``."""
+    if "scope" not in body:
+        return []
+    raw = body["scope"]
+    items = raw if isinstance(raw, list) and all(isinstance(i, dict) for i in raw) and raw \
+        else [raw]
+    pairs = []
+    for item in items:
+        if not isinstance(item, dict):
+            pairs.append((SCOPE_IRI, scope_instance(expand_scope(item), now)))
+            continue
+        instance = expand_instance(SCOPE_IRI, item, terms, now, "scope")
+        if instance["type"] != "Property":
+            raise BadRequestData("A Scope instance is a Property (clause 4.5.6)")
+        if instance["value"] != NULL:
+            scope = expand_scope(instance["value"])
+            instance["value"] = scope[0] if len(scope) == 1 else scope
+        pairs.append((SCOPE_IRI, instance))
+    return pairs
+
+
+def _refuse_linked_q(q: str | None) -> None:
+    """Clause 5.7.4.4: the values filter of a temporal query is judged on the entities' own
+    attribute instances; a term on a linked entity (``owner{name}==...``) is BadRequestData."""
+    if q is not None and "{" in re.sub(r'"(?:[^"\\]|\\.)*"', "", q):
+        raise BadRequestData(f"q of a temporal query cannot filter on linked entities: {q!r}")
+
+
 def _with_type(body: object, current: dict[str, Any]) -> object:
     """A concise fragment ({"value": ...}) keeps the instance's type."""
     if isinstance(body, dict) and "type" not in body:
@@ -632,5 +719,5 @@ def expand_attribute(name: str) -> str:
     return compile_context([], core_context_document()["@context"]).expand(name)
 
 
-__all__ = ["TemporalBroker", "TemporalQuery", "TemporalResult", "changes_to_records",
-           "expand_attribute"]
+__all__ = ["Projection", "TemporalBroker", "TemporalQuery", "TemporalResult",
+           "changes_to_records", "expand_attribute"]

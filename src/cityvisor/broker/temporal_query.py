@@ -17,6 +17,7 @@ from cityvisor.ngsild.model import (
     VALUE_MEMBER,
     Representation,
     _compact_instance,
+    check_name,
     check_uri,
 )
 from cityvisor.ngsild.time import Period, display_time, normalize_time, parse_duration
@@ -91,8 +92,8 @@ class TemporalQuery:
                                          f"({time_at})")
         prop = timeproperty or "observedAt"
         if prop not in TIME_PROPERTIES:
-            raise BadRequestData(f"timeproperty must be observedAt, createdAt or modifiedAt, "
-                                 f"got {prop!r}")
+            raise BadRequestData(f"timeproperty must be observedAt, createdAt, modifiedAt or "
+                                 f"deletedAt, got {prop!r}")
         n: int | None = None
         if last_n is not None:
             try:
@@ -169,6 +170,68 @@ def _datasets(raw: object) -> frozenset[str] | None:
     return frozenset(out)
 
 
+#: members of a temporal representation that are no attribute (clause 4.5.7)
+NON_ATTRIBUTE_MEMBERS = frozenset({"id", "type", "createdAt", "modifiedAt", "deletedAt"})
+
+
+@dataclass(frozen=True)
+class Projection:
+    """``pick`` / ``omit`` (clause 4.21): the members of each temporal representation kept
+    (``pick``) or dropped (``omit``), by their compact names: ``id``, ``type``, attribute names.
+    """
+
+    pick: frozenset[str] | None = None
+    omit: frozenset[str] | None = None
+
+    @classmethod
+    def parse(cls, pick: str | None, omit: str | None, attrs: str | None = None) -> Projection:
+        """Clauses 4.21, 5.7.3.4 and 5.7.4.4: ``pick`` and ``omit`` name entity members (a
+        linked-entity projection such as ``owner{name}`` is not one); they may not be
+        combined with ``attrs``, nor name the same member."""
+        picked = _members(pick, "pick")
+        omitted = _members(omit, "omit")
+        if attrs is not None and (picked is not None or omitted is not None):
+            raise BadRequestData("attrs cannot be combined with pick or omit: use pick")
+        both = (picked or frozenset()) & (omitted or frozenset())
+        if both:
+            raise BadRequestData(f"pick and omit both name {', '.join(sorted(both))}")
+        return cls(picked, omitted)
+
+    @property
+    def active(self) -> bool:
+        return self.pick is not None or self.omit is not None
+
+    def attributes(self, terms: TermMap) -> frozenset[str] | None:
+        """The attribute IRIs to read: those ``pick`` names, None (all) without ``pick``."""
+        if self.pick is None:
+            return None
+        return frozenset(terms.expand(n) for n in self.pick if n not in NON_ATTRIBUTE_MEMBERS)
+
+    def apply(self, rendered: dict[str, Any]) -> dict[str, Any]:
+        if self.pick is not None:
+            rendered = {k: v for k, v in rendered.items() if k in self.pick}
+        if self.omit is not None:
+            rendered = {k: v for k, v in rendered.items() if k not in self.omit}
+        return rendered
+
+
+NO_PROJECTION = Projection()
+
+
+def _members(raw: str | None, what: str) -> frozenset[str] | None:
+    if raw is None:
+        return None
+    names = [n.strip() for n in raw.split(",")]
+    for name in names:
+        if not name:
+            raise BadRequestData(f"Parameter {what} has an empty item: {raw!r}")
+        if "{" in name or "}" in name:
+            raise BadRequestData(f"{what} of a temporal query names entity members; a linked "
+                                 f"entity projection ({name!r}) is not supported here")
+        check_name(name, f"{what} member")
+    return frozenset(names)
+
+
 @dataclass
 class TemporalResult:
     entities: list[dict[str, Any]]
@@ -180,6 +243,8 @@ def row_time(row: HistoryRow, timeproperty: str) -> str:
     """The time of a history row on the ``timeproperty`` axis."""
     if timeproperty == "createdAt":
         return row.created_at
+    if timeproperty == "deletedAt":
+        return row.deleted_at or row.modified_at
     return row.modified_at if timeproperty == "modifiedAt" else row.observed_at
 
 
@@ -204,12 +269,15 @@ def render_attribute(rows: list[HistoryRow], terms: TermMap,
                       tq: TemporalQuery) -> Any:
     rep = Representation(sys_attrs=tq.sys_attrs)
     if tq.mode == "temporalValues":
-        column = {"observedAt": 3, "createdAt": 4, "modifiedAt": 5}[tq.timeproperty]
+        column = {"observedAt": 3, "createdAt": 4, "modifiedAt": 5, "deletedAt": 6}[
+            tq.timeproperty]
         by_dataset: dict[str, dict[str, Any]] = {}
         for row in rows:
-            if row[6] is not None:
-                continue  # deletions have no value
+            if row[6] is not None and tq.timeproperty != "deletedAt":
+                continue  # deletions have no value, but on the axis of their deletion time
             instance = orjson.loads(row[7])  # values only: no timestamps needed
+            if row[6] is not None:
+                instance[VALUE_MEMBER[instance["type"]]] = NULL
             kind = instance["type"]
             entry = by_dataset.get(row[2])
             if entry is None:

@@ -353,6 +353,11 @@ def _check_value(kind: str, value: object, label: str, terms: TermMap) -> object
     return value
 
 
+def expand_scope(value: object) -> list[str]:
+    """A ``scope`` member (clause 4.18): one scope path or a list of them."""
+    return _expand_scope(value)
+
+
 def _expand_scope(value: object) -> list[str]:
     items = value if isinstance(value, list) else [value]
     for item in items:

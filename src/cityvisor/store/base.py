@@ -87,7 +87,7 @@ class AttributeStat:
 
 
 #: time property of a temporal query -> the name of its column in the history
-TIME_PROPERTIES = ("observedAt", "createdAt", "modifiedAt")
+TIME_PROPERTIES = ("observedAt", "createdAt", "modifiedAt", "deletedAt")
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,10 @@ class TimeFilter:
     before: str | None = None
     last_n: int | None = None
 
-    def admits(self, time: str) -> bool:
-        return ((self.after is None or time > self.after)
+    def admits(self, time: str | None) -> bool:
+        """Whether a time is in the bounds; no time (an instance never deleted, on the
+        ``deletedAt`` axis) never is."""
+        return time is not None and ((self.after is None or time > self.after)
                 and (self.from_ is None or time >= self.from_)
                 and (self.before is None or time < self.before))
 

@@ -51,7 +51,7 @@ Box = tuple[float, float, float, float]
 T = TypeVar("T")
 #: time property of a temporal query -> the row field it reads
 _TIME_FIELDS = {"observedAt": "observed_at", "createdAt": "created_at",
-                "modifiedAt": "modified_at"}
+                "modifiedAt": "modified_at", "deletedAt": "deleted_at"}
 #: the members of a stored instance that hold its value, in the order ``distinctCount`` looks
 _VALUE_MEMBERS = ("value", "object", "languageMap", "valueList", "objectList", "json", "vocab")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -86,7 +86,8 @@ CREATE TABLE IF NOT EXISTS temporal_retention (
 """
 
 #: timeproperty -> column
-TIME_COLUMNS = {"observedAt": "observed_at", "createdAt": "created_at", "modifiedAt": "modified_at"}
+TIME_COLUMNS = {"observedAt": "observed_at", "createdAt": "created_at", "modifiedAt": "modified_at",
+                "deletedAt": "deleted_at"}
 #: one (entity, attribute) history is one integer (see the module docstring), so the history
 #: index stays ~3x smaller than with the two IRIs (it must fit the writer's page cache)
 ATTR_BITS = 20
@@ -230,7 +231,8 @@ WRITERS: dict[type, Callable[[sqlite3.Connection, list[Any]], None]] = {
 def time_sql(time: TimeFilter) -> tuple[str, str, list[Any]]:
     """(column, `` AND ...`` fragment, params) of a time filter."""
     column = TIME_COLUMNS[time.timeproperty]
-    where: list[str] = []
+    # on the deletedAt axis only the deletions have a time
+    where: list[str] = [f"{column} IS NOT NULL"] if column == "deleted_at" else []
     params: list[Any] = []
     if time.after is not None:
         where.append(f"{column} > ?")
