@@ -20,6 +20,7 @@ from cityvisor.ngsild.query import (
     evaluate,
     parse_q,
     pattern_matches,
+    unescape_q_member,
 )
 
 
@@ -224,3 +225,19 @@ def test_render_round_trip(source: str) -> None:
     node = q(source)
     assert q(str(node)) == node
     assert str(q(str(node))) == str(node)
+
+
+def test_percent_is_not_an_attribute_name_character() -> None:
+    """Clause 4.9: %x25 is left out of attrNameChar."""
+    with pytest.raises(BadRequestData):
+        parse_q("waterLevel%3E3", lambda n: n)
+
+
+@pytest.mark.parametrize(("sent", "meant"), [
+    ("waterLevel%3E3", "waterLevel>3"),
+    ("a%3D%3D%22x%22%3Bb%3C2", 'a=="x";b<2'),
+    ('name=="50%25"', 'name=="50%25"'),
+    ("a>1", "a>1"),
+])
+def test_a_percent_encoded_q_member_is_decoded_once(sent: str, meant: str) -> None:
+    assert unescape_q_member(sent) == meant

@@ -251,7 +251,7 @@ async def build(doc: dict[str, Any], context: Any, broker: EntityBroker,
     if "q" in doc:
         if not isinstance(doc["q"], str) or not doc["q"].strip():
             raise BadRequestData("q must be a non-empty string")
-        q = q_language.parse_q(doc["q"], terms.expand)
+        q = q_language.parse_q(q_language.unescape_q_member(doc["q"]), terms.expand)
     geo = None
     if "geoQ" in doc:
         geo_q = doc["geoQ"]

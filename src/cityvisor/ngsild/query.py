@@ -43,19 +43,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Union
+from urllib.parse import unquote
 
 from cityvisor.ngsild.errors import BadRequestData
 
 __all__ = [
     "And", "Compare", "Exists", "Literal", "Match", "Or", "Path", "QNode", "Range",
     "ValueList", "comparable_values", "evaluate", "index_family", "parse_q", "pattern_matches",
+    "unescape_q_member",
     "q_attributes",
 ]
 
 METADATA = frozenset({"observedAt", "createdAt", "modifiedAt", "unitCode", "datasetId"})
 COMPARISON_OPS = ("==", "!=", ">", ">=", "<", "<=")
 _OPS = ("!~=", "==", "!=", ">=", "<=", "~=", ">", "<")  # longest first
-_NAME_STOP = set('=!<>~;|()[].,"\'\\') | {" ", "\t", "\r", "\n"}
+# "%" is not an attrNameChar (clause 4.9: %x25 is left out of the AttrName grammar)
+_NAME_STOP = set('=!<>~;|()[].,"\'\\%') | {" ", "\t", "\r", "\n"}
 _VALUE_STOP = set(";|),") | {" ", "\t", "\r", "\n"}
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?\Z")
 _DATETIME = re.compile(
@@ -462,6 +465,24 @@ def _literal(raw: str) -> Literal | None:
 def parse_q(text: str, expand: Callable[[str], str]) -> QNode:
     """Parse a ``q`` expression (clause 4.9); raise BadRequestData naming the bad position."""
     return _Parser(text, expand).parse()
+
+
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def unescape_q_member(text: str) -> str:
+    """A ``q`` member of a JSON body (a subscription's, a POST query's) sent percent-encoded, as
+    some clients do (ngsildclient's subscription builder): decoded once. ``%`` can only stand
+    in a valid expression inside a quoted value, so an expression whose unquoted part holds a
+    ``%XX`` escape is decoded; any other is returned as it is.
+
+    >>> unescape_q_member("waterLevel%3E3")
+    'waterLevel>3'
+    >>> unescape_q_member('name=="50%25"')
+    'name=="50%25"'
+    """
+    unquoted = re.sub(r'"(?:[^"\\]|\\.)*"', "", text)
+    return unquote(text) if _ESCAPE.search(unquoted) else text
 
 
 # --------------------------------------------------------------------------- evaluation
