@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -446,3 +447,26 @@ def test_a_non_ascii_id_gets_a_percent_encoded_location(client: TestClient) -> N
     assert response.headers["location"] == (
         "/ngsi-ld/v1/entities/urn:ngsi-ld:Rue:%C5%81%C3%B3d%C5%BA-%C3%A9")
     assert client.get(f"/ngsi-ld/v1/entities/{entity_id}").json()["id"] == entity_id
+
+
+@pytest.mark.parametrize("entity_id", ["http://example.org/lamp/1", "urn:ngsi-ld:Lamp:a/b/",
+                                       "urn:ngsi-ld:Lamp:50%25", "urn:ngsi-ld:Lamp:a%2Fb"])
+def test_an_id_holding_a_slash_or_a_percent_is_addressed_percent_encoded(
+        client: TestClient, entity_id: str) -> None:
+    """RFC 3986, section 2.4: the path is split into segments before it is decoded."""
+    response = client.post("/ngsi-ld/v1/entities", json={"id": entity_id, "type": "Lamp",
+                                                          "on": {"type": "Property", "value": 1}})
+    assert response.status_code == 201, response.text
+    path = "/ngsi-ld/v1/entities/" + quote(entity_id, safe="")
+    assert client.get(path).json()["id"] == entity_id
+    assert client.patch(path + "/attrs/on", json={"value": 2}).status_code == 204
+    assert client.get(path).json()["on"]["value"] == 2
+    assert client.delete(path).status_code == 204
+    assert client.get(path).status_code == 404
+
+
+def test_an_id_longer_than_2048_characters_is_a_bad_request(client: TestClient) -> None:
+    response = client.post("/ngsi-ld/v1/entities",
+                           json={"id": "urn:ngsi-ld:Lamp:" + "a" * 2048, "type": "Lamp"})
+    assert response.status_code == 400
+    assert "longer than 2048" in response.json()["detail"]

@@ -12,10 +12,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import cache
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -93,6 +95,25 @@ class LoopbackHostGuard:
         await self.app(scope, receive, send)
 
 
+class EncodedPathSegments:
+    """Route API requests on their path as sent, so that an entity id holding ``/`` (a URI
+    such as ``http://example.org/lamp/1``, sent percent-encoded as ``%2F``) stays one path
+    segment. Each decoded segment keeps ``%`` and ``/`` escaped; :func:`endpoint` decodes the
+    path parameters once (RFC 3986, section 2.4: decode after splitting into segments)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path")
+        if scope["type"] == "http" and raw and raw.startswith(BASE.encode()):
+            raw_text = raw.split(b"?", 1)[0].decode("latin-1")
+            segments = (unquote(part, errors="replace").replace("%", "%25").replace("/", "%2F")
+                        for part in raw_text.split("/"))
+            scope = dict(scope, path="/".join(segments))
+        await self.app(scope, receive, send)
+
+
 def _hostname(host: str) -> str:
     """``Host`` header -> name without port (``[::1]:1026`` -> ``::1``), lower case."""
     host = host.strip().lower()
@@ -106,6 +127,9 @@ def endpoint(handler: Handler, role: str, *, body: bool = False) -> Any:
 
     async def run(request: Request) -> Response:
         try:
+            params = request.scope.get("path_params")
+            if params:  # escaped by EncodedPathSegments
+                request.scope["path_params"] = {k: unquote(v) for k, v in params.items()}
             services = services_of(request)
             tenant = tenant_of(request)
             principal = authorize(request, services.tokens, role, tenant)
@@ -220,7 +244,7 @@ def create_app(settings: Settings, services: ApiServices | None = None,
         Route(BASE + "/openapi.json", openapi, methods=["GET"]),
         *extra_routes,
     ]
-    app = Starlette(routes=routes, lifespan=lifespan,
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(EncodedPathSegments)],
                     exception_handlers={404: _not_found, 405: _not_found})
     if services is not None:
         app.state.services = services

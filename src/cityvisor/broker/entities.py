@@ -364,7 +364,7 @@ class EntityBroker(Discovery):
             )
         return EntityQuery(
             selectors=selectors, q=q,
-            geo=geo_query, attrs=frozenset(terms.expand(a) for a in attrs) if attrs else None,
+            geo=geo_query, attrs=frozenset(terms.expand(check_name(a)) for a in attrs) if attrs else None,
             limit=limit, offset=params.offset, count=params.count,
         )
 

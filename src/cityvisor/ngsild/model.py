@@ -57,7 +57,7 @@ GEO_ATTRIBUTES = frozenset(
 GEOJSON_TYPES = frozenset(["Point", "MultiPoint", "LineString", "MultiLineString", "Polygon",
                            "MultiPolygon", "GeometryCollection"])
 # clause 4.6.2: characters that may not appear in a name
-_BAD_NAME = re.compile(r"[\s<>\"'=;()\[\]\\]")
+_BAD_NAME = re.compile(r"[\s<>\"'=;()\[\]\\\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -73,10 +73,17 @@ class Representation:
     lang: str | None = None
 
 
+#: the longest IRI taken as an id: one that still fits, percent-encoded, in a request line
+MAX_IRI_LENGTH = 2048
+
+
 def check_uri(value: object, what: str) -> str:
-    """An absolute IRI (clause 4.6.2), else BadRequestData. Beside the characters that end a
-    term, an IRI may hold no control, format (bidirectional overrides, zero-width space, byte
-    order mark), surrogate or noncharacter code point (RFC 3987, sections 2.2 and 4.1)."""
+    """An absolute IRI (clause 4.6.2) of at most MAX_IRI_LENGTH characters, else
+    BadRequestData. Beside the characters that end a term, an IRI may hold no control, format
+    (bidirectional overrides, zero-width space, byte order mark), surrogate or noncharacter code
+    point (RFC 3987, sections 2.2 and 4.1)."""
+    if isinstance(value, str) and len(value) > MAX_IRI_LENGTH:
+        raise BadRequestData(f"{what} is longer than {MAX_IRI_LENGTH} characters")
     if (not isinstance(value, str) or not is_absolute_iri(value) or _BAD_NAME.search(value)
             or (not (value.isascii() and value.isprintable())  # the usual id: one C-level test
                 and any(map(_unfit_in_iri, value)))):

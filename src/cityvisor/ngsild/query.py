@@ -58,7 +58,8 @@ METADATA = frozenset({"observedAt", "createdAt", "modifiedAt", "unitCode", "data
 COMPARISON_OPS = ("==", "!=", ">", ">=", "<", "<=")
 _OPS = ("!~=", "==", "!=", ">=", "<=", "~=", ">", "<")  # longest first
 # "%" is not an attrNameChar (clause 4.9: %x25 is left out of the AttrName grammar)
-_NAME_STOP = set('=!<>~;|()[].,"\'\\%') | {" ", "\t", "\r", "\n"}
+# and no control character is one (they start at %x21)
+_NAME_STOP = set('=!<>~;|()[].,"\'\\%') | {chr(c) for c in (*range(0x21), 0x7F)}
 _VALUE_STOP = set(";|),") | {" ", "\t", "\r", "\n"}
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?\Z")
 _DATETIME = re.compile(
