@@ -10,10 +10,7 @@ Each step prints ``ok <step>``; any failure raises (non-zero exit status).
 
 from __future__ import annotations
 
-import json
 import sys
-import time
-import urllib.request
 
 from filip.clients.ngsi_ld.cb import ContextBrokerLDClient
 from filip.models.base import FiwareLDHeader
@@ -24,13 +21,10 @@ from filip.models.ngsi_ld.subscriptions import (
     NotificationParams,
     SubscriptionLD,
 )
+from scenario_steps import notifications, step
 
 broker, receiver = sys.argv[1], sys.argv[2]
 CORE = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
-
-
-def step(name: str) -> None:
-    print("ok", name, flush=True)
 
 
 def lamp(n: int, power: float, lon: float, lat: float) -> ContextLDEntity:
@@ -116,12 +110,7 @@ assert any(s.id == subscription.id for s in client.get_subscription_list())
 assert client.get_subscription(subscription.id).description == "Puissance des lampadaires"
 client.update_entity_attribute(first.id, attr=ContextProperty(value=20.0),
                                attr_name="power")
-deadline = time.monotonic() + 10
-received: list = []
-while time.monotonic() < deadline and not received:
-    with urllib.request.urlopen(receiver.rsplit("/", 1)[0] + "/received") as answer:
-        received = json.load(answer)
-    time.sleep(0.1)
+received = notifications(receiver)
 assert received, "no notification"
 assert received[0]["subscriptionId"] == subscription.id
 assert received[0]["data"][0]["id"] == first.id

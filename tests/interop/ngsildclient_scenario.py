@@ -10,19 +10,13 @@ Each step prints ``ok <step>``; any failure raises (non-zero exit status).
 
 from __future__ import annotations
 
-import json
 import sys
-import time
-import urllib.request
 from datetime import UTC, datetime
 
 from ngsildclient import Client, Entity, SubscriptionBuilder
+from scenario_steps import notifications, step
 
 host, port, receiver = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-
-
-def step(name: str) -> None:
-    print("ok", name, flush=True)
 
 
 client = Client(hostname=host, port=port, verbose=False)
@@ -94,12 +88,7 @@ assert client.subscriptions.exists(sid)
 alarm = Entity("WaterLevelGauge", "Nimes:Cadereau:Gauge1")
 alarm.prop("waterLevel", 3.4, unitcode="MTR")
 client.update(alarm)
-deadline = time.monotonic() + 10
-received: list = []
-while time.monotonic() < deadline and not received:
-    with urllib.request.urlopen(receiver.rsplit("/", 1)[0] + "/received") as answer:
-        received = json.load(answer)
-    time.sleep(0.1)
+received = notifications(receiver)
 assert received and received[0]["subscriptionId"] == sid, received
 assert received[0]["data"][0]["id"] == gauge.id
 assert received[0]["data"][0]["waterLevel"]["value"] == 3.4
