@@ -204,6 +204,15 @@ STREETLIGHT = entity(
     ("missing!=1", False), ('missing!~="x"', False), ('power!~="n"', True), ('power!~="o"', False),
     ('power=="on";lum>40', True), ('power=="dim"|lum>40', True),
     ('power=="dim";lum>40|!missing', True), ('power=="dim";(lum>40|!missing)', False),
+    # clause 4.9: != negates == on one instance (another data type is unequal, an array is
+    # unequal when no element is equal), relationships have no order, language filters
+    ("power!=1", True), ('lum!="x"', True), ("lum!=1..50", False), ("lum!=40..50", True),
+    ('tags!="led"', False), ('tags!="dumb"', True), ('tags!="led","dumb"', False),
+    ('group>"urn:a"', False), ('group<"zzz"', False), ('group!="urn:x"', True),
+    ('parts>"a"', False), ("group.observedAt>2000-01-01T00:00:00Z", False),
+    ('name[en]=="Arena"', True), ('name[fr]=="Arena"', False), ('name[*]=="Arènes"', True),
+    ("name[de]", False), ("name[*]", True), ("name[en]", True), ('name[en]!="Arena"', False),
+    ('name[fr]!="Arena"', True), ('name[de]!="x"', False),
 ])
 def test_evaluate(source: str, expected: bool) -> None:
     assert evaluate(q(source), STREETLIGHT) is expected

@@ -119,6 +119,10 @@ def conn() -> sqlite3.Connection:
     "a.s[x]==1", "!a[x]",
     'a==1;b=="on"', "a==1|b==1|c==1", "(a==1|b>1);!c", "!a;!b;!c", "a|!a",
     '(a~="o"|b.s)|(c.observedAt>2018-12-04T12:00:00Z;a==1)',
+    # language filters, != as the negation of == per instance, unordered relationships
+    "a[fr]", "a[*]", "!a[en]", "a[fr]==1", 'a[en]=="on"', "a[*]==1", 'a[*]!="on"',
+    'a[fr]!="on"', "a[en]>0", 'a>"urn"', 'a<="urn:ngsi-ld:D:1"', "a!=urn:ngsi-ld:D:1",
+    'a.s!="on"', "a[x]!=1", "a.unitCode!=\"C62\"",
 ])
 def test_sql_agrees_with_evaluate(conn: sqlite3.Connection, source: str) -> None:
     is_exact = check_sql(conn, ENTITIES, source)

@@ -16,8 +16,8 @@ WINDOW = {"timerel": "between", "timeAt": "2026-03-01T00:00:00Z",
           "endTimeAt": "2026-03-02T00:00:00Z"}
 
 
-def vehicle(name: str, **attrs: list[tuple[Any, str]]) -> dict[str, Any]:
-    body: dict[str, Any] = {"id": f"urn:ngsi-ld:Vehicle:{name}", "type": "Vehicle"}
+def vehicle(key: str, **attrs: list[tuple[Any, str]]) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": f"urn:ngsi-ld:Vehicle:{key}", "type": "Vehicle"}
     for attr, instances in attrs.items():
         body[attr] = [{"type": "Property", "value": v, "observedAt": t} for v, t in instances]
     return body
@@ -210,3 +210,33 @@ def test_retrieve_of_attributes_without_history_is_not_found(fleet: TestClient) 
     assert fleet.get(url, params={"attrs": "unknown"}).status_code == 404
     r = fleet.get(url, params={"attrs": "unknown,heading"})
     assert r.status_code == 200 and "heading" in r.json()
+
+
+@pytest.fixture
+def typed(client: TestClient) -> TestClient:
+    bodies = [
+        vehicle("num", name=[(5, IN)], speed=[(30, IN)]),
+        vehicle("m", name=[("m", IN)]),
+        vehicle("z", name=[("z", IN)], tags=[(["a", "b"], IN)]),
+        {"id": "urn:ngsi-ld:Vehicle:rel", "type": "Vehicle", "ref": [
+            {"type": "Relationship", "object": "urn:dest:A", "observedAt": IN}]},
+        {"id": "urn:ngsi-ld:Vehicle:lang", "type": "Vehicle", "label": [
+            {"type": "LanguageProperty", "languageMap": {"en": "red", "fr": "rouge"},
+             "observedAt": IN}]},
+    ]
+    for body in bodies:
+        assert client.post(T, json=body).status_code == 201
+    return client
+
+
+@pytest.mark.parametrize(("q", "expected"), [
+    ('name!="m"', ["num", "z"]),              # another data type is unequal (clause 4.9)
+    ('name!="m","z"', ["num"]),
+    ('speed!="thirty"', ["num"]),
+    ('tags!="a"', []), ('tags!="c"', ["z"]),  # an array is unequal when no element is equal
+    ('ref>"urn:a"', []), ('ref=="urn:dest:A"', ["rel"]),  # a relationship has no order
+    ('label[en]=="red"', ["lang"]), ('label[fr]=="red"', []), ('label[*]=="rouge"', ["lang"]),
+])
+def test_q_operators_on_the_windowed_instances(typed: TestClient, q: str,
+                                               expected: list[str]) -> None:
+    assert ids(typed, q=q) == expected

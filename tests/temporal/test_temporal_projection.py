@@ -96,3 +96,16 @@ def test_post_query_takes_the_projection_from_the_url(fleet: TestClient) -> None
                          "temporalQ": {"timerel": "after", "timeAt": "1970-01-01T00:00:00Z"}})
     assert r.status_code == 200, r.text
     assert r.json() == [{"id": A}, {"id": B}]
+
+
+def test_geojson_is_not_acceptable(fleet: TestClient) -> None:
+    """Clause 6.3.4: GeoJSON represents entities, not their temporal evolution."""
+    geo = {"Accept": "application/geo+json"}
+    for r in (fleet.get(T, params={"type": "Vehicle"}, headers=geo),
+              fleet.get(f"{T}/{A}", headers=geo),
+              fleet.post(f"{API}/temporal/entityOperations/query", headers=geo,
+                         json={"type": "Query", "entities": [{"type": "Vehicle"}]})):
+        assert r.status_code == 406, r.text
+    r = fleet.get(f"{T}/{A}", headers={"Accept": "application/geo+json, application/json;q=0.5"})
+    assert r.status_code == 200  # negotiated among the other accepted types
+    assert r.headers["content-type"].startswith("application/json")

@@ -18,6 +18,7 @@ from cityvisor.api.http import (
     int_param,
     json_response,
     location,
+    negotiate,
     read_body,
     services_of,
 )
@@ -96,6 +97,15 @@ def _count(request: Request) -> bool:
     return bool_param(request, "count") or "count" in options
 
 
+def _without_geojson(request: Request, call: Call) -> Call:
+    """Clause 6.3.4: GeoJSON (``application/geo+json``) is a representation of entities
+    (Retrieve Entity, Query Entities), not of their temporal evolution: the answer's media
+    type is negotiated among the others (NotAcceptable when the Accept header names none)."""
+    if call.accept != "application/geo+json":
+        return call
+    return replace(call, accept=negotiate(request))
+
+
 def _result_response(call: Call, result: TemporalResult, data: Any) -> Response:
     headers: dict[str, str] = {}
     if result.count is not None:
@@ -115,6 +125,7 @@ async def query_temporal(request: Request, call: Call) -> Response:
     timerel/timeAt/endTimeAt/timeproperty, lastN, limit/offset/count, pick/omit,
     options=temporalValues | aggregatedValues (aggrMethods, aggrPeriodDuration) | sysAttrs."""
     _refuse_unsupported(request)
+    call = _without_geojson(request, call)
     params = request.query_params
     tq = _temporal_query(request)
     descending = _order_by_id(params.get("orderBy"))
@@ -148,6 +159,7 @@ async def retrieve_temporal(request: Request, call: Call) -> Response:
     """6.19.3.1 Retrieve Temporal Evolution of an Entity (attrs or pick/omit, and the temporal
     parameters)."""
     _refuse_unsupported(request)
+    call = _without_geojson(request, call)
     result = await _temporal(request).retrieve(
         call.tenant, call.context, request.path_params["entityId"], _temporal_query(request),
         request.query_params.get("attrs"), _projection(request))
@@ -197,6 +209,7 @@ async def delete_instance(request: Request, call: Call) -> Response:
 async def query_temporal_post(request: Request, call: Call) -> Response:
     """6.24.3.1 Query Temporal Evolution of Entities via POST (a Query with ``temporalQ``)."""
     _refuse_unsupported(request)
+    call = _without_geojson(request, call)
     body, call = await _body(request, call)
     if isinstance(body, dict):
         for member in ("scopeQ", "csf"):

@@ -28,10 +28,17 @@ Semantics (a store's exact translation shares them):
   VocabProperty ``vocab``; ListProperty ``valueList``; JsonProperty ``json``: an array
   contributes its scalar elements, a scalar itself. LanguageProperty: every scalar inside
   ``languageMap``. ListRelationship: every URI of ``objectList`` (plain or ``{"object": ..}``).
-* Comparisons are type strict: a number never matches a string or a boolean, whatever the
-  operator (``a!="x"`` is false when ``a`` is 5). ``!=`` needs the attribute to exist.
+* Comparisons are type strict: a number never equals nor orders against a string or a
+  boolean. ``!=`` is the negation of ``==`` on one instance (clause 4.9): it holds for an
+  instance (the attribute must exist) none of whose candidate values equals the operand, so a
+  value of another data type is unequal (``a!="x"`` is true when ``a`` is 5), an array is
+  unequal only when no element is equal, a ValueList only when no listed value is, a Range
+  only when no value lies inside. A Relationship (or ListRelationship) target never matches
+  an ordering operator (``>``, ``>=``, ``<``, ``<=``).
   Unquoted datetimes compare as instants (strings that do not parse as datetimes never match);
   quoted strings, dates and times compare as strings; ``~=`` applies to strings only.
+* ``attr[tag]`` on a LanguageProperty targets the languageMap entry of that language tag,
+  ``attr[*]`` every entry (clause 4.9 language filter).
 """
 
 from __future__ import annotations
@@ -75,6 +82,11 @@ KEY_BY_TYPE = {
 }
 FLAT_TYPES = ("Property", "GeoProperty", "Relationship", "ListProperty", "VocabProperty",
                "JsonProperty")
+#: targets that no ordering operator matches (clause 4.9)
+RELATIONSHIP_TYPES = ("Relationship", "ListRelationship")
+ORDERING_OPS = (">", ">=", "<", "<=")
+#: a language filter naming every language (``attr[*]``)
+ANY_LANGUAGE = "*"
 COMPOUND_KEYS = {"Property": "value", "GeoProperty": "value", "JsonProperty": "json"}
 
 
@@ -562,6 +574,8 @@ def _candidates(instance: dict[str, Any], path: Path) -> list[Any]:
         return _flat_meta(instance.get(path.meta, _MISSING))
     kind = instance.get("type")
     if path.members:
+        if kind == "LanguageProperty":
+            return _language_values(instance, path.members)
         value = _member(instance, kind, path.members)
         return _flat(value)
     key = KEY_BY_TYPE.get(kind)  # type: ignore[arg-type]
@@ -575,6 +589,17 @@ def _candidates(instance: dict[str, Any], path: Path) -> list[Any]:
     if kind in ("Property", "GeoProperty") and isinstance(value, dict):
         value = value.get("@value", _MISSING)
     return _flat(value)
+
+
+def _language_values(instance: dict[str, Any], members: tuple[str, ...]) -> list[Any]:
+    """``attr[tag]`` / ``attr[*]`` on a LanguageProperty: the texts of that language, or of
+    every language."""
+    language_map = instance.get("languageMap")
+    if len(members) != 1 or not isinstance(language_map, dict):
+        return []
+    if members[0] == ANY_LANGUAGE:
+        return list(_leaves(language_map, None, lambda _key: True))
+    return _flat(language_map.get(members[0], _MISSING))
 
 
 def _flat_meta(value: object) -> list[Any]:
@@ -605,14 +630,29 @@ def _instances(entity: dict[str, Any], path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _exists(entity: dict[str, Any], path: Path) -> bool:
-    for instance in _instances(entity, path):
-        if path.meta is not None:
-            if path.meta in instance:
-                return True
-        elif not path.members or _member(instance, instance.get("type"),
-                                         path.members) is not _MISSING:
-            return True
-    return False
+    return any(_has_target(instance, path) for instance in _instances(entity, path))
+
+
+def _has_target(instance: dict[str, Any], path: Path) -> bool:
+    """Whether the (sub-)attribute instance has what the path names (metadata, member)."""
+    if path.meta is not None:
+        return path.meta in instance
+    if not path.members:
+        return True
+    if instance.get("type") == "LanguageProperty":
+        language_map = instance.get("languageMap")
+        return len(path.members) == 1 and isinstance(language_map, dict) and (
+            bool(language_map) if path.members[0] == ANY_LANGUAGE
+            else path.members[0] in language_map)
+    return _member(instance, instance.get("type"), path.members) is not _MISSING
+
+
+def _targets(instance: dict[str, Any], node: Compare | Match) -> bool:
+    """Whether the operator may match the instance at all: a Relationship's object has no
+    order (clause 4.9)."""
+    path = node.path
+    return not (isinstance(node, Compare) and node.op in ORDERING_OPS and path.meta is None
+                and not path.members and instance.get("type") in RELATIONSHIP_TYPES)
 
 
 def _compatible(value: object, literal: Literal) -> Any:
@@ -640,8 +680,6 @@ def _compare(value: object, op: str, operand: Literal | Range | ValueList) -> bo
         return inside if op == "==" else not inside
     if isinstance(operand, ValueList):
         seen_values = [_compatible(value, v) for v in operand.values]
-        if all(s is _MISSING for s in seen_values):
-            return False
         equal = any(s is not _MISSING and s == v.value
                     for s, v in zip(seen_values, operand.values, strict=True))
         return equal if op == "==" else not equal
@@ -667,8 +705,15 @@ def evaluate(node: QNode, entity: dict[str, Any]) -> bool:
         return any(isinstance(v, str) and (compiled.search(v) is None) == node.negated
                    for inst in _instances(entity, node.path)
                    for v in _candidates(inst, node.path))
+    if node.op == "!=":
+        # clause 4.9: unequal is the negation of equal, instance by instance
+        equal = Compare(node.path, "==", node.operand)
+        return any(_has_target(inst, node.path)
+                   and not any(_compare(v, "==", node.operand)
+                               for v in _candidates(inst, equal.path))
+                   for inst in _instances(entity, node.path))
     return any(_compare(v, node.op, node.operand)
-               for inst in _instances(entity, node.path)
+               for inst in _instances(entity, node.path) if _targets(inst, node)
                for v in _candidates(inst, node.path))
 
 
@@ -704,8 +749,8 @@ def index_family(leaf: QNode) -> str | None:
     That is a comparison on a plain attribute path (no sub-attribute, metadata or compound
     member) whose operand values all belong to one family other than datetime.
     """
-    if not isinstance(leaf, Compare):
-        return None
+    if not isinstance(leaf, Compare) or leaf.op == "!=":
+        return None  # the index holds values, not instances: != negates per instance
     path = leaf.path
     if path.subs or path.meta or path.members:
         return None
@@ -716,4 +761,6 @@ def index_family(leaf: QNode) -> str | None:
     if len(families) != 1:
         return None
     family = families.pop()
+    if family == "string" and leaf.op in ORDERING_OPS:
+        return None  # Relationship objects are indexed strings, and have no order
     return None if family == "datetime" else family

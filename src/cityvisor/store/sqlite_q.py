@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from cityvisor.ngsild.query import (
+    ANY_LANGUAGE,
     COMPOUND_KEYS,
     FLAT_TYPES,
     KEY_BY_TYPE,
+    ORDERING_OPS,
+    RELATIONSHIP_TYPES,
     And,
     Compare,
     Exists,
@@ -115,7 +118,21 @@ class _SqlBuilder:
             sql, params = self.any_instance(node.path, lambda x, p: (self.exists_in(node.path,
                                                                                     x, p), []))
             return (f"NOT COALESCE({sql}, 0)" if node.negated else f"COALESCE({sql}, 0)"), params
+        if isinstance(node, Compare) and node.op == "!=":
+            return self.any_instance(node.path, lambda x, p: self.unequal_in(node, x, p))
         return self.any_instance(node.path, lambda x, p: self.compare_in(node, x, p))
+
+    def unequal_in(self, node: Compare, x: str, p: str) -> tuple[str, list[Any]]:
+        """The instance at x/p has the target and no candidate equal to the operand (``!=``
+        negates ``==`` instance by instance); an approximate equality cannot be negated, so
+        then every instance with the target stays a candidate."""
+        outer, self.exact = self.exact, True
+        equal_sql, params = self.compare_in(Compare(node.path, "==", node.operand), x, p)
+        negatable, self.exact = self.exact, outer and self.exact
+        has = self.exists_in(node.path, x, p)
+        if not negatable:
+            return f"({has})", []
+        return f"({has} AND NOT COALESCE({equal_sql}, 0))", params
 
     def any_instance(self, path: Path, cond: Callable[[str, str], tuple[str, list[Any]]]
                      ) -> tuple[str, list[Any]]:
@@ -141,6 +158,14 @@ class _SqlBuilder:
         branches = " ".join(
             f"WHEN '{kind}' THEN json_type({x}, {_lit(p + '.' + key + members)}) IS NOT NULL"
             for kind, key in COMPOUND_KEYS.items())
+        if len(path.members) == 1:  # a language filter (clause 4.9)
+            language_map = _lit(p + ".languageMap")
+            tag = path.members[0]
+            present = (f"EXISTS(SELECT 1 FROM json_each({x}, {language_map}))"
+                       if tag == ANY_LANGUAGE else
+                       f"json_type({x}, {_lit(p + '.languageMap' + _key(tag))}) IS NOT NULL")
+            branches += (f" WHEN 'LanguageProperty' THEN (json_type({x}, {language_map}) = "
+                         f"'object' AND {present})")
         return f"(CASE json_extract({x}, {_lit(p + '.type')}) {branches} ELSE 0 END)"
 
     def compare_in(self, node: Compare | Match, x: str, p: str) -> tuple[str, list[Any]]:
@@ -154,16 +179,29 @@ class _SqlBuilder:
             members = "".join(_key(m) for m in path.members)
             branches = " ".join(f"WHEN '{k}' THEN {_guarded(x, p + '.' + key + members)}"
                                 for k, key in COMPOUND_KEYS.items())
-            return self.each(node, "json_each", f"{x}, CASE {kind} {branches} ELSE "
-                             f"{_NONE_PATH} END", "")
+            if len(path.members) == 1 and path.members[0] != ANY_LANGUAGE:
+                # a language filter: the texts of one language (clause 4.9)
+                branches += (" WHEN 'LanguageProperty' THEN "
+                             f"{_guarded(x, p + '.languageMap' + members)}")
+            sql, params = self.each(node, "json_each", f"{x}, CASE {kind} {branches} ELSE "
+                                    f"{_NONE_PATH} END", "")
+            if path.members == (ANY_LANGUAGE,):
+                every_sql, every_params = self.each(node, "json_tree",
+                                                    f"{x}, {_lit(p + '.languageMap')}", "")
+                sql = f"({sql} OR ({kind} = 'LanguageProperty' AND {every_sql}))"
+                params = params + every_params
+            return sql, params
         value = _lit(p + ".value")
         fast_sql, fast_params = self.scalar(node, f"json_type({x}, {value})",
                                             f"json_extract({x}, {value})")
         unwrapped = _guarded(x, p + '.value."@value"')
         property_path = (f"CASE json_type({x}, {value}) WHEN 'array' THEN {value} "
                          f"WHEN 'object' THEN {unwrapped} ELSE {_NONE_PATH} END")
+        # a Relationship's object has no order (clause 4.9)
+        ordering = isinstance(node, Compare) and node.op in ORDERING_OPS
         paths = {k: property_path if k in ("Property", "GeoProperty")
-                 else _guarded(x, p + "." + KEY_BY_TYPE[k]) for k in FLAT_TYPES}
+                 else _guarded(x, p + "." + KEY_BY_TYPE[k]) for k in FLAT_TYPES
+                 if not (ordering and k in RELATIONSHIP_TYPES)}
         branches = " ".join(f"WHEN '{k}' THEN {path_sql}" for k, path_sql in paths.items())
         flat_sql, flat_params = self.each(node, "json_each",
                                           f"{x}, CASE {kind} {branches} ELSE {_NONE_PATH} END",
@@ -173,6 +211,8 @@ class _SqlBuilder:
         rel_sql, rel_params = self.each(
             node, "json_tree", f"{x}, {_lit(p + '.objectList')}",
             "(c.parent IS NULL OR typeof(c.key) = 'integer' OR c.key = 'object') AND ")
+        if ordering:
+            rel_sql, rel_params = "0", []
         sql = (f"(({kind} IN ('Property', 'GeoProperty') AND {fast_sql}) OR {flat_sql} OR "
                f"({kind} = 'LanguageProperty' AND {lang_sql}) OR "
                f"({kind} = 'ListRelationship' AND {rel_sql}))")
