@@ -246,6 +246,7 @@ def test_percent_is_not_an_attribute_name_character() -> None:
     ("waterLevel%3E3", "waterLevel>3"),
     ("a%3D%3D%22x%22%3Bb%3C2", 'a=="x";b<2'),
     ('name=="50%25"', 'name=="50%25"'),
+    ('name=="Eiffel%20Tower"', 'name=="Eiffel Tower"'),
     ("a>1", "a>1"),
 ])
 def test_a_percent_encoded_q_member_is_decoded_once(sent: str, meant: str) -> None:

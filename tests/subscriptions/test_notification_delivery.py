@@ -107,9 +107,11 @@ async def test_http_delivery_headers_and_status(services: Services) -> None:
         assert headers["X-Token"] == "s3cret" and headers["NGSILD-Tenant"] == "city"
         assert "ngsi-ld-core-context" in headers["Link"]
         assert body["subscriptionId"] == sub_id and body["data"][0]["level"]["value"] == 5
+        # counted as sent once it went out, before its outcome is known
+        assert (await manager.retrieve("city", sub_id))["notification"]["timesSent"] == 1
         for _ in range(100):  # the status is recorded right after the delivery
             status = (await manager.retrieve("city", sub_id))["notification"]
-            if status.get("timesSent") == 1:
+            if status.get("status") == "ok":
                 break
             await asyncio.sleep(0.01)
         assert status["status"] == "ok" and status["timesSent"] == 1
@@ -254,3 +256,34 @@ async def test_changes_queued_behind_a_slow_endpoint_are_batched_in_order(
             assert levels == sorted(levels)
     finally:
         receiver.close()
+
+
+async def test_notification_held_back_by_a_failing_endpoint_is_reported_failed(
+        tmp_path: Path) -> None:
+    """While an endpoint is blocked after a failure, a notification for it is not attempted,
+    yet its subscription tells at once that it could not be sent (clause 5.2.14 status,
+    lastFailure), without counting a sending (timesSent)."""
+    services = Services.build(Settings(
+        data_dir=tmp_path / "d", auth=False, allow_context_fetch=False,
+        notification_retry_base_s=30, notification_retry_cap_s=30))
+    await services.start()
+    try:
+        manager = services.subscriptions.manager
+        first = await manager.create(None, None, subscription("http://127.0.0.1:9/down"))
+        await lamp(services, 1, 1)
+        for _ in range(300):
+            if (await manager.retrieve(None, first))["notification"].get("status") == "failed":
+                break
+            await asyncio.sleep(0.01)
+        second = await manager.create(None, None, subscription("http://127.0.0.1:9/down"))
+        await services.broker.create_entity(None, None, {
+            "id": "urn:ngsi-ld:Lamp:2", "type": "Lamp", "level": {"value": 2}})
+        for _ in range(300):
+            status = (await manager.retrieve(None, second))["notification"]
+            if status.get("status") == "failed":
+                break
+            await asyncio.sleep(0.01)
+        assert status["status"] == "failed" and "lastFailure" in status
+        assert "timesSent" not in status and "lastNotification" not in status
+    finally:
+        await services.close()

@@ -35,9 +35,12 @@ def test_create_retrieve_list_update_delete(client: TestClient) -> None:
     assert got.status_code == 200
     body = got.json()
     assert body["id"] == sub_id and body["type"] == "Subscription"
-    assert body["status"] == "active" and body["isActive"] is True
+    # clause 5.2.12: the creator's members, the trigger in force and the computed status;
+    # no isActive the creator did not give, no timesSent before a notification was tried
+    assert body["status"] == "active" and "isActive" not in body
+    assert body["notificationTrigger"] == ["attributeCreated", "attributeUpdated"]
     assert body["watchedAttributes"] == ["powerState"]
-    assert body["notification"]["timesSent"] == 0
+    assert "timesSent" not in body["notification"]
     assert body["notification"]["endpoint"]["accept"] == "application/json"
     assert "Link" in got.headers
 
@@ -49,12 +52,14 @@ def test_create_retrieve_list_update_delete(client: TestClient) -> None:
     assert [s["id"] for s in client.get(SUBS, params={"offset": "1"}).json()] == [
         "urn:ngsi-ld:Subscription:two"]
 
-    patched = client.patch(f"{SUBS}/{sub_id}", json={"isActive": False,
-                                                     "notification": {"format": "keyValues"}})
+    patched = client.patch(f"{SUBS}/{sub_id}", json={
+        "isActive": False,
+        "notification": {"format": "keyValues", "endpoint": {"uri": "http://127.0.0.1:9/m"}}})
     assert patched.status_code == 204, patched.text
     body = client.get(f"{SUBS}/{sub_id}").json()
-    assert body["status"] == "paused" and body["notification"]["format"] == "keyValues"
-    assert body["notification"]["endpoint"]["uri"] == "http://127.0.0.1:9/n"
+    assert body["status"] == "paused" and body["isActive"] is False
+    assert body["notification"]["format"] == "keyValues"
+    assert body["notification"]["endpoint"]["uri"] == "http://127.0.0.1:9/m"
 
     assert client.delete(f"{SUBS}/{sub_id}").status_code == 204
     assert client.get(f"{SUBS}/{sub_id}").status_code == 404
@@ -123,12 +128,58 @@ def test_expired_status_and_periodic(client: TestClient) -> None:
     (sub(notification={"attributes": "a", "endpoint": {"uri": "http://h/x"}}), "attributes"),
     (sub(notification={"showChanges": 1, "endpoint": {"uri": "http://h/x"}}), "showChanges"),
     (sub(jsonldContext="ctx"), "jsonldContext"),
+    # clause 5.2.14: showChanges is not for keyValues (simplified); no empty pick / omit;
+    # pick / omit not with attributes, nor together (clause 4.21)
+    (sub(notification={"format": "keyValues", "showChanges": True,
+                       "endpoint": {"uri": "http://h/x"}}), "showChanges"),
+    (sub(notification={"format": "simplified", "showChanges": True,
+                       "endpoint": {"uri": "http://h/x"}}), "showChanges"),
+    (sub(notification={"attributes": [], "endpoint": {"uri": "http://h/x"}}), "attributes"),
+    (sub(notification={"pick": [], "endpoint": {"uri": "http://h/x"}}), "pick"),
+    (sub(notification={"omit": [], "endpoint": {"uri": "http://h/x"}}), "omit"),
+    (sub(notification={"pick": ["id"], "omit": ["id"], "endpoint": {"uri": "http://h/x"}}),
+     "together"),
+    (sub(notification={"pick": ["id"], "attributes": ["a"], "endpoint": {"uri": "http://h/x"}}),
+     "together"),
+    (sub(notification={"omit": ["a"], "attributes": ["a"], "endpoint": {"uri": "http://h/x"}}),
+     "together"),
+    # clause 5.2.12: csf is a query (clause 4.9); datasetId a list of URIs (or @none)
+    (sub(csf="(("), ""),
+    (sub(csf=""), "csf"),
+    (sub(datasetId=[]), "datasetId"),
+    (sub(datasetId=["not a uri"]), "datasetId"),
 ])
 def test_create_rejects_invalid(client: TestClient, body: Any, detail: str) -> None:
     response = client.post(SUBS, json=body)
     assert response.status_code == 400, response.text
     assert response.json()["type"].endswith("BadRequestData")
     assert detail in response.json()["detail"]
+
+
+def test_members_outside_5_2_12_and_read_only_ones_are_not_kept(client: TestClient) -> None:
+    created = client.post(SUBS, json=sub(id="urn:ngsi-ld:Subscription:m", __context="http://x/c",
+                                         status="expired", csf="p==1",
+                                         datasetId=["urn:ngsi-ld:Dataset:a", "@none"],
+                                         notification={"endpoint": {"uri": "http://h/x"},
+                                                       "timesSent": 42}))
+    assert created.status_code == 201, created.text
+    body = client.get(f"{SUBS}/urn:ngsi-ld:Subscription:m").json()
+    assert "__context" not in body and body["status"] == "active"
+    assert "timesSent" not in body["notification"]
+    assert body["csf"] == "p==1" and body["datasetId"] == ["urn:ngsi-ld:Dataset:a", "@none"]
+
+
+def test_update_replaces_notification_and_refuses_past_expiry(client: TestClient) -> None:
+    """Clause 5.8.2: a member of the fragment replaces the whole member, so a notification
+    without an endpoint is invalid; an expiresAt in the past is refused; nothing changes."""
+    client.post(SUBS, json=sub(id="urn:ngsi-ld:Subscription:r"))
+    url = f"{SUBS}/urn:ngsi-ld:Subscription:r"
+    bad = client.patch(url, json={"notification": {"format": "keyValues"}})
+    assert bad.status_code == 400 and "endpoint" in bad.json()["detail"]
+    past = client.patch(url, json={"expiresAt": "2020-08-01T22:07:00Z"})
+    assert past.status_code == 400 and "past" in past.json()["detail"]
+    body = client.get(url).json()
+    assert "expiresAt" not in body and "format" not in body["notification"]
 
 
 def test_unsupported_member_and_media_type(client: TestClient) -> None:

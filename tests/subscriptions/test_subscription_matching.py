@@ -188,3 +188,103 @@ async def test_periodic_notifications_with_fake_clock(services: Services) -> Non
     assert rows() == before + 2
     payload = outbox.fresh(0, 10_000)[-1].payload
     assert orjson.loads(payload)["data"][0]["id"] == "urn:ngsi-ld:Lamp:1"
+
+
+async def test_dataset_ids_pick_omit_and_percent_encoded_q(services: Services) -> None:
+    """datasetId (clause 5.2.12) keeps the chosen instances; pick / omit (5.2.14) shape the
+    entity; a percent-encoded q means what it means in a URL."""
+    two = [{"type": "Property", "value": "Eiffel Tower", "createdAt": T, "modifiedAt": T},
+           {"type": "Property", "value": "Tour Eiffel", "datasetId": "urn:ngsi-ld:Dataset:fr",
+            "createdAt": T, "modifiedAt": T}]
+    op = WriteOp(None, entity(name=two, level=inst(1)))
+    only_fr = render_entity(await make(services, datasetId=["urn:ngsi-ld:Dataset:fr"]), op, T)
+    assert only_fr["name"] == {"type": "Property", "value": "Tour Eiffel",
+                               "datasetId": "urn:ngsi-ld:Dataset:fr"}
+    assert "level" not in only_fr
+    default = render_entity(await make(services, datasetId=["@none"]), op, T)
+    assert default["name"]["value"] == "Eiffel Tower" and "level" in default
+    picked = render_entity(await make(services, notification={
+        "pick": ["id", "level"], "endpoint": {"uri": "http://h/n"}}), op, T)
+    assert picked == {"id": "urn:ngsi-ld:Lamp:1", "level": {"type": "Property", "value": 1}}
+    omitted = render_entity(await make(services, notification={
+        "omit": ["name"], "endpoint": {"uri": "http://h/n"}}), op, T)
+    assert set(omitted) == {"id", "type", "level"}
+    encoded = await make(services, q='name=="Eiffel%20Tower"')
+    assert matches(encoded, op, 0)
+
+
+async def test_json_ld_notification_context_and_link(services: Services) -> None:
+    """application/ld+json: the @context in the notification and in each entity;
+    application/json: a Link header to the one context URL given in a list."""
+    from cityvisor.broker.subscriptions import context_link, notification
+    from cityvisor.ngsild.context import CORE_CONTEXT_URL
+
+    ld = await make(services, notification={
+        "endpoint": {"uri": "http://h/n", "accept": "application/ld+json"}})
+    body = orjson.loads(notification(ld, [{"id": "urn:x:1", "type": "Lamp"}], T))
+    assert body["@context"] == CORE_CONTEXT_URL
+    assert body["data"][0]["@context"] == CORE_CONTEXT_URL
+    assert context_link(["http://x/c.jsonld"]) == "http://x/c.jsonld"
+    assert context_link([CORE_CONTEXT_URL, "http://x/c.jsonld"]) == "http://x/c.jsonld"
+    assert context_link(["http://x/a", "http://x/b"]) == CORE_CONTEXT_URL
+    assert context_link({"a": "http://x/a"}) == CORE_CONTEXT_URL
+
+
+async def test_previous_vocab_is_compacted(services: Services) -> None:
+    def vocab(term: str) -> list[dict[str, Any]]:
+        return [{"type": "VocabProperty", "vocab": D + term, "createdAt": T, "modifiedAt": T}]
+
+    op = WriteOp(entity(kind_of=vocab("monument")), entity(kind_of=vocab("museum")))
+    out = render_entity(await make(services, notification={
+        "showChanges": True, "endpoint": {"uri": "http://h/n"}}), op, T)
+    assert out["kind_of"] == {"type": "VocabProperty", "vocab": "museum",
+                              "previousVocab": "monument"}
+
+
+async def test_deleted_attributes_and_instances_are_notified_as_ngsi_ld_null(
+        services: Services) -> None:
+    """attributeDeleted: a deleted attribute, or attribute instance (datasetId), is notified as
+    the NGSI-LD Null of its type (clause 4.5.0) beside what remains; showChanges adds the
+    previous value; a deleted entity with showChanges lists its attributes so."""
+    fr = {"type": "Property", "value": "Tour Eiffel", "datasetId": "urn:ngsi-ld:Dataset:fr",
+          "createdAt": T, "modifiedAt": T}
+    street = [{"type": "LanguageProperty", "languageMap": {"fr": "Grand Place"},
+               "createdAt": T, "modifiedAt": T}]
+    old = entity(name=[*inst("Eiffel Tower"), fr], street=street, level=inst(1))
+    sub = await make(services, watchedAttributes=["name"],
+                     notificationTrigger=["attributeDeleted"])
+    # one instance of name deleted: an attribute deleted (name + datasetId), not an update only
+    one_gone = WriteOp(old, entity(name=inst("Eiffel Tower"), street=street, level=inst(1)))
+    assert triggered(sub, one_gone)
+    out = render_entity(sub, one_gone, T)
+    assert out["name"] == [{"type": "Property", "value": "Eiffel Tower"},
+                           {"type": "Property", "value": "urn:ngsi-ld:null",
+                            "datasetId": "urn:ngsi-ld:Dataset:fr"}]
+    # a whole attribute deleted, with its previous value
+    no_street = WriteOp(old, entity(name=[*inst("Eiffel Tower"), fr], level=inst(1)))
+    assert not triggered(sub, no_street)  # street is not watched
+    shown = render_entity(await make(services, notification={
+        "showChanges": True, "endpoint": {"uri": "http://h/n"}}), no_street, T)
+    assert shown["street"] == {"type": "LanguageProperty", "languageMap": {"@none": "urn:ngsi-ld:null"},
+                               "previousLanguageMap": {"fr": "Grand Place"}}
+    simple = render_entity(await make(services, notification={
+        "format": "keyValues", "endpoint": {"uri": "http://h/n"}}), no_street, T)
+    assert simple["street"] == {"languageMap": {"@none": "urn:ngsi-ld:null"}}
+    # entity deletion with showChanges
+    gone = render_entity(await make(services, notification={
+        "showChanges": True, "attributes": ["level"], "endpoint": {"uri": "http://h/n"}}),
+        WriteOp(old, None), T)
+    assert gone == {"id": "urn:ngsi-ld:Lamp:1", "type": "Lamp", "deletedAt": T, "level": {
+        "type": "Property", "value": "urn:ngsi-ld:null", "previousValue": 1}}
+
+
+def test_ngsi_ld_null_of_every_value_member_is_a_deletion() -> None:
+    from cityvisor.broker.fragments import deletion
+
+    null = "urn:ngsi-ld:null"
+    assert deletion(null) == (True, None)
+    assert deletion({"type": "LanguageProperty", "languageMap": {"@none": null}}) == (True, None)
+    assert deletion({"valueList": [null], "datasetId": "urn:d:1"}) == (True, "urn:d:1")
+    assert deletion({"object": null}) == (True, None)
+    assert deletion({"languageMap": {"fr": null}}) == (False, None)
+    assert deletion({"value": [null]}) == (False, None)

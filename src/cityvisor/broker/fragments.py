@@ -56,15 +56,21 @@ def fragment_of(body: object, entity_id: str) -> dict[str, Any]:
 
 def deletion(raw: object) -> tuple[bool, str | None]:
     """Whether an attribute fragment is the merge-patch null (``"urn:ngsi-ld:null"``, alone or
-    as the value member of an instance), and the datasetId it targets (clause 4.5.0)."""
+    as the value member of an instance, ``{"@none": "urn:ngsi-ld:null"}`` for a languageMap,
+    ``["urn:ngsi-ld:null"]`` for a list), and the datasetId it targets (clause 4.5.0)."""
     if raw == NULL:
         return True, None
     if isinstance(raw, dict):
         dataset = raw.get("datasetId") if isinstance(raw.get("datasetId"), str) else None
         for member in VALUE_MEMBER.values():
-            if member in raw and raw[member] == NULL:
+            if member in raw and raw[member] in (NULL, _NULLS.get(member)):
                 return True, dataset
     return False, None
+
+
+#: the NGSI-LD Null of the value members that are not a plain value (clause 4.5.0)
+_NULLS: dict[str, object] = {"languageMap": {"@none": NULL}, "valueList": [NULL],
+                             "objectList": [NULL]}
 
 
 def delete_instance(entity: Entity, iri: str, dataset_id: str | None) -> bool:

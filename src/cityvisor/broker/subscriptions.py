@@ -34,7 +34,7 @@ from cityvisor.broker.entities import EntityBroker, utc_now
 from cityvisor.ngsild import geo as geo_predicates
 from cityvisor.ngsild import query as q_language
 from cityvisor.ngsild import typequery
-from cityvisor.ngsild.context import CORE_CONTEXT_URL, TermMap
+from cityvisor.ngsild.context import CORE_CONTEXT_URL, CORE_CONTEXT_URLS, TermMap
 from cityvisor.ngsild.errors import (
     AlreadyExists,
     BadRequestData,
@@ -43,7 +43,7 @@ from cityvisor.ngsild.errors import (
     OperationNotSupported,
     ResourceNotFound,
 )
-from cityvisor.ngsild.model import VALUE_MEMBER, Representation, check_name, check_uri
+from cityvisor.ngsild.model import NULL, VALUE_MEMBER, Representation, check_name, check_uri
 from cityvisor.store.base import EntityQuery, EntitySelector, Store, WriteOp
 from cityvisor.store.records import (
     OutboxRecord,
@@ -64,7 +64,14 @@ MQTT_VERSIONS = ("mqtt3.1.1", "mqtt5.0")
 READ_ONLY = ("status", "createdAt", "modifiedAt", "@context")
 READ_ONLY_NOTIFICATION = ("status", "timesSent", "lastNotification", "lastSuccess",
                           "lastFailure")
-UNSUPPORTED = ("scopeQ", "csf", "temporalQ", "datasetId", "expandValues", "join", "joinLevel")
+UNSUPPORTED = ("scopeQ", "temporalQ", "expandValues", "join", "joinLevel")
+#: the members of a Subscription (clause 5.2.12, Table 5.2.12-1); others are not kept
+MEMBERS = frozenset((
+    "id", "type", "subscriptionName", "description", "entities", "watchedAttributes",
+    "notificationTrigger", "timeInterval", "q", "geoQ", "csf", "isActive", "notification",
+    "expiresAt", "throttling", "lang", "datasetId", "jsonldContext", *UNSUPPORTED))
+#: entity members that are not attributes (pick / omit name them as they are)
+ENTITY_MEMBERS = ("id", "type", "scope", "createdAt", "modifiedAt", "deletedAt")
 PERIODIC_LIMIT = 1000  # entities per periodic notification
 PREVIOUS = {"value": "previousValue", "object": "previousObject",
             "languageMap": "previousLanguageMap", "json": "previousJson",
@@ -117,11 +124,15 @@ class Subscription:
         return "active" if self.is_active else "paused"
 
     def render(self, now: float) -> dict[str, Any]:
+        """Clause 5.2.12: the members given by the creator, the notificationTrigger in force
+        (default attributeCreated, attributeUpdated) and the read-only status; the
+        NotificationParams (5.2.14) carry the delivery figures once a notification was tried."""
         out = {k: v for k, v in self.doc.items()}
-        out["isActive"] = self.is_active
+        out.setdefault("notificationTrigger", list(DEFAULT_TRIGGERS))
         out["status"] = self.status(now)
         notification = dict(out["notification"])
-        notification["timesSent"] = self.times_sent
+        if self.times_sent:
+            notification["timesSent"] = self.times_sent
         for key, value in (("lastNotification", self.last_notification),
                            ("lastSuccess", self.last_success),
                            ("lastFailure", self.last_failure)):
@@ -162,6 +173,54 @@ def _positive(value: object, what: str) -> float:
             0 < value < 10**9) or value != value:
         raise BadRequestData(f"{what} must be a positive number of seconds")
     return float(value)
+
+
+def _query(doc: dict[str, Any], name: str, terms: TermMap) -> q_language.QNode:
+    """A q or csf member (clause 4.9), decoded once when sent percent-encoded
+    (``unescape_q_member``)."""
+    text = doc[name]
+    if not isinstance(text, str) or not text.strip():
+        raise BadRequestData(f"{name} must be a non-empty string")
+    return q_language.parse_q(q_language.unescape_q_member(text), terms.expand)
+
+
+def _dataset_ids(raw: object) -> frozenset[str]:
+    """datasetId (clause 5.2.12): the instances considered, ``@none`` for the default one."""
+    items = _strings([raw] if isinstance(raw, str) else raw, "datasetId")
+    for item in items:
+        if item != "@none":
+            check_uri(item, "datasetId")
+    return frozenset(items)
+
+
+def _projection(notification: dict[str, Any], terms: TermMap, notify_terms: TermMap
+                ) -> tuple[frozenset[str] | None, frozenset[str] | None]:
+    """notification.pick / omit (clauses 5.2.14, 4.21): entity members to keep or to leave
+    out, named as they appear in the notified entity; neither goes with ``attributes``."""
+    chosen: dict[str, frozenset[str]] = {}
+    for name in ("pick", "omit"):
+        if name not in notification:
+            continue
+        if "attributes" in notification:
+            raise BadRequestData(f"notification.{name} and notification.attributes cannot "
+                                 "be used together")
+        members = _strings(notification[name], f"notification.{name}")
+        chosen[name] = frozenset(
+            m if m in ENTITY_MEMBERS else notify_terms.compact(terms.expand(check_name(m)))
+            for m in members)
+    if len(chosen) == 2:
+        raise BadRequestData("notification.pick and notification.omit cannot be used together")
+    return chosen.get("pick"), chosen.get("omit")
+
+
+def context_link(context: Any) -> str:
+    """The URL of the Link header for a notification compacted with ``context`` (clause
+    6.3.5): the context itself when it is one URL (the core context is always implied);
+    otherwise, a list or an inline object cannot travel in a Link header, the core one."""
+    if isinstance(context, list):
+        urls = [c for c in context if not (isinstance(c, str) and c in CORE_CONTEXT_URLS)]
+        context = urls[0] if len(urls) == 1 else None
+    return context if isinstance(context, str) else CORE_CONTEXT_URL
 
 
 def check_endpoint(raw: object) -> dict[str, Any]:
@@ -213,7 +272,7 @@ def clean_document(body: object) -> dict[str, Any]:
     for name in UNSUPPORTED:
         if name in body:
             raise OperationNotSupported(f"Subscription member {name} is not supported")
-    doc = {k: v for k, v in body.items() if k not in READ_ONLY}
+    doc = {k: v for k, v in body.items() if k in MEMBERS and k not in READ_ONLY}
     notification = doc.get("notification")
     if isinstance(notification, dict):
         doc["notification"] = {k: v for k, v in notification.items()
@@ -247,11 +306,10 @@ async def build(doc: dict[str, Any], context: Any, broker: EntityBroker,
     if "watchedAttributes" in doc:
         names = _strings(doc["watchedAttributes"], "watchedAttributes")
         watched = frozenset(terms.expand(check_name(n)) for n in names)
-    q = None
-    if "q" in doc:
-        if not isinstance(doc["q"], str) or not doc["q"].strip():
-            raise BadRequestData("q must be a non-empty string")
-        q = q_language.parse_q(q_language.unescape_q_member(doc["q"]), terms.expand)
+    q = _query(doc, "q", terms) if "q" in doc else None
+    if "csf" in doc:
+        _query(doc, "csf", terms)  # clause 4.9 syntax; no context source is queried here
+    dataset_ids = _dataset_ids(doc["datasetId"]) if "datasetId" in doc else None
     geo = None
     if "geoQ" in doc:
         geo_q = doc["geoQ"]
@@ -303,6 +361,9 @@ async def build(doc: dict[str, Any], context: Any, broker: EntityBroker,
     for flag in ("showChanges", "sysAttrs"):
         if not isinstance(notification.get(flag, False), bool):
             raise BadRequestData(f"notification.{flag} must be true or false")
+    if notification.get("showChanges") and form in ("keyValues", "simplified"):
+        raise BadRequestData("notification.showChanges cannot be true with the format "
+                             f"{form} (clause 5.2.14)")
     endpoint = check_endpoint(notification.get("endpoint"))
     notification["endpoint"] = endpoint
     notify_context = context
@@ -313,11 +374,13 @@ async def build(doc: dict[str, Any], context: Any, broker: EntityBroker,
             raise BadRequestData("jsonldContext must be an http(s) URL")
         notify_terms = await broker.contexts.term_map(url)
         notify_context = url
+    pick, omit = _projection(notification, terms, notify_terms)
     rep = Representation(form="keyValues" if form == "simplified" else form,
-                         sys_attrs=notification.get("sysAttrs", False), attrs=attrs)
+                         sys_attrs=notification.get("sysAttrs", False), attrs=attrs,
+                         dataset_ids=dataset_ids, pick=pick, omit=omit)
     if notify_context is None:
         notify_context = CORE_CONTEXT_URL
-    link = notify_context if isinstance(notify_context, str) else CORE_CONTEXT_URL
+    link = context_link(notify_context)
     target = {**endpoint, "link": link}
     sub = Subscription(
         id=doc["id"], doc=doc, context=context, terms=notify_terms,
@@ -357,6 +420,33 @@ def _geo_matches(query: geo_predicates.GeoQuery, entity: dict[str, Any]) -> bool
     return False
 
 
+def attribute_changes(old: dict[str, Any], new: dict[str, Any]
+                      ) -> tuple[set[str], set[str], set[str]]:
+    """(created, deleted, updated) attribute IRIs between two versions of an entity. An
+    attribute is identified by its name and datasetId (clause 4.5.5): an instance added or
+    removed beside others creates or deletes that attribute; a changed instance updates it."""
+    created = new.keys() - old.keys()
+    deleted = old.keys() - new.keys()
+    updated: set[str] = set()
+    for iri, instances in new.items():
+        before = old.get(iri)
+        if before is None or before == instances:
+            continue
+        if len(before) == 1 and len(instances) == 1 and (
+                before[0].get("datasetId") == instances[0].get("datasetId")):
+            updated.add(iri)  # the usual case: one instance, changed
+            continue
+        old_by_id = {i.get("datasetId"): i for i in before}
+        new_by_id = {i.get("datasetId"): i for i in instances}
+        if new_by_id.keys() - old_by_id.keys():
+            created.add(iri)
+        if old_by_id.keys() - new_by_id.keys():
+            deleted.add(iri)
+        if any(old_by_id[d] != i for d, i in new_by_id.items() if d in old_by_id):
+            updated.add(iri)
+    return created, deleted, updated
+
+
 def triggered(sub: Subscription, op: WriteOp) -> bool:
     """Clause 5.11: does this change raise one of the subscription's triggers, on a watched
     attribute where attributes are concerned?"""
@@ -369,10 +459,7 @@ def triggered(sub: Subscription, op: WriteOp) -> bool:
         names = op.new["attrs"].keys()
         return "attributeCreated" in triggers and (
             watched is None or not watched.isdisjoint(names))
-    old_attrs, new_attrs = op.old["attrs"], op.new["attrs"]
-    created = new_attrs.keys() - old_attrs.keys()
-    deleted = old_attrs.keys() - new_attrs.keys()
-    updated = {k for k, v in new_attrs.items() if k in old_attrs and old_attrs[k] != v}
+    created, deleted, updated = attribute_changes(op.old["attrs"], op.new["attrs"])
     if watched is not None:
         created, deleted, updated = created & watched, deleted & watched, updated & watched
     if ("attributeCreated" in triggers and created) or (
@@ -402,18 +489,68 @@ def matches(sub: Subscription, op: WriteOp, now: float) -> bool:
 
 
 def render_entity(sub: Subscription, op: WriteOp, now_text: str) -> dict[str, Any]:
-    """The entity of a notification, in the subscription's format, attributes and terms."""
+    """The entity of a notification, in the subscription's format, attributes and terms.
+
+    A deleted attribute (or attribute instance) is shown with the NGSI-LD Null of its type
+    (clause 4.5.0) beside the remaining ones. A deleted entity is its id, type and
+    ``deletedAt``; with showChanges, also each of its attributes as NGSI-LD Null with its
+    previous value (clause 5.2.14)."""
     from cityvisor.ngsild.model import compact_entity
 
     if op.new is None:
         assert op.old is not None
+        if sub.show_changes and sub.rep.form != "keyValues":
+            gone = {**op.old, "attrs": {iri: [_null_instance(i) for i in instances]
+                                        for iri, instances in op.old["attrs"].items()}}
+            out = compact_entity(gone, sub.terms, sub.rep)
+            _add_previous(out, op.old, gone, sub)
+            out["deletedAt"] = now_text
+            return out
         types = [sub.terms.compact(t) for t in op.old["type"]]
         return {"id": op.old["id"], "type": types[0] if len(types) == 1 else types,
                 "deletedAt": now_text}
-    out = compact_entity(op.new, sub.terms, sub.rep)
+    new = op.new
+    if op.old is not None:
+        new = _with_deletions(op.old, new)
+    out = compact_entity(new, sub.terms, sub.rep)
     if sub.show_changes and op.old is not None and sub.rep.form != "keyValues":
-        _add_previous(out, op.old, op.new, sub)
+        _add_previous(out, op.old, new, sub)
     return out
+
+
+def _null_instance(instance: dict[str, Any]) -> dict[str, Any]:
+    """The NGSI-LD Null of an attribute instance (clause 4.5.0), with its datasetId."""
+    kind = instance["type"]
+    member = VALUE_MEMBER[kind]
+    value: Any = NULL
+    if member == "languageMap":
+        value = {"@none": NULL}
+    elif member in ("valueList", "objectList"):
+        value = [NULL]
+    out = {"type": kind, member: value, "createdAt": instance["createdAt"],
+           "modifiedAt": instance["modifiedAt"]}
+    if "datasetId" in instance:
+        out["datasetId"] = instance["datasetId"]
+    return out
+
+
+def _with_deletions(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` with the attribute instances deleted since ``old`` back, as NGSI-LD Null."""
+    old_attrs, new_attrs = old["attrs"], new["attrs"]
+    merged: dict[str, list[dict[str, Any]]] | None = None
+    for iri, before in old_attrs.items():
+        after = new_attrs.get(iri)
+        if after is not None and (after is before or len(before) == 1 and len(after) >= 1
+                                  and before[0].get("datasetId") is None
+                                  and after[0].get("datasetId") is None):
+            continue  # still there (the usual case: one default instance)
+        kept = {i.get("datasetId") for i in after or ()}
+        gone = [_null_instance(i) for i in before if i.get("datasetId") not in kept]
+        if gone:
+            if merged is None:
+                merged = dict(new_attrs)
+            merged[iri] = [*(after or ()), *gone]
+    return new if merged is None else {**new, "attrs": merged}
 
 
 def _add_previous(out: dict[str, Any], old: dict[str, Any], new: dict[str, Any],
@@ -428,6 +565,8 @@ def _add_previous(out: dict[str, Any], old: dict[str, Any], new: dict[str, Any],
             continue
         member = VALUE_MEMBER[before[0]["type"]]
         previous = before[0].get(member)
+        if member == "vocab":  # stored expanded, notified in the notification's terms
+            previous = _compact_vocab(previous, sub.terms)
         rendered = out[name]
         if isinstance(rendered, list):
             rendered = rendered[0]
@@ -439,12 +578,22 @@ def _add_previous(out: dict[str, Any], old: dict[str, Any], new: dict[str, Any],
         rendered[PREVIOUS.get(member, "previousValue")] = previous
 
 
+def _compact_vocab(value: Any, terms: TermMap) -> Any:
+    if isinstance(value, list):
+        return [terms.compact(v) for v in value]
+    return terms.compact(value) if isinstance(value, str) else value
+
+
 def notification(sub: Subscription, data: list[dict[str, Any]], now_text: str) -> bytes:
     body: dict[str, Any] = {"id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}",
                             "type": "Notification", "subscriptionId": sub.id,
                             "notifiedAt": now_text, "data": data}
     if sub.target["accept"] == "application/ld+json":
+        # JSON-LD: the @context of the notification, and of each entity, which a receiver
+        # may take out of ``data`` and store as it is
         body["@context"] = sub.notify_context
+        for entity in data:
+            entity["@context"] = sub.notify_context
     return orjson.dumps(body)
 
 
@@ -554,7 +703,9 @@ class SubscriptionManager:
         return [s.render(now) for s in subs[offset:offset + limit]], len(subs)
 
     async def update(self, tenant: str | None, sub_id: str, body: object) -> None:
-        """5.8.2 Update Subscription: members replace; notification members merge."""
+        """5.8.2 Update Subscription: each member of the fragment replaces the member of the
+        same name (``notification`` included, as a whole); null removes it. The result must
+        be a valid subscription, with an expiresAt in the future if one is given."""
         current = await self._existing(tenant, sub_id)
         fragment = clean_document(body)
         if not fragment:
@@ -563,13 +714,14 @@ class SubscriptionManager:
             raise BadRequestData("The id of a subscription cannot change")
         doc = orjson.loads(orjson.dumps(current.doc))
         for name, value in fragment.items():
-            if name == "notification" and isinstance(value, dict):
-                doc["notification"] = {**doc["notification"], **value}
-            elif value is None or value == "urn:ngsi-ld:null":
+            if value is None or value == "urn:ngsi-ld:null":
                 doc.pop(name, None)
             else:
                 doc[name] = value
         sub = await build(doc, current.context, self.broker, self.clock())
+        if "expiresAt" in fragment and sub.expires_at is not None and (
+                sub.expires_at <= self.clock()):
+            raise BadRequestData("expiresAt is in the past")
         sub.times_sent, sub.last_notification = current.times_sent, current.last_notification
         sub.last_success, sub.last_failure = current.last_success, current.last_failure
         sub.delivery, sub.last_sent = current.delivery, current.last_sent
@@ -640,15 +792,23 @@ class SubscriptionManager:
 
     # -------------------------------------------------------------- delivery status
 
+    def sending(self, tenant: str | None, sub_id: str, when: float) -> None:
+        """A notification is being sent (timesSent, lastNotification: clause 5.2.14), counted
+        before its outcome; persisted with the outcome (``delivered``)."""
+        sub = self._subs.get(tenant, {}).get(sub_id)
+        if sub is not None:
+            sub.times_sent += 1
+            sub.last_notification = iso(when)
+
     def delivered(self, tenant: str | None, sub_id: str, ok: bool,
                   when: float) -> SubscriptionStatus | None:
-        """Record one delivery attempt; returns the status row to persist."""
+        """Record the outcome of a sending, or a notification held back because its endpoint
+        is failing (not ok, not counted as sent); returns the status row to persist
+        (clause 5.2.14: lastSuccess, lastFailure, status)."""
         sub = self._subs.get(tenant, {}).get(sub_id)
         if sub is None:
             return None
         stamp = iso(when)
-        sub.times_sent += 1
-        sub.last_notification = stamp
         if ok:
             sub.last_success, sub.delivery = stamp, "ok"
         else:

@@ -487,15 +487,24 @@ def unescape_q_member(text: str) -> str:
     """A ``q`` member of a JSON body (a subscription's, a POST query's) sent percent-encoded, as
     some clients do (ngsildclient's subscription builder): decoded once. ``%`` can only stand
     in a valid expression inside a quoted value, so an expression whose unquoted part holds a
-    ``%XX`` escape is decoded; any other is returned as it is.
+    ``%XX`` escape is decoded; so is one whose quoted values hold an escaped space or double
+    quote (``%20``, ``%22``: characters a URL never carries as they are, so the expression
+    was encoded). Any other is returned as it is.
 
     >>> unescape_q_member("waterLevel%3E3")
     'waterLevel>3'
     >>> unescape_q_member('name=="50%25"')
     'name=="50%25"'
+    >>> unescape_q_member('name=="Eiffel%20Tower"')
+    'name=="Eiffel Tower"'
     """
     unquoted = re.sub(r'"(?:[^"\\]|\\.)*"', "", text)
-    return unquote(text) if _ESCAPE.search(unquoted) else text
+    encoded = _ESCAPE.search(unquoted) or _URL_ONLY_ESCAPE.search(text)
+    return unquote(text) if encoded else text
+
+
+#: escapes of characters that never stand raw in a URL
+_URL_ONLY_ESCAPE = re.compile(r"%(?:20|22|09)")
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -35,7 +35,8 @@ class Notifications:
         self.mqtt = MqttSender(timeout_s)
         self.manager = SubscriptionManager(broker, clock=clock)
         self.outbox = Outbox(store, {"http": self.http.send, "mqtt": self.mqtt.send},
-                             self.manager.delivered, clock=clock,
+                             self.manager.delivered, sending_sink=self.manager.sending,
+                             clock=clock,
                              policy=RetryPolicy(retry_base_s, retry_cap_s),
                              concurrency=concurrency, poll_s=poll_s, batch_max=batch_max)
         self.manager.wake = self.outbox.wake

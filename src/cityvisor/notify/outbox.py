@@ -43,6 +43,8 @@ LOG = logging.getLogger("cityvisor.notify")
 Sender = Callable[[dict[str, Any], bytes, str | None], Awaitable[None]]
 #: (tenant, subscription id, ok, when) -> status row to persist
 StatusSink = Callable[[str | None, str, bool, float], SubscriptionStatus | None]
+#: (tenant, subscription id, when): a notification is being sent
+SendingSink = Callable[[str | None, str, float], None]
 
 
 @dataclass
@@ -70,6 +72,8 @@ class EndpointWorker:
     def submit(self, row: OutboxRow) -> None:
         d = self.dispatcher
         if d.clock() < self.blocked_until or len(self.queue) >= d.max_queue:
+            if self.failures:
+                d.not_sent(row)  # the endpoint is failing: this notification cannot go now
             d.reschedule(row, row.attempts, max(self.blocked_until, d.clock() + 0.2))
             return
         self.queue.append(row)
@@ -94,6 +98,7 @@ class EndpointWorker:
         while self.queue:
             rows = self._take()
             if d.clock() < self.blocked_until:
+                d.not_sent(rows[0])
                 for row in rows:
                     d.reschedule(row, row.attempts, self.blocked_until)
                 continue
@@ -101,6 +106,7 @@ class EndpointWorker:
             try:
                 target = orjson.loads(row.target)
                 sender = d.senders[target["uri"].split(":", 1)[0].rstrip("s")]
+                d.sending(row)
                 await sender(target, merge_payloads([r.payload for r in rows]), d.tenant)
             except asyncio.CancelledError:
                 raise
@@ -199,6 +205,15 @@ class TenantDispatcher:
         """Not attempted (endpoint blocked or queue full): try at ``at`` (plus jitter)."""
         self._write(OutboxRetry(row.id, attempts, at + random.uniform(0, 0.05)), row.id)
 
+    def sending(self, row: OutboxRow) -> None:
+        """A notification goes out now: counted before its outcome is known."""
+        self.service.sending_sink(self.tenant, row.subscription, self.clock())
+
+    def not_sent(self, row: OutboxRow) -> None:
+        """Not attempted because its endpoint is failing: the subscription's notification
+        status is "failed" (clause 5.2.14), without counting a sending."""
+        self._status(row, False)
+
     def _status(self, row: OutboxRow, ok: bool) -> None:
         record = self.service.status_sink(self.tenant, row.subscription, ok, self.clock())
         if record is not None:
@@ -256,12 +271,14 @@ class Outbox:
     """The delivery service: one dispatcher per tenant with notifications."""
 
     def __init__(self, store: Store, senders: dict[str, Sender], status_sink: StatusSink, *,
+                 sending_sink: SendingSink = lambda tenant, sub_id, when: None,
                  clock: Callable[[], float] = time.time, policy: RetryPolicy | None = None,
                  concurrency: int = 8, max_queue: int = 2000, poll_s: float = 0.1,
                  batch_max: int = 100) -> None:
         self.store = store
         self.senders = senders
         self.status_sink = status_sink
+        self.sending_sink = sending_sink
         self.clock = clock
         self.policy = policy or RetryPolicy()
         self.concurrency = concurrency
