@@ -31,7 +31,7 @@ def test_create_retrieve_list_update_delete(client: TestClient) -> None:
     location = created.headers["Location"]
     assert location.startswith(SUBS + "/urn:ngsi-ld:Subscription:")
     sub_id = location.rsplit("/", 1)[1]
-    got = client.get(f"{SUBS}/{sub_id}")
+    got = client.get(f"{SUBS}/{sub_id}", headers=link(STREETLIGHT))
     assert got.status_code == 200
     body = got.json()
     assert body["id"] == sub_id and body["type"] == "Subscription"
@@ -256,3 +256,27 @@ def test_version_preference_is_applied_on_retrieve_and_query(client: TestClient)
     for prefer in ("respond-async", "ngsi-ld=7.0"):
         assert "Preference-Applied" not in client.get(url, headers={"Prefer": prefer}).headers
     assert "Preference-Applied" not in client.get(url).headers
+
+
+def test_terms_follow_the_context_of_each_request(client: TestClient) -> None:
+    """Clause 6.3.5: the names a subscription holds are expanded with the @context of the
+    request that gives them and compacted with that of the request that reads them."""
+    sl = "https://smartdatamodels.org/dataModel.Streetlighting/"
+    client.post(SUBS, json=sub(id="urn:ngsi-ld:Subscription:t", watchedAttributes=["powerState"],
+                               notification={"attributes": ["powerState"],
+                                             "endpoint": {"uri": "http://h/x"}}),
+                headers=link(STREETLIGHT))
+    url = f"{SUBS}/urn:ngsi-ld:Subscription:t"
+    plain = client.get(url).json()
+    assert plain["watchedAttributes"] == [sl + "powerState"]
+    assert plain["notification"]["attributes"] == [sl + "powerState"]
+    assert plain["entities"] == [{"type": sl + "Streetlight"}]
+    assert client.get(url, headers=link(STREETLIGHT)).json()["watchedAttributes"] == [
+        "powerState"]
+    listed = client.get(SUBS, headers=link(STREETLIGHT)).json()
+    assert listed[0]["entities"] == [{"type": "Streetlight"}]
+    # an update in the core context: its names are the core's, whatever the creator's
+    assert client.patch(url, json={"entities": [{"type": "Streetlight,Pole"}]}).status_code == 204
+    assert client.get(url).json()["entities"] == [{"type": "Streetlight,Pole"}]
+    assert client.get(url, headers=link(STREETLIGHT)).json()["entities"] != [
+        {"type": "Streetlight,Pole"}]

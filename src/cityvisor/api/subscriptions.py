@@ -47,7 +47,7 @@ async def query_subscriptions(request: Request, call: Call) -> Response:
         raise BadRequestData("limit=0 is only allowed together with count=true")
     if offset < 0:
         raise BadRequestData(f"offset must not be negative, got {offset}")
-    page, total = await _manager(request).query(call.tenant, limit, offset)
+    page, total = await _manager(request).query(call.tenant, limit, offset, call.context)
     headers = _version_headers(request)
     if count:
         headers["NGSILD-Results-Count"] = str(total)
@@ -56,7 +56,8 @@ async def query_subscriptions(request: Request, call: Call) -> Response:
 
 async def retrieve_subscription(request: Request, call: Call) -> Response:
     """6.11.3.1 Retrieve Subscription."""
-    sub = await _manager(request).retrieve(call.tenant, request.path_params["subscriptionId"])
+    sub = await _manager(request).retrieve(call.tenant, request.path_params["subscriptionId"],
+                                           call.context)
     return json_response(call, sub, headers=_version_headers(request))
 
 
@@ -70,7 +71,8 @@ async def update_subscription(request: Request, call: Call) -> Response:
     """6.11.3.2 Update Subscription: 204."""
     body, context = await read_body(request, services_of(request).settings.max_body_bytes)
     call = replace(call, context=context)
-    await _manager(request).update(call.tenant, request.path_params["subscriptionId"], body)
+    await _manager(request).update(call.tenant, request.path_params["subscriptionId"], body,
+                                   context)
     return Response(status_code=204)
 
 

@@ -20,6 +20,7 @@ deletion); throttling drops notifications inside the window (Orion-LD).
 from __future__ import annotations
 
 import math
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -95,6 +96,7 @@ class Subscription:
     doc: dict[str, Any]
     context: Any  # the creator's @context (None: core)
     terms: TermMap  # compacts notifications (jsonldContext if given, else the creator's)
+    source_terms: TermMap  # the creator's: the terms of ``doc``
     notify_context: Any  # the @context value notifications carry / link
     selectors: tuple[EntitySelector, ...]
     watched: frozenset[str] | None
@@ -123,11 +125,11 @@ class Subscription:
             return "expired"
         return "active" if self.is_active else "paused"
 
-    def render(self, now: float) -> dict[str, Any]:
+    def render(self, now: float, terms: TermMap | None = None) -> dict[str, Any]:
         """Clause 5.2.12: the members given by the creator, the notificationTrigger in force
         (default attributeCreated, attributeUpdated) and the read-only status; the
         NotificationParams (5.2.14) carry the delivery figures once a notification was tried."""
-        out = {k: v for k, v in self.doc.items()}
+        out = translate(self.doc, self.source_terms, terms or self.source_terms)
         out.setdefault("notificationTrigger", list(DEFAULT_TRIGGERS))
         out["status"] = self.status(now)
         notification = dict(out["notification"])
@@ -221,6 +223,43 @@ def context_link(context: Any) -> str:
         urls = [c for c in context if not (isinstance(c, str) and c in CORE_CONTEXT_URLS)]
         context = urls[0] if len(urls) == 1 else None
     return context if isinstance(context, str) else CORE_CONTEXT_URL
+
+
+_TYPE_NAME = re.compile(r"[^,;|()\s]+")
+
+
+def translate(doc: dict[str, Any], source: TermMap, target: TermMap) -> dict[str, Any]:
+    """``doc`` with the entity types and attribute names it holds (entities, watchedAttributes,
+    geoQ.geoproperty, notification attributes / pick / omit) written in ``target``'s terms
+    instead of ``source``'s (clause 6.3.5: a subscription is expanded with the @context of
+    the request that gives it and compacted with that of the request that reads it). ``q``
+    is kept as written."""
+    if source is target:
+        return doc
+
+    def name(term: str) -> str:
+        return term if term in ENTITY_MEMBERS else target.compact(source.expand(term))
+
+    def names(value: Any) -> Any:
+        return [name(v) if isinstance(v, str) else v for v in value] if isinstance(
+            value, list) else value
+
+    out = dict(doc)
+    if isinstance(out.get("entities"), list):
+        out["entities"] = [
+            {**e, "type": _TYPE_NAME.sub(lambda m: name(m.group()), e["type"])}
+            if isinstance(e, dict) and isinstance(e.get("type"), str) else e
+            for e in out["entities"]]
+    if "watchedAttributes" in out:
+        out["watchedAttributes"] = names(out["watchedAttributes"])
+    geo_q = out.get("geoQ")
+    if isinstance(geo_q, dict) and isinstance(geo_q.get("geoproperty"), str):
+        out["geoQ"] = {**geo_q, "geoproperty": name(geo_q["geoproperty"])}
+    notification = out.get("notification")
+    if isinstance(notification, dict):
+        out["notification"] = {k: names(v) if k in ("attributes", "pick", "omit") else v
+                               for k, v in notification.items()}
+    return out
 
 
 def check_endpoint(raw: object) -> dict[str, Any]:
@@ -383,7 +422,7 @@ async def build(doc: dict[str, Any], context: Any, broker: EntityBroker,
     link = context_link(notify_context)
     target = {**endpoint, "link": link}
     sub = Subscription(
-        id=doc["id"], doc=doc, context=context, terms=notify_terms,
+        id=doc["id"], doc=doc, context=context, terms=notify_terms, source_terms=terms,
         notify_context=notify_context, selectors=selectors, watched=watched, q=q, geo=geo,
         triggers=frozenset(triggers), throttling=throttling, time_interval=interval,
         expires_at=expires, is_active=is_active, rep=rep,
@@ -689,20 +728,24 @@ class SubscriptionManager:
             raise ResourceNotFound(f"Subscription {sub_id} does not exist")
         return sub
 
-    async def retrieve(self, tenant: str | None, sub_id: str) -> dict[str, Any]:
-        """5.8.3 Retrieve Subscription."""
-        return (await self._existing(tenant, sub_id)).render(self.clock())
+    async def retrieve(self, tenant: str | None, sub_id: str,
+                       context: Any = None) -> dict[str, Any]:
+        """5.8.3 Retrieve Subscription, in the terms of the request's ``context``."""
+        sub = await self._existing(tenant, sub_id)
+        return sub.render(self.clock(), await self.broker.contexts.term_map(context))
 
-    async def query(self, tenant: str | None, limit: int, offset: int
+    async def query(self, tenant: str | None, limit: int, offset: int, context: Any = None
                     ) -> tuple[list[dict[str, Any]], int]:
-        """5.8.4 Query Subscriptions: (page, total)."""
+        """5.8.4 Query Subscriptions: (page, total), in the terms of the request's context."""
         if not await self.store.has_tenant(tenant):
             raise NonexistentTenant(f"Tenant {tenant!r} does not exist")
         subs = list((await self._tenant(tenant)).values())
         now = self.clock()
-        return [s.render(now) for s in subs[offset:offset + limit]], len(subs)
+        terms = await self.broker.contexts.term_map(context)
+        return [s.render(now, terms) for s in subs[offset:offset + limit]], len(subs)
 
-    async def update(self, tenant: str | None, sub_id: str, body: object) -> None:
+    async def update(self, tenant: str | None, sub_id: str, body: object,
+                     context: Any = None) -> None:
         """5.8.2 Update Subscription: each member of the fragment replaces the member of the
         same name (``notification`` included, as a whole); null removes it. The result must
         be a valid subscription, with an expiresAt in the future if one is given."""
@@ -712,6 +755,8 @@ class SubscriptionManager:
             raise BadRequestData("The update carries no subscription member")
         if fragment.get("id", sub_id) != sub_id:
             raise BadRequestData("The id of a subscription cannot change")
+        terms = await self.broker.contexts.term_map(context)
+        fragment = translate(fragment, terms, current.source_terms)
         doc = orjson.loads(orjson.dumps(current.doc))
         for name, value in fragment.items():
             if value is None or value == "urn:ngsi-ld:null":
