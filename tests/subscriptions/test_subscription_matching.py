@@ -288,3 +288,10 @@ def test_ngsi_ld_null_of_every_value_member_is_a_deletion() -> None:
     assert deletion({"object": null}) == (True, None)
     assert deletion({"languageMap": {"fr": null}}) == (False, None)
     assert deletion({"value": [null]}) == (False, None)
+
+
+def test_a_json_null_value_is_not_an_ngsi_ld_null() -> None:
+    from cityvisor.broker.fragments import deletion
+
+    assert deletion({"value": None}) == (False, None)
+    assert deletion({"object": None}) == (False, None)

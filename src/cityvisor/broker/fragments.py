@@ -63,7 +63,7 @@ def deletion(raw: object) -> tuple[bool, str | None]:
     if isinstance(raw, dict):
         dataset = raw.get("datasetId") if isinstance(raw.get("datasetId"), str) else None
         for member in VALUE_MEMBER.values():
-            if member in raw and raw[member] in (NULL, _NULLS.get(member)):
+            if member in raw and raw[member] in (NULL, _NULLS.get(member, NULL)):
                 return True, dataset
     return False, None
 
