@@ -19,7 +19,9 @@ from cityvisor.ngsild.context import DEFAULT_VOCAB, compile_context
 from cityvisor.ngsild.errors import AlreadyExists, BadRequestData
 from cityvisor.ngsild.geo import parse_geoquery
 from cityvisor.ngsild.model import expand_entity
+from cityvisor.ngsild.ordering import parse_ordering
 from cityvisor.ngsild.query import parse_q
+from cityvisor.ngsild.scopequery import parse_scope_q
 from cityvisor.ngsild.typequery import parse_type_selection
 from cityvisor.store.base import (
     Buckets,
@@ -386,7 +388,9 @@ def places() -> list[dict[str, Any]]:
     ("near;maxDistance==1000", "Point", [4.36, 43.84], [1, 2, 4]),
     ("near;maxDistance==100", "Point", [4.36, 43.84], [1, 4]),
     ("near;minDistance==5000", "Point", [4.36, 43.84], [3]),
-    ("near;minDistance==500;maxDistance==5000", "Point", [4.36, 43.84], [2]),
+    # an extended reference: the distance is to its closest point (~800 m west of urn 3)
+    ("near;maxDistance==1000", "LineString", [[4.49, 43.83], [4.49, 43.85]], [3]),
+    ("near;minDistance==5000", "LineString", [[4.49, 43.83], [4.49, 43.85]], [1, 2, 4]),
     ("within", "Polygon", square(4.35, 43.83, 4.38, 43.85)["coordinates"], [1, 2, 4]),
     # the polygon's box meets the square's, yet the square is not within it
     ("within", "Polygon", square(4.362, 43.83, 4.40, 43.85)["coordinates"], [2]),
@@ -449,6 +453,54 @@ async def test_insertion_order_limit_offset_and_count(store: Store) -> None:
     typed_page = await store.query(None, EntityQuery(selectors=(typed("Gauge"),), limit=1,
                                                      offset=9, count=True))
     assert ids_of(typed_page.entities) == [urn(5)] and typed_page.count == 10
+
+
+async def test_query_by_scope(store: Store) -> None:
+    await insert(store, entity(urn(1), scope="/Nimes/Ecusson"),
+                 entity(urn(2), scope=["/Nimes/Gare", "/Agency/Water"]),
+                 entity(urn(3)), entity(urn(4), scope="/Nimes"))
+
+    async def scoped(text: str) -> list[str]:
+        return await found(store, EntityQuery(scope=parse_scope_q(text), limit=100))
+
+    assert await scoped("/Nimes") == [urn(4)]
+    assert await scoped("/Nimes/#") == [urn(1), urn(2), urn(4)]
+    assert await scoped("/Nimes/+") == [urn(1), urn(2)]
+    assert await scoped("/#") == [urn(1), urn(2), urn(4)]
+    assert await scoped("/Nimes/Gare;/Agency/Water") == [urn(2)]
+    assert await scoped("(/Nimes/Gare;/Agency/Sewer)|/Nimes/Ecusson") == [urn(1)]
+    assert await scoped("/Nimes/Gare,/Nimes") == [urn(2), urn(4)]
+    counted = await store.query(None, EntityQuery(scope=parse_scope_q("/Nimes/#"), limit=1,
+                                                  count=True))
+    assert ids_of(counted.entities) == [urn(1)] and counted.count == 3
+
+
+async def test_ordered_queries(store: Store) -> None:
+    await insert(store, entity(urn(1), level=3, location=point(10, 45)),
+                 entity(urn(2), level=1, location=point(8.01, 40.01)),
+                 entity(urn(3), level="x", location=point(9, 41)), entity(urn(4)),
+                 entity(urn(5), level=2))
+
+    async def ordered(order_by: str, order_from: str | None = None, **options: Any
+                      ) -> list[str]:
+        order = parse_ordering(order_by, order_from, None, TERMS.expand)
+        options.setdefault("limit", 100)
+        return await found(store, EntityQuery(order=order, **options))
+
+    assert await ordered("level") == [urn(2), urn(5), urn(1), urn(3), urn(4)]
+    assert await ordered("level;desc") == [urn(3), urn(1), urn(5), urn(2), urn(4)]
+    assert await ordered("level", limit=2, offset=1) == [urn(5), urn(1)]
+    assert await ordered("id;desc", limit=2) == [urn(5), urn(4)]
+    assert await ordered("location;dist-asc", "[8,40]") == [urn(2), urn(3), urn(1), urn(4),
+                                                            urn(5)]
+    with_q = EntityQuery(q=parse_q("level>1", TERMS.expand), count=True, limit=1,
+                         order=parse_ordering("level;desc", None, None, TERMS.expand))
+    page = await store.query(None, with_q)
+    assert ids_of(page.entities) == [urn(1)] and page.count == 2
+    near = geo("near;maxDistance==200000", "Point", [8, 40], count=True, limit=0,
+               order=parse_ordering("level", None, None, TERMS.expand))
+    none = await store.query(None, near)
+    assert none.entities == [] and none.count == 2
 
 
 # ---------------------------------------------------------------------------- attribute stats

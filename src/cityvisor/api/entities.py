@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from starlette.requests import Request
@@ -22,7 +23,13 @@ from cityvisor.api.http import (
     read_body,
     services_of,
 )
-from cityvisor.broker.entities import BatchResult, EntityBroker, QueryParams, UpdateResult
+from cityvisor.broker.entities import (
+    BatchResult,
+    EntityBroker,
+    QueryPage,
+    QueryParams,
+    UpdateResult,
+)
 from cityvisor.broker.options import Shape, option_set
 from cityvisor.ngsild.errors import BadRequestData, OperationNotSupported
 
@@ -49,7 +56,7 @@ def _shape(request: Request, call: Call) -> Shape:
                  dataset_id=params.get("datasetId"))
 
 
-UNSUPPORTED_QUERY = ("scopeQ", "csf", "join", "joinLevel", "entityMap", "containedBy",
+UNSUPPORTED_QUERY = ("join", "joinLevel", "entityMap", "containedBy",
                      "expandValues", "collectValues")
 
 
@@ -60,18 +67,77 @@ def _refuse_unsupported(request: Request) -> None:
             raise OperationNotSupported(f"Parameter {name} is not supported by this broker")
 
 
+def _local(request: Request) -> bool | None:
+    """``local``: None when not given (``type=*`` implies it, Table 6.4.3.2-1)."""
+    return bool_param(request, "local") if "local" in request.query_params else None
+
+
+def _ordering(request: Request, query: QueryParams) -> QueryParams:
+    """``query`` with the ordering parameters (clause 4.23), as sent."""
+    params = request.query_params
+    return replace(query, order_by=params.get("orderBy"), order_from=params.get("orderFrom"),
+                   collation=params.get("collation"))
+
+
 def _query_params(request: Request) -> QueryParams:
     _refuse_unsupported(request)
     params = request.query_params
     options = option_set(params.get("options"))
-    return QueryParams(
+    return _ordering(request, QueryParams(
         id=params.get("id"), id_pattern=params.get("idPattern"), type=params.get("type"),
-        attrs=params.get("attrs"), q=params.get("q"),
+        attrs=params.get("attrs"), q=params.get("q"), scope_q=params.get("scopeQ"),
+        csf=params.get("csf"),
         georel=params.get("georel"), geometry=params.get("geometry"),
         coordinates=params.get("coordinates"), geoproperty=params.get("geoproperty"),
         limit=int_param(request, "limit"), offset=int_param(request, "offset", 0) or 0,
-        count=bool_param(request, "count") or "count" in options, local=bool_param(request, "local"),
-    )
+        count=bool_param(request, "count") or "count" in options, local=_local(request),
+    ))
+
+
+def _check_geometry_property(request: Request, call: Call, shape: Shape) -> None:
+    """Clause 5.7.2.4 / 6.3.15: geometryProperty only applies to a GeoJSON representation."""
+    if shape.geometry_property is not None and call.accept != "application/geo+json" \
+            and shape.format != "geojson":
+        raise BadRequestData("geometryProperty is only allowed with a GeoJSON representation "
+                             "(Accept: application/geo+json)")
+
+
+#: the URL parameters that a page link (clause 4.12) sets itself
+_PAGE_PARAMS = ("limit", "offset")
+#: characters left as they are in the parameter values of a page link
+_LINK_SAFE = ":/@!$'()*,;"
+
+
+def page_links(request: Request, page: QueryPage) -> str | None:
+    """The ``Link`` header values ``rel="prev"`` / ``rel="next"`` of a page (clause 4.12):
+    the same request with the offset of the previous / next page; none past either end."""
+    if page.limit <= 0:
+        return None
+    links: list[str] = []
+    if page.offset > 0:
+        links.append(_page_link(request, max(0, page.offset - page.limit), page.limit, "prev"))
+    if page.more:
+        links.append(_page_link(request, page.offset + page.limit, page.limit, "next"))
+    return ", ".join(links) or None
+
+
+def _page_link(request: Request, offset: int, limit: int, rel: str) -> str:
+    items = [(k, v) for k, v in request.query_params.multi_items() if k not in _PAGE_PARAMS]
+    items += [("limit", str(limit)), ("offset", str(offset))]
+    query = "&".join(f"{quote(k, safe='')}={quote(v, safe=_LINK_SAFE)}"
+                     for k, v in sorted(items, key=lambda item: item[0]))
+    return f'<{request.url.path}?{query}>; rel="{rel}"; type="application/json"'
+
+
+def _page_response(request: Request, call: Call, page: QueryPage, links: bool) -> Response:
+    headers = {"NGSILD-Results-Count": str(page.count)} if page.count is not None else {}
+    link = page_links(request, page) if links else None
+    if link:
+        headers["Link"] = link
+    if call.accept == "application/geo+json":
+        return json_response(call, {"type": "FeatureCollection", "features": page.entities},
+                             headers=headers or None)
+    return json_response(call, page.entities, headers=headers or None)
 
 
 def _geojson_call(call: Call, shape: Shape) -> Call:
@@ -101,18 +167,15 @@ def _batch_response(result: BatchResult, created_status: bool = False) -> Respon
 
 
 async def query_entities(request: Request, call: Call) -> Response:
-    """6.4.3.2 Query Entities. Unsupported (422): scopeQ, csf, join, entityMap, containedBy,
-    expandValues, collectValues; there are no context source registrations, so
-    every query is local."""
+    """6.4.3.2 Query Entities, with scopeQ (4.19), orderBy/orderFrom/collation (4.23) and page
+    links (4.12). Unsupported (422): join, entityMap, containedBy, expandValues,
+    collectValues; there are no context source registrations, so every query is local (a
+    csf is checked, and restricts nothing)."""
     shape = _shape(request, call)
-    entities, count = await _broker(request).query_entities(
+    _check_geometry_property(request, call, shape)
+    page = await _broker(request).query_page(
         call.tenant, call.context, _query_params(request), shape)
-    call = _geojson_call(call, shape)
-    headers = {"NGSILD-Results-Count": str(count)} if count is not None else None
-    if call.accept == "application/geo+json":
-        return json_response(call, {"type": "FeatureCollection", "features": entities},
-                             headers=headers)
-    return json_response(call, entities, headers=headers)
+    return _page_response(request, _geojson_call(call, shape), page, links=True)
 
 
 async def create_entity(request: Request, call: Call) -> Response:
@@ -248,21 +311,20 @@ async def batch_query(request: Request, call: Call) -> Response:
     """6.23.3.1 Query Entities via POST (the Query data type, clause 5.2.23)."""
     _refuse_unsupported(request)
     body, call = await _body(request, call)
-    if isinstance(body, dict):
-        for member in ("scopeQ", "csf", "temporalQ"):
-            if member in body:
-                raise OperationNotSupported(f"Query member {member} is not supported here")
+    if isinstance(body, dict) and "temporalQ" in body:
+        raise OperationNotSupported("Query member temporalQ is not supported here")
     shape = _shape(request, call)
+    _check_geometry_property(request, call, shape)
     params = request.query_params
-    query = QueryParams(limit=int_param(request, "limit"),
-                        offset=int_param(request, "offset", 0) or 0,
-                        count=bool_param(request, "count"), local=bool_param(request, "local"))
+    query = _ordering(request, QueryParams(limit=int_param(request, "limit"),
+                                           offset=int_param(request, "offset", 0) or 0,
+                                           count=bool_param(request, "count"),
+                                           local=_local(request)))
     if params.get("options") and "count" in option_set(params.get("options")):
         query = replace(query, count=True)
-    entities, count = await _broker(request).batch_query(call.tenant, call.context, body,
-                                                         query, shape)
-    headers = {"NGSILD-Results-Count": str(count)} if count is not None else None
-    return json_response(call, entities, headers=headers)
+    page = await _broker(request).batch_query_page(call.tenant, call.context, body, query,
+                                                   shape)
+    return _page_response(request, _geojson_call(call, shape), page, links=False)
 
 
 # ------------------------------------------------------------------ discovery

@@ -222,7 +222,8 @@ def json_response(call: Call, data: Any, status: int = 200,
             data = {**data, "@context": context}
     elif call.accept == "application/json":
         url = context if isinstance(context, str) else CORE_CONTEXT_URL
-        extra["Link"] = f'<{url}>; rel="{CONTEXT_REL}"; type="application/ld+json"'
+        context_link = f'<{url}>; rel="{CONTEXT_REL}"; type="application/ld+json"'
+        extra["Link"] = f"{context_link}, {extra['Link']}" if extra.get("Link") else context_link
     return Response(orjson.dumps(data), status_code=status, headers=extra, media_type=call.accept)
 
 

@@ -33,7 +33,7 @@ from cityvisor.broker.fragments import (
     strip_nulls,
 )
 from cityvisor.broker.options import Shape, representation, split_list
-from cityvisor.ngsild import geo, query, typequery
+from cityvisor.ngsild import geo, ordering, query, scopequery, typequery
 from cityvisor.ngsild.context import CORE_IRI, TermMap
 from cityvisor.ngsild.errors import (
     AlreadyExists,
@@ -96,9 +96,27 @@ class QueryParams:
     limit: int | None = None
     offset: int = 0
     count: bool = False
-    local: bool = False
+    #: None: not given (``type=*`` implies true, clause 6.4.3.2)
+    local: bool | None = None
     #: POST /entityOperations/query: the Query's entity selectors (alternatives), raw
     selectors: tuple[dict[str, Any], ...] | None = None
+    scope_q: str | None = None
+    csf: str | None = None
+    order_by: str | None = None
+    order_from: str | None = None
+    collation: str | None = None
+
+
+@dataclass(frozen=True)
+class QueryPage:
+    """One page of a query: the rendered entities, the count (if asked), the page bounds and
+    whether elements remain after it (clause 4.12)."""
+
+    entities: list[dict[str, Any]]
+    count: int | None
+    offset: int
+    limit: int
+    more: bool
 
 
 @dataclass
@@ -311,18 +329,29 @@ class EntityBroker(Discovery):
     async def query_entities(self, tenant: str | None, context: Any, params: QueryParams,
                              shape: Shape = DEFAULT_SHAPE) -> tuple[list[dict[str, Any]], int | None]:
         """5.7.2 Query Entities: (entities in the caller's representation, count or None)."""
+        page = await self.query_page(tenant, context, params, shape)
+        return page.entities, page.count
+
+    async def query_page(self, tenant: str | None, context: Any, params: QueryParams,
+                         shape: Shape = DEFAULT_SHAPE) -> QueryPage:
+        """5.7.2 Query Entities, with what pagination needs to know (clause 4.12): whether
+        elements remain after the page."""
         terms = await self.contexts.term_map(context)
         rep = representation(shape, terms)
         entity_query = self.entity_query(params, terms)
         if not await self.store.has_tenant(tenant):
             raise NonexistentTenant(f"Tenant {tenant!r} does not exist")
-        result = await self.store.query(tenant, entity_query)
+        limit = entity_query.limit
+        probe = replace(entity_query, limit=limit + 1) if limit > 0 else entity_query
+        result = await self.store.query(tenant, probe)
+        found = result.entities[:limit] if limit > 0 else []
         if shape.format == "geojson":
             rendered = [self.geojson_feature(e, terms, rep, shape.geometry_property)
-                        for e in result.entities]
+                        for e in found]
         else:
-            rendered = [compact_entity(e, terms, rep) for e in result.entities]
-        return rendered, result.count
+            rendered = [compact_entity(e, terms, rep) for e in found]
+        more = len(result.entities) > limit if limit > 0 else False
+        return QueryPage(rendered, result.count, entity_query.offset, limit, more)
 
     async def has_tenant(self, tenant: str | None) -> bool:
         """Whether the tenant holds data (tenants are created by their first write)."""
@@ -338,8 +367,12 @@ class EntityBroker(Discovery):
             return []
         return (await self.store.query(tenant, entity_query)).entities
 
-    def entity_query(self, params: QueryParams, terms: TermMap) -> EntityQuery:
-        """Parse and validate the filters of a query with the caller's term map."""
+    def entity_query(self, params: QueryParams, terms: TermMap, *,
+                     narrow: bool = True) -> EntityQuery:
+        """Parse and validate the filters of a query with the caller's term map.
+
+        ``narrow``: apply the too-wide rule of Query Entities (clause 5.7.2.4); otherwise any
+        selector, attrs, q or geo-query will do."""
         limit = DEFAULT_LIMIT if params.limit is None else params.limit
         if limit < 0 or limit > MAX_LIMIT:
             raise BadRequestData(f"limit must be between 0 and {MAX_LIMIT}, got {limit}")
@@ -347,30 +380,49 @@ class EntityBroker(Discovery):
             raise BadRequestData("limit=0 is only allowed together with count=true")
         if params.offset < 0:
             raise BadRequestData(f"offset must not be negative, got {params.offset}")
+        wildcard = False
         if params.selectors is not None:
-            selectors = tuple(self._selector(raw, terms) for raw in params.selectors)
+            selectors = tuple(self._selector(raw, terms, require_type=narrow)
+                              for raw in params.selectors)
         else:
+            wildcard = params.type is not None and params.type.strip() == typequery.WILDCARD
             one = self._selector({"id": params.id, "idPattern": params.id_pattern,
-                                  "type": params.type}, terms, listed=True)
+                                  "type": None if wildcard else params.type}, terms,
+                                 listed=True)
             selectors = (one,) if one != EntitySelector() else ()
+        if wildcard and params.local is False:
+            # Table 6.4.3.2-1: with type "*" local is implicitly true, never explicitly false
+            raise BadRequestData('type "*" implies local=true: local=false contradicts it')
         attrs = split_list(params.attrs, "attrs")
         q = query.parse_q(params.q, terms.expand) if params.q else None
+        if params.csf is not None:
+            # clause 4.9 grammar; it filters Context Source Registrations, of which this
+            # broker holds none, so it restricts nothing here
+            query.parse_q(params.csf, lambda name: name)
+        scope = scopequery.parse_scope_q(params.scope_q) if params.scope_q is not None else None
         geo_query = geo.parse_geoquery(params.georel, params.geometry, params.coordinates,
                                        params.geoproperty, terms.expand)
-        if not (selectors or attrs or q or geo_query or params.local):
+        order = ordering.parse_ordering(params.order_by, params.order_from, params.collation,
+                                        terms.expand)
+        if narrow:
+            _check_narrow(selectors, wildcard, attrs, q, geo_query, params.local, terms)
+        elif not (selectors or attrs or q or geo_query or params.local):
             raise BadRequestData(
                 "A query needs at least one of id, idPattern, type, attrs, q or geo-query "
                 "(or local=true)"
             )
         return EntityQuery(
-            selectors=selectors, q=q,
+            selectors=selectors, q=q, scope=scope, order=order,
             geo=geo_query, attrs=frozenset(terms.expand(check_name(a)) for a in attrs) if attrs else None,
             limit=limit, offset=params.offset, count=params.count,
         )
 
     @staticmethod
-    def _selector(raw: dict[str, Any], terms: TermMap, listed: bool = False) -> EntitySelector:
-        """An entity selector; in a URL ``id`` is a comma-separated list (``listed``)."""
+    def _selector(raw: dict[str, Any], terms: TermMap, listed: bool = False,
+                  require_type: bool = False) -> EntitySelector:
+        """An entity selector (clause 5.2.33); in a URL ``id`` is a comma-separated list
+        (``listed``). ``id`` takes precedence over ``idPattern``; ``require_type``: the
+        EntitySelector data type, whose ``type`` is mandatory."""
         if not isinstance(raw, dict):
             raise BadRequestData("Each entity selector must be an object")
         ids = raw.get("id")
@@ -386,10 +438,12 @@ class EntityBroker(Discovery):
                 raise BadRequestData("idPattern must be a string")
             query.pattern_matches(pattern, "")  # raise early on a bad pattern
         type_text = raw.get("type")
+        if type_text is None and require_type:
+            raise BadRequestData("An entity selector needs a type (clause 5.2.33)")
         if type_text is not None and (not isinstance(type_text, str) or not type_text):
             raise BadRequestData("Selector type must be a non-empty string")
         types = typequery.parse_type_selection(type_text, terms.expand) if type_text else None
-        return EntitySelector(tuple(ids) if ids else None, pattern, types)
+        return EntitySelector(tuple(ids) if ids else None, None if ids else pattern, types)
 
     def geojson_feature(self, entity: Entity, terms: TermMap, rep: Representation,
                         geometry_property: str | None) -> dict[str, Any]:
@@ -549,11 +603,17 @@ class EntityBroker(Discovery):
     async def batch_query(self, tenant: str | None, context: Any, body: object,
                           params: QueryParams, shape: Shape) -> tuple[list[dict[str, Any]], int | None]:
         """5.7.2 via POST /entityOperations/query: the Query data type (clause 5.2.23)."""
+        page = await self.batch_query_page(tenant, context, body, params, shape)
+        return page.entities, page.count
+
+    async def batch_query_page(self, tenant: str | None, context: Any, body: object,
+                               params: QueryParams, shape: Shape) -> QueryPage:
+        """``batch_query`` with the pagination facts of ``query_page``."""
         merged = query_document(body, params)
         attrs = merged.attrs
         if attrs and shape.attrs is None:
             shape = replace(shape, attrs=attrs)
-        return await self.query_entities(tenant, context, merged, shape)
+        return await self.query_page(tenant, context, merged, shape)
 
     def _merged(self, old: Entity, body: object, terms: TermMap, now: str) -> Entity:
         if not isinstance(body, dict):
@@ -606,6 +666,36 @@ class EntityBroker(Discovery):
 
 # ---------------------------------------------------------------- pure helpers
 
+#: entity members that are no attributes: ``attrs`` / ``q`` naming only these select nothing
+#: narrower than every entity (clause 5.7.2.4)
+SYSTEM_NAMES = frozenset({"id", "type", "scope", "createdAt", "modifiedAt", "deletedAt",
+                          "@context"})
+
+
+def _is_system(name: str, terms: TermMap) -> bool:
+    return name in SYSTEM_NAMES or any(name == CORE_IRI + s or terms.expand(s) == name
+                                       for s in SYSTEM_NAMES if not s.startswith("@"))
+
+
+def _check_narrow(selectors: tuple[EntitySelector, ...], wildcard: bool,
+                  attrs: list[str] | None, q: query.QNode | None, geo_query: geo.GeoQuery | None,
+                  local: bool | None, terms: TermMap) -> None:
+    """Clause 5.7.2.4: a Query Entities needs an entity type selection, attrs or q naming at
+    least one non-system attribute, a geo-query or local scope (``local=true``, or type
+    ``*`` which implies it); entity ids or an id pattern alone are too wide."""
+    if wildcard or local or geo_query is not None:
+        return
+    if selectors and all(s.types is not None for s in selectors):
+        return
+    if attrs and not all(_is_system(a, terms) for a in attrs):
+        return
+    if q is not None and not all(_is_system(a, terms) for a in query.q_attributes(q)):
+        return
+    raise BadRequestData(
+        "Too wide a query: give an entity type, attrs or q naming a non-system attribute, "
+        "a geo-query or local=true (entity ids or an id pattern alone do not narrow it)")
+
+
 
 def query_document(body: object, params: QueryParams) -> QueryParams:
     """The filters of a Query document (clause 5.2.23: ``entities``, ``attrs``, ``q``, ``geoQ``,
@@ -626,14 +716,23 @@ def query_document(body: object, params: QueryParams) -> QueryParams:
     q = body.get("q")
     if q is not None and not isinstance(q, str):
         raise BadRequestData("q must be a string")
-    return QueryParams(
-        selectors=tuple(selectors) if selectors else None,
-        attrs=",".join(attrs) if attrs else None, q=q,
+    scope_q = body.get("scopeQ")
+    if scope_q is not None and not isinstance(scope_q, str):
+        raise BadRequestData("scopeQ must be a string")
+    csf = body.get("csf")
+    if csf is not None and not isinstance(csf, str):
+        raise BadRequestData("csf must be a string")
+    local = body.get("local")
+    if local is not None and not isinstance(local, bool):
+        raise BadRequestData("local must be true or false")
+    return replace(
+        params, selectors=tuple(selectors) if selectors else None,
+        attrs=",".join(attrs) if attrs else None, q=q, scope_q=scope_q, csf=csf,
         georel=geo_q.get("georel"), geometry=geo_q.get("geometry"),
         coordinates=geo_q.get("coordinates"), geoproperty=geo_q.get("geoproperty"),
-        limit=params.limit, offset=params.offset, count=params.count,
-        local=params.local or bool(body.get("local")))
+        local=True if params.local or local else (params.local if local is None else local))
 
 
-__all__ = ["ALL", "BatchResult", "ChangeListener", "EntityBroker", "QueryParams", "UpdateResult",
+__all__ = ["ALL", "BatchResult", "ChangeListener", "EntityBroker", "QueryPage", "QueryParams",
+           "UpdateResult",
            "WriteOp", "query_document"]

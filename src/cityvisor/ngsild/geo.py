@@ -12,9 +12,10 @@ Conventions (clause 4.10):
   planar DE-9IM relations of the *entity* geometry (left) and the *reference* geometry (right):
   ``within`` means the entity geometry lies within the reference geometry, ``contains`` that it
   contains the reference geometry;
-* ``near;maxDistance==<m>`` / ``near;minDistance==<m>`` take a Point and a distance in metres:
-  the geodesic distance (sphere of radius 6371008.8 m) from the reference point to the nearest
-  point of the entity geometry is at most / at least the distance (both bounds may be given).
+* ``near;maxDistance==<m>`` / ``near;minDistance==<m>`` take a reference geometry and ONE
+  distance in metres, a positive number (clause 4.10 ``nearRel``): the geodesic distance
+  (sphere of radius 6371008.8 m) between the closest points of the reference geometry and of
+  the entity geometry is at most / at least the distance.
 
 Performance: :func:`matches` is called for every candidate row of a query. Reference geometries
 are parsed once (LRU cache) and prepared (``shapely.prepare``); a :class:`GeoQuery` compiles its
@@ -34,6 +35,7 @@ from typing import Any
 
 import numpy as np  # a hard dependency of shapely 2, used through shapely.transform
 import shapely
+import shapely.ops
 from shapely.errors import GEOSException
 
 from cityvisor.ngsild.errors import BadRequestData
@@ -323,6 +325,23 @@ def distance_m(lon: float, lat: float, geometry: shapely.Geometry) -> float:
     return float(shapely.distance(_ORIGIN, projected))
 
 
+def geometry_distance_m(a: shapely.Geometry, b: shapely.Geometry) -> float:
+    """Geodesic distance in metres between the closest points of two geometries.
+
+    0 when they intersect; otherwise both are projected into an azimuthal equidistant frame
+    centred on the point of ``a`` closest to ``b`` (in lon/lat), and measured there.
+    """
+    if isinstance(a, shapely.Point):
+        return distance_m(float(a.x), float(a.y), b)
+    if isinstance(b, shapely.Point):
+        return distance_m(float(b.x), float(b.y), a)
+    if shapely.intersects(a, b):
+        return 0.0
+    near_a, _ = shapely.ops.nearest_points(a, b)
+    project = _aeqd(float(near_a.x), float(near_a.y))
+    return float(shapely.distance(shapely.transform(a, project), shapely.transform(b, project)))
+
+
 _ORIGIN = shapely.Point(0.0, 0.0)
 
 
@@ -353,10 +372,8 @@ class GeoQuery:
         if self.georel not in GEORELS:
             raise BadRequestData(f"Unknown georel {_echo(self.georel)}")
         if self.georel == "near":
-            if not isinstance(self.geometry, shapely.Point):
-                raise BadRequestData("Georel 'near' requires a Point geometry")
             if self.max_distance is None and self.min_distance is None:
-                raise BadRequestData("Georel 'near' requires maxDistance and/or minDistance")
+                raise BadRequestData("Georel 'near' requires maxDistance or minDistance")
         elif self.max_distance is not None or self.min_distance is not None:
             raise BadRequestData(f"Georel '{self.georel}' takes no maxDistance/minDistance")
         shapely.prepare(self.geometry)
@@ -375,19 +392,20 @@ def _distance_check(max_d: float | None, min_d: float | None) -> Callable[[float
     return lambda d: d >= min_d
 
 
-def _near_box(lon: float, lat: float, max_d: float) -> Box:
-    """A lon/lat box containing every point within ``max_d`` metres of (lon, lat)."""
+def _near_box(bounds: Box, max_d: float) -> Box:
+    """A lon/lat box containing every point within ``max_d`` metres of the box ``bounds``."""
+    minx, miny, maxx, maxy = bounds
     dlat = max_d / EARTH_RADIUS_M / _DEG * _NEAR_BOX_MARGIN + 1e-9
-    miny = max(-90.0, lat - dlat)
-    maxy = min(90.0, lat + dlat)
+    miny = max(-90.0, miny - dlat)
+    maxy = min(90.0, maxy + dlat)
     extreme = max(abs(miny), abs(maxy))
     if extreme >= 89.999:
         return (-180.0, miny, 180.0, maxy)
     dlon = dlat / math.cos(extreme * _DEG)
-    if dlon >= 180.0 or lon - dlon < -180.0 or lon + dlon > 180.0:
+    if dlon >= 180.0 or minx - dlon < -180.0 or maxx + dlon > 180.0:
         # crosses the antimeridian: be conservative rather than split the box
         return (-180.0, miny, 180.0, maxy)
-    return (lon - dlon, miny, lon + dlon, maxy)
+    return (minx - dlon, miny, maxx + dlon, maxy)
 
 
 def _compile(q: GeoQuery) -> tuple[Callable[[float, float], bool],
@@ -397,8 +415,20 @@ def _compile(q: GeoQuery) -> tuple[Callable[[float, float], bool],
     rel = q.georel
     ref_box: Box = tuple(float(v) for v in shapely.bounds(ref))  # type: ignore[assignment]
 
+    if rel == "near" and not isinstance(ref, shapely.Point):
+        near_ok = _distance_check(q.max_distance, q.min_distance)
+
+        def extended_xy(x: float, y: float) -> bool:
+            return near_ok(distance_m(x, y, ref))
+
+        def extended_geom(g: shapely.Geometry) -> bool:
+            return near_ok(geometry_distance_m(g, ref))
+
+        near_box = None if q.max_distance is None else _near_box(ref_box, q.max_distance)
+        return extended_xy, extended_geom, near_box
+
     if rel == "near":
-        assert isinstance(ref, shapely.Point)  # parse_geoquery: near takes a Point
+        assert isinstance(ref, shapely.Point)
         lon0, lat0 = float(ref.x), float(ref.y)
         phi0 = lat0 * _DEG
         cos0 = math.cos(phi0)
@@ -415,7 +445,8 @@ def _compile(q: GeoQuery) -> tuple[Callable[[float, float], bool],
         def near_geom(g: shapely.Geometry) -> bool:
             return ok(distance_m(lon0, lat0, g))
 
-        box = None if q.max_distance is None else _near_box(lon0, lat0, q.max_distance)
+        box = None if q.max_distance is None else _near_box((lon0, lat0, lon0, lat0),
+                                                             q.max_distance)
         return near_xy, near_geom, box
 
     if rel == "within":  # entity within reference  <=>  reference contains entity
@@ -489,17 +520,18 @@ def _parse_distance(name: str, text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
         raise BadRequestData(f"Georel modifier {name}=={text} is not a finite distance")
-    if value < 0:
-        raise BadRequestData(f"Georel modifier {name}=={text} must not be negative")
+    if value <= 0:
+        raise BadRequestData(f"Georel modifier {name}=={text} must be a positive number of "
+                             "metres (clause 4.10: PositiveNumber excludes 0 and negatives)")
     return value
 
 
 def parse_georel(text: str) -> tuple[str, float | None, float | None]:
     """Parse a ``georel`` (clause 4.10): ``(relation, maxDistance, minDistance)``.
 
-    Grammar: ``near;maxDistance==<m>``, ``near;minDistance==<m>`` (both may be given, in any
-    order) or one of ``within``, ``contains``, ``intersects``, ``equals``, ``disjoint``,
-    ``overlaps`` without modifiers.
+    Grammar: ``near;maxDistance==<m>`` or ``near;minDistance==<m>`` (``nearRel``: exactly one
+    distance modifier, a positive number) or one of ``within``, ``contains``, ``intersects``,
+    ``equals``, ``disjoint``, ``overlaps`` without modifiers.
     """
     parts = [p.strip() for p in text.split(";")]
     rel, mods = parts[0], parts[1:]
@@ -513,7 +545,10 @@ def parse_georel(text: str) -> tuple[str, float | None, float | None]:
         return rel, None, None
     if not mods or mods == [""]:
         raise BadRequestData(
-            "Georel 'near' requires maxDistance and/or minDistance, e.g. near;maxDistance==2000")
+            "Georel 'near' requires maxDistance or minDistance, e.g. near;maxDistance==2000")
+    if len(mods) > 1:
+        raise BadRequestData(
+            f"Georel 'near' takes exactly one distance modifier, got {_echo(';'.join(mods))}")
     found: dict[str, float] = {}
     for mod in mods:
         name, sep, num = mod.partition("==")
@@ -528,11 +563,7 @@ def parse_georel(text: str) -> tuple[str, float | None, float | None]:
         if name in found:
             raise BadRequestData(f"Georel modifier {name} is given twice")
         found[name] = _parse_distance(name, num.strip())
-    max_d, min_d = found.get("maxDistance"), found.get("minDistance")
-    if max_d is not None and min_d is not None and min_d > max_d:
-        raise BadRequestData(
-            f"Georel minDistance=={min_d:g} is greater than maxDistance=={max_d:g}")
-    return rel, max_d, min_d
+    return rel, found.get("maxDistance"), found.get("minDistance")
 
 
 @lru_cache(maxsize=512)
@@ -607,7 +638,5 @@ def parse_geoquery(georel: str | None, geometry: str | None, coordinates: str | 
     else:
         raise BadRequestData(f"Coordinates {_echo(coordinates)} are not an array")
     geometry = geometry.strip()
-    if rel == "near" and geometry != "Point":
-        raise BadRequestData(f"Georel 'near' requires geometry Point, got {_echo(geometry)}")
     ref = _reference(geometry, coord_text)
     return GeoQuery(rel, ref, expand_geoproperty(geoproperty, expand), max_d, min_d)

@@ -56,9 +56,8 @@ from cityvisor.ngsild.errors import BadRequestData
 
 __all__ = [
     "And", "Compare", "Exists", "Literal", "Match", "Or", "Path", "QNode", "Range",
-    "ValueList", "comparable_values", "evaluate", "index_family", "parse_q", "pattern_matches",
-    "unescape_q_member",
-    "q_attributes",
+    "ValueList", "comparable_values", "evaluate", "index_family", "instance_values", "parse_path",
+    "parse_q", "pattern_matches", "q_attributes", "unescape_q_member",
 ]
 
 METADATA = frozenset({"observedAt", "createdAt", "modifiedAt", "unitCode", "datasetId"})
@@ -505,6 +504,24 @@ def unescape_q_member(text: str) -> str:
 
 #: escapes of characters that never stand raw in a URL
 _URL_ONLY_ESCAPE = re.compile(r"%(?:20|22|09)")
+
+
+def parse_path(text: str, expand: Callable[[str], str]) -> Path:
+    """Parse one attribute path of the q grammar alone (``attr.sub.meta[member]``), as
+    ``orderBy`` items name them (clause 4.23)."""
+    parser = _Parser(text, expand)
+    path = parser.path()
+    parser.skip_ws()
+    if parser.pos < len(text):
+        raise parser.fail("expected the end of the attribute path")
+    return path
+
+
+def instance_values(entity: dict[str, Any], path: Path) -> list[Any]:
+    """The candidate values of ``path`` in the entity, instance by instance (the default
+    instance, without datasetId, first): what a comparison (and an ordering) looks at."""
+    instances = sorted(_instances(entity, path), key=lambda i: "datasetId" in i)
+    return [v for instance in instances for v in _candidates(instance, path)]
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -20,10 +20,12 @@ from typing import Union
 
 from cityvisor.ngsild.errors import BadRequestData
 
-__all__ = ["TypeAll", "TypeAny", "TypeName", "TypeNode", "matches_types",
+__all__ = ["WILDCARD", "TypeAll", "TypeAny", "TypeName", "TypeNode", "matches_types",
            "parse_type_selection", "simple_types"]
 
 _STOP = set(",|;()") | {" ", "\t", "\r", "\n"}
+#: ``type=*`` in Query Entities: every entity type (Table 6.4.3.2-1)
+WILDCARD = "*"
 _ABSOLUTE = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*://|urn:)\S+\Z", re.IGNORECASE)
 
 

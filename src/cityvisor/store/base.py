@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cityvisor.ngsild.geo import GeoQuery
+from cityvisor.ngsild.ordering import Ordering
 from cityvisor.ngsild.query import QNode
+from cityvisor.ngsild.scopequery import ScopeNode
 from cityvisor.ngsild.typequery import TypeNode
 from cityvisor.store.records import (
     AttributeAggregate,
@@ -55,13 +57,16 @@ class EntityQuery:
     """Filters of a Query Entities request, already parsed and expanded (clause 5.7.2).
 
     An entity matches if it matches ANY of ``selectors`` (none: every entity) and all the
-    other filters.
+    other filters. Results come in insertion order, or sorted by ``order`` (clause 4.23,
+    ``ngsild.ordering.page``).
     """
 
     selectors: tuple[EntitySelector, ...] = ()
     q: QNode | None = None
     geo: GeoQuery | None = None
     attrs: frozenset[str] | None = None  # the entity must have at least one of them
+    scope: ScopeNode | None = None  # clause 4.19
+    order: Ordering | None = None
     limit: int = 20
     offset: int = 0
     count: bool = False

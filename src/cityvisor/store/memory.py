@@ -28,8 +28,8 @@ from typing import NamedTuple, TypeVar
 import orjson
 
 from cityvisor.ngsild import geo as geo_predicates
+from cityvisor.ngsild import ordering, scopequery, typequery
 from cityvisor.ngsild import query as q_language
-from cityvisor.ngsild import typequery
 from cityvisor.ngsild.errors import AlreadyExists
 from cityvisor.ngsild.tenants import check_tenant
 from cityvisor.store import records as rec
@@ -304,6 +304,8 @@ def _matches(query: EntityQuery, box: Box | None, doc: _Doc) -> bool:
     return (_selected(query.selectors, entity["id"], doc.types)
             and (not query.attrs or any(iri in entity["attrs"] for iri in query.attrs))
             and (query.q is None or q_language.evaluate(query.q, entity))
+            and (query.scope is None or scopequery.matches_scopes(query.scope,
+                                                                  entity.get("scope")))
             and (query.geo is None or _geo_matches(query.geo, box, doc)))
 
 
@@ -511,6 +513,12 @@ class MemoryStore(Store):
         if state is None:
             return QueryResult([], 0 if query.count else None)
         box = None if query.geo is None else geo_predicates.prefilter_bbox(query.geo)
+        if query.order is not None:
+            found = [doc for doc in state.entities.values() if _matches(query, box, doc)]
+            docs = ordering.page(found, lambda d: d.entity, query.order, query.offset,
+                                 query.limit)
+            return QueryResult([orjson.loads(d.data) for d in docs],
+                               len(found) if query.count else None)
         matched: list[Entity] = []
         total = 0
         stop = query.offset + query.limit

@@ -4,7 +4,8 @@
 column, exact where it can be (same semantics as ``ngsild.query.evaluate``, checked by a
 property test), a safe prefilter where it cannot (the store then re-checks the candidates
 with ``evaluate``). ``q_sql`` answers simple comparisons from the ``attr_values`` index
-instead. ``type_sql`` does the same for entity type expressions (clause 4.17).
+instead. ``type_sql`` does the same for entity type expressions (clause 4.17), ``scope_sql``
+for scope queries (clause 4.19).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from cityvisor.ngsild.query import (
     index_family,
     pattern_matches,
 )
+from cityvisor.ngsild.scopequery import ScopeAll, ScopeExpr, ScopeNode
 from cityvisor.ngsild.typequery import TypeAll, TypeName, TypeNode
 
 #: ``attr_values.kind`` of each value family
@@ -69,6 +71,17 @@ def type_sql(node: TypeNode, types_column_sql: Callable[[str], str]) -> tuple[st
         return f"({types_column_sql(node.iri)})", [node.iri]
     parts = [type_sql(c, types_column_sql) for c in node.children]
     joiner = " AND " if isinstance(node, TypeAll) else " OR "
+    return "(" + joiner.join(p[0] for p in parts) + ")", [x for p in parts for x in p[1]]
+
+
+def scope_sql(node: ScopeNode, doc_column: str) -> tuple[str, list[str]]:
+    """A WHERE fragment for a scope query (clause 4.19), exact: each scope expression is its
+    anchored regular expression (``ScopeExpr.regex``) tried on every scope of the entity."""
+    if isinstance(node, ScopeExpr):
+        return (f"EXISTS(SELECT 1 FROM json_each({doc_column}, '$.scope') AS s "
+                "WHERE s.type = 'text' AND ngsi_regexp(?, s.value))"), [node.regex]
+    parts = [scope_sql(c, doc_column) for c in node.children]
+    joiner = " AND " if isinstance(node, ScopeAll) else " OR "
     return "(" + joiner.join(p[0] for p in parts) + ")", [x for p in parts for x in p[1]]
 
 
