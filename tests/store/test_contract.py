@@ -491,6 +491,11 @@ async def test_ordered_queries(store: Store) -> None:
     assert await ordered("level;desc") == [urn(3), urn(1), urn(5), urn(2), urn(4)]
     assert await ordered("level", limit=2, offset=1) == [urn(5), urn(1)]
     assert await ordered("id;desc", limit=2) == [urn(5), urn(4)]
+    assert await ordered("createdAt") == [urn(1), urn(2), urn(3), urn(4), urn(5)]  # ties
+    later = entity(urn(4), now=LATER)
+    await store.write(None, [WriteOp(entity(urn(4)), later)])
+    assert await ordered("modifiedAt;desc", limit=2) == [urn(4), urn(1)]
+    assert await ordered("modifiedAt;desc,id;desc", limit=2) == [urn(4), urn(5)]
     assert await ordered("location;dist-asc", "[8,40]") == [urn(2), urn(3), urn(1), urn(4),
                                                             urn(5)]
     with_q = EntityQuery(q=parse_q("level>1", TERMS.expand), count=True, limit=1,
