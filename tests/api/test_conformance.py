@@ -59,8 +59,8 @@ def test_contexts_are_addressable_by_url(client: TestClient) -> None:  # 6.30
     response = client.get(f"{BASE}/jsonldContexts/{urllib.parse.quote(core, safe='')}")
     assert response.status_code == 200 and "@context" in response.json()
     details = client.get(f"{BASE}/jsonldContexts?details=true").json()
-    allowed = {"URL", "localId", "kind", "timestamp", "lastUsage", "numberOfHits", "extraInfo"}
-    assert all(set(d) <= allowed for d in details)
+    allowed = {"URL", "localId", "kind", "createdAt", "lastUsage", "numberOfHits", "extraInfo"}
+    assert all(set(d) <= allowed and "createdAt" in d for d in details)  # clause 5.13.3
 
 
 def test_upsert_update_moves_modified_at(client: TestClient) -> None:

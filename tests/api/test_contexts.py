@@ -56,8 +56,8 @@ def test_list_contains_the_core_context(client: TestClient) -> None:
     assert CORE in response.json()
     details = client.get(f"{BASE}/jsonldContexts", params={"details": "true"}).json()
     core = [d for d in details if d["URL"] == CORE]
-    assert core and core[0]["kind"] == "ImplicitlyCreated"
-    assert core[0]["localId"] == "core"
+    assert core and core[0]["kind"] == "Cached"  # clause 5.13.1: downloaded, never created
+    assert core[0]["localId"] == "core" and core[0]["createdAt"].endswith("Z")
 
 
 def test_serve_the_core_context(client: TestClient) -> None:
@@ -81,7 +81,7 @@ def test_add_get_list_and_delete(client: TestClient) -> None:
     details = client.get(f"{BASE}/jsonldContexts", params={"details": "true",
                                                            "kind": "Hosted"}).json()
     assert [(d["URL"], d["localId"], d["kind"]) for d in details] == [(url, local_id, "Hosted")]
-    assert details[0]["timestamp"]
+    assert details[0]["createdAt"].endswith("Z")
 
     response = client.delete(f"{BASE}/jsonldContexts/{local_id}")
     assert response.status_code == 204, response.text
@@ -100,8 +100,15 @@ def test_unknown_context_is_404(client: TestClient) -> None:
 
 
 def test_adding_something_that_is_not_a_context_is_400(client: TestClient) -> None:
-    for body in ({"terms": {}}, [1, 2], {"@context": 42}):
-        problem(client.post(f"{BASE}/jsonldContexts", json=body), 400, "BadRequestData")
+    # clause 5.13.2.4: not an object with an @context member -> not an Add @context request
+    for body in ({"terms": {}}, [1, 2]):
+        problem(client.post(f"{BASE}/jsonldContexts", json=body), 400, "InvalidRequest")
+    # an @context value that is not JSON-LD (clause 5.5.4) -> BadRequestData, nothing stored
+    for body in ({"@context": 42}, {"@context": True}, {"@context": ["https://x.example/c", 7]},
+                 {"@context": [None]}):
+        response = client.post(f"{BASE}/jsonldContexts", json=body)
+        problem(response, 400, "BadRequestData")
+        assert "location" not in response.headers
     response = client.post(f"{BASE}/jsonldContexts", content=b"{",
                            headers={"Content-Type": "application/json"})
     problem(response, 400, "InvalidRequest")
@@ -192,7 +199,7 @@ def test_cli_preload_then_use_without_fetching(tmp_path: Path) -> None:
         assert short["type"] == "ParkingSpot" and short["capacity"] == 2
         listed = client.get(f"{BASE}/jsonldContexts", params={"details": "true",
                                                               "kind": "Cached"}).json()
-        assert [d["URL"] for d in listed] == [url]
+        assert [d["URL"] for d in listed] == [CORE, url]
 
 
 def test_cli_preload_rejects_a_non_context(tmp_path: Path) -> None:
@@ -201,3 +208,63 @@ def test_cli_preload_rejects_a_non_context(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli_app, ["context", "preload", "https://x.example/c.jsonld",
                                           str(document), "--data-dir", str(tmp_path / "d")])
     assert result.exit_code == 2
+
+
+def test_list_kind_must_be_a_known_kind(client: TestClient) -> None:  # clause 5.13.3
+    for params in ({"kind": "other"}, {"details": "true", "kind": "other"},
+                   {"details": "other", "kind": "Hosted"}):
+        problem(client.get(f"{BASE}/jsonldContexts", params=params), 400, "BadRequestData")
+    for kind in ("Hosted", "Cached", "ImplicitlyCreated"):
+        assert client.get(f"{BASE}/jsonldContexts", params={"kind": kind}).status_code == 200
+
+
+def test_serve_with_details_gives_the_context_info(client: TestClient) -> None:  # 5.13.4
+    url = host(client)
+    local_id = url.rsplit("/", 1)[-1]
+    for context_id in (local_id, quote(url, safe="")):
+        response = client.get(f"{BASE}/jsonldContexts/{context_id}", params={"details": "true"})
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("application/json")
+        info = response.json()
+        assert set(info) == {"URL", "localId", "kind", "createdAt"}
+        assert (info["URL"], info["localId"], info["kind"]) == (url, local_id, "Hosted")
+    core = quote("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.6.jsonld", safe="")
+    info = client.get(f"{BASE}/jsonldContexts/{core}", params={"details": "true"}).json()
+    assert (info["URL"], info["kind"]) == (CORE, "Cached")
+    problem(client.get(f"{BASE}/jsonldContexts/nothere", params={"details": "true"}), 404,
+            "ResourceNotFound")
+
+
+def test_only_a_cached_context_can_be_reloaded(client: TestClient) -> None:  # 5.13.5
+    local_id = host(client).rsplit("/", 1)[-1]
+    response = client.delete(f"{BASE}/jsonldContexts/{local_id}", params={"reload": "true"})
+    problem(response, 400, "BadRequestData")
+    assert client.get(f"{BASE}/jsonldContexts/{local_id}").status_code == 200  # still there
+    problem(client.delete(f"{BASE}/jsonldContexts/{local_id}", params={"reload": "maybe"}), 400,
+            "BadRequestData")
+
+
+def test_reloading_the_core_context_reinstates_the_bundled_copy(client: TestClient) -> None:
+    core = quote("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.6.jsonld", safe="")
+    response = client.delete(f"{BASE}/jsonldContexts/{core}", params={"reload": "true"})
+    assert response.status_code == 204, response.text
+    assert client.get(f"{BASE}/jsonldContexts/core").json()["@context"]
+    problem(client.delete(f"{BASE}/jsonldContexts/{core}"), 400, "BadRequestData")
+
+
+def test_reloading_a_cached_context_offline_keeps_it(tmp_path: Path) -> None:  # 5.13.5.4
+    url = "https://contexts.example.org/kept.jsonld"
+    document = tmp_path / "context.jsonld"
+    document.write_text(json.dumps(DOCUMENT), encoding="utf-8")
+    data_dir = tmp_path / "offline"
+    result = CliRunner().invoke(cli_app, ["context", "preload", url, str(document),
+                                          "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    settings = Settings(data_dir=data_dir, auth=False, allow_context_fetch=False)
+    with TestClient(create_app(settings, build_services=Services.build),
+                    base_url="http://127.0.0.1:1026") as client:
+        target = f"{BASE}/jsonldContexts/{quote(url, safe='')}"
+        problem(client.delete(target, params={"reload": "true"}), 503, "LdContextNotAvailable")
+        assert client.get(target, params={"details": "true"}).json()["kind"] == "Cached"
+        assert client.delete(target).status_code == 204
+        problem(client.get(target), 404, "ResourceNotFound")

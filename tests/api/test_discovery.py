@@ -291,3 +291,25 @@ def test_discovery_on_an_unknown_tenant_is_404_nonexistent_tenant(client: TestCl
     headers = {"NGSILD-Tenant": "nowhere"}
     for path in ("/types", "/attributes", "/types/Thing", "/attributes/thing"):
         problem(client.get(BASE + path, headers=headers), 404, "NonexistentTenant")
+
+
+def test_a_trailing_slash_names_the_lists(city: TestClient) -> None:
+    """``/types/`` and ``/attributes/`` (an empty name) are the lists, not a type or an
+    attribute named ''."""
+    assert city.get(f"{BASE}/types/").json() == city.get(f"{BASE}/types").json()
+    details = city.get(f"{BASE}/types/", params={"details": "true"})
+    assert details.status_code == 200 and {t["typeName"] for t in details.json()} >= {"Camera"}
+    assert city.get(f"{BASE}/attributes/").json() == city.get(f"{BASE}/attributes").json()
+
+
+def test_an_undefined_query_parameter_is_invalid_request(city: TestClient) -> None:  # 6.3.20
+    for path, params in ((f"{BASE}/attributes", {"limit": "5"}),
+                         (f"{BASE}/attributes/powerState", {"details": "true"}),
+                         (f"{BASE}/types", {"q": "a==1"}),
+                         (f"{BASE}/types/Camera", {"details": "true"})):
+        problem(city.get(path, params=params), 400, "InvalidRequest")
+    for path, params in ((f"{BASE}/attributes", {"details": "true", "local": "true"}),
+                         (f"{BASE}/attributes/powerState", {"local": "true"}),
+                         (f"{BASE}/types/Camera", {"local": "false"})):
+        assert city.get(path, params=params).status_code == 200
+    problem(city.get(f"{BASE}/types", params={"local": "yes"}), 400, "BadRequestData")

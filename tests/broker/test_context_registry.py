@@ -11,11 +11,16 @@ from pathlib import Path
 import pytest
 
 from cityvisor.broker.contexts import ContextRegistry
-from cityvisor.ngsild.errors import LdContextNotAvailable
+from cityvisor.ngsild.errors import BadRequestData, LdContextNotAvailable
 from cityvisor.store.sqlite_system import SqliteSystemStore
 
 pytestmark = pytest.mark.anyio
 USER_CONTEXT = {"@context": {"level": "https://example.org/flood#level"}}
+#: further documents the context server answers 200 with, by path (tests may change them)
+SERVED: dict[str, bytes] = {
+    "/no-context.jsonld": b'{"note": "no context member here"}',
+    "/not-json.jsonld": b"this is { not json",
+}
 
 
 @pytest.fixture
@@ -26,8 +31,8 @@ def context_server() -> Iterator[tuple[str, list[str]]]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             hits.append(self.path)
-            body = json.dumps(USER_CONTEXT).encode()
-            self.send_response(200 if self.path == "/ctx.jsonld" else 404)
+            body = SERVED.get(self.path, json.dumps(USER_CONTEXT).encode())
+            self.send_response(200 if self.path in SERVED or self.path == "/ctx.jsonld" else 404)
             self.send_header("Content-Type", "application/ld+json")
             self.end_headers()
             self.wfile.write(body)
@@ -79,3 +84,42 @@ async def test_bundled_contexts_need_no_network(tmp_path: Path) -> None:
                f"{branch}/context.jsonld")
         assert (await registry.term_map(url)).expand("precipitation").startswith(
             "https://smartdatamodels.org/")
+
+
+async def test_a_retrieved_document_that_is_no_context_is_bad_request_data(
+        tmp_path: Path, context_server: tuple[str, list[str]]) -> None:
+    """Clause 5.5.6: unavailable -> LdContextNotAvailable; retrieved but invalid -> BadRequestData."""
+    base, _ = context_server
+    registry = ContextRegistry(SqliteSystemStore(tmp_path / "system.sqlite"), fetch_timeout_s=2)
+    for path in ("/no-context.jsonld", "/not-json.jsonld"):
+        with pytest.raises(BadRequestData):
+            await registry.term_map(base + path)
+    assert [i.url for i in registry.list()] == [registry.list()[0].url]  # nothing cached
+
+
+async def test_reload_downloads_a_cached_context_again(
+        tmp_path: Path, context_server: tuple[str, list[str]]) -> None:
+    """Clause 5.13.5: reload replaces the copy; a failed reload keeps it."""
+    base, hits = context_server
+    url = f"{base}/reloaded.jsonld"
+    registry = ContextRegistry(SqliteSystemStore(tmp_path / "system.sqlite"), fetch_timeout_s=2)
+    SERVED["/reloaded.jsonld"] = json.dumps({"@context": {"a": "https://example.org/a"}}).encode()
+    try:
+        assert (await registry.term_map(url)).expand("a") == "https://example.org/a"
+        local_id = registry.info(url).local_id
+        SERVED["/reloaded.jsonld"] = json.dumps({"@context": {"a": "https://example.org/b"}}).encode()
+        await registry.delete(url, reload=True)
+        assert registry.info(local_id).kind == "Cached"
+        assert (await registry.term_map(url)).expand("a") == "https://example.org/b"
+        SERVED["/reloaded.jsonld"] = b"not json"
+        with pytest.raises(LdContextNotAvailable):
+            await registry.delete(local_id, reload=True)
+        del SERVED["/reloaded.jsonld"]
+        with pytest.raises(LdContextNotAvailable):
+            await registry.delete(local_id, reload=True)
+        assert registry.get(url) == {"@context": {"a": "https://example.org/b"}}
+        await registry.delete(url)
+        assert all(i.url != url for i in registry.list())
+    finally:
+        SERVED.pop("/reloaded.jsonld", None)
+    assert hits.count("/reloaded.jsonld") == 4

@@ -24,18 +24,21 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cityvisor import __version__
-from cityvisor.api import contexts, entities, subscriptions, temporal
+from cityvisor.api import contexts, discovery, entities, info, subscriptions, temporal
 from cityvisor.api.http import (
+    TENANT_RESPONSE_HEADER,
     ApiServices,
     Call,
     Handler,
     authorize,
+    geojson_offered,
     link_context,
     negotiate,
     services_of,
     tenant_of,
 )
 from cityvisor.api.openapi import openapi_document
+from cityvisor.api.prefer import context_in_link
 from cityvisor.config import Settings, is_loopback_host
 from cityvisor.http_problems import guard, problem_response
 from cityvisor.ngsild.errors import BadRequestData, MethodNotAllowed, ResourceNotFound
@@ -122,10 +125,20 @@ def _hostname(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+#: the methods whose requests carry a body and must say its length (clause 6.3.4)
+BODY_METHODS = frozenset({"POST", "PATCH", "PUT"})
+
+
 def endpoint(handler: Handler, role: str, *, body: bool = False) -> Any:
-    """Wrap a handler: tenant, authentication, @context from Link, negotiation, errors."""
+    """Wrap a handler: length precondition, tenant, authentication, @context from Link,
+    negotiation, errors; the tenant of the request is echoed on the answer (clause 6.3.14)."""
+    geojson_ok = geojson_offered(handler)
 
     async def run(request: Request) -> Response:
+        if request.method in BODY_METHODS and "content-length" not in request.headers:
+            # clause 6.3.4: decided before anything else, "just a 411 HTTP status code"
+            return Response(status_code=411)
+        tenant = None
         try:
             params = request.scope.get("path_params")
             if params:  # escaped by EncodedPathSegments
@@ -133,17 +146,23 @@ def endpoint(handler: Handler, role: str, *, body: bool = False) -> Any:
             services = services_of(request)
             tenant = tenant_of(request)
             principal = authorize(request, services.tokens, role, tenant)
-            accept = "application/json" if body and role != "reader" else negotiate(request, True)
-            call = Call(tenant, None if body else link_context(request), principal, accept)
-            return await handler(request, call)
+            accept = ("application/json" if body and role != "reader"
+                      else negotiate(request, geojson_ok))
+            call = Call(tenant, None if body else link_context(request), principal, accept,
+                        geojson_link=context_in_link(request.headers.getlist("prefer")))
+            response = await handler(request, call)
         except Exception as error:
-            return guard(error)
+            response = guard(error)
+        if tenant is not None:
+            response.headers[TENANT_RESPONSE_HEADER] = tenant
+        return response
 
     return run
 
 
 #: every API module's route table: (path under /ngsi-ld/v1, {method: (handler, role, body?)})
-ROUTE_TABLES = [entities.ROUTES, contexts.ROUTES, subscriptions.ROUTES, temporal.ROUTES]
+ROUTE_TABLES = [entities.ROUTES, discovery.ROUTES, contexts.ROUTES, subscriptions.ROUTES,
+                temporal.ROUTES, info.ROUTES]
 
 
 def _routes() -> list[Route]:

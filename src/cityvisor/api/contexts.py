@@ -17,28 +17,26 @@ def _registry(request: Request) -> ContextRegistry:
 
 
 async def list_contexts(request: Request, call: Call) -> Response:
-    """6.30.3.2 List @contexts (``details=true``, ``kind``)."""
-    infos = _registry(request).list()
-    kind = request.query_params.get("kind")
-    if kind is not None:
-        infos = [i for i in infos if i.kind == kind]
-    if bool_param(request, "details"):
-        data: object = [{"URL": i.url, "localId": i.local_id, "kind": i.kind,
-                         **({"timestamp": i.created_at} if i.created_at else {})}
-                        for i in infos]
-    else:
-        data = [i.url for i in infos]
+    """6.30.3.2 List @contexts (clause 5.13.3: ``details=true``, ``kind``)."""
+    details = bool_param(request, "details")
+    infos = _registry(request).list(request.query_params.get("kind"))
+    data: object = [i.details() for i in infos] if details else [i.url for i in infos]
     return Response(orjson.dumps(data), media_type="application/json")
 
 
 async def serve_context(request: Request, call: Call) -> Response:
-    """6.30.3.3 Serve an @context."""
-    document = _registry(request).get(request.path_params["contextId"])
+    """6.30.3.3 Serve an @context (clause 5.13.4): the document, or with ``details=true`` its
+    details (URL, localId, kind, createdAt)."""
+    context_id = request.path_params["contextId"]
+    if bool_param(request, "details"):
+        info = _registry(request).info(context_id)
+        return Response(orjson.dumps(info.details()), media_type="application/json")
+    document = _registry(request).get(context_id)
     return Response(orjson.dumps(document), media_type="application/ld+json")
 
 
 async def add_context(request: Request, call: Call) -> Response:
-    """6.30.3.1 Add an @context (hosted here from now on)."""
+    """6.30.3.1 Add an @context (clause 5.13.2: hosted here from now on)."""
     settings = services_of(request).settings
     _, document = await read_json(request, settings.max_body_bytes)
     url = _registry(request).host(document, settings.public_url or str(request.base_url))
@@ -46,8 +44,10 @@ async def add_context(request: Request, call: Call) -> Response:
 
 
 async def delete_context(request: Request, call: Call) -> Response:
-    """6.30.3.4 Delete an @context (the core context cannot be deleted)."""
-    _registry(request).delete(request.path_params["contextId"])
+    """6.30.3.4 Delete and Reload @context (clause 5.13.5, ``reload=true``; the core context
+    cannot be deleted)."""
+    await _registry(request).delete(request.path_params["contextId"],
+                                    reload=bool_param(request, "reload"))
     return Response(status_code=204)
 
 

@@ -1,4 +1,4 @@
-"""NGSI-LD entity, attribute, batch and discovery endpoints (clauses 6.4-6.8, 6.14-6.27).
+"""NGSI-LD entity, attribute and batch endpoints (clauses 6.4-6.8, 6.14-6.24).
 
 Each handler parses and validates the request, makes one broker call and builds the response.
 Unsupported parameters of the spec are listed in each docstring.
@@ -20,6 +20,7 @@ from cityvisor.api.http import (
     int_param,
     json_response,
     location,
+    offers_geojson,
     read_body,
     services_of,
 )
@@ -166,6 +167,7 @@ def _batch_response(result: BatchResult, created_status: bool = False) -> Respon
 # ------------------------------------------------------------------ /entities
 
 
+@offers_geojson
 async def query_entities(request: Request, call: Call) -> Response:
     """6.4.3.2 Query Entities, with scopeQ (4.19), orderBy/orderFrom/collation (4.23) and page
     links (4.12). Unsupported (422): join, entityMap, containedBy, expandValues,
@@ -185,6 +187,7 @@ async def create_entity(request: Request, call: Call) -> Response:
     return Response(status_code=201, headers=location(f"{BASE}/entities/{entity_id}"))
 
 
+@offers_geojson
 async def retrieve_entity(request: Request, call: Call) -> Response:
     """6.5.3.1 Retrieve Entity. Unsupported (422): containedBy, join, entityMap."""
     _refuse_unsupported(request)
@@ -327,36 +330,6 @@ async def batch_query(request: Request, call: Call) -> Response:
     return _page_response(request, _geojson_call(call, shape), page, links=False)
 
 
-# ------------------------------------------------------------------ discovery
-
-
-async def list_types(request: Request, call: Call) -> Response:
-    """6.25.3.1 Retrieve Available Entity Types (``details=true``)."""
-    data = await _broker(request).types(call.tenant, call.context,
-                                        details=bool_param(request, "details"))
-    return json_response(call, data)
-
-
-async def type_info(request: Request, call: Call) -> Response:
-    """6.26.3.1 Details about an Entity Type."""
-    data = await _broker(request).type_info(call.tenant, call.context, request.path_params["type"])
-    return json_response(call, data)
-
-
-async def list_attributes(request: Request, call: Call) -> Response:
-    """6.27.3.1 Retrieve Available Attributes (``details=true``)."""
-    data = await _broker(request).attributes(call.tenant, call.context,
-                                             details=bool_param(request, "details"))
-    return json_response(call, data)
-
-
-async def attribute_info(request: Request, call: Call) -> Response:
-    """6.28.3.1 Details about an Attribute."""
-    data = await _broker(request).attribute_info(call.tenant, call.context,
-                                                 request.path_params["attrId"])
-    return json_response(call, data)
-
-
 R, W = "reader", "writer"
 #: (path, {method: (handler, minimum role, has a JSON body)})
 ROUTES: list[tuple[str, dict[str, tuple[Any, str, bool]]]] = [
@@ -375,8 +348,4 @@ ROUTES: list[tuple[str, dict[str, tuple[Any, str, bool]]]] = [
     ("/entityOperations/merge", {"POST": (batch_merge, W, True)}),
     ("/entityOperations/delete", {"POST": (batch_delete, W, True)}),
     ("/entityOperations/query", {"POST": (batch_query, R, True)}),
-    ("/types", {"GET": (list_types, R, False)}),
-    ("/types/{type:path}", {"GET": (type_info, R, False)}),
-    ("/attributes", {"GET": (list_attributes, R, False)}),
-    ("/attributes/{attrId:path}", {"GET": (attribute_info, R, False)}),
 ]

@@ -39,6 +39,8 @@ from cityvisor.security.tokens import Principal, TokenStore
 
 _LINK = re.compile(r'<([^>]*)>\s*((?:;\s*[^;,]+)*)')
 TENANT_HEADER = "ngsild-tenant"
+#: the tenant applied by an operation, on its answer (clause 6.3.14)
+TENANT_RESPONSE_HEADER = "NGSILD-Tenant"
 ADMIN = Principal("open", "admin", "*")
 
 
@@ -89,6 +91,9 @@ class Call:
     context: Any  # the caller's @context value (URL, object, list) or None for the core
     principal: Principal
     accept: str  # application/json | application/ld+json | application/geo+json
+    #: GeoJSON with its @context in a Link header, not in the body (clause 6.3.6, ``Prefer:
+    #: body=json``)
+    geojson_link: bool = False
 
 
 def link_context(request: Request) -> str | None:
@@ -115,31 +120,70 @@ def _parse_link(header: str) -> str | None:
     return found[0]
 
 
+#: the representations an operation offers, in the order of clause 6.3.4 (the first one is the
+#: default); GeoJSON only where the operation offers it (clause 6.3.7: Retrieve, Query Entities)
+OFFERS = ("application/json", "application/ld+json")
+GEOJSON = "application/geo+json"
+
+
 def negotiate(request: Request, geojson_ok: bool = False) -> str:
-    """The response media type from the ``Accept`` header (clause 6.3.6)."""
-    accept = request.headers.get("accept", "")
+    """The response media type from the ``Accept`` header (clauses 6.3.4, 6.3.6)."""
+    offers = (*OFFERS, GEOJSON) if geojson_ok else OFFERS
+    accept = request.headers.get("accept", "").strip()
     if not accept:
-        return "application/json"
-    choices = []
+        return offers[0]
+    chosen = choose_media_type(accept, offers)
+    if chosen is None:
+        raise NotAcceptable(f"None of the accepted media types can be served: {accept} "
+                            f"(this operation offers {', '.join(offers)})")
+    return chosen
+
+
+def choose_media_type(accept: str, offers: tuple[str, ...]) -> str | None:
+    """The offer an ``Accept`` header prefers, or None (IETF RFC 9110, section 12.5.1).
+
+    Each offer takes the weight of the most specific media range that matches it (``type/sub``
+    before ``type/*`` before ``*/*``); a weight of 0 means "not acceptable", even where a
+    wildcard would allow it; a malformed weight counts as the default 1. Among equal weights
+    the range the client listed first wins, then the order of ``offers``."""
+    ranges = _media_ranges(accept)
+    best: tuple[float, int, int] | None = None
+    chosen = None
+    for index, offer in enumerate(offers):
+        kind = offer.split("/")[0]
+        matches = [(rank, position, quality) for position, (media, quality) in enumerate(ranges)
+                   for rank, pattern in enumerate((offer, f"{kind}/*", "*/*")) if media == pattern]
+        if not matches:
+            continue
+        _, position, quality = min(matches)  # the most specific range decides
+        key = (-quality, position, index)
+        if quality > 0 and (best is None or key < best):
+            best, chosen = key, offer
+    return chosen
+
+
+@lru_cache(maxsize=256)
+def _media_ranges(accept: str) -> tuple[tuple[str, float], ...]:
+    """(media range in lower case, weight) of each member of an ``Accept`` header."""
+    ranges = []
     for part in accept.split(","):
         media, _, params = part.strip().partition(";")
+        if not media.strip():
+            continue  # RFC 9110 5.6.1: empty list elements are ignored
         quality = 1.0
         for param in params.split(";"):
             key, _, value = param.strip().partition("=")
-            if key == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        choices.append((quality, media.strip().lower()))
-    for _, media in sorted(choices, key=lambda c: -c[0]):
-        if media in ("application/json", "*/*", "application/*"):
-            return "application/json"
-        if media == "application/ld+json":
-            return media
-        if media == "application/geo+json" and geojson_ok:
-            return media
-    raise NotAcceptable(f"None of the accepted media types can be served: {accept}")
+            if key.strip().lower() == "q":
+                quality = _weight(value.strip())
+        ranges.append((media.strip().lower(), quality))
+    return tuple(ranges)
+
+
+def _weight(text: str) -> float:
+    """An RFC 9110 qvalue (0 to 1, up to three decimals); anything else is the default 1."""
+    if not re.fullmatch(r"0(\.\d{0,3})?|1(\.0{0,3})?", text):
+        return 1.0
+    return float(text)
 
 
 async def read_json(request: Request, max_bytes: int) -> tuple[str, Any]:
@@ -213,14 +257,15 @@ def json_response(call: Call, data: Any, status: int = 200,
     """Serialise a result in the negotiated media type, with the @context where it goes."""
     context = call.context if call.context is not None else CORE_CONTEXT_URL
     extra = dict(headers or {})
-    if call.accept == "application/geo+json" and isinstance(data, dict):
+    in_link = call.accept == "application/json" or (call.accept == GEOJSON and call.geojson_link)
+    if call.accept == GEOJSON and isinstance(data, dict) and not in_link:
         data = {**data, "@context": context}  # clause 6.3.7: on the Feature(Collection)
     elif call.accept == "application/ld+json":
         if isinstance(data, list):
             data = [{**item, "@context": context} if isinstance(item, dict) else item for item in data]
         elif isinstance(data, dict):
             data = {**data, "@context": context}
-    elif call.accept == "application/json":
+    if in_link:
         url = context if isinstance(context, str) else CORE_CONTEXT_URL
         context_link = f'<{url}>; rel="{CONTEXT_REL}"; type="application/ld+json"'
         extra["Link"] = f"{context_link}, {extra['Link']}" if extra.get("Link") else context_link
@@ -253,6 +298,18 @@ def authorize(request: Request, tokens: TokenStore | None, role: str,
 
 
 Handler = Callable[[Request, Call], Awaitable[Response]]
+
+
+def offers_geojson(handler: Handler) -> Handler:
+    """Mark a handler whose operation can answer ``application/geo+json`` (clause 6.3.7:
+    Retrieve and Query Entities); every other operation answers 406 to an Accept that only
+    names GeoJSON (clause 6.3.4)."""
+    handler.offers_geojson = True  # type: ignore[attr-defined]
+    return handler
+
+
+def geojson_offered(handler: Handler) -> bool:
+    return bool(getattr(handler, "offers_geojson", False))
 
 
 def int_param(request: Request, name: str, default: int | None = None) -> int | None:

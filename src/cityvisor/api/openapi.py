@@ -66,6 +66,9 @@ def _op(summary: str, params: list[dict[str, Any]], ok: dict[str, str],
     return op
 
 
+_LOCAL = _param("local", _BOOL)
+
+
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     ok200 = {"200": "OK"}
@@ -102,20 +105,26 @@ def openapi_document() -> dict[str, Any]:
         "/entityOperations/delete": {"post": _op("Batch delete (6.17)", [], batch, _IDS)},
         "/entityOperations/query": {"post": _op("Query via POST (6.23)", _PAGING + _SHAPE, ok200,
                                                 _QUERY_BODY)},
-        "/types": {"get": _op("Entity types (6.25)", [_param("details", _BOOL)], ok200)},
+        "/types": {"get": _op("Entity types (6.25)", [_param("details", _BOOL), _LOCAL],
+                              ok200)},
         "/types/{type}": {"get": _op("Entity type details (6.26)",
-                                     [_param("type", _STR, "path")], ok200)},
-        "/attributes": {"get": _op("Attributes (6.27)", [_param("details", _BOOL)], ok200)},
-        "/attributes/{attrId}": {"get": _op("Attribute details (6.28)", [_ATTR_ID], ok200)},
+                                     [_param("type", _STR, "path"), _LOCAL], ok200)},
+        "/attributes": {"get": _op("Attributes (6.27)", [_param("details", _BOOL), _LOCAL],
+                                   ok200)},
+        "/attributes/{attrId}": {"get": _op("Attribute details (6.28)", [_ATTR_ID, _LOCAL],
+                                            ok200)},
         "/jsonldContexts": {
             "get": _op("List @contexts (6.30.3.2)", [_param("details", _BOOL),
                                                       _param("kind", _STR)], ok200),
             "post": _op("Add an @context (6.30.3.1)", [], {"201": "Created"},
                         {"type": "object", "required": ["@context"]})},
         "/jsonldContexts/{contextId}": {
-            "get": _op("Serve an @context (6.30.3.3)", [_param("contextId", _STR, "path")], ok200),
-            "delete": _op("Delete an @context (6.30.3.4)", [_param("contextId", _STR, "path")],
+            "get": _op("Serve an @context (6.30.3.3)", [_param("contextId", _STR, "path"),
+                                                         _param("details", _BOOL)], ok200),
+            "delete": _op("Delete and reload an @context (6.30.3.4)",
+                          [_param("contextId", _STR, "path"), _param("reload", _BOOL)],
                           no_content)},
+        "/info/sourceIdentity": {"get": _op("Context source identity (5.15.1)", [], ok200)},
     }
     paths.update(_subscription_paths())
     paths.update(_temporal_paths())

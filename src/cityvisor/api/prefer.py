@@ -20,6 +20,8 @@ from functools import lru_cache
 #: the name of the version preference (clause 6.3.6)
 VERSION_PREFERENCE = "ngsi-ld"
 PREFERENCE_APPLIED = "Preference-Applied"
+#: where a GeoJSON answer puts its @context: ``body=json`` (Link header) or ``body=ld+json``
+BODY_PREFERENCE = "body"
 #: the NGSI-LD version whose payloads this broker serves natively (its core @context)
 NATIVE_VERSION = (1, 9)
 _VERSION = re.compile(r"(\d{1,3})\.(\d{1,3})")
@@ -121,6 +123,13 @@ def version_preference(headers: Iterable[str]) -> str | None:
     if not (1, 0) <= version <= NATIVE_VERSION:
         return None
     return f"{version[0]}.{version[1]}"
+
+
+def context_in_link(headers: Iterable[str]) -> bool:
+    """True for ``Prefer: body=json`` (clause 6.3.6): a GeoJSON answer then carries its
+    @context in a ``Link`` header, not in the body (``body=ld+json``, the default)."""
+    preference = parse_prefer(headers).get(BODY_PREFERENCE)
+    return preference is not None and (preference.value or "").strip().lower() == "json"
 
 
 def version_applied(version: str | None) -> dict[str, str]:

@@ -22,7 +22,12 @@ import aiohttp
 import orjson
 
 from cityvisor.ngsild.context import CORE_CONTEXT_URL, CORE_CONTEXT_URLS, TermMap, compile_context
-from cityvisor.ngsild.errors import BadRequestData, LdContextNotAvailable, ResourceNotFound
+from cityvisor.ngsild.errors import (
+    BadRequestData,
+    InvalidRequest,
+    LdContextNotAvailable,
+    ResourceNotFound,
+)
 from cityvisor.store.base import SystemStore
 from cityvisor.store.records import StoredContext
 
@@ -34,12 +39,42 @@ HOSTED_PATH = "/ngsi-ld/v1/jsonldContexts/"
 
 
 
+#: the kinds of @context (clause 5.13.1): added through /jsonldContexts, downloaded (or
+#: preloaded) from their URL, created by the broker from an inline @context
+HOSTED, CACHED, IMPLICITLY_CREATED = "Hosted", "Cached", "ImplicitlyCreated"
+KINDS = (HOSTED, CACHED, IMPLICITLY_CREATED)
+CORE_LOCAL_ID = "core"
+
+
 @dataclass(frozen=True)
 class ContextInfo:
+    """The details of an @context (clause 5.13.3 ``details=true``)."""
+
     url: str
     local_id: str
-    kind: str  # Hosted | Cached | ImplicitlyCreated (core)
-    created_at: str | None
+    kind: str  # one of KINDS
+    created_at: str
+
+    def details(self) -> dict[str, str]:
+        return {"URL": self.url, "localId": self.local_id, "kind": self.kind,
+                "createdAt": self.created_at}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def check_context_value(value: object) -> None:
+    """Raise BadRequestData unless ``value`` is a JSON-LD @context: a URL, an object, or an
+    array of those (JSON-LD 1.1, section 3.1; NGSI-LD clause 5.5.4)."""
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, str):
+            if not item.strip():
+                raise BadRequestData("An @context URL cannot be empty")
+        elif not isinstance(item, dict):
+            raise BadRequestData("An @context must be a URL, an object or an array of them, "
+                                 f"got {orjson.dumps(item).decode()}")
 
 
 def _package_json(*parts: str) -> Any:
@@ -61,6 +96,7 @@ class ContextRegistry:
         self.system = system
         self._maps: OrderedDict[bytes, TermMap] = OrderedDict()
         self.core_map = compile_context([], self.core)
+        self.core_loaded_at = _now()
 
     # ---------------------------------------------------------------- resolution
 
@@ -116,14 +152,17 @@ class ContextRegistry:
                 return _package_json("smart-data-models", match.group(1), "context.jsonld")  # type: ignore[no-any-return]
             except FileNotFoundError:
                 pass
+        document = await self._download(url)
+        self._store(url, CACHED, document)
+        return document
+
+    async def _download(self, url: str) -> dict[str, Any]:
         if not self.allow_fetch:
             raise LdContextNotAvailable(
-                f"The @context {url} is not cached and fetching is disabled; preload it with "
-                "'cityvisor context preload URL FILE'"
+                f"The @context {url} cannot be downloaded: fetching is disabled; preload it "
+                "with 'cityvisor context preload URL FILE'"
             )
-        document = await self._fetch(url)
-        self._store(url, "Cached", document)
-        return document
+        return await self._fetch(url)
 
     def _local_document(self, url: str) -> dict[str, Any] | None:
         if HOSTED_PATH in url:
@@ -133,6 +172,8 @@ class ContextRegistry:
         return orjson.loads(found.document) if found else None
 
     async def _fetch(self, url: str) -> dict[str, Any]:
+        """Download a context document (clause 5.5.6): one that cannot be retrieved is
+        LdContextNotAvailable, one retrieved but not a JSON-LD context is BadRequestData."""
         if not url.startswith(("http://", "https://")):
             raise LdContextNotAvailable(f"The @context {url} is not an http(s) URL")
         try:
@@ -140,68 +181,122 @@ class ContextRegistry:
             async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
                     url, headers={"Accept": "application/ld+json"},
                     raise_for_status=True) as response:
-                document = orjson.loads(await response.read())
-        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as error:
+                raw = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as error:
             raise LdContextNotAvailable(f"The @context {url} cannot be retrieved: {error}") from error
+        try:
+            document = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            raise BadRequestData(f"The @context {url} is not valid JSON: {error}") from error
         if not isinstance(document, dict) or "@context" not in document:
-            raise LdContextNotAvailable(f"The document at {url} is not a JSON-LD context")
+            raise BadRequestData(f"The document at {url} is not a JSON-LD context "
+                                 "(no @context member)")
         return document  # type: ignore[no-any-return]
 
     def _store(self, url: str, kind: str, document: dict[str, Any], local_id: str | None = None) -> str:
         local_id = local_id or uuid.uuid4().hex
-        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        self.system.put_context(StoredContext(local_id, url, kind, orjson.dumps(document), now))
+        self.system.put_context(StoredContext(local_id, url, kind, orjson.dumps(document), _now()))
         self._maps.clear()
         return local_id
 
     # ---------------------------------------------------------------- /jsonldContexts
 
     def host(self, document: object, base_url: str) -> str:
-        """Host a context document posted by a client; returns its URL (clause 6.30.3.1)."""
+        """Host a context document posted by a client; returns its URL (clause 5.13.2).
+
+        A payload that is not an object with an ``@context`` member is not an Add @context
+        request (InvalidRequest); an ``@context`` value that is not JSON-LD (a URL, an
+        object, or an array of them) is invalid JSON-LD (BadRequestData, clauses 5.13.2.4
+        and 5.5.4)."""
         if not isinstance(document, dict) or "@context" not in document:
-            raise BadRequestData("The body must be a JSON-LD context document with an @context")
+            raise InvalidRequest("The body must be a JSON object with an @context member")
         inner = document["@context"]
-        if not isinstance(inner, (dict, list, str)):
-            raise BadRequestData("The @context member must be an object, a list or a URL")
+        check_context_value(inner)
         local_id = uuid.uuid4().hex
         url = base_url.rstrip("/") + HOSTED_PATH + local_id
-        self._store(url, "Hosted", {"@context": inner}, local_id)
+        self._store(url, HOSTED, {"@context": inner}, local_id)
         return url
 
     def preload(self, url: str, document: object) -> None:
         """Cache a context document under its URL, as if fetched (for air-gapped sites)."""
         if not isinstance(document, dict) or "@context" not in document:
             raise BadRequestData(f"The document for {url} is not a JSON-LD context")
-        self._store(url, "Cached", document)
+        self._store(url, CACHED, document)
 
-    def list(self) -> list[ContextInfo]:
-        infos = [ContextInfo(CORE_CONTEXT_URL, "core", "ImplicitlyCreated", None)]
-        for stored in self.system.contexts():
-            infos.append(ContextInfo(stored.url, stored.local_id, stored.kind, stored.created_at))
-        return infos
+    def list(self, kind: str | None = None) -> list[ContextInfo]:
+        """The @contexts known here, the core first, of one ``kind`` if given (clause
+        5.13.3; an unknown kind is BadRequestData)."""
+        if kind is not None and kind not in KINDS:
+            raise BadRequestData(f"Parameter kind must be one of {', '.join(KINDS)}, "
+                                 f"got {kind!r}")
+        infos = [self._core_info()]
+        infos += [ContextInfo(c.url, c.local_id, c.kind, c.created_at)
+                  for c in self.system.contexts()]
+        return [i for i in infos if kind is None or i.kind == kind]
+
+    def _core_info(self) -> ContextInfo:
+        """The core @context: always cached, from the bundled copy (clause 5.13.1)."""
+        return ContextInfo(CORE_CONTEXT_URL, CORE_LOCAL_ID, CACHED, self.core_loaded_at)
+
+    def info(self, context_id: str) -> ContextInfo:
+        """The details of one @context (clause 5.13.4 with ``details=true``)."""
+        local_id = self._local_id(context_id)
+        if local_id == CORE_LOCAL_ID:
+            return self._core_info()
+        found = self._stored(local_id)
+        return ContextInfo(found.url, found.local_id, found.kind, found.created_at)
 
     def _local_id(self, context_id: str) -> str:
-        """A context is addressed by its local id or by its URL (clause 6.30)."""
-        if context_id in CORE_CONTEXT_URLS:
-            return "core"
+        """A context is addressed by its local id, by its URL if Cached, or by the URL it is
+        served at here (clause 5.13.4)."""
+        if context_id in CORE_CONTEXT_URLS or context_id == CORE_LOCAL_ID:
+            return CORE_LOCAL_ID
         found = self.system.context(url=context_id)
+        if found is None and HOSTED_PATH in context_id:
+            return context_id.rsplit("/", 1)[-1]
         return found.local_id if found else context_id
 
-    def get(self, context_id: str) -> dict[str, Any]:
-        local_id = self._local_id(context_id)
-        if local_id == "core":
-            return {"@context": self.core}
+    def _stored(self, local_id: str) -> StoredContext:
         found = self.system.context(local_id=local_id)
         if found is None:
             raise ResourceNotFound(f"No @context with id {local_id} is hosted or cached here")
-        return orjson.loads(found.document)  # type: ignore[no-any-return]
+        return found
 
-    def delete(self, context_id: str) -> None:
+    def get(self, context_id: str) -> dict[str, Any]:
+        """The document of one @context (clause 5.13.4)."""
         local_id = self._local_id(context_id)
-        if local_id == "core":
-            raise BadRequestData("The core @context cannot be deleted")
-        if not self.system.delete_context(local_id):
-            raise ResourceNotFound(f"No @context with id {local_id} is hosted or cached here")
+        if local_id == CORE_LOCAL_ID:
+            return {"@context": self.core}
+        return orjson.loads(self._stored(local_id).document)  # type: ignore[no-any-return]
+
+    async def delete(self, context_id: str, *, reload: bool = False) -> None:
+        """Delete an @context, or with ``reload`` download a Cached one again (clause 5.13.5).
+
+        Only a Cached @context can be reloaded (others: BadRequestData); when the download
+        fails or is not a JSON-LD context, the stored copy stays (LdContextNotAvailable). The core @context cannot be
+        deleted; reloading it reinstates the bundled copy, as it is never fetched."""
+        local_id = self._local_id(context_id)
+        if local_id == CORE_LOCAL_ID:
+            if not reload:
+                raise BadRequestData("The core @context cannot be deleted")
+            self.core = core_context_document()["@context"]
+            self.core_map = compile_context([], self.core)
+            self.core_loaded_at = _now()
+            self._maps.clear()
+            return
+        found = self._stored(local_id)
+        if reload:
+            if found.kind != CACHED:
+                raise BadRequestData(f"Only a Cached @context can be reloaded; {local_id} is "
+                                     f"{found.kind}")
+            try:
+                document = await self._download(found.url)
+            except BadRequestData as error:  # 5.13.5.4: an invalid download is "not available"
+                raise LdContextNotAvailable(error.detail) from error
+            self.system.delete_context(local_id)
+            self._store(found.url, CACHED, document, local_id)
+            return
+        self.system.delete_context(local_id)
         self._maps.clear()
 
     def close(self) -> None:
