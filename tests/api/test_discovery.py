@@ -143,9 +143,10 @@ def test_attributes_details(city: TestClient) -> None:
     assert power["type"] == "Attribute"
     assert power["id"] == DEFAULT + "powerState"
     assert sorted(power["typeNames"]) == ["Camera", "Streetlight"]
-    assert power["attributeTypes"] == ["Property"]
+    assert set(power) == {"id", "type", "attributeName", "typeNames"}  # clause 5.7.9
     assert body["refDevice"]["typeNames"] == ["WasteContainer"]
-    assert body["refDevice"]["attributeTypes"] == ["Relationship"]
+    info = city.get(f"{BASE}/attributes/refDevice").json()  # kinds and count: clause 5.7.10
+    assert info["attributeTypes"] == ["Relationship"] and info["attributeCount"] == 2
 
 
 def test_attribute_info(city: TestClient) -> None:

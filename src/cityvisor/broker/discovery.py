@@ -70,7 +70,10 @@ class Discovery:
         if not details:
             return {"id": f"urn:ngsi-ld:AttributeList:{digest(infos)}", "type": "AttributeList",
                     "attributeList": sorted(i["attributeName"] for i in infos.values())}
-        return [{k: v for k, v in i.items() if k != "attributeCount"} for i in infos.values()]
+        # 5.7.9: the detailed list names each attribute and the types that carry it; its
+        # count and kinds (optional members of Attribute, clause 5.2.28) are for 5.7.10
+        return [{k: v for k, v in i.items() if k not in ("attributeCount", "attributeTypes")}
+                for i in infos.values()]
 
     async def attribute_info(self, tenant: str | None, context: Any, name: str) -> dict[str, Any]:
         """5.7.10 Retrieve attribute information."""
