@@ -184,6 +184,9 @@ def test_update_replaces_notification_and_refuses_past_expiry(client: TestClient
 
 def test_unsupported_member_and_media_type(client: TestClient) -> None:
     assert client.post(SUBS, json=sub(scopeQ="/a")).status_code == 422
+    joined = client.post(SUBS, json=sub(notification={"join": "flat", "joinLevel": 1,
+                                                      "endpoint": {"uri": "http://h/x"}}))
+    assert joined.status_code == 422 and "join" in joined.json()["detail"]
     assert client.post(SUBS, content=b"{}", headers={"Content-Type": "text/plain"}
                        ).status_code == 415
     assert client.post(SUBS, content=b"{", headers={"Content-Type": "application/json"}

@@ -63,6 +63,8 @@ SCHEMES = ("http", "https", "mqtt", "mqtts")
 MQTT_VERSIONS = ("mqtt3.1.1", "mqtt5.0")
 #: members computed by the broker: ignored when a client sends them
 READ_ONLY = ("status", "createdAt", "modifiedAt", "@context")
+#: NotificationParams members not implemented (linked entities, clause 4.5.23): refused (422)
+NOTIFICATION_UNSUPPORTED = ("join", "joinLevel")
 READ_ONLY_NOTIFICATION = ("status", "timesSent", "lastNotification", "lastSuccess",
                           "lastFailure")
 UNSUPPORTED = ("scopeQ", "temporalQ", "expandValues", "join", "joinLevel")
@@ -390,6 +392,9 @@ async def build(doc: dict[str, Any], context: Any, broker: EntityBroker,
     notification = doc.get("notification")
     if not isinstance(notification, dict):
         raise BadRequestData("A subscription needs a notification object with an endpoint")
+    for name in NOTIFICATION_UNSUPPORTED:
+        if name in notification:
+            raise OperationNotSupported(f"notification.{name} is not supported")
     form = notification.get("format", "normalized")
     if form not in FORMATS:
         raise BadRequestData(f"notification.format must be one of {', '.join(FORMATS)}")
