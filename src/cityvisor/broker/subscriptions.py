@@ -10,7 +10,8 @@ with no subscription costs one dictionary lookup per write.
 Periodic subscriptions (``timeInterval``) are served by ``periodic_tick(now)``, called by the
 delivery service's scheduler (or directly by tests with a fake clock).
 
-Choices (see docs/subscriptions.md): the subscription is returned with the creator's terms;
+Choices (see docs/subscriptions.md): the subscription is returned in the terms of the reading
+request's @context (``translate``);
 an entity creation raises ``entityCreated`` and ``attributeCreated`` for each attribute; an
 update compares instances (any change, ``modifiedAt`` included, is an update); a deletion
 raises ``entityDeleted`` only; q and geoQ are evaluated on the new entity (the old one for a
