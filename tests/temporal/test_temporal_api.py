@@ -250,12 +250,16 @@ def test_query_temporal_entities(client: TestClient) -> None:
     assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Sensor:1", "urn:ngsi-ld:Sensor:2"]
     r = client.get(T, params={"type": "Sensor", "limit": 2, "offset": 2})
     assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Sensor:3"]
-    r = client.get(T, params={"idPattern": ".*Other.*"})
+    r = client.get(T, params={"idPattern": ".*Other.*", "type": "Sensor,Other"})
     assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Other:1"]
+    # clause 5.7.4.4 (as 5.7.2.4): ids or an id pattern alone are too wide a query
+    for params in ({"idPattern": ".*Other.*"}, {"id": "urn:ngsi-ld:Sensor:2"}):
+        r = client.get(T, params=params)
+        assert r.status_code == 400 and "Too wide" in r.json()["detail"]
     r = client.get(T, params={"type": "Sensor,Other", "attrs": "temp", "lastN": 1})
     assert len(r.json()) == 4
     r = client.get(T, params={"id": "urn:ngsi-ld:Sensor:2,urn:ngsi-ld:Sensor:3",
-                              "timerel": "after", "timeAt": at(0.5),
+                              "type": "Sensor", "timerel": "after", "timeAt": at(0.5),
                               "options": "temporalValues"})
     assert [e["temp"]["values"][0][0] for e in r.json()] == [20, 30]
     # q on the instances of the time window (here the whole history)
@@ -274,7 +278,7 @@ def test_query_temporal_entities(client: TestClient) -> None:
     assert r.status_code == 200 and r.headers["ngsild-results-count"] == "3"
     assert [e["temp"]["values"] for e in r.json()][0] == [[1, "2024-01-01T00:00:00Z"]]
     r = client.post(f"{API}/temporal/entityOperations/query", json={
-        "type": "Query", "entities": [{"id": "urn:ngsi-ld:Sensor:1"}],
+        "type": "Query", "entities": [{"id": "urn:ngsi-ld:Sensor:1", "type": "Sensor"}],
         "temporalQ": {"lastN": 1}})
     assert [i["value"] for i in r.json()[0]["temp"]] == [10]
     for bad in ({"type": "Nope"}, {"entities": {}}, {"temporalQ": []}, {"attrs": "temp"},

@@ -119,8 +119,8 @@ QUERY = f"{API}/temporal/entityOperations/query"
     {"temporalQ": {"timerel": "after", "timeAt": "2026-01-01T00:00:00Z", "aggrMethods": "avg,max"}},
 ])
 def test_aggregation_asked_in_the_query_body(fleet: TestClient, body: dict[str, Any]) -> None:
-    r = fleet.post(QUERY, json={"type": "Query", "entities": [{"id": "urn:ngsi-ld:Vehicle:fast"}],
-                                **body})
+    r = fleet.post(QUERY, json={"type": "Query", "entities": [
+        {"id": "urn:ngsi-ld:Vehicle:fast", "type": "Vehicle"}], **body})
     assert r.status_code == 200, r.text
     assert r.json()[0]["speed"]["avg"][0][0] == 60.0
     assert "instanceId" not in r.text

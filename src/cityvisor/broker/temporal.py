@@ -444,7 +444,7 @@ class TemporalBroker:
         ``projection``: pick / omit, which shape the entities and select none."""
         terms = await self.contexts.term_map(context)
         _refuse_linked_q(params.q)
-        query = self.broker.entity_query(params, terms, narrow=False)
+        query = self.broker.entity_query(params, terms)  # the 5.7.2.4 too-wide rule too
         await self._require_tenant(tenant)
         selected, count = await self._select_on_window(tenant, query, tq, descending)
         heads = [(e.id, list(e.types), e.created_at, e.modified_at) for e in selected]
