@@ -295,3 +295,12 @@ def test_a_json_null_value_is_not_an_ngsi_ld_null() -> None:
 
     assert deletion({"value": None}) == (False, None)
     assert deletion({"object": None}) == (False, None)
+
+
+async def test_rendering_leaves_the_stored_document_alone(services: Services) -> None:
+    sub = await make(services)
+    before = orjson.dumps(sub.doc)
+    rendered = sub.render(0.0, sub.source_terms)
+    assert rendered["status"] == "active" and "notificationTrigger" in rendered
+    sub.render(0.0)
+    assert orjson.dumps(sub.doc) == before

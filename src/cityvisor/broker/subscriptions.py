@@ -236,9 +236,9 @@ def translate(doc: dict[str, Any], source: TermMap, target: TermMap) -> dict[str
     geoQ.geoproperty, notification attributes / pick / omit) written in ``target``'s terms
     instead of ``source``'s (clause 6.3.5: a subscription is expanded with the @context of
     the request that gives it and compacted with that of the request that reads it). ``q``
-    is kept as written."""
+    is kept as written. A new dict: ``doc`` is not changed."""
     if source is target:
-        return doc
+        return dict(doc)
 
     def name(term: str) -> str:
         return term if term in ENTITY_MEMBERS else target.compact(source.expand(term))
