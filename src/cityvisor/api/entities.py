@@ -310,6 +310,7 @@ async def batch_delete(request: Request, call: Call) -> Response:
     return _batch_response(result)
 
 
+@offers_geojson
 async def batch_query(request: Request, call: Call) -> Response:
     """6.23.3.1 Query Entities via POST (the Query data type, clause 5.2.23)."""
     _refuse_unsupported(request)

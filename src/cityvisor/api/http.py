@@ -302,7 +302,7 @@ Handler = Callable[[Request, Call], Awaitable[Response]]
 
 def offers_geojson(handler: Handler) -> Handler:
     """Mark a handler whose operation can answer ``application/geo+json`` (clause 6.3.7:
-    Retrieve and Query Entities); every other operation answers 406 to an Accept that only
+    Retrieve and Query Entities, by GET or by POST); every other operation answers 406 to an Accept that only
     names GeoJSON (clause 6.3.4)."""
     handler.offers_geojson = True  # type: ignore[attr-defined]
     return handler
