@@ -106,7 +106,7 @@ def test_append_with_other_id_is_400(client: TestClient, sensor: dict[str, Any])
 
 def test_append_unknown_option_is_400(client: TestClient, sensor: dict[str, Any]) -> None:
     response = client.post(ATTRS, params={"options": "overwriteMaybe"}, json={"humidity": 1})
-    assert_problem(response, 400, "BadRequestData")
+    assert_problem(response, 400, "InvalidRequest")
 
 
 # ------------------------------------------------------------------ update (PATCH /attrs)
@@ -268,9 +268,11 @@ def test_multi_attribute_retrieved_as_list(client: TestClient, multi: None) -> N
     }
 
 
-def test_multi_attribute_key_values_shows_default_instance(client: TestClient,
-                                                           multi: None) -> None:
-    assert get(client, options="keyValues")["speed"] == 48
+def test_multi_attribute_key_values_is_a_dataset_map(client: TestClient,
+                                                     multi: None) -> None:
+    """Clause 4.5.4: the simplified multi-attribute maps each datasetId to its value."""
+    assert get(client, options="keyValues")["speed"] == {
+        "dataset": {"@none": 48, DS_A: 50, DS_B: 52}}
 
 
 def test_multi_attribute_duplicate_dataset_id_is_400(client: TestClient) -> None:

@@ -122,8 +122,17 @@ def test_sys_attrs(client: TestClient, museum: None) -> None:
 
 def test_conflicting_options_are_400(client: TestClient, museum: None) -> None:
     assert_problem(get(client, options="keyValues,concise"), 400, "BadRequestData")
-    assert_problem(get(client, options="bogus"), 400, "BadRequestData")
-    assert_problem(get(client, format="xml"), 400, "BadRequestData")
+
+
+def test_unknown_options_or_format_is_invalid_request(client: TestClient,
+                                                      museum: None) -> None:
+    """Clause 6.3.7: a value options or format does not define makes the request invalid,
+    whether or not the entity exists."""
+    assert_problem(get(client, options="bogus"), 400, "InvalidRequest")
+    assert_problem(get(client, options="keyValues,bogus"), 400, "InvalidRequest")
+    assert_problem(get(client, format="xml"), 400, "InvalidRequest")
+    assert_problem(get(client, "urn:ngsi-ld:Museum:none", format="xml"), 400,
+                   "InvalidRequest")
 
 
 # ------------------------------------------------------------------ GeoJSON
@@ -383,8 +392,10 @@ def test_attrs_projection(client: TestClient, museum: None) -> None:
     assert body["visitors"]["value"] == 1200
 
 
-def test_attrs_projection_unknown_attribute(client: TestClient, museum: None) -> None:
-    assert set(ok(get(client, attrs="nothing"))) == {"id", "type"}
+def test_attrs_projection_unknown_attribute_is_404(client: TestClient, museum: None) -> None:
+    """Clause 5.7.1.4: none of the requested attributes exists -> ResourceNotFound."""
+    assert_problem(get(client, attrs="nothing"), 404, "ResourceNotFound")
+    assert set(ok(get(client, attrs="nothing,open"))) == {"id", "type", "open"}
 
 
 def test_pick(client: TestClient, museum: None) -> None:
@@ -397,8 +408,57 @@ def test_omit(client: TestClient, museum: None) -> None:
     assert set(body) == {"id", "type", "open", "operator", "name", "location"}
 
 
-def test_pick_and_omit_together_is_400(client: TestClient, museum: None) -> None:
-    assert_problem(get(client, pick="id", omit="visitors"), 400, "BadRequestData")
+def test_member_both_picked_and_omitted_is_400(client: TestClient, museum: None) -> None:
+    assert_problem(get(client, pick="id,visitors", omit="visitors"), 400, "BadRequestData")
+    assert ok(get(client, pick="id,visitors", omit="open")) == ok(get(client, pick="id,visitors"))
+
+
+@pytest.mark.parametrize("params", [
+    {"pick": "visitors", "attrs": "open"}, {"omit": "visitors", "attrs": "open"}])
+def test_pick_or_omit_with_attrs_is_400(client: TestClient, museum: None,
+                                        params: dict[str, str]) -> None:
+    assert_problem(get(client, **params), 400, "BadRequestData")
+
+
+@pytest.mark.parametrize("pick", [
+    "id;name", "id,operator{name", "id,operator{{name}", "id,operator{,name}", "id,operator{}",
+    "id,,name", "name||open", "open}", ""])
+def test_malformed_projection_is_400(client: TestClient, museum: None, pick: str) -> None:
+    """Clause 4.21: the projection grammar, checked before the entity is read."""
+    assert_problem(get(client, pick=pick), 400, "BadRequestData")
+    assert_problem(get(client, omit=pick), 400, "BadRequestData")
+    assert_problem(get(client, "urn:ngsi-ld:Museum:none", pick=pick), 400, "BadRequestData")
+
+
+def test_pipe_and_comma_pick_alike(client: TestClient, museum: None) -> None:
+    assert ok(get(client, pick="open|visitors")) == ok(get(client, pick="open,visitors"))
+    assert set(ok(get(client, pick="open|visitors"))) == {"open", "visitors"}
+
+
+@pytest.mark.parametrize("params", [
+    {"pick": "nothing"}, {"omit": "id,type,visitors,open,address,operator,name,location"}])
+def test_nothing_left_after_projection_is_404(client: TestClient, museum: None,
+                                             params: dict[str, str]) -> None:
+    assert_problem(get(client, **params), 404, "ResourceNotFound")
+
+
+def test_linked_projection_without_join_is_400(client: TestClient, museum: None) -> None:
+    assert_problem(get(client, pick="operator{name}"), 400, "BadRequestData")
+    assert_problem(get(client, omit="operator{name}"), 400, "BadRequestData")
+
+
+def test_type_selector_on_retrieve(client: TestClient, museum: None) -> None:
+    """Clause 5.7.1.4: with type, the Entity must also be of that type."""
+    assert_problem(get(client, type="Vehicle"), 404, "ResourceNotFound")
+    assert ok(get(client, type="Museum"))["id"] == EID
+    assert ok(get(client, type="Vehicle|Museum"))["id"] == EID
+
+
+def test_geometry_property_needs_geojson(client: TestClient, museum: None) -> None:
+    assert_problem(get(client, geometryProperty="location"), 400, "BadRequestData")
+    body = ok(get(client, geometryProperty="location",
+                  headers={"Accept": "application/geo+json"}))
+    assert body["geometry"] == POINT
 
 
 def test_query_attrs_projects_and_selects(client: TestClient, museum: None) -> None:
@@ -418,6 +478,16 @@ def test_query_pick_only_projects(client: TestClient, museum: None) -> None:
         {"id": "urn:ngsi-ld:Museum:m2"}]
 
 
+def test_query_drops_entities_left_empty(client: TestClient, museum: None) -> None:
+    """Clause 4.21: an entity without any picked member is not in the result."""
+    client.post(f"{BASE}/entities", json={"id": "urn:ngsi-ld:Museum:m2", "type": "Museum",
+                                          "open": False})
+    body = ok(client.get(f"{BASE}/entities", params={"type": "Museum", "pick": "visitors"}))
+    assert body == [{"visitors": ok(get(client))["visitors"]}]
+    body = ok(client.get(f"{BASE}/entities", params={"type": "Museum", "omit": "id,type,open"}))
+    assert len(body) == 1 and "visitors" in body[0]
+
+
 def test_query_omit_only_projects(client: TestClient, museum: None) -> None:
     client.post(f"{BASE}/entities", json={"id": "urn:ngsi-ld:Museum:m2", "type": "Museum",
                                           "open": False})
@@ -426,3 +496,48 @@ def test_query_omit_only_projects(client: TestClient, museum: None) -> None:
     assert [set(e) for e in body] == [
         {"id", "type", "visitors", "address", "operator", "name", "location"},
         {"id", "type"}]
+
+
+def test_key_values_multi_attribute_is_a_dataset_map(client: TestClient) -> None:
+    """Clauses 4.5.4, 4.5.17.1: the simplified form of a multi-attribute maps each
+    datasetId (``@none`` for the default instance) to its value; GeoJSON takes the default
+    instance's geometry."""
+    entity_id = "urn:ngsi-ld:Vehicle:v1"
+    client.post(f"{BASE}/entities", json={
+        "id": entity_id, "type": "Vehicle", "speed": prop_value(5),
+        "location": [{"type": "GeoProperty", "value": POINT, "datasetId": "urn:ngsi-ld:Dataset:gps"},
+                     {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [3, 4]}}]})
+    body = ok(get(client, entity_id, options="keyValues"))
+    assert body["speed"] == 5
+    assert body["location"] == {"dataset": {"@none": {"type": "Point", "coordinates": [3, 4]},
+                                            "urn:ngsi-ld:Dataset:gps": POINT}}
+    feature = ok(get(client, entity_id, options="keyValues",
+                     headers={"Accept": "application/geo+json"}))
+    assert feature["geometry"] == {"type": "Point", "coordinates": [3, 4]}
+    assert feature["properties"]["location"] == body["location"]
+
+
+def prop_value(value: Any) -> dict[str, Any]:
+    return {"type": "Property", "value": value}
+
+
+def test_prefer_an_earlier_version(client: TestClient) -> None:
+    """Clause 4.3.6.8: Prefer: ngsi-ld=1.5 turns a VocabProperty (1.8) into a Property,
+    answered 203 with Preference-Applied; the native version leaves it (200)."""
+    entity_id = "urn:ngsi-ld:Building:v1"
+    client.post(f"{BASE}/entities", json={
+        "id": entity_id, "type": "Building",
+        "category": {"type": "VocabProperty", "vocab": "office"}})
+    old = get(client, entity_id, headers={"Prefer": "ngsi-ld=1.5"})
+    assert old.status_code == 203
+    assert old.headers["Preference-Applied"] == "ngsi-ld=1.5"
+    assert old.json()["category"]["type"] == "Property"
+    assert old.json()["category"]["value"] == ok(get(client, entity_id))["category"]["vocab"]
+    native = get(client, entity_id, headers={"Prefer": "ngsi-ld=1.9"})
+    assert native.status_code == 200
+    assert native.headers["Preference-Applied"] == "ngsi-ld=1.9"
+    assert native.json()["category"]["type"] == "VocabProperty"
+    query = client.get(f"{BASE}/entities", params={"type": "Building"},
+                       headers={"Prefer": "ngsi-ld=1.7"})
+    assert query.status_code == 203 and query.json()[0]["category"]["type"] == "Property"
+    assert "Preference-Applied" not in get(client, entity_id).headers

@@ -251,3 +251,22 @@ def test_percent_is_not_an_attribute_name_character() -> None:
 ])
 def test_a_percent_encoded_q_member_is_decoded_once(sent: str, meant: str) -> None:
     assert unescape_q_member(sent) == meant
+
+
+def test_linked_entity_paths() -> None:
+    """Clause 4.9: ``rel{attr}`` addresses an attribute of the Entity ``rel`` links to; only
+    accepted where Linked Entity retrieval is possible."""
+    from cityvisor.ngsild.query import link_depth
+
+    node = parse_q('owner{works{name}}=="x"', lambda n: n, linked=True)
+    assert isinstance(node, Compare)
+    assert node.path.attr == "owner" and node.path.linked is not None
+    assert node.path.linked.linked == Path("name", labels=("name",))
+    assert str(node) == 'owner{works{name}}=="x"'
+    assert link_depth(node) == 2
+    assert link_depth(parse_q("a==1;(b{c}|d)", lambda n: n, linked=True)) == 1
+    assert link_depth(parse_q("a==1", lambda n: n)) == 0
+    with pytest.raises(BadRequestData):
+        parse_q('owner{name}=="x"', lambda n: n)
+    with pytest.raises(BadRequestData):
+        parse_q('owner{name=="x"', lambda n: n, linked=True)

@@ -24,6 +24,7 @@ from cityvisor.api.http import (
     read_body,
     services_of,
 )
+from cityvisor.api.prefer import version_applied, version_preference
 from cityvisor.broker.entities import (
     BatchResult,
     EntityBroker,
@@ -31,8 +32,9 @@ from cityvisor.broker.entities import (
     QueryParams,
     UpdateResult,
 )
-from cityvisor.broker.options import Shape, option_set
+from cityvisor.broker.options import Shape, form_of, option_set
 from cityvisor.ngsild.errors import BadRequestData, OperationNotSupported
+from cityvisor.ngsild.versions import amend_for_version, parse_version
 
 BASE = "/ngsi-ld/v1"
 
@@ -54,11 +56,11 @@ def _shape(request: Request, call: Call) -> Shape:
     return Shape(options=params.get("options"), format=form,
                  attrs=params.get("attrs"), pick=params.get("pick"), omit=params.get("omit"),
                  lang=params.get("lang"), geometry_property=params.get("geometryProperty"),
-                 dataset_id=params.get("datasetId"))
+                 dataset_id=params.get("datasetId"), join=params.get("join"),
+                 join_level=params.get("joinLevel"), contained_by=params.get("containedBy"))
 
 
-UNSUPPORTED_QUERY = ("join", "joinLevel", "entityMap", "containedBy",
-                     "expandValues", "collectValues")
+UNSUPPORTED_QUERY = ("entityMap", "expandValues", "collectValues")
 
 
 def _refuse_unsupported(request: Request) -> None:
@@ -130,15 +132,29 @@ def _page_link(request: Request, offset: int, limit: int, rel: str) -> str:
     return f'<{request.url.path}?{query}>; rel="{rel}"; type="application/json"'
 
 
-def _page_response(request: Request, call: Call, page: QueryPage, links: bool) -> Response:
+def _for_version(request: Request, shape: Shape, payload: Any,
+                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
+    """Honour ``Prefer: ngsi-ld=<version>`` (clauses 4.3.6.8, 6.3.6): amend the payload in
+    place for that version; 203 when it was altered, with Preference-Applied."""
+    version = version_preference(request.headers.getlist("prefer"))
+    out = {**(headers or {}), **version_applied(version)}
+    if version is not None and amend_for_version(payload, parse_version(version),
+                                                 form_of(shape)):
+        return 203, out
+    return 200, out
+
+
+def _page_response(request: Request, call: Call, shape: Shape, page: QueryPage,
+                   links: bool) -> Response:
     headers = {"NGSILD-Results-Count": str(page.count)} if page.count is not None else {}
     link = page_links(request, page) if links else None
     if link:
         headers["Link"] = link
+    status, headers = _for_version(request, shape, page.entities, headers)
     if call.accept == "application/geo+json":
         return json_response(call, {"type": "FeatureCollection", "features": page.entities},
-                             headers=headers or None)
-    return json_response(call, page.entities, headers=headers or None)
+                             status, headers or None)
+    return json_response(call, page.entities, status, headers or None)
 
 
 def _geojson_call(call: Call, shape: Shape) -> Call:
@@ -170,14 +186,14 @@ def _batch_response(result: BatchResult, created_status: bool = False) -> Respon
 @offers_geojson
 async def query_entities(request: Request, call: Call) -> Response:
     """6.4.3.2 Query Entities, with scopeQ (4.19), orderBy/orderFrom/collation (4.23) and page
-    links (4.12). Unsupported (422): join, entityMap, containedBy, expandValues,
+    links (4.12), Linked Entity retrieval (4.5.23). Unsupported (422): entityMap, expandValues,
     collectValues; there are no context source registrations, so every query is local (a
     csf is checked, and restricts nothing)."""
     shape = _shape(request, call)
     _check_geometry_property(request, call, shape)
     page = await _broker(request).query_page(
         call.tenant, call.context, _query_params(request), shape)
-    return _page_response(request, _geojson_call(call, shape), page, links=True)
+    return _page_response(request, _geojson_call(call, shape), shape, page, links=True)
 
 
 async def create_entity(request: Request, call: Call) -> Response:
@@ -189,12 +205,19 @@ async def create_entity(request: Request, call: Call) -> Response:
 
 @offers_geojson
 async def retrieve_entity(request: Request, call: Call) -> Response:
-    """6.5.3.1 Retrieve Entity. Unsupported (422): containedBy, join, entityMap."""
+    """6.5.3.1 Retrieve Entity, with the ``type`` selector and Linked Entity retrieval
+    (4.5.23). Unsupported (422): entityMap."""
     _refuse_unsupported(request)
     shape = _shape(request, call)
+    _check_geometry_property(request, call, shape)  # clause 5.7.1.4 likewise
     entity = await _broker(request).retrieve_entity(
-        call.tenant, call.context, request.path_params["entityId"], shape)
-    return json_response(_geojson_call(call, shape), entity)
+        call.tenant, call.context, request.path_params["entityId"], shape,
+        type_selection=request.query_params.get("type"))
+    call = _geojson_call(call, shape)
+    if call.accept == "application/geo+json" and isinstance(entity, list):
+        entity = {"type": "FeatureCollection", "features": entity}
+    status, headers = _for_version(request, shape, entity)
+    return json_response(call, entity, status, headers)
 
 
 async def replace_entity(request: Request, call: Call) -> Response:
@@ -328,7 +351,7 @@ async def batch_query(request: Request, call: Call) -> Response:
         query = replace(query, count=True)
     page = await _broker(request).batch_query_page(call.tenant, call.context, body, query,
                                                    shape)
-    return _page_response(request, _geojson_call(call, shape), page, links=False)
+    return _page_response(request, _geojson_call(call, shape), shape, page, links=False)
 
 
 R, W = "reader", "writer"

@@ -32,7 +32,16 @@ from cityvisor.broker.fragments import (
     retype,
     strip_nulls,
 )
-from cityvisor.broker.options import Shape, representation, split_list
+from cityvisor.broker.linked import linked_entities
+from cityvisor.broker.options import (
+    CORE_MEMBERS,
+    Join,
+    Shape,
+    linked_join,
+    projections,
+    representation,
+    split_list,
+)
 from cityvisor.ngsild import geo, ordering, query, scopequery, typequery
 from cityvisor.ngsild.context import CORE_IRI, TermMap
 from cityvisor.ngsild.errors import (
@@ -40,11 +49,13 @@ from cityvisor.ngsild.errors import (
     BadRequestData,
     NgsiLdError,
     NonexistentTenant,
+    OperationNotSupported,
     ResourceNotFound,
 )
 from cityvisor.ngsild.model import (
     NULL,
     Entity,
+    Links,
     Representation,
     attribute_iri,
     check_name,
@@ -194,14 +205,50 @@ class EntityBroker(Discovery):
         return entity["id"]  # type: ignore[no-any-return]
 
     async def retrieve_entity(self, tenant: str | None, context: Any, entity_id: str,
-                              shape: Shape = DEFAULT_SHAPE) -> dict[str, Any]:
-        """5.7.1 Retrieve Entity."""
+                              shape: Shape = DEFAULT_SHAPE, *,
+                              type_selection: str | None = None) -> Any:
+        """5.7.1 Retrieve Entity: the Entity (a GeoJSON Feature with format=geojson); with
+        join=flat and linked Entities found, the array of the Entity and those (4.5.23)."""
         terms = await self.contexts.term_map(context)
         rep = representation(shape, terms)
+        pick, omit = projections(shape)
+        join = linked_join(shape, pick, omit)
+        types = (typequery.parse_type_selection(type_selection, terms.expand)
+                 if type_selection else None)
         entity = await self._existing(tenant, entity_id)
+        # clause 5.7.1.4: the Entity "whose id, and where specified type, is equivalent"
+        if types is not None and not typequery.matches_types(types, entity["type"]):
+            raise ResourceNotFound(f"Entity {entity_id} is not of type {type_selection}")
+        if rep.attrs is not None and not rep.attrs & entity["attrs"].keys():
+            raise ResourceNotFound(f"Entity {entity_id} has none of the attributes {shape.attrs}")
+        rendered = await self._rendered(tenant, [entity], shape, terms, rep, join)
+        if not rendered or not rendered[0]:
+            # clauses 4.21, 5.7.1.4: nothing of the Entity is left after pick/omit
+            raise ResourceNotFound(f"Entity {entity_id} has no member left after the projection")
+        return rendered if len(rendered) > 1 else rendered[0]
+
+    async def _rendered(self, tenant: str | None, entities: list[Entity], shape: Shape,
+                        terms: TermMap, rep: Representation,
+                        join: Join | None) -> list[dict[str, Any]]:
+        """The entities as the response shows them (clause 4.5), with their linked
+        Entities (clause 4.5.23) when ``join`` asks for them."""
         if shape.format == "geojson":
-            return self.geojson_feature(entity, terms, rep, shape.geometry_property)
-        return compact_entity(entity, terms, rep)
+            def render(entity: Entity, level: Representation,
+                       links: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+                return self.geojson_feature(entity, terms, level, shape.geometry_property,
+                                            links)
+        else:
+            def render(entity: Entity, level: Representation,
+                       links: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+                return compact_entity(entity, terms, level, links)
+        if join is None:
+            return [render(entity, rep, {}) for entity in entities]
+
+        async def fetch(ids: list[str]) -> dict[str, Entity]:
+            return await self.store.get_many(tenant, ids)
+
+        pick, omit = projections(shape)
+        return await linked_entities(entities, rep, pick, omit, join, terms, fetch, render)
 
     async def replace_entity(self, tenant: str | None, context: Any, entity_id: str,
                              body: object) -> None:
@@ -338,20 +385,25 @@ class EntityBroker(Discovery):
         elements remain after the page."""
         terms = await self.contexts.term_map(context)
         rep = representation(shape, terms)
-        entity_query = self.entity_query(params, terms)
+        pick, omit = projections(shape)
+        join = linked_join(shape, pick, omit)
+        entity_query = self.entity_query(params, terms, join)
+        if pick is not None and params.attrs is None and not pick.names() & CORE_MEMBERS:
+            # clause 5.7.2.4: an entity none of whose picked attributes exists has no member
+            # left to return; select by them, as attrs does, so that pages stay full
+            entity_query = replace(entity_query, attrs=frozenset(
+                terms.expand(name) for name in pick.names()))
         if not await self.store.has_tenant(tenant):
             raise NonexistentTenant(f"Tenant {tenant!r} does not exist")
         limit = entity_query.limit
         probe = replace(entity_query, limit=limit + 1) if limit > 0 else entity_query
         result = await self.store.query(tenant, probe)
         found = result.entities[:limit] if limit > 0 else []
-        if shape.format == "geojson":
-            rendered = [self.geojson_feature(e, terms, rep, shape.geometry_property)
-                        for e in found]
-        else:
-            rendered = [compact_entity(e, terms, rep) for e in found]
+        rendered = await self._rendered(tenant, found, shape, terms, rep, join)
         more = len(result.entities) > limit if limit > 0 else False
-        return QueryPage(rendered, result.count, entity_query.offset, limit, more)
+        # clause 4.21: an entity left without any member by the projection is not returned
+        return QueryPage([item for item in rendered if item], result.count,
+                         entity_query.offset, limit, more)
 
     async def has_tenant(self, tenant: str | None) -> bool:
         """Whether the tenant holds data (tenants are created by their first write)."""
@@ -367,9 +419,10 @@ class EntityBroker(Discovery):
             return []
         return (await self.store.query(tenant, entity_query)).entities
 
-    def entity_query(self, params: QueryParams, terms: TermMap, *,
+    def entity_query(self, params: QueryParams, terms: TermMap, join: Join | None = None, *,
                      narrow: bool = True) -> EntityQuery:
-        """Parse and validate the filters of a query with the caller's term map.
+        """Parse and validate the filters of a query with the caller's term map (``join``:
+        the Linked Entity retrieval of the request, which bounds a linked q).
 
         ``narrow``: apply the too-wide rule of Query Entities (clause 5.7.2.4); otherwise any
         selector, attrs, q or geo-query will do."""
@@ -394,7 +447,9 @@ class EntityBroker(Discovery):
             # Table 6.4.3.2-1: with type "*" local is implicitly true, never explicitly false
             raise BadRequestData('type "*" implies local=true: local=false contradicts it')
         attrs = split_list(params.attrs, "attrs")
-        q = query.parse_q(params.q, terms.expand) if params.q else None
+        q = query.parse_q(params.q, terms.expand, linked=True) if params.q else None
+        if q is not None:
+            _check_linked_q(q, join)
         if params.csf is not None:
             # clause 4.9 grammar; it filters Context Source Registrations, of which this
             # broker holds none, so it restricts nothing here
@@ -446,14 +501,15 @@ class EntityBroker(Discovery):
         return EntitySelector(tuple(ids) if ids else None, None if ids else pattern, types)
 
     def geojson_feature(self, entity: Entity, terms: TermMap, rep: Representation,
-                        geometry_property: str | None) -> dict[str, Any]:
+                        geometry_property: str | None,
+                        links: Links | None = None) -> dict[str, Any]:
         """Clause 4.5.17: an entity as a GeoJSON Feature."""
         name = geometry_property or "location"
         iri = terms.expand(name) if name not in ("location", "observationSpace",
                                                  "operationSpace") else CORE_IRI + name
         instances = entity["attrs"].get(iri) or []
         geometry = instances[0]["value"] if instances and instances[0]["type"] == "GeoProperty" else None
-        properties = compact_entity(entity, terms, rep)
+        properties = compact_entity(entity, terms, rep, links or {})
         entity_id = properties.pop("id")
         return {"id": entity_id, "type": "Feature", "geometry": geometry,
                 "properties": properties}
@@ -695,6 +751,22 @@ def _check_narrow(selectors: tuple[EntitySelector, ...], wildcard: bool,
         "Too wide a query: give an entity type, attrs or q naming a non-system attribute, "
         "a geo-query or local=true (entity ids or an id pattern alone do not narrow it)")
 
+
+
+def _check_linked_q(q: query.QNode, join: Join | None) -> None:
+    """Clause 5.7.2.4: a q on Linked Entity attributes without Linked Entity retrieval, or
+    deeper than ``joinLevel``, is a too deep query (BadRequestData). Within the bound, the
+    filter on linked Entities is not implemented (OperationNotSupported)."""
+    depth = query.link_depth(q)
+    if not depth:
+        return
+    if join is None:
+        raise BadRequestData("q on linked entity attributes ('{...}') needs join=inline "
+                             "or join=flat")
+    if depth > join.level:
+        raise BadRequestData(f"q reaches {depth} linked entity hops, beyond joinLevel "
+                             f"{join.level}")
+    raise OperationNotSupported("q on linked entity attributes is not supported")
 
 
 def query_document(body: object, params: QueryParams) -> QueryParams:

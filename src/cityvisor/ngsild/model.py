@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -376,8 +376,16 @@ def _expand_scope(value: object) -> list[str]:
 # --------------------------------------------------------------------------- output
 
 
-def compact_entity(entity: Entity, terms: TermMap, rep: Representation) -> dict[str, Any]:
-    """Render a stored entity for the caller's context, in the requested representation."""
+#: (attribute IRI, linked entity id) -> the linked Entity as rendered (Linked Entity
+#: retrieval with join=inline, clause 4.5.23)
+Links = Mapping[tuple[str, str], dict[str, Any]]
+_NO_LINKS: Links = {}
+
+
+def compact_entity(entity: Entity, terms: TermMap, rep: Representation,
+                   links: Links = _NO_LINKS) -> dict[str, Any]:
+    """Render a stored entity for the caller's context, in the requested representation;
+    ``links`` holds the linked Entities to inline (clause 4.5.23)."""
     types = [terms.compact(t) for t in entity["type"]]
     out: dict[str, Any] = {"id": entity["id"], "type": types[0] if len(types) == 1 else types}
     if "scope" in entity:
@@ -395,15 +403,71 @@ def compact_entity(entity: Entity, terms: TermMap, rep: Representation) -> dict[
                 continue
         name = terms.compact(iri)
         if rep.form == "keyValues":
-            out[name] = _simplified(instances[0], terms, rep)
+            out[name] = _simplified_attribute(iri, instances, terms, rep, links)
         else:
-            rendered = [_compact_instance(i, terms, rep) for i in instances]
+            rendered = [_linked(iri, i, _compact_instance(i, terms, rep), links)
+                        for i in instances]
             out[name] = rendered[0] if len(rendered) == 1 else rendered
     if rep.pick is not None:
         out = {k: v for k, v in out.items() if k in rep.pick}
     if rep.omit is not None:
         out = {k: v for k, v in out.items() if k not in rep.omit}
     return out
+
+
+def link_targets(instance: Instance) -> list[str]:
+    """The ids of the Entities an attribute instance links to (Relationship ``object``,
+    ListRelationship ``objectList``); none for any other attribute."""
+    kind = instance["type"]
+    if kind == "Relationship":
+        target = instance["object"]
+        return [t for t in (target if isinstance(target, list) else [target])
+                if isinstance(t, str)]
+    if kind == "ListRelationship":
+        items = [i.get("object") if isinstance(i, dict) else i for i in instance["objectList"]]
+        return [t for t in items if isinstance(t, str)]
+    return []
+
+
+def _inlined(iri: str, instance: Instance, links: Links) -> list[dict[str, Any]]:
+    return [links[(iri, t)] for t in link_targets(instance) if (iri, t) in links]
+
+
+def _linked(iri: str, instance: Instance, rendered: Any, links: Links) -> Any:
+    """Clause 4.5.23, join=inline: a Relationship carries the Entity it links to as its
+    ``entity`` member, a ListRelationship (or a Relationship to several) the linked Entities
+    as ``entityList``."""
+    if not links or not isinstance(rendered, dict):
+        return rendered
+    entities = _inlined(iri, instance, links)
+    if not entities:
+        return rendered
+    if instance["type"] == "Relationship" and isinstance(instance["object"], str):
+        rendered["entity"] = entities[0]
+    else:
+        rendered["entityList"] = entities
+    return rendered
+
+
+def _simplified_attribute(iri: str, instances: list[Instance], terms: TermMap,
+                          rep: Representation, links: Links) -> object:
+    """keyValues of an attribute: the simplified value of its one instance, or for a
+    multi-attribute the ``{"dataset": {datasetId | "@none": value}}`` map (clauses 4.5.4,
+    4.5.17.1). With join=inline, a Relationship is simplified to the Entity it links to
+    (clause 4.5.23)."""
+    values = {}
+    for instance in instances:
+        entities = _inlined(iri, instance, links) if links else []
+        if entities and instance["type"] == "Relationship" and isinstance(instance["object"], str):
+            value: object = entities[0]
+        elif entities:
+            value = {"entityList": entities}
+        else:
+            value = _simplified(instance, terms, rep)
+        values[instance.get("datasetId", "@none")] = value
+    if len(values) == 1:
+        return next(iter(values.values()))
+    return {"dataset": values}
 
 
 def _key_value(instance: Instance, terms: TermMap, rep: Representation) -> object:

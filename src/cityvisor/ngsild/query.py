@@ -56,8 +56,9 @@ from cityvisor.ngsild.errors import BadRequestData
 
 __all__ = [
     "And", "Compare", "Exists", "Literal", "Match", "Or", "Path", "QNode", "Range",
-    "ValueList", "comparable_values", "evaluate", "index_family", "instance_values", "parse_path",
-    "parse_q", "pattern_matches", "q_attributes", "unescape_q_member",
+    "ValueList", "comparable_values", "evaluate", "index_family", "instance_values",
+    "link_depth", "parse_path", "parse_q", "pattern_matches", "q_attributes",
+    "unescape_q_member",
 ]
 
 METADATA = frozenset({"observedAt", "createdAt", "modifiedAt", "unitCode", "datasetId"})
@@ -65,7 +66,7 @@ COMPARISON_OPS = ("==", "!=", ">", ">=", "<", "<=")
 _OPS = ("!~=", "==", "!=", ">=", "<=", "~=", ">", "<")  # longest first
 # "%" is not an attrNameChar (clause 4.9: %x25 is left out of the AttrName grammar)
 # and no control character is one (they start at %x21)
-_NAME_STOP = set('=!<>~;|()[].,"\'\\%') | {chr(c) for c in (*range(0x21), 0x7F)}
+_NAME_STOP = set('=!<>~;|()[].,"\'\\%{}') | {chr(c) for c in (*range(0x21), 0x7F)}
 _VALUE_STOP = set(";|),") | {" ", "\t", "\r", "\n"}
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?\Z")
 _DATETIME = re.compile(
@@ -145,8 +146,12 @@ class Path:
     meta: str | None = None
     members: tuple[str, ...] = ()
     labels: tuple[str, ...] = field(default=(), compare=False)  # compact names, for rendering
+    #: ``rel{path}``: the path in the Entity that the Relationship ``attr`` links to
+    linked: Path | None = None
 
     def __str__(self) -> str:
+        if self.linked is not None:
+            return f"{self.labels[0] if self.labels else self.attr}{{{self.linked}}}"
         names = self.labels or (self.attr, *self.subs)
         text = ".".join(names)
         if self.meta:
@@ -220,10 +225,11 @@ QNode = Union[And, Or, Exists, Compare, Match]  # noqa: UP007 - used at runtime 
 class _Parser:
     """Recursive descent over the characters of one q expression (clause 4.9)."""
 
-    def __init__(self, text: str, expand: Callable[[str], str]) -> None:
+    def __init__(self, text: str, expand: Callable[[str], str], linked: bool = False) -> None:
         self.text = text
         self.pos = 0
         self.expand = expand
+        self.linked = linked
 
     # -- helpers
     def fail(self, message: str, pos: int | None = None) -> BadRequestData:
@@ -313,6 +319,16 @@ class _Parser:
 
     def path(self) -> Path:
         names = [self.name("an attribute name")]
+        if self.text.startswith("{", self.pos):  # a Linked Entity path (clause 4.9)
+            if not self.linked:
+                raise self.fail("a linked entity path ('{') needs Linked Entity retrieval "
+                                "(join)")
+            self.pos += 1
+            linked = self.path()
+            if not self.text.startswith("}", self.pos):
+                raise self.fail("expected '}' closing the linked entity path")
+            self.pos += 1
+            return Path(self._expand(names[0]), labels=(names[0],), linked=linked)
         while self.text.startswith(".", self.pos):
             self.pos += 1
             names.append(self.name("a sub-attribute name after '.'"))
@@ -474,9 +490,10 @@ def _literal(raw: str) -> Literal | None:
     return None
 
 
-def parse_q(text: str, expand: Callable[[str], str]) -> QNode:
-    """Parse a ``q`` expression (clause 4.9); raise BadRequestData naming the bad position."""
-    return _Parser(text, expand).parse()
+def parse_q(text: str, expand: Callable[[str], str], *, linked: bool = False) -> QNode:
+    """Parse a ``q`` expression (clause 4.9); raise BadRequestData naming the bad position.
+    Linked Entity paths (``rel{attr}``) are only accepted with ``linked``."""
+    return _Parser(text, expand, linked).parse()
 
 
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -741,6 +758,20 @@ def evaluate(node: QNode, entity: dict[str, Any]) -> bool:
     return any(_compare(v, node.op, node.operand)
                for inst in _instances(entity, node.path) if _targets(inst, node)
                for v in _candidates(inst, node.path))
+
+
+def link_depth(node: QNode) -> int:
+    """How many Linked Entity hops (``rel{...}``) the deepest path of a q expression makes.
+
+    >>> link_depth(parse_q("a>1;b{c{d}}==2", lambda n: n))
+    2
+    """
+    if isinstance(node, (And, Or)):
+        return max(link_depth(c) for c in node.children)
+    depth, path = 0, node.path
+    while path.linked is not None:
+        depth, path = depth + 1, path.linked
+    return depth
 
 
 def q_attributes(node: QNode) -> frozenset[str]:
