@@ -29,7 +29,10 @@ _ATTR_ID = _param("attrId", _STR, "path")
 _SHAPE = [_param("options", _STR), _param("format", {"type": "string", "enum": [
     "normalized", "concise", "keyValues", "simplified", "geojson"]}), _param("attrs", _STR),
     _param("pick", _STR), _param("omit", _STR), _param("lang", _STR),
-    _param("geometryProperty", _STR)]
+    _param("geometryProperty", _STR),
+    _param("join", {"type": "string", "enum": ["inline", "flat", "@none"]}),
+    _param("joinLevel", {"type": "integer", "minimum": 1, "maximum": 10}),
+    _param("containedBy", _STR)]
 _QUERY = [_param("id", _STR), _param("idPattern", _STR), _param("type", _STR), _param("q", _STR),
           _param("georel", _STR), _param("geometry", _STR), _param("coordinates", _STR),
           _param("geoproperty", _STR), _param("limit", _INT), _param("offset", _INT),
