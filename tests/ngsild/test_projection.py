@@ -39,7 +39,8 @@ def test_repeated_member_merges() -> None:
 
 @pytest.mark.parametrize("text", [
     "", "id;name", "id,,name", "name||other", "id,", ",id", "rel{name", "rel{{name}",
-    "rel{,name}", "rel{}", "name}", "rel{a}}", "a b", "rel{a}b", "na(me"])
+    "rel{,name}", "rel{}", "name}", "rel{a}}", "a b", "rel{a}b", "na(me", "\x00", "a\x7f",
+    "a%22b"])
 def test_grammar_violations(text: str) -> None:
     with pytest.raises(BadRequestData) as error:
         parse_projection(text, "omit")

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 from cityvisor.ngsild.errors import BadRequestData
 
-#: clause 4.6.2: characters that cannot appear in a member name, plus the structure of 4.21
-_NAME = re.compile(r"[^\s<>\"'=;()\[\]\\{},|]+")
+#: clause 4.6.2: characters that cannot appear in a member name (no control character, no
+#: space, nothing that ends a term or an IRI, no "%"), plus the structure of 4.21
+_NAME = re.compile(r"[^\x00-\x20\x7f-\x9f<>\"'=;()\[\]\\{},|%]+")
 
 
 @dataclass(frozen=True)
