@@ -35,6 +35,7 @@ def fleet(client: TestClient) -> TestClient:
     ({"omit": "speed"}, ["fuelLevel", "id", "type"]),
     ({"omit": "type,speed"}, ["fuelLevel", "id"]),
     ({"pick": "id,type", "omit": "speed"}, ["id", "type"]),
+    ({"pick": "id|speed"}, ["id", "speed"]),  # clause 4.21: "|" is the same "or" as ","
 ])
 def test_retrieve_keeps_the_projected_members(fleet: TestClient, params: dict[str, str],
                                               members: list[str]) -> None:

@@ -17,9 +17,9 @@ from cityvisor.ngsild.model import (
     VALUE_MEMBER,
     Representation,
     _compact_instance,
-    check_name,
     check_uri,
 )
+from cityvisor.ngsild.projection import parse_projection
 from cityvisor.ngsild.time import Period, display_time, normalize_time, parse_duration
 from cityvisor.store.base import TIME_PROPERTIES, TimeFilter
 from cityvisor.store.records import HistoryRow
@@ -219,17 +219,15 @@ NO_PROJECTION = Projection()
 
 
 def _members(raw: str | None, what: str) -> frozenset[str] | None:
+    """The member names of a ``pick`` / ``omit`` (the clause 4.21 grammar); a temporal
+    representation has no linked entities to project (``owner{name}``: BadRequestData)."""
     if raw is None:
         return None
-    names = [n.strip() for n in raw.split(",")]
-    for name in names:
-        if not name:
-            raise BadRequestData(f"Parameter {what} has an empty item: {raw!r}")
-        if "{" in name or "}" in name:
-            raise BadRequestData(f"{what} of a temporal query names entity members; a linked "
-                                 f"entity projection ({name!r}) is not supported here")
-        check_name(name, f"{what} member")
-    return frozenset(names)
+    projection = parse_projection(raw, what)
+    if projection.depth():
+        raise BadRequestData(f"{what} of a temporal query names entity members; a linked "
+                             f"entity projection ({raw!r}) is not supported here")
+    return projection.names()
 
 
 @dataclass
