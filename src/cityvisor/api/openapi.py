@@ -37,6 +37,9 @@ _QUERY = [_param("id", _STR), _param("idPattern", _STR), _param("type", _STR), _
           _param("georel", _STR), _param("geometry", _STR), _param("coordinates", _STR),
           _param("geoproperty", _STR), _param("limit", _INT), _param("offset", _INT),
           _param("count", _BOOL), _param("local", _BOOL)]
+#: Query Entities only: scope query (4.19), context source filter, ordering (4.23)
+_ORDER = [_param("orderBy", _STR), _param("orderFrom", _STR), _param("collation", _STR)]
+_SELECT = [_param("scopeQ", _STR), _param("csf", _STR)]
 _PAGING = [_param("limit", _INT), _param("offset", _INT), _param("count", _BOOL),
            _param("local", _BOOL)]
 
@@ -79,7 +82,8 @@ def openapi_document() -> dict[str, Any]:
     batch = {"204": "All succeeded", "207": "Some failed (BatchOperationResult)"}
     paths: dict[str, Any] = {
         "/entities": {
-            "get": _op("Query entities (6.4.3.2)", _QUERY + _SHAPE[:1] + _SHAPE[1:], ok200),
+            "get": _op("Query entities (6.4.3.2)",
+                       _QUERY + _SELECT + _ORDER + _SHAPE[:1] + _SHAPE[1:], ok200),
             "post": _op("Create entity (6.4.3.1)", [], {"201": "Created"}, _ENTITY)},
         "/entities/{entityId}": {
             "get": _op("Retrieve entity (6.5.3.1)", [_ENTITY_ID, *_SHAPE], ok200),
@@ -106,8 +110,8 @@ def openapi_document() -> dict[str, Any]:
                                                  batch, _ENTITIES)},
         "/entityOperations/merge": {"post": _op("Batch merge (6.31)", [], batch, _ENTITIES)},
         "/entityOperations/delete": {"post": _op("Batch delete (6.17)", [], batch, _IDS)},
-        "/entityOperations/query": {"post": _op("Query via POST (6.23)", _PAGING + _SHAPE, ok200,
-                                                _QUERY_BODY)},
+        "/entityOperations/query": {"post": _op("Query via POST (6.23)", _PAGING + _ORDER + _SHAPE,
+                                                ok200, _QUERY_BODY)},
         "/types": {"get": _op("Entity types (6.25)", [_param("details", _BOOL), _LOCAL],
                               ok200)},
         "/types/{type}": {"get": _op("Entity type details (6.26)",
