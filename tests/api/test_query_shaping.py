@@ -132,3 +132,10 @@ def test_geometry_property_needs_geojson(places: TestClient) -> None:
                                                       "geometryProperty": "location"},
                           headers={"Accept": "application/geo+json"})
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("name", ["\x00\x00", "x\x01y"])
+def test_a_picked_name_with_a_control_character_is_400(places: TestClient, name: str) -> None:
+    # the picked names select the entities as attrs does: they are checked as attrs are
+    response = get(places, pick=name)
+    assert response.status_code == 400, response.text

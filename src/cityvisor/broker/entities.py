@@ -392,7 +392,7 @@ class EntityBroker(Discovery):
             # clause 5.7.2.4: an entity none of whose picked attributes exists has no member
             # left to return; select by them, as attrs does, so that pages stay full
             entity_query = replace(entity_query, attrs=frozenset(
-                terms.expand(name) for name in pick.names()))
+                terms.expand(check_name(name)) for name in pick.names()))
         if not await self.store.has_tenant(tenant):
             raise NonexistentTenant(f"Tenant {tenant!r} does not exist")
         limit = entity_query.limit
