@@ -9,6 +9,7 @@ from starlette.testclient import TestClient
 
 BASE = "/ngsi-ld/v1"
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
+CORE = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.9.jsonld"
 OPS = ("create", "upsert", "update", "merge", "delete")
 
 
@@ -228,15 +229,41 @@ def test_update_207_for_missing_entities(client: TestClient) -> None:
     assert_problem(get(client, uid(404)), 404, "ResourceNotFound")
 
 
-def test_update_207_for_items_that_are_not_entities(client: TestClient) -> None:
+def test_update_207_for_entities_without_id(client: TestClient) -> None:
     batch(client, "create", [sensor(1, temperature=1)])
-    response = batch(client, "update", [sensor(1, temperature=2), "nope", {"type": "Sensor"}])
+    response = batch(client, "update", [sensor(1, temperature=2), {"type": "Sensor"}])
     assert response.status_code == 207, response.text
     body = response.json()
     assert body["success"] == [uid(1)]
-    assert len(body["errors"]) == 2
+    assert len(body["errors"]) == 1
     assert all(e["error"]["type"] == ERR + "BadRequestData" for e in body["errors"])
     assert key_values(client, uid(1))["temperature"] == 2
+
+
+@pytest.mark.parametrize("operation", ["create", "upsert", "update", "merge"])
+def test_an_item_that_is_not_an_entity_fails_the_whole_batch(client: TestClient,
+                                                             operation: str) -> None:
+    """Clause 5.6.7.4 and siblings: the content is not an array of entities."""
+    if operation in ("update", "merge"):
+        batch(client, "create", [sensor(1, temperature=1)])
+    response = batch(client, operation, [sensor(1, temperature=2), None])
+    assert_problem(response, 400, "BadRequestData")
+    if operation in ("create", "upsert"):
+        assert_problem(get(client, uid(1)), 404, "ResourceNotFound")
+    else:
+        assert key_values(client, uid(1))["temperature"] == 1
+
+
+def test_json_batch_refuses_only_the_entities_carrying_a_context(client: TestClient) -> None:
+    """Clause 6.3.5: with application/json an @context in an entity is an error of that
+    entity; the others are created (207)."""
+    response = batch(client, "create", [sensor(1, temperature=1),
+                                        {**sensor(2, temperature=2), "@context": CORE}])
+    assert response.status_code == 207, response.text
+    body = response.json()
+    assert body["success"] == [uid(1)]
+    assert errors_by_id(body)[uid(2)]["type"] == ERR + "BadRequestData"
+    assert_problem(get(client, uid(2)), 404, "ResourceNotFound")
 
 
 # ---------------------------------------------------------------- merge

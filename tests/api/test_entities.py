@@ -243,8 +243,9 @@ def test_empty_body_is_400_invalid_request(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("body", [[building()], "entity", 42, None])
-def test_body_not_an_object_is_400(client: TestClient, body: Any) -> None:
-    assert_problem(post_raw(client, orjson.dumps(body)), 400, "BadRequestData")
+def test_body_not_an_object_is_400_invalid_request(client: TestClient, body: Any) -> None:
+    """Create Entity takes a JSON object: anything else is a malformed request (6.3.4)."""
+    assert_problem(post_raw(client, orjson.dumps(body)), 400, "InvalidRequest")
 
 
 @pytest.mark.parametrize("missing", ["id", "type"])
@@ -403,7 +404,7 @@ def test_invalid_tenant_name_is_400(client: TestClient, tenant: str) -> None:
 
 
 def test_method_not_allowed_is_405(client: TestClient) -> None:
-    response = client.delete(f"{BASE}/entities")
+    response = client.put(f"{BASE}/entities")
     assert_problem(response, 405)
 
 
@@ -470,3 +471,46 @@ def test_an_id_longer_than_2048_characters_is_a_bad_request(client: TestClient) 
                            json={"id": "urn:ngsi-ld:Lamp:" + "a" * 2048, "type": "Lamp"})
     assert response.status_code == 400
     assert "longer than 2048" in response.json()["detail"]
+
+
+# ---------------------------------------------------------------- purge (5.6.21)
+
+
+def purge(client: TestClient, **params: str) -> Any:
+    return client.delete(f"{BASE}/entities", params=params)
+
+
+def test_purge_deletes_the_matching_entities(client: TestClient) -> None:
+    create(client, building())
+    create(client, building("urn:ngsi-ld:Building:b2", name={"type": "Property", "value": "x"}))
+    create(client, {"id": "urn:ngsi-ld:Tree:t1", "type": "Tree"})
+    assert purge(client, type="Building", q='name=="x"').status_code == 204
+    assert get(client).status_code == 200
+    assert get(client, "urn:ngsi-ld:Building:b2").status_code == 404
+    assert purge(client, type="Building").status_code == 204
+    assert get(client).status_code == 404
+    assert get(client, "urn:ngsi-ld:Tree:t1").status_code == 200
+    assert purge(client, local="true").status_code == 204
+    assert get(client, "urn:ngsi-ld:Tree:t1").status_code == 404
+
+
+def test_purge_drop_and_keep_project_the_attributes(client: TestClient) -> None:
+    create(client, building())
+    assert purge(client, type="Building", drop="name,owner").status_code == 204
+    assert sorted(get(client).json()) == ["height", "id", "location", "type"]
+    assert purge(client, type="Building", keep="height").status_code == 204
+    assert sorted(get(client).json()) == ["height", "id", "type"]
+    assert_problem(purge(client, type="Building", keep="a", drop="b"), 400, "BadRequestData")
+
+
+@pytest.mark.parametrize("params", [
+    {}, {"id": EID}, {"idPattern": ".*"}, {"attrs": "createdAt"},
+    {"q": 'modifiedAt>"2020-01-01T00:00:00Z"'},
+    {"type": "Building", "q": 'owner{name}=="x"'}, {"type": "Building", "attrs": "owner{name}"},
+])
+def test_purge_refuses_a_too_wide_or_linked_filter(client: TestClient,
+                                                   params: dict[str, str]) -> None:
+    """Clause 5.6.21.4: nothing is deleted."""
+    create(client, building())
+    assert_problem(purge(client, **params), 400, "BadRequestData")
+    assert get(client).status_code == 200

@@ -120,3 +120,101 @@ def test_a_multi_attribute_item_with_a_list_type_is_refused_cleanly() -> None:
     with pytest.raises(BadRequestData):
         expand_entity(entity(speed=[{"type": ["Property"], "value": 1, "datasetId": "urn:a"},
                                     {"type": "Property", "value": 2}]), TERMS, NOW)
+
+
+# ---------------------------------------------------------------- member rules (4.5, 4.6, 5.2)
+
+PROOF_VALUE = {"type": "DataIntegrityProof", "proofValue": "z1"}
+
+
+@pytest.mark.parametrize("body, message", [
+    # clause 4.5.1: Core Context non-reified terms are not attribute names
+    (entity(datasetId={"type": "Property", "value": 1}), "core member"),
+    (entity(instanceId={"type": "Property", "value": 1}), "core member"),
+    (entity(observedAt={"type": "Property", "value": "2026-01-01T00:00:00Z"}), "core member"),
+    # clause 4.5.2.2: a Property carries no member of another attribute type
+    (entity(a={"type": "Property", "value": 1, "object": "urn:a:b"}), "cannot carry 'object'"),
+    (entity(a={"type": "Property", "value": 1, "languageMap": {"en": "x"}}), "languageMap"),
+    (entity(a={"type": "Property", "value": 1, "valueList": [1]}), "valueList"),
+    (entity(a={"type": "Property", "value": 1, "previousValue": 0}), "previousValue"),
+    (entity(a={"type": "Property", "value": 1, "entityIdSealed": "urn:a:b"}), "ngsildproof"),
+    # clause 4.5.3.2: nor a Relationship
+    (entity(a={"type": "Relationship", "object": "urn:a:b", "unitCode": "MTR"}), "unitCode"),
+    (entity(a={"type": "Relationship", "object": "urn:a:b", "value": 4}), "'value'"),
+    (entity(a={"type": "Relationship", "object": "urn:a:b", "previousObject": "urn:a:c"}),
+     "previousObject"),
+    # clause 4.5.21.2: a ListProperty has no value
+    (entity(a={"type": "ListProperty", "valueList": [1], "value": 3}), "'value'"),
+    # clause 4.5.2.2: the proof value is an object, the sealed members texts
+    (entity(ngsildproof={"type": "Property", "value": "proof"}), "W3C Data Integrity"),
+    (entity(ngsildproof={"type": "Property", "value": PROOF_VALUE, "entityTypeSealed": 42}),
+     "must be a string"),
+    # clause 4.6.2: a type name starts with a letter; "type" is the alias of @type
+    ({"id": "urn:a:b", "type": "9Vehicle"}, "not a valid name"),
+    ({"id": "urn:a:b", "type": "type"}, "not a valid name"),
+    # clause 4.6.3: DateTime in UTC, no offset; clause 4.7.1: no GeometryCollection
+    (entity(a={"type": "Property", "value": 1, "observedAt": "2026-08-10T12:00:00+02:00"}),
+     "UTC"),
+    (entity(location={"type": "GeoProperty", "value": {
+        "type": "GeometryCollection", "geometries": [{"type": "Point", "coordinates": [1, 2]}]}}),
+     "GeometryCollection"),
+    (entity(location={"type": "GeoProperty", "value": "not a geometry"}), "not a GeoJSON"),
+    # clause 4.6.5 / table 5.2.32-1: language maps
+    (entity(a={"type": "LanguageProperty", "languageMap": {"en": ["a", 5]}}), "array of strings"),
+    (entity(a={"type": "LanguageProperty", "languageMap": {"": "x"}}), "empty language tag"),
+    (entity(a={"type": "LanguageProperty", "languageMap": {"@none": "urn:ngsi-ld:null"}}), "Null"),
+    (entity(a={"type": "LanguageProperty", "languageMap": {"en": "x"}, "valueType": "xsd:string"}),
+     "langString"),
+    # clause 5.2.1: the NGSI-LD Null is never created
+    (entity(a={"type": "Property", "value": "urn:ngsi-ld:null"}), "null"),
+    (entity(a={"type": "Relationship", "object": "urn:ngsi-ld:null"}), "null"),
+    (entity(a={"type": "Property", "value": 1,
+               "sub": {"type": "Property", "value": "urn:ngsi-ld:null"}}), "null"),
+    # clause 4.18: scope grammar
+    (entity(scope="/a//b"), "clause 4.18"),
+    (entity(scope="a-b"), "clause 4.18"),
+    (entity(scope=["/ok", "/9bad"]), "clause 4.18"),
+    (entity(scope="urn:ngsi-ld:null"), "clause 4.18"),
+    # clause 4.22: expiresAt is a DateTime
+    (entity(expiresAt="not-a-date"), "expiresAt"),
+    (entity(expiresAt="2026-13-45T00:00:00Z"), "expiresAt"),
+    (entity(a={"type": "Property", "value": 1, "expiresAt": "tomorrow"}), "expiresAt"),
+])
+def test_member_rules_are_enforced(body: object, message: str) -> None:
+    with pytest.raises(BadRequestData, match=message):
+        expand_entity(body, TERMS, NOW)
+
+
+def test_legal_optional_members_are_kept_and_rendered() -> None:
+    stored = expand_entity(entity(
+        expiresAt="2100-01-01T00:00:00Z",
+        a={"type": "Property", "value": 1, "valueType": "xsd:double",
+           "expiresAt": "2100-01-01T00:00:00Z"},
+        r={"type": "Relationship", "object": "urn:a:b", "objectType": "Parking"},
+        route={"type": "ListRelationship", "objectList": ["urn:r:1", {"object": "urn:r:2"}]},
+        where={"type": "GeoProperty", "value": '{"type": "Point", "coordinates": [17.1, 48.7]}'},
+        name={"type": "LanguageProperty", "languageMap": {"en": ["a", "b"]},
+              "valueType": "langString"},
+        ngsildproof={"type": "Property", "value": PROOF_VALUE,
+                     "entityIdSealed": "urn:ngsi-ld:Thing:1", "entityTypeSealed": "Thing"},
+        scope=["/Madrid/Gardens/ParqueNorte", "/Çà_1"],
+    ), TERMS, NOW)
+    assert stored["expiresAt"] == "2100-01-01T00:00:00.000000Z"
+    out = compact_entity(stored, TERMS, Representation())
+    assert "expiresAt" not in out and "expiresAt" not in out["a"]
+    assert out["a"]["valueType"] == "xsd:double"
+    assert out["route"]["objectList"] == [{"object": "urn:r:1"}, {"object": "urn:r:2"}]
+    assert out["where"]["value"] == {"type": "Point", "coordinates": [17.1, 48.7]}
+    assert out["ngsildproof"]["entityIdSealed"] == "urn:ngsi-ld:Thing:1"
+    assert out["ngsildproof"]["entityTypeSealed"] == "Thing"
+    assert out["ngsildproof"]["value"] == PROOF_VALUE
+    timed = compact_entity(stored, TERMS, Representation(sys_attrs=True))
+    assert timed["expiresAt"] == "2100-01-01T00:00:00Z"
+    assert timed["a"]["expiresAt"] == "2100-01-01T00:00:00Z"
+
+
+def test_scoped_contexts_are_refused_in_a_user_context() -> None:
+    """Clause 5.5.7: no JSON-LD Scoped Context in a user @context."""
+    with pytest.raises(BadRequestData, match="scoped context"):
+        compile_context([{"Vehicle": {"@id": "https://example.org/V", "@context": {}}}],
+                        core_context_document()["@context"])

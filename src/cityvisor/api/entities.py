@@ -6,6 +6,7 @@ Unsupported parameters of the spec are listed in each docstring.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +22,7 @@ from cityvisor.api.http import (
     json_response,
     location,
     offers_geojson,
+    read_batch_body,
     read_body,
     services_of,
 )
@@ -46,6 +48,20 @@ def _broker(request: Request) -> EntityBroker:
 async def _body(request: Request, call: Call) -> tuple[Any, Call]:
     body, context = await read_body(request, services_of(request).settings.max_body_bytes)
     return body, replace(call, context=context)
+
+
+async def _batch(request: Request, call: Call,
+                 operation: Callable[[Any, Call], Awaitable[BatchResult]]) -> BatchResult:
+    """Run a batch operation on the entities of the body; the entities refused while reading
+    it (an @context under application/json, clause 6.3.5) fail one by one."""
+    body, context, refused = await read_batch_body(
+        request, services_of(request).settings.max_body_bytes)
+    call = replace(call, context=context)
+    result = await operation(body, call) if body or not refused else BatchResult()
+    for item in refused:
+        result.fail(item.get("id"), BadRequestData(
+            "With application/json the @context must come in a Link header, not in the entity"))
+    return result
 
 
 def _shape(request: Request, call: Call) -> Shape:
@@ -196,6 +212,14 @@ async def query_entities(request: Request, call: Call) -> Response:
     return _page_response(request, _geojson_call(call, shape), shape, page, links=True)
 
 
+async def purge_entities(request: Request, call: Call) -> Response:
+    """6.4.3.3 Purge Entities (``keep``, ``drop``). Unsupported (422): scopeQ, csf."""
+    params = request.query_params
+    await _broker(request).purge_entities(call.tenant, call.context, _query_params(request),
+                                          keep=params.get("keep"), drop=params.get("drop"))
+    return Response(status_code=204)
+
+
 async def create_entity(request: Request, call: Call) -> Response:
     """6.4.3.1 Create Entity."""
     body, call = await _body(request, call)
@@ -294,35 +318,33 @@ async def delete_attribute(request: Request, call: Call) -> Response:
 
 async def batch_create(request: Request, call: Call) -> Response:
     """6.14.3.1 Batch Entity Creation."""
-    body, call = await _body(request, call)
-    result = await _broker(request).batch_create(call.tenant, call.context, body)
+    result = await _batch(request, call, lambda body, call: _broker(request).batch_create(
+        call.tenant, call.context, body))
     return _batch_response(result, created_status=True)
 
 
 async def batch_upsert(request: Request, call: Call) -> Response:
     """6.15.3.1 Batch Entity Create or Update (``options=replace|update``)."""
-    body, call = await _body(request, call)
     options = option_set(request.query_params.get("options"))
     if {"replace", "update"} <= options:
         raise BadRequestData("options may name only one of replace and update")
-    result = await _broker(request).batch_upsert(
-        call.tenant, call.context, body, mode="update" if "update" in options else "replace")
+    result = await _batch(request, call, lambda body, call: _broker(request).batch_upsert(
+        call.tenant, call.context, body, mode="update" if "update" in options else "replace"))
     return _batch_response(result, created_status=True)
 
 
 async def batch_update(request: Request, call: Call) -> Response:
     """6.16.3.1 Batch Entity Update (``options=noOverwrite``)."""
-    body, call = await _body(request, call)
     options = option_set(request.query_params.get("options"))
-    result = await _broker(request).batch_update(call.tenant, call.context, body,
-                                                 no_overwrite="noOverwrite" in options)
+    result = await _batch(request, call, lambda body, call: _broker(request).batch_update(
+        call.tenant, call.context, body, no_overwrite="noOverwrite" in options))
     return _batch_response(result)
 
 
 async def batch_merge(request: Request, call: Call) -> Response:
     """6.31.3.1 Batch Entity Merge."""
-    body, call = await _body(request, call)
-    result = await _broker(request).batch_merge(call.tenant, call.context, body)
+    result = await _batch(request, call, lambda body, call: _broker(request).batch_merge(
+        call.tenant, call.context, body))
     return _batch_response(result)
 
 
@@ -357,7 +379,8 @@ async def batch_query(request: Request, call: Call) -> Response:
 R, W = "reader", "writer"
 #: (path, {method: (handler, minimum role, has a JSON body)})
 ROUTES: list[tuple[str, dict[str, tuple[Any, str, bool]]]] = [
-    ("/entities", {"GET": (query_entities, R, False), "POST": (create_entity, W, True)}),
+    ("/entities", {"GET": (query_entities, R, False), "POST": (create_entity, W, True),
+                   "DELETE": (purge_entities, W, False)}),
     ("/entities/{entityId}", {
         "GET": (retrieve_entity, R, False), "PUT": (replace_entity, W, True),
         "PATCH": (merge_entity, W, True), "DELETE": (delete_entity, W, False)}),

@@ -214,6 +214,22 @@ async def read_json(request: Request, max_bytes: int) -> tuple[str, Any]:
 async def read_body(request: Request, max_bytes: int) -> tuple[Any, Any]:
     """Parse an NGSI-LD request body; return (body, @context value)."""
     media, body = await read_json(request, max_bytes)
+    return body, _context_of(request, media, body)
+
+
+async def read_batch_body(request: Request, max_bytes: int) -> tuple[Any, Any, list[Any]]:
+    """Parse the body of a batch operation: (items, @context value, refused items). With
+    application/json an entity that carries an @context is refused on its own (its error is
+    reported in the batch result, clauses 5.6.7.4 and 6.3.5), the other entities go on."""
+    media, body = await read_json(request, max_bytes)
+    refused: list[Any] = []
+    if media != "application/ld+json" and isinstance(body, list):
+        refused = [i for i in body if isinstance(i, dict) and "@context" in i]
+        body = [i for i in body if not (isinstance(i, dict) and "@context" in i)]
+    return body, _context_of(request, media, body), refused
+
+
+def _context_of(request: Request, media: str, body: Any) -> Any:
     link = link_context(request)
     if media == "application/ld+json":
         if link is not None:
@@ -223,7 +239,7 @@ async def read_body(request: Request, max_bytes: int) -> tuple[Any, Any]:
         if _has_context(body):
             raise BadRequestData("With application/json the @context must come in a Link header")
         context = link
-    return body, context
+    return context
 
 
 def _has_context(body: Any) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -47,6 +47,7 @@ from cityvisor.ngsild.context import CORE_IRI, TermMap
 from cityvisor.ngsild.errors import (
     AlreadyExists,
     BadRequestData,
+    InvalidRequest,
     NgsiLdError,
     NonexistentTenant,
     OperationNotSupported,
@@ -196,6 +197,9 @@ class EntityBroker(Discovery):
 
     async def create_entity(self, tenant: str | None, context: Any, body: object) -> str:
         """5.6.1 Create Entity."""
+        if not isinstance(body, dict):
+            # not the JSON object the operation takes: a malformed request (clause 6.3.4)
+            raise InvalidRequest("Create Entity takes a JSON object")
         terms = await self.contexts.term_map(context)
         entity = expand_entity(body, terms, self.clock())
         async with self._writing(tenant) as staged:
@@ -280,6 +284,43 @@ class EntityBroker(Discovery):
         async with self._writing(tenant) as staged:
             old = await self._existing(tenant, entity_id)
             staged.append(await self._stage(tenant, [WriteOp(old, None)]))
+
+    async def purge_entities(self, tenant: str | None, context: Any, params: QueryParams,
+                             *, keep: str | None = None, drop: str | None = None) -> int:
+        """5.6.21 Purge Entities (DELETE /entities): delete the matching entities, or with
+        ``drop`` / ``keep`` only drop (keep) the listed attributes. Returns how many entities
+        changed. Clause 5.6.21.4: the filter must name a type, attributes or a query over at
+        least one non-system attribute, a geo-query, or be limited to the local scope (an id
+        or id pattern alone is too wide), and Linked Entity forms are refused."""
+        if keep is not None and drop is not None:
+            raise BadRequestData("Purge takes keep or drop, not both")
+        attrs = split_list(params.attrs, "attrs") or []
+        kept = split_list(keep, "keep")
+        dropped = split_list(drop, "drop")
+        for name in [*attrs, *(kept or ()), *(dropped or ())]:
+            if "{" in name or "}" in name:
+                raise BadRequestData(f"Purge cannot follow Linked Entities ({name!r})")
+            check_name(name)
+        if not (params.type or any(a not in SYSTEM_MEMBERS for a in attrs) or params.q
+                or params.georel or params.local):
+            raise BadRequestData("Purge needs a type, attrs, q or geo-query over at least one "
+                                 "non-system attribute, or local=true (clause 5.6.21.4)")
+        terms = await self.contexts.term_map(context)
+        entity_query = replace(self.entity_query(replace(params, limit=1), terms), limit=ALL)
+        if any("{" in label for label in _q_labels(entity_query.q)):
+            raise BadRequestData("Purge cannot query Linked Entities (q with attr{...})")
+        kept_iris = frozenset(terms.expand(n) for n in kept) if kept is not None else None
+        dropped_iris = frozenset(terms.expand(n) for n in dropped or ())
+        await self._require_tenant(tenant)
+        async with self._writing(tenant) as staged:
+            found = (await self.store.query(tenant, entity_query)).entities
+            current = await self.store.get_many(tenant, [e["id"] for e in found])
+            now = self.clock()
+            ops = [op for op in (_purged(e, kept_iris, dropped_iris, keep is not None or
+                                         drop is not None, now)
+                                 for e in current.values()) if op is not None]
+            staged.append(await self._stage(tenant, ops))
+        return len(ops)
 
     # ------------------------------------------------------------ attributes (5.6.2-5.6.5)
 
@@ -518,12 +559,8 @@ class EntityBroker(Discovery):
 
     def _parse_batch(self, body: object, terms: TermMap, now: str, result: BatchResult,
                      require_type: bool) -> list[Entity]:
-        if not isinstance(body, list):
-            raise BadRequestData("A batch operation takes a JSON array of entities")
-        if not body:
-            raise BadRequestData("A batch operation needs at least one entity")
         parsed: list[Entity] = []
-        for item in body:
+        for item in check_batch(body):
             try:
                 parsed.append(expand_entity(item, terms, now, require_id_type=require_type))
             except NgsiLdError as error:
@@ -600,15 +637,14 @@ class EntityBroker(Discovery):
         terms = await self.contexts.term_map(context)
         result = BatchResult()
         now = self.clock()
-        if not isinstance(body, list) or not body:
-            raise BadRequestData("A batch operation takes a non-empty JSON array of entities")
+        items = check_batch(body)
         async with self._writing(tenant) as staged:
-            ids = [item.get("id") for item in body if isinstance(item, dict)]
+            ids = [item.get("id") for item in items]
             current = await self.store.get_many(tenant, [i for i in ids if isinstance(i, str)])
             originals = dict(current)
             touched: list[str] = []
-            for item in body:
-                entity_id = item.get("id") if isinstance(item, dict) else None
+            for item in items:
+                entity_id = item.get("id")
                 try:
                     if not isinstance(item, dict):
                         raise BadRequestData("Each batch item must be an entity object")
@@ -767,6 +803,43 @@ def _check_linked_q(q: query.QNode, join: Join | None) -> None:
         raise BadRequestData(f"q reaches {depth} linked entity hops, beyond joinLevel "
                              f"{join.level}")
     raise OperationNotSupported("q on linked entity attributes is not supported")
+
+
+#: members an NGSI-LD system keeps itself: not a qualifying purge filter (clause 5.6.21.4)
+SYSTEM_MEMBERS = frozenset(["id", "type", "createdAt", "modifiedAt", "deletedAt", "scope"])
+
+
+def _q_labels(node: query.QNode | None) -> Iterator[str]:
+    """The attribute names written in a q expression."""
+    if isinstance(node, (query.And, query.Or)):
+        for child in node.children:
+            yield from _q_labels(child)
+    elif node is not None:
+        yield from node.path.labels or (node.path.attr,)
+
+
+def _purged(entity: Entity, kept: frozenset[str] | None, dropped: frozenset[str],
+            projected: bool, now: str) -> WriteOp | None:
+    """The change Purge Entities makes to one matching entity (None: none)."""
+    if not projected:
+        return WriteOp(entity, None)
+    new = copy_entity(entity)
+    new["attrs"] = {iri: instances for iri, instances in entity["attrs"].items()
+                    if iri not in dropped and (kept is None or iri in kept)}
+    if len(new["attrs"]) == len(entity["attrs"]):
+        return None
+    new["modifiedAt"] = now
+    return WriteOp(entity, new)
+
+
+def check_batch(body: object) -> list[dict[str, Any]]:
+    """Clauses 5.6.7.4, 5.6.8.4, 5.6.9.4, 5.6.20.4: the content must be a non-empty array of
+    entities (JSON objects), else the whole batch fails with BadRequestData."""
+    if not isinstance(body, list) or not body:
+        raise BadRequestData("A batch operation takes a non-empty JSON array of entities")
+    if not all(isinstance(item, dict) for item in body):
+        raise BadRequestData("Every item of a batch must be an entity (a JSON object)")
+    return body
 
 
 def query_document(body: object, params: QueryParams) -> QueryParams:

@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from cityvisor.ngsild.errors import BadRequestData
+
 CORE_IRI = "https://uri.etsi.org/ngsi-ld/"
 DEFAULT_VOCAB = "https://uri.etsi.org/ngsi-ld/default-context/"
 CORE_CONTEXT_URL = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.9.jsonld"
@@ -160,6 +162,14 @@ def _resolve(terms: dict[str, str], vocab: str | None) -> dict[str, str]:
     return resolved
 
 
+def _refuse_scoped_contexts(document: Mapping[str, Any]) -> None:
+    """Clause 5.5.7: a user @context "shall not contain JSON-LD Scoped Contexts"."""
+    for term, definition in document.items():
+        if isinstance(definition, Mapping) and "@context" in definition:
+            raise BadRequestData(f"The @context defines {term!r} with a scoped context, which "
+                                 "NGSI-LD does not allow in a user @context (clause 5.5.7)")
+
+
 def compile_context(documents: list[Mapping[str, Any]], core: Mapping[str, Any]) -> TermMap:
     """Compile resolved context objects (in order) plus the core context into a ``TermMap``.
 
@@ -169,6 +179,7 @@ def compile_context(documents: list[Mapping[str, Any]], core: Mapping[str, Any])
     user_terms: dict[str, str] = {}
     user_vocab: str | None = None
     for document in documents:
+        _refuse_scoped_contexts(document)
         terms, vocab = _definitions(document)
         user_terms.update(terms)
         if vocab is not None:

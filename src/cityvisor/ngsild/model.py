@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from cityvisor.ngsild import geo
 from cityvisor.ngsild.context import CORE_IRI, TermMap, is_absolute_iri
 from cityvisor.ngsild.errors import BadRequestData
+from cityvisor.ngsild.time import display_time, normalize_time
 
 Entity = dict[str, Any]
 Instance = dict[str, Any]
@@ -47,10 +50,27 @@ _MEMBER_TYPE = {
 META = frozenset(
     ["type", "value", "object", "languageMap", "valueList", "objectList", "json", "vocab",
      "observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt", "instanceId", "lang",
-     "previousValue", "previousObject", "deletedAt", "objectType"]
+     "previousValue", "previousObject", "deletedAt", "objectType", "expiresAt", "valueType",
+     "entityIdSealed", "entityTypeSealed"]
 )
+#: output-only members (clause 4.5.2.2 and its siblings: showChanges and inline retrieval)
+OUTPUT_ONLY = frozenset(
+    ["previousValue", "previousObject", "previousLanguageMap", "previousValueList",
+     "previousObjectList", "previousJson", "previousVocab", "entity", "entityList"]
+)
+#: Core Context terms that are non-reified Properties: never attribute names (clause 4.5.1)
+NON_REIFIED = (META | OUTPUT_ONLY) - {"type"}
+#: the Property holding a W3C Data Integrity proof (clause 4.5.2.2, annex C.11)
+PROOF = "ngsildproof"
+PROOF_IRI = CORE_IRI + PROOF
+LANG_STRING = "http://www.w3.org/1999/02/22-rdf-syntax-ns#langString"
+SEALED = ("entityIdSealed", "entityTypeSealed")
 ENTITY_MEMBERS = frozenset(["id", "type", "scope", "@context", "createdAt", "modifiedAt",
-                            "deletedAt", "location", "observationSpace", "operationSpace"])
+                            "deletedAt", "location", "observationSpace", "operationSpace",
+                            "expiresAt"])
+#: entity members that are not attributes
+ENTITY_SKIPPED = frozenset(["id", "type", "scope", "@context", "createdAt", "modifiedAt",
+                            "expiresAt"])
 GEO_ATTRIBUTES = frozenset(
     [CORE_IRI + "location", CORE_IRI + "observationSpace", CORE_IRI + "operationSpace"]
 )
@@ -58,6 +78,12 @@ GEOJSON_TYPES = frozenset(["Point", "MultiPoint", "LineString", "MultiLineString
                            "MultiPolygon", "GeometryCollection"])
 # clause 4.6.2: characters that may not appear in a name
 _BAD_NAME = re.compile(r"[\s<>\"'=;()\[\]\\\x00-\x1f\x7f]")
+# clause 4.6.2: a short name starts with a letter (a compact or absolute IRI holds a ':')
+_NAME_START = re.compile(r"[^\W\d_]")
+# clause 4.18: Scope = "/" ScopeLevel *("/" ScopeLevel), ScopeLevel = letter *(letter/digit/_)
+_SCOPE = re.compile(r"(?:/[^\W\d_]\w*)+")
+# clause 4.6.3: a DateTime has no offset from UTC other than "Z"
+_OFFSET = re.compile(r"[+-]\d\d(?::?\d\d)?$")
 
 
 @dataclass(frozen=True)
@@ -106,6 +132,22 @@ def attribute_iri(terms: TermMap, attribute: str, dataset_id: str | None = None)
     return terms.expand(attribute)
 
 
+def check_attribute_name(name: str) -> str:
+    """An attribute name: a valid name that is not a Core Context term defined as a
+    non-reified Property (clause 4.5.1: datasetId, instanceId, observedAt...)."""
+    check_name(name)
+    if name in NON_REIFIED:
+        raise BadRequestData(f"{name!r} is an NGSI-LD core member, not an attribute name "
+                             "(clause 4.5.1)")
+    return name
+
+
+def check_expiry(value: object, what: str) -> str:
+    """``expiresAt`` (clause 4.22): a DateTime, kept in the normalised UTC form whose text
+    order is time order (the store indexes it)."""
+    return normalize_time(check_datetime(value, what), what)
+
+
 def check_name(name: str, what: str = "Attribute name") -> str:
     if not name or _BAD_NAME.search(name):
         raise BadRequestData(f"{what} {name!r} contains a forbidden character or is empty")
@@ -113,13 +155,12 @@ def check_name(name: str, what: str = "Attribute name") -> str:
 
 
 def check_datetime(value: object, what: str) -> str:
-    if isinstance(value, str):
-        try:
-            datetime.fromisoformat(value)
-            return value
-        except ValueError:
-            pass
-    raise BadRequestData(f"{what} must be an ISO 8601 date-time, got {value!r}")
+    """A DateTime (clause 4.6.3): an ISO 8601 date and time in UTC, written without an offset
+    other than ``Z`` ("shall not contain expressions of the difference between local time
+    and UTC")."""
+    if isinstance(value, str) and _is_datetime(value):
+        return value
+    raise BadRequestData(f"{what} must be an ISO 8601 UTC date-time, got {value!r}")
 
 
 def expand_types(value: object, terms: TermMap) -> list[str]:
@@ -132,6 +173,10 @@ def expand_types(value: object, terms: TermMap) -> list[str]:
         if not isinstance(item, str) or not item:
             raise BadRequestData(f"Entity type must be a string or a list of strings, got {item!r}")
         check_name(item, "Entity type")
+        if ":" not in item and (not _NAME_START.match(item) or item in ("id", "type")):
+            # clause 4.6.2: name = unicodeLetter *nameChar; "id" and "type" are the core
+            # context's aliases of the JSON-LD keywords @id and @type
+            raise BadRequestData(f"Entity type {item!r} is not a valid name (clause 4.6.2)")
         iri = terms.expand(item)
         if iri not in result:
             result.append(iri)
@@ -153,6 +198,8 @@ def expand_entity(body: object, terms: TermMap, now: str, *, require_id_type: bo
         entity["type"] = expand_types(body["type"], terms)
     if "scope" in body:
         entity["scope"] = _expand_scope(body["scope"])
+    if "expiresAt" in body:
+        entity["expiresAt"] = check_expiry(body["expiresAt"], "expiresAt of the entity")
     entity["createdAt"] = now
     entity["modifiedAt"] = now
     entity["attrs"] = expand_attributes(body, terms, now)
@@ -163,9 +210,9 @@ def expand_attributes(body: dict[str, Any], terms: TermMap, now: str) -> dict[st
     """Expand every attribute of a fragment: name IRI -> list of instances."""
     attrs: dict[str, list[Instance]] = {}
     for name, raw in body.items():
-        if name in ("id", "type", "scope", "@context", "createdAt", "modifiedAt"):
+        if name in ENTITY_SKIPPED:
             continue
-        check_name(name)
+        check_attribute_name(name)
         iri = terms.expand(name)
         attrs[iri] = expand_instances(iri, raw, terms, now, name)
     return attrs
@@ -237,31 +284,71 @@ def expand_instance(
         raise BadRequestData(f"Attribute {label!r} must be a GeoProperty")
     subs: dict[str, Instance] = {}
     for key, item in raw.items():
-        if key in ("type", member, "createdAt", "modifiedAt", "instanceId"):
+        if key in ("type", member, "createdAt", "modifiedAt", "instanceId", "deletedAt"):
             continue
-        if key == "observedAt":
-            instance["observedAt"] = check_datetime(item, f"observedAt of {label!r}")
-        elif key == "unitCode":
-            if not isinstance(item, str) or not item:
-                raise BadRequestData(f"unitCode of {label!r} must be a string")
-            instance["unitCode"] = item
-        elif key == "datasetId":
-            if sub:
-                raise BadRequestData(f"Sub-attribute {label!r} cannot have a datasetId")
-            instance["datasetId"] = check_uri(item, f"datasetId of {label!r}")
-        elif key in META:
-            if key == "lang" and kind == "Property":
-                instance["lang"] = str(item)
-            continue
+        if key in META or key in OUTPUT_ONLY:
+            _member(instance, key, item, iri, label, terms, sub=sub)
         else:
             check_name(key, "Sub-attribute name")
             sub_iri = terms.expand(key)
             subs[sub_iri] = expand_instance(sub_iri, item, terms, now, key, sub=True)
+    if iri == PROOF_IRI and not isinstance(instance.get("value"), dict):
+        raise BadRequestData(f"The value of {label!r} must be an object holding a W3C Data "
+                             "Integrity proof (clause 4.5.2.2)")
     instance["createdAt"] = now
     instance["modifiedAt"] = now
     if subs:
         instance["subs"] = subs
     return instance
+
+
+#: members that belong to one attribute type only (clauses 4.5.2.2, 4.5.3.2, 5.2.32...)
+_OWN_MEMBERS = {
+    "unitCode": ("Property", "GeoProperty", "ListProperty", "JsonProperty"),
+    "lang": ("Property",),
+    "objectType": ("Relationship", "ListRelationship"),
+}
+
+
+def _member(instance: Instance, key: str, item: object, iri: str, label: str, terms: TermMap,
+            *, sub: bool) -> None:
+    """Validate one non-attribute member of an instance and keep it in ``instance``."""
+    kind = instance["type"]
+    if key in OUTPUT_ONLY or (key in _MEMBER_TYPE or key == "value"):
+        # the value member of another attribute type, or an output-only member
+        raise BadRequestData(f"Attribute {label!r} of type {kind} cannot carry {key!r}")
+    allowed = _OWN_MEMBERS.get(key)
+    if allowed is not None and kind not in allowed:
+        raise BadRequestData(f"Attribute {label!r} of type {kind} cannot carry {key!r}")
+    if key == "observedAt":
+        instance["observedAt"] = check_datetime(item, f"observedAt of {label!r}")
+    elif key == "expiresAt":
+        instance["expiresAt"] = check_expiry(item, f"expiresAt of {label!r}")
+    elif key == "unitCode":
+        if not isinstance(item, str) or not item:
+            raise BadRequestData(f"unitCode of {label!r} must be a string")
+        instance["unitCode"] = item
+    elif key == "datasetId":
+        if sub:
+            raise BadRequestData(f"Sub-attribute {label!r} cannot have a datasetId")
+        instance["datasetId"] = check_uri(item, f"datasetId of {label!r}")
+    elif key == "lang":
+        instance["lang"] = str(item)
+    elif key == "valueType":
+        if not isinstance(item, str) or not item:
+            raise BadRequestData(f"valueType of {label!r} must be a string")
+        instance["valueType"] = terms.expand(item)
+        if kind == "LanguageProperty" and instance["valueType"] != LANG_STRING:
+            raise BadRequestData(f"valueType of LanguageProperty {label!r} must be langString "
+                                 "(clause 5.2.32)")
+    elif key in SEALED:
+        if iri != PROOF_IRI:
+            raise BadRequestData(f"{key!r} may only appear in {PROOF!r} (clause 4.5.2.2)")
+        if not isinstance(item, str) or not item:
+            raise BadRequestData(f"{key!r} of {label!r} must be a string")
+        instance[key] = (check_uri(item, key) if key == "entityIdSealed"
+                         else expand_types(item, terms)[0])
+    # objectType: accepted and not kept
 
 
 _SIMPLE_KEYS = frozenset(["type", "value", "observedAt", "unitCode"])
@@ -272,10 +359,10 @@ def _simple_property(iri: str, raw: object, now: str) -> Instance | None:
     """Fast path for the most common attribute: a normalized Property with a scalar value and
     at most observedAt/unitCode. Anything else (or anything invalid) takes the full path."""
     if (not isinstance(raw, dict) or raw.get("type") != "Property" or iri in GEO_ATTRIBUTES
-            or not _SIMPLE_KEYS.issuperset(raw)):
+            or iri == PROOF_IRI or not _SIMPLE_KEYS.issuperset(raw)):
         return None
     value = raw.get("value")
-    if not isinstance(value, _SCALARS):
+    if not isinstance(value, _SCALARS) or value == NULL:
         return None
     instance: Instance = {"type": "Property", "value": value}
     if "observedAt" in raw:
@@ -294,6 +381,9 @@ def _simple_property(iri: str, raw: object, now: str) -> Instance | None:
 
 
 def _is_datetime(text: str) -> bool:
+    date, sep, clock = text.partition("T")
+    if not sep or not date or _OFFSET.search(clock):
+        return False
     try:
         datetime.fromisoformat(text)
         return True
@@ -324,10 +414,16 @@ def _valid_point(value: object) -> bool:
 
 
 def _check_value(kind: str, value: object, label: str, terms: TermMap) -> object:
-    if value is None:
+    if value is None or value == NULL:
+        # clause 5.2.1: the NGSI-LD Null only deletes (merge and update); it is never stored
         raise BadRequestData(f"Attribute {label!r} has a null value")
     if kind == "GeoProperty":
+        if isinstance(value, str):
+            value = _geometry_text(value, label)
         if not _valid_point(value):
+            if isinstance(value, dict) and value.get("type") == "GeometryCollection":
+                raise BadRequestData(f"GeoProperty {label!r}: GeometryCollection is not "
+                                     "supported (clause 4.7.1)")
             geo.parse_geojson(value)  # raises BadRequestData with the reason
     elif kind == "Relationship":
         if isinstance(value, list):
@@ -338,15 +434,12 @@ def _check_value(kind: str, value: object, label: str, terms: TermMap) -> object
     elif kind == "ListRelationship":
         if not isinstance(value, list):
             raise BadRequestData(f"objectList of {label!r} must be a list")
-        for item in value:
-            target = item.get("object") if isinstance(item, dict) else item
-            check_uri(target, f"Object in objectList of {label!r}")
+        # clause 4.5.22: an entry is a URI or {"object": URI}; kept in the second form
+        return [{"object": check_uri(item.get("object") if isinstance(item, dict) else item,
+                                     f"Object in objectList of {label!r}")}
+                for item in value]
     elif kind == "LanguageProperty":
-        if not isinstance(value, dict) or not value:
-            raise BadRequestData(f"languageMap of {label!r} must be a non-empty object")
-        for tag, text in value.items():
-            if not isinstance(text, (str, list)):
-                raise BadRequestData(f"languageMap of {label!r}: {tag!r} must map to a string")
+        _check_language_map(value, label)
     elif kind == "ListProperty":
         if not isinstance(value, list):
             raise BadRequestData(f"valueList of {label!r} must be a list")
@@ -365,11 +458,43 @@ def expand_scope(value: object) -> list[str]:
     return _expand_scope(value)
 
 
+def _check_language_map(value: object, label: str) -> None:
+    """Clause 4.6.5 / table 5.2.32-1: non-empty language tags (or ``@none``) mapping to a
+    string or an array of strings."""
+    if not isinstance(value, dict) or not value:
+        raise BadRequestData(f"languageMap of {label!r} must be a non-empty object")
+    for tag, text in value.items():
+        if not tag:
+            raise BadRequestData(f"languageMap of {label!r} has an empty language tag")
+        texts = text if isinstance(text, list) else [text]
+        if not all(isinstance(t, str) for t in texts):
+            raise BadRequestData(f"languageMap of {label!r}: {tag!r} must map to a string "
+                                 "or an array of strings")
+        if NULL in texts:
+            raise BadRequestData(f"languageMap of {label!r} holds the NGSI-LD Null")
+
+
+def _geometry_text(text: str, label: str) -> object:
+    """Clause 4.7.2: a GeoProperty value given as the JSON text of a geometry."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise BadRequestData(f"GeoProperty {label!r}: {text[:80]!r} is not a GeoJSON geometry")
+    return value
+
+
 def _expand_scope(value: object) -> list[str]:
+    """Clause 4.18: each scope is ``/level/level...`` (a level: a letter, then letters,
+    digits or '_'); ``urn:ngsi-ld:null`` only marks a deleted scope."""
     items = value if isinstance(value, list) else [value]
+    if not items:
+        raise BadRequestData("Scope must not be an empty list")
     for item in items:
-        if not isinstance(item, str) or not item.startswith("/"):
-            raise BadRequestData(f"Scope must be a path starting with '/', got {item!r}")
+        if not isinstance(item, str) or not _SCOPE.fullmatch(item):
+            raise BadRequestData(f"Scope must be a path of names such as /Madrid/Gardens, "
+                                 f"got {item!r} (clause 4.18)")
     return list(items)
 
 
@@ -393,6 +518,8 @@ def compact_entity(entity: Entity, terms: TermMap, rep: Representation,
     if rep.sys_attrs and rep.form != "keyValues":
         out["createdAt"] = entity["createdAt"]
         out["modifiedAt"] = entity["modifiedAt"]
+        if "expiresAt" in entity:
+            out["expiresAt"] = display_time(entity["expiresAt"])
     wanted = rep.attrs
     for iri, instances in entity["attrs"].items():
         if wanted is not None and iri not in wanted:
@@ -526,12 +653,17 @@ def _compact_instance(instance: Instance, terms: TermMap, rep: Representation) -
         if rep.form == "normalized":
             out["type"] = kind
         out[member] = value
-    for key in ("observedAt", "unitCode", "datasetId", "lang"):
+    for key in ("observedAt", "unitCode", "datasetId", "lang", "entityIdSealed"):
         if key in instance:
             out[key] = instance[key]
+    for key in ("valueType", "entityTypeSealed"):  # @vocab-typed members
+        if key in instance:
+            out[key] = terms.compact(instance[key])
     if rep.sys_attrs:
         out["createdAt"] = instance["createdAt"]
         out["modifiedAt"] = instance["modifiedAt"]
+        if "expiresAt" in instance:
+            out["expiresAt"] = display_time(instance["expiresAt"])
     for sub_iri, sub in instance.get("subs", {}).items():
         out[terms.compact(sub_iri)] = _compact_instance(sub, terms, rep)
     if (rep.form == "concise" and len(out) == 1 and member == "value"
