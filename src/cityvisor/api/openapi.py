@@ -84,7 +84,11 @@ def openapi_document() -> dict[str, Any]:
         "/entities": {
             "get": _op("Query entities (6.4.3.2)",
                        _QUERY + _SELECT + _ORDER + _SHAPE[:1] + _SHAPE[1:], ok200),
-            "post": _op("Create entity (6.4.3.1)", [], {"201": "Created"}, _ENTITY)},
+            "post": _op("Create entity (6.4.3.1)", [], {"201": "Created"}, _ENTITY),
+            "delete": _op("Purge entities (6.4.3.3)",
+                          [p for p in _QUERY if p["name"] not in ("limit", "offset", "count")]
+                          + [_param("attrs", _STR), _param("keep", _STR), _param("drop", _STR)],
+                          no_content)},
         "/entities/{entityId}": {
             "get": _op("Retrieve entity (6.5.3.1)", [_ENTITY_ID, *_SHAPE], ok200),
             "put": _op("Replace entity (6.5.3.3)", [_ENTITY_ID], no_content, _FRAGMENT),

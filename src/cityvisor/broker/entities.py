@@ -748,7 +748,7 @@ class EntityBroker(Discovery):
                 else:
                     merged = merge_instance(instances[index], fragment, now)
                     for sub_name, sub_raw in (raw.items() if isinstance(raw, dict) else ()):
-                        if sub_raw == NULL:
+                        if deletion(sub_raw)[0]:
                             merged.get("subs", {}).pop(terms.expand(sub_name), None)
                     instances[index] = merged
                 instances.sort(key=lambda i: "datasetId" in i)

@@ -20,6 +20,7 @@ from cityvisor.ngsild.model import (
     Instance,
     check_name,
     expand_instances,
+    is_null_value,
 )
 
 
@@ -63,14 +64,9 @@ def deletion(raw: object) -> tuple[bool, str | None]:
     if isinstance(raw, dict):
         dataset = raw.get("datasetId") if isinstance(raw.get("datasetId"), str) else None
         for member in VALUE_MEMBER.values():
-            if member in raw and raw[member] in (NULL, _NULLS.get(member, NULL)):
+            if member in raw and is_null_value(raw[member]):
                 return True, dataset
     return False, None
-
-
-#: the NGSI-LD Null of the value members that are not a plain value (clause 4.5.0)
-_NULLS: dict[str, object] = {"languageMap": {"@none": NULL}, "valueList": [NULL],
-                             "objectList": [NULL]}
 
 
 def delete_instance(entity: Entity, iri: str, dataset_id: str | None) -> bool:
@@ -88,8 +84,10 @@ def delete_instance(entity: Entity, iri: str, dataset_id: str | None) -> bool:
 
 
 def strip_nulls(raw: object) -> object:
+    """An instance fragment without its members (sub-attributes) set to the NGSI-LD Null."""
     if isinstance(raw, dict):
-        return {k: v for k, v in raw.items() if v != NULL}
+        return {k: v for k, v in raw.items()
+                if v != NULL and not (k not in VALUE_MEMBER.values() and deletion(v)[0])}
     return raw
 
 

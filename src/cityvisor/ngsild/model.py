@@ -103,6 +103,17 @@ class Representation:
 MAX_IRI_LENGTH = 2048
 
 
+def is_null_value(value: object) -> bool:
+    """Whether a value member is the NGSI-LD Null (clause 4.5.0): ``urn:ngsi-ld:null``, as a
+    language map ``{"@none": "urn:ngsi-ld:null"}`` (clause 4.5.18) or as a one-entry list
+    (``valueList``, ``objectList``, also ``[{"object": ...}]``)."""
+    if value == NULL:
+        return True
+    if isinstance(value, dict):
+        return value == {"@none": NULL} or value == {"object": NULL}
+    return isinstance(value, list) and len(value) == 1 and is_null_value(value[0])
+
+
 def check_uri(value: object, what: str) -> str:
     """An absolute IRI (clause 4.6.2) of at most MAX_IRI_LENGTH characters, else
     BadRequestData. Beside the characters that end a term, an IRI may hold no control, format
