@@ -7,7 +7,13 @@ import pytest
 from cityvisor.broker.contexts import core_context_document
 from cityvisor.ngsild.context import DEFAULT_VOCAB, compile_context
 from cityvisor.ngsild.errors import BadRequestData
-from cityvisor.ngsild.model import Representation, compact_entity, expand_entity
+from cityvisor.ngsild.model import (
+    Representation,
+    compact_entity,
+    entity_expiry,
+    expand_entity,
+    unexpired,
+)
 
 TERMS = compile_context([], core_context_document()["@context"])
 NOW = "2026-11-27T18:00:00.000000Z"
@@ -218,3 +224,25 @@ def test_scoped_contexts_are_refused_in_a_user_context() -> None:
     with pytest.raises(BadRequestData, match="scoped context"):
         compile_context([{"Vehicle": {"@id": "https://example.org/V", "@context": {}}}],
                         core_context_document()["@context"])
+
+
+def test_expiry_removes_what_has_expired() -> None:
+    """Clause 4.22: an entity, an attribute instance or a sub-attribute stops existing at its
+    expiresAt; durable siblings stay."""
+    stored = expand_entity(entity(
+        a=[{"type": "Property", "value": 1},
+           {"type": "Property", "value": 2, "datasetId": "urn:ds:1", "expiresAt": "2026-01-01T00:00:01Z"}],
+        b={"type": "Relationship", "object": "urn:a:b", "expiresAt": "2026-01-01T00:00:02Z"},
+        c={"type": "Property", "value": 3,
+           "s": {"type": "Property", "value": 4, "expiresAt": "2026-01-01T00:00:03Z"}},
+    ), TERMS, NOW)
+    assert entity_expiry(stored) == "2026-01-01T00:00:01.000000Z"
+    assert unexpired(stored, "2026-01-01T00:00:00.000000Z") == stored
+    later = unexpired(stored, "2026-01-01T00:00:05.000000Z")
+    assert later is not None
+    assert [i["value"] for i in later["attrs"][V + "a"]] == [1]
+    assert V + "b" not in later["attrs"]
+    assert "subs" not in later["attrs"][V + "c"][0]
+    assert entity_expiry(later) is None
+    gone = expand_entity(entity(expiresAt="2026-01-01T00:00:00Z"), TERMS, NOW)
+    assert unexpired(gone, "2026-01-01T00:00:00.000000Z") is None

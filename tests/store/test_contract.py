@@ -158,6 +158,23 @@ async def test_get_returns_what_was_written_and_never_shares_it(store: Store) ->
     assert await store.get(None, urn(9)) is None
 
 
+async def test_expiries_are_indexed_per_entity(store: Store) -> None:
+    """Clause 4.22: the first expiresAt of an entity (its own or an instance's) is found
+    without a scan, staged changes included, and forgotten when the entity changes."""
+    assert await store.next_expiry(None) is None
+    soon, later = "2026-12-01T00:00:00Z", "2026-12-02T00:00:00Z"
+    transient = entity(urn(1), expiresAt=later)
+    attribute = entity(urn(2), level={"type": "Property", "value": 1, "expiresAt": soon})
+    await insert(store, transient, attribute, entity(urn(3), level=1))
+    assert await store.next_expiry(None) == "2026-12-01T00:00:00.000000Z"
+    assert ids_of(await store.expiring(None, "2026-12-01T12:00:00.000000Z")) == [urn(2)]
+    assert ids_of(await store.expiring(None, "2026-12-03T00:00:00.000000Z")) == [urn(2), urn(1)]
+    durable = entity(urn(2), level=2)
+    await store.stage(None, [WriteOp(attribute, durable), WriteOp(transient, None)])
+    assert await store.next_expiry(None) is None
+    assert await store.expiring(None, "2027-01-01T00:00:00.000000Z") == []
+
+
 async def test_get_many_returns_the_known_ids_once(store: Store) -> None:
     await insert(store, entity(urn(1)), entity(urn(2)), entity(urn(3)))
     got = await store.get_many(None, [urn(3), urn(1), urn(3), urn(9)])

@@ -123,7 +123,8 @@ PROPERTY_VALUES = st.one_of(
     st.dictionaries(MEMBER_NAMES, NESTED, min_size=1, max_size=3),
     st.builds(lambda v: {"@type": "DateTime", "@value": v}, SCALARS),
 )
-OBSERVED = st.sampled_from(["2018-12-04T12:00:00Z", "2018-12-04T13:00:00+01:00",
+# stored DateTimes are UTC without an offset (clause 4.6.3); one instant written two ways
+OBSERVED = st.sampled_from(["2018-12-04T12:00:00Z", "2018-12-04T12:00:00.000Z",
                             "2018-12-04T11:00:00Z", "2018-12-04T12:00:00.0005Z"])
 _URI = st.sampled_from(URIS)
 _TEXT = st.one_of(st.builds(Slot, st.integers(0, PALETTE_SIZE - 1), st.just(True)),
@@ -159,8 +160,8 @@ def instance(draw: st.DrawFn, sub: bool = False) -> dict[str, Any]:
     body: dict[str, Any] = {"type": kind, **draw(VALUE_BODIES[kind])}
     if draw(TENTHS) < 4:
         body["observedAt"] = draw(OBSERVED)
-    if draw(TENTHS) < 3:
-        body["unitCode"] = draw(UNIT_CODES)
+    if draw(TENTHS) < 3 and kind not in ("Relationship", "ListRelationship"):
+        body["unitCode"] = draw(UNIT_CODES)  # clause 4.5.3.2: never on a Relationship
     if not sub and draw(TENTHS) < 3:
         body["s"] = draw(SUB_INSTANCES)
     return body

@@ -59,13 +59,17 @@ from cityvisor.ngsild.model import (
     Links,
     Representation,
     attribute_iri,
+    check_attribute_name,
+    check_expiry,
     check_name,
     check_uri,
     compact_entity,
+    entity_expiry,
     expand_entity,
     expand_instance,
     expand_instances,
     expand_types,
+    unexpired,
 )
 from cityvisor.store.base import EntityQuery, EntitySelector, Store, WriteOp
 
@@ -156,6 +160,8 @@ class EntityBroker(Discovery):
         self.contexts = contexts
         self.clock = clock
         self._locks: dict[str | None, asyncio.Lock] = {}
+        #: per tenant, the first expiresAt of its entities (None: no transient entity)
+        self._due: dict[str | None, str | None] = {}
         #: called with every batch of changes before it is staged; each returns side records
         self.listeners: list[ChangeListener] = []
 
@@ -173,7 +179,43 @@ class EntityBroker(Discovery):
         records: list[object] = []
         for listener in self.listeners:
             records.extend(await listener(tenant, ops))
+        if tenant in self._due:
+            for op in ops:
+                at = entity_expiry(op.new) if op.new is not None else None
+                due = self._due[tenant]
+                if at is not None and (due is None or at < due):
+                    self._due[tenant] = at
         return await self.store.stage(tenant, ops, records)
+
+    async def _due_time(self, tenant: str | None) -> str | None:
+        if tenant not in self._due:
+            self._due[tenant] = await self.store.next_expiry(tenant)
+        return self._due[tenant]
+
+    async def _reap(self, tenant: str | None, staged: list[Awaitable[None]]) -> None:
+        """Clause 4.22: remove what has expired (entities, attribute instances,
+        sub-attributes) before the tenant is read or written, so that no operation ever
+        sees it (holding the tenant's lock). Expiry is no change of the context: no
+        notification and no temporal instance is made of it."""
+        due = await self._due_time(tenant)
+        now = self.clock()
+        if due is None or due > now:
+            return
+        ops = [WriteOp(e, unexpired(e, now)) for e in await self.store.expiring(tenant, now)]
+        staged.append(await self.store.stage(tenant, ops))
+        self._due[tenant] = await self.store.next_expiry(tenant)
+
+    async def _expire(self, tenant: str | None) -> None:
+        """Reap the tenant's expired data if any is due (cheap when none is)."""
+        due = await self._due_time(tenant)
+        if due is not None and due <= self.clock():
+            async with self._writing(tenant):
+                pass
+
+    async def _require_tenant(self, tenant: str | None) -> None:
+        """Never under the tenant's lock (it may take it to reap)."""
+        await self._expire(tenant)
+        await super()._require_tenant(tenant)
 
     @asynccontextmanager
     async def _writing(self, tenant: str | None) -> AsyncIterator[list[Awaitable[None]]]:
@@ -181,13 +223,16 @@ class EntityBroker(Discovery):
         released, so that concurrent writers share one commit."""
         staged: list[Awaitable[None]] = []
         async with self.lock(tenant):
+            await self._reap(tenant, staged)
             yield staged
         for durable in staged:
             await durable
 
     async def _existing(self, tenant: str | None, entity_id: str) -> Entity:
+        """The current entity (callers reaped expired data: ``_writing`` or ``_expire``)."""
         check_uri(entity_id, "Entity id")
-        await self._require_tenant(tenant)
+        if not await self.store.has_tenant(tenant):
+            raise NonexistentTenant(f"Tenant {tenant!r} does not exist")
         entity = await self.store.get(tenant, entity_id)
         if entity is None:
             raise ResourceNotFound(f"Entity {entity_id} does not exist")
@@ -219,6 +264,7 @@ class EntityBroker(Discovery):
         join = linked_join(shape, pick, omit)
         types = (typequery.parse_type_selection(type_selection, terms.expand)
                  if type_selection else None)
+        await self._expire(tenant)
         entity = await self._existing(tenant, entity_id)
         # clause 5.7.1.4: the Entity "whose id, and where specified type, is equivalent"
         if types is not None and not typequery.matches_types(types, entity["type"]):
@@ -434,8 +480,7 @@ class EntityBroker(Discovery):
             # left to return; select by them, as attrs does, so that pages stay full
             entity_query = replace(entity_query, attrs=frozenset(
                 terms.expand(check_name(name)) for name in pick.names()))
-        if not await self.store.has_tenant(tenant):
-            raise NonexistentTenant(f"Tenant {tenant!r} does not exist")
+        await self._require_tenant(tenant)
         limit = entity_query.limit
         probe = replace(entity_query, limit=limit + 1) if limit > 0 else entity_query
         result = await self.store.query(tenant, probe)
@@ -458,6 +503,7 @@ class EntityBroker(Discovery):
         entity_query = replace(self.entity_query(replace(params, limit=1), terms), limit=ALL)
         if not await self.store.has_tenant(tenant):
             return []
+        await self._expire(tenant)
         return (await self.store.query(tenant, entity_query)).entities
 
     def entity_query(self, params: QueryParams, terms: TermMap, join: Join | None = None, *,
@@ -608,8 +654,9 @@ class EntityBroker(Discovery):
                     merged = copy_entity(old)
                     merged["attrs"].update(overwrite_attrs(old, entity, now))
                     merged["modifiedAt"] = now
-                    if "scope" in entity:
-                        merged["scope"] = entity["scope"]
+                    for member in ("scope", "expiresAt"):
+                        if member in entity:
+                            merged[member] = entity[member]
                     for t in entity["type"]:
                         if t not in merged["type"]:
                             merged["type"].append(t)
@@ -724,7 +771,13 @@ class EntityBroker(Discovery):
                 new["scope"] = expand_entity({"id": old["id"], "type": "T", "scope": raw},
                                              terms, now)["scope"]
                 continue
-            check_name(name)
+            if name == "expiresAt":  # clause 4.22: the entity becomes (or stops being) transient
+                if raw == NULL:
+                    new.pop("expiresAt", None)
+                else:
+                    new["expiresAt"] = check_expiry(raw, "expiresAt of the entity")
+                continue
+            check_attribute_name(name)
             iri = terms.expand(name)
             if raw == NULL:
                 new["attrs"].pop(iri, None)

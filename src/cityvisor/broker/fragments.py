@@ -18,7 +18,7 @@ from cityvisor.ngsild.model import (
     VALUE_MEMBER,
     Entity,
     Instance,
-    check_name,
+    check_attribute_name,
     expand_instances,
     is_null_value,
 )
@@ -153,7 +153,7 @@ def appended(old: Entity, fragment: dict[str, Any], terms: TermMap, now: str,
         if name in ("scope", "createdAt", "modifiedAt"):
             continue
         try:
-            check_name(name)
+            check_attribute_name(name)
             iri = terms.expand(name)
             deletions = [deletion(item) for item in (raw if isinstance(raw, list) else [raw])]
             if any(deleted for deleted, _ in deletions):

@@ -313,9 +313,10 @@ def expand_instance(
     return instance
 
 
-#: members that belong to one attribute type only (clauses 4.5.2.2, 4.5.3.2, 5.2.32...)
+#: members that belong to some attribute types only (clauses 4.5.2.2, 4.5.3.2...)
 _OWN_MEMBERS = {
-    "unitCode": ("Property", "GeoProperty", "ListProperty", "JsonProperty"),
+    "unitCode": ("Property", "GeoProperty", "ListProperty", "JsonProperty", "LanguageProperty",
+                 "VocabProperty"),  # clause 4.5.3.2: never on a Relationship
     "lang": ("Property",),
     "objectType": ("Relationship", "ListRelationship"),
 }
@@ -681,6 +682,48 @@ def _compact_instance(instance: Instance, terms: TermMap, rep: Representation) -
             and (kind == "GeoProperty" or not isinstance(value, dict))):
         return value  # concise: a bare value when there is nothing else to say
     return out
+
+
+# --------------------------------------------------------------------------- transience (4.22)
+
+
+def entity_expiry(entity: Entity) -> str | None:
+    """The first ``expiresAt`` (normalised text) of an entity, its attribute instances and
+    their sub-attributes: when part of it stops existing (clause 4.22); None if durable."""
+    times = [entity["expiresAt"]] if "expiresAt" in entity else []
+    for instances in entity["attrs"].values():
+        for instance in instances:
+            if "expiresAt" in instance:
+                times.append(instance["expiresAt"])
+            for sub in instance.get("subs", {}).values():
+                if "expiresAt" in sub:
+                    times.append(sub["expiresAt"])
+    return min(times) if times else None
+
+
+def unexpired(entity: Entity, now: str) -> Entity | None:
+    """The entity as it is at ``now`` (clause 4.22): None once its own ``expiresAt`` has
+    passed, else without the attribute instances and sub-attributes whose time has passed."""
+    if entity.get("expiresAt", "~") <= now:
+        return None
+    attrs: dict[str, list[Instance]] = {}
+    for iri, instances in entity["attrs"].items():
+        alive = [_unexpired_instance(i, now) for i in instances
+                 if i.get("expiresAt", "~") > now]
+        if alive:
+            attrs[iri] = alive
+    return {**entity, "attrs": attrs}
+
+
+def _unexpired_instance(instance: Instance, now: str) -> Instance:
+    subs = instance.get("subs")
+    if not subs or all(s.get("expiresAt", "~") > now for s in subs.values()):
+        return instance
+    alive = {iri: s for iri, s in subs.items() if s.get("expiresAt", "~") > now}
+    kept = {k: v for k, v in instance.items() if k != "subs"}
+    if alive:
+        kept["subs"] = alive
+    return kept
 
 
 def attribute_kinds(entity: Entity) -> Iterable[tuple[str, str]]:

@@ -177,6 +177,17 @@ class Store(ABC):
     async def query(self, tenant: str | None, query: EntityQuery) -> QueryResult: ...
 
     @abstractmethod
+    async def next_expiry(self, tenant: str | None) -> str | None:
+        """The earliest ``expiresAt`` held by an entity of the tenant (its own, an attribute
+        instance's or a sub-attribute's, as ``ngsild.model.entity_expiry`` finds it), staged
+        changes included; None if no entity is transient (clause 4.22)."""
+
+    @abstractmethod
+    async def expiring(self, tenant: str | None, until: str) -> list[Entity]:
+        """The entities whose earliest ``expiresAt`` is at or before ``until``, staged changes
+        included (an indexed look-up, never a scan of every entity)."""
+
+    @abstractmethod
     async def attribute_stats(self, tenant: str | None) -> list[AttributeStat]: ...
 
     @abstractmethod

@@ -31,6 +31,7 @@ from cityvisor.ngsild import geo as geo_predicates
 from cityvisor.ngsild import ordering, scopequery, typequery
 from cityvisor.ngsild import query as q_language
 from cityvisor.ngsild.errors import AlreadyExists
+from cityvisor.ngsild.model import entity_expiry
 from cityvisor.ngsild.tenants import check_tenant
 from cityvisor.store import records as rec
 from cityvisor.store.base import (
@@ -65,6 +66,7 @@ class _Doc(NamedTuple):
     entity: Entity
     types: frozenset[str]
     boxes: tuple[tuple[str, Box], ...]  # (attribute, box) of every GeoProperty instance
+    expires: str | None  # the first expiresAt in the entity (clause 4.22)
 
 
 class _Row(NamedTuple):
@@ -117,6 +119,7 @@ class _State:
     outbox: dict[int, _Mail] = field(default_factory=dict)  # id order
     next_outbox: int = 1
     retention: dict[str, int] = field(default_factory=dict)
+    expiries: dict[str, str] = field(default_factory=dict)  # transient entity id -> expiry
 
     def apply(self, change: object) -> None:
         """Apply one prepared change (``_Doc``, ``_Gone``, ``_Purged``) or side record.
@@ -126,8 +129,13 @@ class _State:
         match change:
             case _Doc():
                 self.entities[change.entity["id"]] = change  # an update keeps its place
+                if change.expires is not None:
+                    self.expiries[change.entity["id"]] = change.expires
+                else:
+                    self.expiries.pop(change.entity["id"], None)
             case _Gone():
                 self.entities.pop(change.entity_id, None)
+                self.expiries.pop(change.entity_id, None)
             case rec.InstanceRecord():
                 if change.entity not in self.temporal:  # before its EntityRecord
                     self.temporal[change.entity] = rec.TemporalEntity(
@@ -246,7 +254,7 @@ def _document(entity: Entity) -> _Doc:
     boxes = tuple((iri, geo_predicates.bbox(instance["value"]))
                   for iri, instances in parsed["attrs"].items() for instance in instances
                   if instance["type"] == "GeoProperty")
-    return _Doc(data, parsed, frozenset(parsed["type"]), boxes)
+    return _Doc(data, parsed, frozenset(parsed["type"]), boxes, entity_expiry(parsed))
 
 
 def _prepare(state: _State, ops: list[WriteOp], records: Sequence[object]) -> list[object]:
@@ -507,6 +515,17 @@ class MemoryStore(Store):
             return {}
         return {entity_id: orjson.loads(state.entities[entity_id].data)
                 for entity_id in dict.fromkeys(entity_ids) if entity_id in state.entities}
+
+    async def next_expiry(self, tenant: str | None) -> str | None:
+        state = self._view(tenant, True)
+        return min(state.expiries.values()) if state is not None and state.expiries else None
+
+    async def expiring(self, tenant: str | None, until: str) -> list[Entity]:
+        state = self._view(tenant, True)
+        if state is None:
+            return []
+        due = sorted((at, i) for i, at in state.expiries.items() if at <= until)
+        return [orjson.loads(state.entities[i].data) for _, i in due]
 
     async def query(self, tenant: str | None, query: EntityQuery) -> QueryResult:
         state = self._view(tenant, False)

@@ -39,6 +39,7 @@ from cityvisor.ngsild import geo as geo_predicates
 from cityvisor.ngsild import ordering, typequery
 from cityvisor.ngsild import query as q_language
 from cityvisor.ngsild.errors import AlreadyExists
+from cityvisor.ngsild.model import entity_expiry
 from cityvisor.store.base import (
     AttributeStat,
     Entity,
@@ -77,6 +78,10 @@ CREATE TABLE IF NOT EXISTS attr_values (
   PRIMARY KEY (attr, kind, value, entity)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS attr_values_entity ON attr_values(entity, attr, kind, value);
+CREATE TABLE IF NOT EXISTS expiries (
+  id TEXT PRIMARY KEY, at TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS expiries_at ON expiries(at);
 CREATE TABLE IF NOT EXISTS attribute_stats (
   type TEXT NOT NULL, attr TEXT NOT NULL, kind TEXT NOT NULL, count INTEGER NOT NULL,
   PRIMARY KEY (type, attr, kind)
@@ -126,6 +131,20 @@ class SqliteStore(TemporalTables, SubscriptionTables, Store):
 
     async def query(self, tenant: str | None, query: EntityQuery) -> QueryResult:
         return await self._read(self._query_sync, tenant, query)
+
+    async def next_expiry(self, tenant: str | None) -> str | None:
+        if not self._exists(tenant):
+            return None
+        row = self._writer(tenant).execute("SELECT min(at) FROM expiries").fetchone()
+        return row[0] if row else None
+
+    async def expiring(self, tenant: str | None, until: str) -> list[Entity]:
+        if not self._exists(tenant):
+            return []
+        rows = self._writer(tenant).execute(
+            "SELECT e.doc FROM expiries x JOIN entities e ON e.id = x.id WHERE x.at <= ? "
+            "ORDER BY x.at", (until,)).fetchall()
+        return [orjson.loads(doc) for (doc,) in rows]
 
     def _query_sync(self, tenant: str | None, query: EntityQuery) -> QueryResult:
         conn = self._reader(tenant)
@@ -349,18 +368,22 @@ class SqliteStore(TemporalTables, SubscriptionTables, Store):
                 self._multi_typed[tenant] = True
             rows.append((first + offset, new["id"], new["type"][0], orjson.dumps(new).decode(),
                          new["createdAt"], new["modifiedAt"]))
+        expiries = [(new["id"], at) for new in entities if (at := entity_expiry(new))]
         entities.clear()
         try:
             conn.executemany("INSERT INTO entities (rowid, id, type, doc, created_at, "
                              "modified_at) VALUES (?, ?, ?, ?, ?, ?)", rows)
         except sqlite3.IntegrityError as error:
             raise AlreadyExists(f"An entity of this batch already exists: {error}") from error
+        if expiries:
+            conn.executemany("INSERT OR REPLACE INTO expiries (id, at) VALUES (?, ?)", expiries)
 
     def _apply(self, conn: sqlite3.Connection, tenant: str | None, op: WriteOp,
                side: _SideRows) -> None:
         """Write one entity row; collect its index rows in ``side`` (written in bulk)."""
         old, new = op.old, op.new
         _stats_delta(side.stats, old, new)
+        _write_expiry(conn, old, new)
         if new is None:
             assert old is not None
             row = conn.execute("DELETE FROM entities WHERE id = ? RETURNING rowid",
@@ -459,6 +482,15 @@ class _SideRows:
 
 
 _INT64 = 2**63
+
+
+def _write_expiry(conn: sqlite3.Connection, old: Entity | None, new: Entity | None) -> None:
+    """Keep the ``expiries`` row of a changed entity (clause 4.22 transience)."""
+    at = entity_expiry(new) if new is not None else None
+    if new is not None and at is not None:
+        conn.execute("INSERT OR REPLACE INTO expiries (id, at) VALUES (?, ?)", (new["id"], at))
+    elif old is not None and entity_expiry(old) is not None:
+        conn.execute("DELETE FROM expiries WHERE id = ?", (old["id"],))
 
 
 def _values(iri: str, instances: list[dict[str, Any]] | None) -> set[tuple[str, str, Any]]:

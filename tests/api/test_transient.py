@@ -1,0 +1,83 @@
+"""Transient entities and attributes (clause 4.22): what carries an expiresAt stops existing
+at that time, for every operation, on both store backends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from cityvisor.api.app import create_app
+from cityvisor.config import Settings
+from cityvisor.services import Services
+from cityvisor.store.memory import MemoryStore, MemorySystemStore
+
+E = "/ngsi-ld/v1/entities"
+EID = "urn:ngsi-ld:Building:t1"
+SOON = "2030-01-01T00:00:10Z"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = "2030-01-01T00:00:00.000000Z"
+
+    def __call__(self) -> str:
+        return self.now
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def timed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[TestClient, Clock]]:
+    settings = Settings(data_dir=tmp_path / "data", auth=False, allow_context_fetch=False)
+    services = (Services.build(settings) if request.param == "sqlite"
+                else Services.assemble(settings, MemoryStore(), MemorySystemStore()))
+    clock = Clock()
+    services.broker.clock = clock
+    with TestClient(create_app(settings, services), base_url="http://127.0.0.1:1026") as client:
+        yield client, clock
+        client.portal.call(services.close)
+
+
+def building(**extra: Any) -> dict[str, Any]:
+    return {"id": EID, "type": "Building", "name": {"type": "Property", "value": "x"}, **extra}
+
+
+def test_a_transient_entity_is_gone_at_its_expiry(timed: tuple[TestClient, Clock]) -> None:
+    client, clock = timed
+    assert client.post(E, json=building(expiresAt=SOON)).status_code == 201
+    assert client.get(f"{E}/{EID}").status_code == 200
+    timed_body = client.get(f"{E}/{EID}", params={"options": "sysAttrs"}).json()
+    assert timed_body["expiresAt"] == SOON
+    assert "expiresAt" not in client.get(f"{E}/{EID}").json()
+    clock.now = "2030-01-01T00:00:10.000000Z"
+    assert client.get(f"{E}/{EID}").status_code == 404
+    assert client.get(E, params={"type": "Building"}).json() == []
+    assert client.post(E, json=building()).status_code == 201  # the id is free again
+
+
+def test_transient_attributes_vanish_and_siblings_stay(timed: tuple[TestClient, Clock]) -> None:
+    client, clock = timed
+    assert client.post(E, json=building(speed=[
+        {"type": "Property", "value": 1},
+        {"type": "Property", "value": 2, "datasetId": "urn:ds:1", "expiresAt": SOON}],
+        owner={"type": "Relationship", "object": "urn:a:b", "expiresAt": SOON})).status_code == 201
+    assert len(client.get(f"{E}/{EID}").json()["speed"]) == 2
+    clock.now = "2030-01-01T00:01:00.000000Z"
+    body = client.get(f"{E}/{EID}").json()
+    assert body["speed"] == {"type": "Property", "value": 1}
+    assert "owner" not in body and body["name"]["value"] == "x"
+    assert client.get(E, params={"q": "owner==\"urn:a:b\""}).json() == []
+
+
+def test_merge_sets_and_removes_the_expiry(timed: tuple[TestClient, Clock]) -> None:
+    client, clock = timed
+    assert client.post(E, json=building()).status_code == 201
+    assert client.patch(f"{E}/{EID}", json={"expiresAt": SOON}).status_code == 204
+    assert client.patch(f"{E}/{EID}", json={"expiresAt": "urn:ngsi-ld:null"}).status_code == 204
+    clock.now = "2030-01-02T00:00:00.000000Z"
+    assert client.get(f"{E}/{EID}").status_code == 200
+    assert client.patch(f"{E}/{EID}", json={"expiresAt": "2020-01-01T00:00:00Z"}).status_code == 204
+    assert client.get(f"{E}/{EID}").status_code == 404
+    assert client.post(E, json=building(expiresAt="tomorrow")).status_code == 400
