@@ -409,3 +409,74 @@ def test_sys_attrs_sent_by_client_are_ignored(client: TestClient) -> None:
     body = get(client, options="sysAttrs")
     assert body["createdAt"] > "2000"
     assert body["status"]["createdAt"] > "2000"
+
+
+# ---------------------------------------------------------------- scope, type, selectors
+
+
+def test_append_replaces_or_adds_the_scope(client: TestClient, sensor: dict[str, Any]) -> None:
+    """Clause 5.6.3.4: the scope is replaced, or with noOverwrite added to."""
+    assert client.post(ATTRS, json={"scope": "/Nimes"}).status_code == 204
+    assert get(client)["scope"] == "/Nimes"
+    response = client.post(ATTRS, json={"scope": "/Gard"}, params={"options": "noOverwrite"})
+    assert response.status_code == 204
+    assert get(client)["scope"] == ["/Nimes", "/Gard"]
+    assert client.delete(f"{ATTRS}/scope").status_code == 204
+    assert "scope" not in get(client)
+    assert_problem(client.delete(f"{ATTRS}/scope"), 404, "ResourceNotFound")
+    assert_problem(client.patch(f"{ATTRS}/scope", json={"value": "/X"}), 400, "BadRequestData")
+
+
+def test_update_adds_types_and_new_dataset_instances(client: TestClient,
+                                                     sensor: dict[str, Any]) -> None:
+    """Clauses 5.6.2.4 and 5.5.8: types are added; a new datasetId of an existing attribute
+    is a new instance; a datasetId is not deleted by the NGSI-LD Null."""
+    response = client.patch(ATTRS, json={"type": "Probe", "status": {
+        "type": "Property", "value": "x", "datasetId": DS_A}})
+    assert response.status_code == 204, response.text
+    body = get(client)
+    assert body["type"] == ["Sensor", "Probe"]
+    assert len(body["status"]) == 2
+    assert_problem(client.patch(f"{ATTRS}/status", json={"datasetId": "urn:ngsi-ld:null"}),
+                   400, "BadRequestData")
+
+
+def test_no_overwrite_appends_a_new_dataset_instance(client: TestClient,
+                                                     sensor: dict[str, Any]) -> None:
+    response = client.post(ATTRS, params={"options": "noOverwrite"}, json={
+        "status": [{"type": "Property", "value": "no"},
+                   {"type": "Property", "value": "b", "datasetId": DS_B}]})
+    assert response.status_code == 207
+    assert response.json()["updated"] == ["status"]
+    assert [i["value"] for i in get(client)["status"]] == ["ok", "b"]
+
+
+def test_type_selector_gates_entity_and_attribute_operations(client: TestClient,
+                                                             sensor: dict[str, Any]) -> None:
+    """Clause 4.17: a ``type`` not matching the entity: not found, nothing changes."""
+    entity = f"{BASE}/entities/{EID}"
+    assert_problem(client.patch(f"{ATTRS}/status", json={"value": "y"}, params={"type": "Lamp"}),
+                   404, "ResourceNotFound")
+    assert_problem(client.delete(f"{ATTRS}/status", params={"type": "Lamp"}),
+                   404, "ResourceNotFound")
+    assert_problem(client.delete(entity, params={"type": "Lamp"}), 404, "ResourceNotFound")
+    assert get(client)["status"]["value"] == "ok"
+    assert client.patch(f"{ATTRS}/status", json={"value": "y"},
+                        params={"type": "Sensor"}).status_code == 204
+    assert client.delete(entity, params={"type": "Sensor"}).status_code == 204
+
+
+def test_partial_update_keeps_the_target_type_and_value(client: TestClient,
+                                                        sensor: dict[str, Any]) -> None:
+    """Clause 5.6.4: a fragment of sub-attributes only keeps the value; another attribute
+    type is refused."""
+    response = client.patch(f"{ATTRS}/controlledBy", json={
+        "providedBy": {"type": "Relationship", "object": "urn:ngsi-ld:Person:p"}})
+    assert response.status_code == 204, response.text
+    owner = get(client)["controlledBy"]
+    assert owner["object"] == "urn:ngsi-ld:Device:d1"
+    assert owner["providedBy"]["object"] == "urn:ngsi-ld:Person:p"
+    assert_problem(client.patch(f"{ATTRS}/temperature", json={
+        "type": "Relationship", "object": "urn:a:b"}), 400, "BadRequestData")
+    assert_problem(client.put(f"{ATTRS}/@invalid", json={"type": "Property", "value": 1}),
+                   400, "BadRequestData")

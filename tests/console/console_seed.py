@@ -36,7 +36,8 @@ def streetlights() -> list[dict[str, Any]]:
 
 
 def alert(slug: str, severity: str, issued: str, *, domain: str = "flood",
-          commune: str = "Nîmes", insee: str = "30189", state: str | None = "new") -> dict[str, Any]:
+          commune: str = "Nîmes", insee: str | None = "30189",
+          state: str | None = "new") -> dict[str, Any]:
     entity: dict[str, Any] = {
         "id": f"urn:ngsi-ld:Alert:test:{slug}", "type": "Alert",
         "category": _p("weather"), "subCategory": _p("flood"), "severity": _p(severity),
@@ -46,6 +47,8 @@ def alert(slug: str, severity: str, issued: str, *, domain: str = "flood",
     }
     if state is not None:
         entity["workflowState"] = _p(state)
+    if insee is None:
+        del entity["inseeCode"]
     return entity
 
 

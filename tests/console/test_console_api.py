@@ -136,7 +136,7 @@ def test_alerts_by_severity_then_age_with_filters(secure: Secure) -> None:
     assert by_name["count"] == 3
     # an alert with only an address is found by its commune's INSEE code, and the reverse
     upsert(secure.client, ALERTS, [alert("addr", "low", "2026-11-27T07:00:00Z", commune="Milhaud",
-                                         insee="urn:ngsi-ld:null")], secure.writer)
+                                         insee=None)], secure.writer)
     assert secure.client.get("/console/api/alerts?commune=30169",
                              headers=secure.reader).json()["count"] == 2
     assert secure.client.get("/console/api/alerts?commune=Milhaud",

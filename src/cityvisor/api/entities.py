@@ -262,7 +262,9 @@ async def merge_entity(request: Request, call: Call) -> Response:
 
 async def delete_entity(request: Request, call: Call) -> Response:
     """6.5.3.2 Delete Entity."""
-    await _broker(request).delete_entity(call.tenant, request.path_params["entityId"])
+    await _broker(request).delete_entity(call.tenant, request.path_params["entityId"],
+                                         context=call.context,
+                                         type_text=request.query_params.get("type"))
     return Response(status_code=204)
 
 
@@ -291,7 +293,7 @@ async def update_attribute(request: Request, call: Call) -> Response:
     body, call = await _body(request, call)
     await _broker(request).update_attribute(
         call.tenant, call.context, request.path_params["entityId"],
-        request.path_params["attrId"], body)
+        request.path_params["attrId"], body, type_text=request.query_params.get("type"))
     return Response(status_code=204)
 
 
@@ -309,7 +311,7 @@ async def delete_attribute(request: Request, call: Call) -> Response:
     await _broker(request).delete_attribute(
         call.tenant, call.context, request.path_params["entityId"],
         request.path_params["attrId"], dataset_id=request.query_params.get("datasetId"),
-        delete_all=bool_param(request, "deleteAll"))
+        delete_all=bool_param(request, "deleteAll"), type_text=request.query_params.get("type"))
     return Response(status_code=204)
 
 

@@ -55,6 +55,7 @@ from cityvisor.ngsild.errors import (
 )
 from cityvisor.ngsild.model import (
     NULL,
+    VALUE_MEMBER,
     Entity,
     Links,
     Representation,
@@ -228,14 +229,19 @@ class EntityBroker(Discovery):
         for durable in staged:
             await durable
 
-    async def _existing(self, tenant: str | None, entity_id: str) -> Entity:
-        """The current entity (callers reaped expired data: ``_writing`` or ``_expire``)."""
+    async def _existing(self, tenant: str | None, entity_id: str,
+                        types: typequery.TypeNode | None = None) -> Entity:
+        """The current entity (callers reaped expired data: ``_writing`` or ``_expire``);
+        ``types``: the entity type selection it must match (clause 4.17), else it is not
+        found."""
         check_uri(entity_id, "Entity id")
         if not await self.store.has_tenant(tenant):
             raise NonexistentTenant(f"Tenant {tenant!r} does not exist")
         entity = await self.store.get(tenant, entity_id)
         if entity is None:
             raise ResourceNotFound(f"Entity {entity_id} does not exist")
+        if types is not None and not typequery.matches_types(types, entity["type"]):
+            raise ResourceNotFound(f"Entity {entity_id} is not of the selected type")
         return entity
 
     # ------------------------------------------------------------ entities (5.6)
@@ -325,10 +331,12 @@ class EntityBroker(Discovery):
             new = self._merged(old, body, terms, self.clock())
             staged.append(await self._stage(tenant, [WriteOp(old, new)]))
 
-    async def delete_entity(self, tenant: str | None, entity_id: str) -> None:
-        """5.6.6 Delete Entity."""
+    async def delete_entity(self, tenant: str | None, entity_id: str, *,
+                            context: Any = None, type_text: str | None = None) -> None:
+        """5.6.6 Delete Entity (``type``: the entity must match this type selection)."""
+        types = await self._type_selection(context, type_text)
         async with self._writing(tenant) as staged:
-            old = await self._existing(tenant, entity_id)
+            old = await self._existing(tenant, entity_id, types)
             staged.append(await self._stage(tenant, [WriteOp(old, None)]))
 
     async def purge_entities(self, tenant: str | None, context: Any, params: QueryParams,
@@ -387,14 +395,20 @@ class EntityBroker(Discovery):
         async with self._writing(tenant) as staged:
             old = await self._existing(tenant, entity_id)
             new, result = appended(old, fragment, terms, self.clock(), no_overwrite, allow_new)
-            if result.updated:
+            if result.updated or new["type"] != old["type"]:
                 staged.append(await self._stage(tenant, [WriteOp(old, new)]))
             return result
 
     async def update_attribute(self, tenant: str | None, context: Any, entity_id: str,
-                               attribute: str, body: object) -> None:
-        """5.6.4 Partial Attribute Update (PATCH /entities/{id}/attrs/{attrId})."""
-        await self._change_attribute(tenant, context, entity_id, attribute, body, replace=False)
+                               attribute: str, body: object, *,
+                               type_text: str | None = None) -> None:
+        """5.6.4 Partial Attribute Update (PATCH /entities/{id}/attrs/{attrId}); scope is no
+        attribute to update (clause 5.6.4.4)."""
+        if attribute == "scope":
+            raise BadRequestData("scope cannot be updated by a Partial Attribute Update "
+                                 "(clause 5.6.4.4)")
+        await self._change_attribute(tenant, context, entity_id, attribute, body, replace=False,
+                                     type_text=type_text)
 
     async def replace_attribute(self, tenant: str | None, context: Any, entity_id: str,
                                 attribute: str, body: object) -> None:
@@ -402,32 +416,40 @@ class EntityBroker(Discovery):
         await self._change_attribute(tenant, context, entity_id, attribute, body, replace=True)
 
     async def _change_attribute(self, tenant: str | None, context: Any, entity_id: str,
-                                attribute: str, body: object, *, replace: bool) -> None:
+                                attribute: str, body: object, *, replace: bool,
+                                type_text: str | None = None) -> None:
         """Merge a fragment into (or replace) one existing attribute instance."""
         terms = await self.contexts.term_map(context)
+        types = await self._type_selection(context, type_text)
         iri = attribute_iri(terms, attribute)
         now = self.clock()
         deleted, dataset_id = deletion(body)
         if deleted and not replace:
             await self.delete_attribute(tenant, context, entity_id, attribute,
-                                        dataset_id=dataset_id)
+                                        dataset_id=dataset_id, type_text=type_text)
             return
-        fragment = expand_instance(iri, body, terms, now, attribute)
-        explicit_type = isinstance(body, dict) and "type" in body
+        if replace:
+            fragment = expand_instance(iri, body, terms, now, attribute)
+        elif not isinstance(body, dict) or not body:
+            raise BadRequestData("A Partial Attribute Update takes a non-empty JSON object")
+        elif body.get("datasetId") == NULL:
+            raise BadRequestData("A datasetId cannot be deleted by the NGSI-LD Null "
+                                 "(clause 5.5.8)")
         async with self._writing(tenant) as staged:
-            old = await self._existing(tenant, entity_id)
+            old = await self._existing(tenant, entity_id, types)
             instances = old["attrs"].get(iri)
-            index = instance_index(instances, fragment.get("datasetId"))
+            dataset = fragment.get("datasetId") if replace else _dataset_of(body)
+            index = instance_index(instances, dataset)
             if instances is None or index is None:
                 raise ResourceNotFound(f"Entity {entity_id} has no attribute {attribute}"
-                                       + dataset_text(fragment.get("datasetId")))
+                                       + dataset_text(dataset))
             new = copy_entity(old)
             current = new["attrs"][iri][index]
             if replace:
                 changed = {**fragment, "createdAt": current["createdAt"]}
             else:
-                if not explicit_type and fragment["type"] != current["type"]:
-                    fragment = retype(fragment, current["type"])
+                assert isinstance(body, dict)  # checked above
+                fragment = _partial_fragment(iri, body, current, terms, now, attribute)
                 changed = merge_instance(current, fragment, now)
             new["attrs"][iri][index] = changed
             new["modifiedAt"] = now
@@ -435,12 +457,21 @@ class EntityBroker(Discovery):
 
     async def delete_attribute(self, tenant: str | None, context: Any, entity_id: str,
                                attribute: str, *, dataset_id: str | None = None,
-                               delete_all: bool = False) -> None:
-        """5.6.5 Delete Entity Attribute (with ``datasetId`` / ``deleteAll``)."""
+                               delete_all: bool = False, type_text: str | None = None) -> None:
+        """5.6.5 Delete Entity Attribute (with ``datasetId`` / ``deleteAll``, a ``type``
+        selection the entity must match); ``scope`` deletes the entity's scope."""
         terms = await self.contexts.term_map(context)
         iri = attribute_iri(terms, attribute, dataset_id)
+        types = await self._type_selection(context, type_text)
         async with self._writing(tenant) as staged:
-            old = await self._existing(tenant, entity_id)
+            old = await self._existing(tenant, entity_id, types)
+            if attribute == "scope":
+                if "scope" not in old:
+                    raise ResourceNotFound(f"Entity {entity_id} has no scope")
+                new = {k: v for k, v in old.items() if k != "scope"}
+                new["modifiedAt"] = self.clock()
+                staged.append(await self._stage(tenant, [WriteOp(old, new)]))
+                return
             instances = old["attrs"].get(iri)
             if instances is None:
                 raise ResourceNotFound(f"Entity {entity_id} has no attribute {attribute}")
@@ -457,6 +488,16 @@ class EntityBroker(Discovery):
                     del new["attrs"][iri]
             new["modifiedAt"] = self.clock()
             staged.append(await self._stage(tenant, [WriteOp(old, new)]))
+
+    async def _type_selection(self, context: Any,
+                              type_text: str | None) -> typequery.TypeNode | None:
+        """A ``type`` parameter narrowing the target entity (clause 4.17), expanded."""
+        if type_text is None:
+            return None
+        if not type_text:
+            raise BadRequestData("type must not be empty")
+        terms = await self.contexts.term_map(context)
+        return typequery.parse_type_selection(type_text, terms.expand)
 
     # ------------------------------------------------------------ query (5.7.2)
 
@@ -702,8 +743,7 @@ class EntityBroker(Discovery):
                     if how == "merge":
                         new = self._merged(old, item, terms, now)
                     else:
-                        fragment = {k: v for k, v in item.items()
-                                    if k not in ("id", "type", "@context")}
+                        fragment = {k: v for k, v in item.items() if k not in ("id", "@context")}
                         new, partial = appended(old, fragment, terms, now, no_overwrite, True)
                         if partial.not_updated and not partial.updated:
                             raise BadRequestData("No attribute was updated: "
@@ -860,6 +900,30 @@ def _check_linked_q(q: query.QNode, join: Join | None) -> None:
 
 #: members an NGSI-LD system keeps itself: not a qualifying purge filter (clause 5.6.21.4)
 SYSTEM_MEMBERS = frozenset(["id", "type", "createdAt", "modifiedAt", "deletedAt", "scope"])
+
+
+def _dataset_of(body: object) -> str | None:
+    dataset = body.get("datasetId") if isinstance(body, dict) else None
+    return dataset if isinstance(dataset, str) else None
+
+
+def _partial_fragment(iri: str, body: dict[str, Any], current: dict[str, Any], terms: TermMap,
+                      now: str, attribute: str) -> dict[str, Any]:
+    """Clause 5.6.4: the fragment of a Partial Attribute Update, expanded against the target
+    instance: it keeps the target's type (another type is BadRequestData) and, when it
+    carries only other members (sub-attributes, observedAt...), the target's value."""
+    kind = current["type"]
+    if "type" in body and body["type"] != kind:
+        raise BadRequestData(f"Attribute {attribute!r} is a {kind}; the fragment is a "
+                             f"{body['type']!r} (clause 5.6.4)")
+    member = VALUE_MEMBER[kind]
+    given = {"type": kind, **body}
+    if not any(m in body for m in VALUE_MEMBER.values()):
+        given[member] = current[member]
+    elif member not in body:
+        fragment = expand_instance(iri, body, terms, now, attribute)
+        return retype(fragment, kind)  # a concise {"value": ...} aimed at another type
+    return expand_instance(iri, given, terms, now, attribute)
 
 
 def _q_labels(node: query.QNode | None) -> Iterator[str]:

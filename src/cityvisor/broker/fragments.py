@@ -20,6 +20,8 @@ from cityvisor.ngsild.model import (
     Instance,
     check_attribute_name,
     expand_instances,
+    expand_scope,
+    expand_types,
     is_null_value,
 )
 
@@ -52,7 +54,7 @@ def fragment_of(body: object, entity_id: str) -> dict[str, Any]:
         raise BadRequestData("The body must be a JSON object of attributes")
     if "id" in body and body["id"] != entity_id:
         raise BadRequestData("The id in the body differs from the id in the URL")
-    return {k: v for k, v in body.items() if k not in ("id", "type", "@context")}
+    return {k: v for k, v in body.items() if k not in ("id", "@context")}
 
 
 def deletion(raw: object) -> tuple[bool, str | None]:
@@ -144,13 +146,40 @@ def overwrite_attrs(old: Entity, entity: Entity, now: str) -> dict[str, list[Ins
     return result
 
 
+def _append_scope(entity: Entity, raw: object, no_overwrite: bool,
+                  result: UpdateResult) -> None:
+    """Clause 5.6.3.4: the fragment's scope replaces the entity's, or with noOverwrite is
+    added to it; the NGSI-LD Null deletes it."""
+    if raw == NULL:
+        entity.pop("scope", None)
+    else:
+        try:
+            scopes = expand_scope(raw)
+        except NgsiLdError as error:
+            result.not_updated.append({"attributeName": "scope", "reason": error.detail})
+            return
+        if no_overwrite:
+            scopes = list(dict.fromkeys([*entity.get("scope", []), *scopes]))
+        entity["scope"] = scopes
+    result.updated.append("scope")
+
+
 def appended(old: Entity, fragment: dict[str, Any], terms: TermMap, now: str,
               no_overwrite: bool, allow_new: bool) -> tuple[Entity, UpdateResult]:
     """Append (allow_new) or update attributes; returns the new entity and the result."""
     result = UpdateResult()
     new = copy_entity(old)
     for name, raw in fragment.items():
-        if name in ("scope", "createdAt", "modifiedAt"):
+        if name in ("createdAt", "modifiedAt"):
+            continue
+        if name == "type":  # the fragment's types are added to the entity's (clause 5.6.2.4)
+            try:
+                new["type"] = list(dict.fromkeys([*new["type"], *expand_types(raw, terms)]))
+            except NgsiLdError as error:
+                result.not_updated.append({"attributeName": "type", "reason": error.detail})
+            continue
+        if name == "scope":
+            _append_scope(new, raw, no_overwrite, result)
             continue
         try:
             check_attribute_name(name)
@@ -172,30 +201,32 @@ def appended(old: Entity, fragment: dict[str, Any], terms: TermMap, now: str,
             result.not_updated.append({"attributeName": name, "reason": error.detail})
             continue
         instances = new["attrs"].get(iri)
-        if instances is not None and no_overwrite:
-            result.not_updated.append({"attributeName": name,
-                                       "reason": "The attribute exists and noOverwrite is set"})
-            continue
         if instances is None and not allow_new:
             result.not_updated.append({"attributeName": name,
                                        "reason": "The attribute does not exist"})
             continue
         merged = list(instances or [])
+        changed = False
         for instance in incoming:
             index = instance_index(merged, instance.get("datasetId"))
             if index is None:
-                if not allow_new:
-                    result.not_updated.append({
-                        "attributeName": name,
-                        "reason": "No instance" + dataset_text(instance.get("datasetId"))})
-                    continue
+                # a new datasetId of the attribute: added, also by an update and with
+                # noOverwrite (clause 5.5.8)
                 merged.append(instance)
+                changed = True
+            elif no_overwrite:
+                result.not_updated.append({
+                    "attributeName": name,
+                    "reason": "The attribute exists and noOverwrite is set"})
             else:
                 merged[index] = {**instance, "createdAt": merged[index]["createdAt"]}
+                changed = True
+        if not changed:
+            continue
         merged.sort(key=lambda i: "datasetId" in i)
         new["attrs"][iri] = merged
         if name not in result.updated:
             result.updated.append(name)
-    if result.updated:
+    if result.updated or new["type"] != old["type"]:
         new["modifiedAt"] = now
     return new, result

@@ -272,7 +272,7 @@ class TemporalBroker:
                 raise BadRequestData(f"Attribute {name!r} is {NULL!r}: a temporal "
                                      "representation holds instances, not a deletion marker")
             for item in items:
-                found.append((iri, expand_instance(iri, item, terms, now, name)))
+                found.append((iri, expand_instance(iri, item, terms, now, name, deletion=True)))
         return found
 
     # ------------------------------------------------------------ writes (5.6.11-5.6.16)
@@ -386,7 +386,8 @@ class TemporalBroker:
             if current_row.deleted_at is not None:
                 raise BadRequestData(f"Instance {instance_text} records a deletion; it cannot be "
                                      "modified")
-            fragment = expand_instance(iri, _with_type(body, current), terms, now, attribute)
+            fragment = expand_instance(iri, _with_type(body, current), terms, now, attribute,
+                                       deletion=True)
             if fragment.get("datasetId", "") != current.get("datasetId", ""):
                 raise BadRequestData("The datasetId of an instance cannot be changed")
             merged = {k: v for k, v in current.items() if k != VALUE_MEMBER[current["type"]]}

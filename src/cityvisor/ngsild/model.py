@@ -160,8 +160,11 @@ def check_expiry(value: object, what: str) -> str:
 
 
 def check_name(name: str, what: str = "Attribute name") -> str:
+    """A name (clause 4.6.2): not empty, no forbidden character, no JSON-LD keyword."""
     if not name or _BAD_NAME.search(name):
         raise BadRequestData(f"{what} {name!r} contains a forbidden character or is empty")
+    if name.startswith("@"):
+        raise BadRequestData(f"{what} {name!r} is a JSON-LD keyword, not a name")
     return name
 
 
@@ -258,9 +261,12 @@ def _is_instance(raw: object) -> bool:
 
 
 def expand_instance(
-    iri: str, raw: object, terms: TermMap, now: str, label: str, *, sub: bool = False
+    iri: str, raw: object, terms: TermMap, now: str, label: str, *, sub: bool = False,
+    deletion: bool = False
 ) -> Instance:
-    """Validate one attribute instance, normalized or concise, and expand its sub-attributes."""
+    """Validate one attribute instance, normalized or concise, and expand its sub-attributes.
+    ``deletion``: the value may be the NGSI-LD Null (an instance of a temporal evolution
+    recording a deletion); the current state never holds it (clause 5.2.1)."""
     if raw is None:
         raise BadRequestData(f"Attribute {label!r} has a null value")
     simple = _simple_property(iri, raw, now)
@@ -290,7 +296,10 @@ def expand_instance(
     if member not in raw:
         raise BadRequestData(f"Attribute {label!r} of type {kind} has no {member!r} member")
     value = raw[member]
-    instance: Instance = {"type": kind, member: _check_value(kind, value, label, terms)}
+    if value == NULL and deletion:
+        instance: Instance = {"type": kind, member: value}
+    else:
+        instance = {"type": kind, member: _check_value(kind, value, label, terms)}
     if iri in GEO_ATTRIBUTES and kind != "GeoProperty":
         raise BadRequestData(f"Attribute {label!r} must be a GeoProperty")
     subs: dict[str, Instance] = {}
@@ -302,7 +311,8 @@ def expand_instance(
         else:
             check_name(key, "Sub-attribute name")
             sub_iri = terms.expand(key)
-            subs[sub_iri] = expand_instance(sub_iri, item, terms, now, key, sub=True)
+            subs[sub_iri] = expand_instance(sub_iri, item, terms, now, key, sub=True,
+                                            deletion=deletion)
     if iri == PROOF_IRI and not isinstance(instance.get("value"), dict):
         raise BadRequestData(f"The value of {label!r} must be an object holding a W3C Data "
                              "Integrity proof (clause 4.5.2.2)")
@@ -343,6 +353,9 @@ def _member(instance: Instance, key: str, item: object, iri: str, label: str, te
     elif key == "datasetId":
         if sub:
             raise BadRequestData(f"Sub-attribute {label!r} cannot have a datasetId")
+        if item == NULL:
+            raise BadRequestData(f"The datasetId of {label!r} cannot be deleted by the NGSI-LD "
+                                 "Null (clause 5.5.8)")
         instance["datasetId"] = check_uri(item, f"datasetId of {label!r}")
     elif key == "lang":
         instance["lang"] = str(item)
