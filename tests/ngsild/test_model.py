@@ -246,3 +246,10 @@ def test_expiry_removes_what_has_expired() -> None:
     assert entity_expiry(later) is None
     gone = expand_entity(entity(expiresAt="2026-01-01T00:00:00Z"), TERMS, NOW)
     assert unexpired(gone, "2026-01-01T00:00:00.000000Z") is None
+
+
+def test_value_member_names_remain_attribute_names() -> None:
+    """Clause 4.5.1 forbids the non-reified core Properties (datasetId...), not ``vocab``."""
+    stored = expand_entity(entity(vocab={"type": "VocabProperty", "vocab": "stopped"}),
+                           TERMS, NOW)
+    assert list(stored["attrs"]) == [V + "vocab"]

@@ -59,7 +59,7 @@ OUTPUT_ONLY = frozenset(
      "previousObjectList", "previousJson", "previousVocab", "entity", "entityList"]
 )
 #: Core Context terms that are non-reified Properties: never attribute names (clause 4.5.1)
-NON_REIFIED = (META | OUTPUT_ONLY) - {"type"}
+NON_REIFIED = (META | OUTPUT_ONLY) - {"type", *VALUE_MEMBER.values()}
 #: the Property holding a W3C Data Integrity proof (clause 4.5.2.2, annex C.11)
 PROOF = "ngsildproof"
 PROOF_IRI = CORE_IRI + PROOF
