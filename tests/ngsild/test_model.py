@@ -252,4 +252,4 @@ def test_value_member_names_remain_attribute_names() -> None:
     """Clause 4.5.1 forbids the non-reified core Properties (datasetId...), not ``vocab``."""
     stored = expand_entity(entity(vocab={"type": "VocabProperty", "vocab": "stopped"}),
                            TERMS, NOW)
-    assert list(stored["attrs"]) == [V + "vocab"]
+    assert list(stored["attrs"]) == [TERMS.expand("vocab")]
