@@ -410,3 +410,14 @@ def json_text(value: Any) -> str:
     import json
 
     return json.dumps(value)
+
+
+def test_update_of_a_missing_entity_with_an_invalid_fragment_is_bad_request_data(
+        client: TestClient) -> None:
+    """An invalid fragment is BadRequestData whether its entity exists or not."""
+    response = batch(client, "update", [{"id": uid(404), "type": "Sensor",
+                                         "temperature": {"type": "Property", "value": None}}])
+    assert response.status_code == 207, response.text
+    assert errors_by_id(response.json())[uid(404)]["type"] == ERR + "BadRequestData"
+    response = batch(client, "update", [sensor(404, temperature=1)])
+    assert errors_by_id(response.json())[uid(404)]["type"] == ERR + "ResourceNotFound"

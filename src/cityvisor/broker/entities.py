@@ -19,6 +19,7 @@ from typing import Any
 from cityvisor.broker.contexts import ContextRegistry
 from cityvisor.broker.discovery import Discovery
 from cityvisor.broker.fragments import (
+    MISSING_ATTRIBUTE,
     UpdateResult,
     appended,
     copy_entity,
@@ -738,16 +739,21 @@ class EntityBroker(Discovery):
                         raise BadRequestData("Each batch item must be an entity object")
                     check_uri(entity_id, "Entity id")
                     old = current.get(entity_id)  # type: ignore[arg-type]
-                    if old is None:
-                        raise ResourceNotFound(f"Entity {entity_id} does not exist")
+                    # an invalid fragment is BadRequestData, whether the entity exists or not
+                    target = old or {"id": entity_id, "type": [], "attrs": {},
+                                     "createdAt": now, "modifiedAt": now}
                     if how == "merge":
-                        new = self._merged(old, item, terms, now)
+                        new = self._merged(target, item, terms, now)
                     else:
                         fragment = {k: v for k, v in item.items() if k not in ("id", "@context")}
-                        new, partial = appended(old, fragment, terms, now, no_overwrite, True)
-                        if partial.not_updated and not partial.updated:
+                        new, partial = appended(target, fragment, terms, now, no_overwrite, True)
+                        invalid = [n for n in partial.not_updated
+                                   if n["reason"] != MISSING_ATTRIBUTE]
+                        if partial.not_updated and not partial.updated or old is None and invalid:
                             raise BadRequestData("No attribute was updated: "
                                                  + str(partial.not_updated))
+                    if old is None:
+                        raise ResourceNotFound(f"Entity {entity_id} does not exist")
                     current[entity_id] = new  # type: ignore[index]
                     if entity_id not in touched:
                         touched.append(entity_id)  # type: ignore[arg-type]

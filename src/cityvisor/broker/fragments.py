@@ -25,6 +25,8 @@ from cityvisor.ngsild.model import (
     is_null_value,
 )
 
+MISSING_ATTRIBUTE = "The attribute does not exist"
+
 
 @dataclass
 class UpdateResult:
@@ -194,7 +196,7 @@ def appended(old: Entity, fragment: dict[str, Any], terms: TermMap, now: str,
                     result.updated.append(name)
                 else:
                     result.not_updated.append({"attributeName": name,
-                                               "reason": "The attribute does not exist"})
+                                               "reason": MISSING_ATTRIBUTE})
                 continue
             incoming = expand_instances(iri, raw, terms, now, name)
         except NgsiLdError as error:
@@ -203,7 +205,7 @@ def appended(old: Entity, fragment: dict[str, Any], terms: TermMap, now: str,
         instances = new["attrs"].get(iri)
         if instances is None and not allow_new:
             result.not_updated.append({"attributeName": name,
-                                       "reason": "The attribute does not exist"})
+                                       "reason": MISSING_ATTRIBUTE})
             continue
         merged = list(instances or [])
         changed = False
