@@ -423,6 +423,8 @@ class EntityBroker(Discovery):
         terms = await self.contexts.term_map(context)
         types = await self._type_selection(context, type_text)
         iri = attribute_iri(terms, attribute)
+        if isinstance(body, dict):  # an application/ld+json body carries its @context
+            body = {k: v for k, v in body.items() if k != "@context"}
         now = self.clock()
         deleted, dataset_id = deletion(body)
         if deleted and not replace:
