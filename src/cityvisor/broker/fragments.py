@@ -68,7 +68,7 @@ def deletion(raw: object) -> tuple[bool, str | None]:
     if isinstance(raw, dict):
         dataset = raw.get("datasetId") if isinstance(raw.get("datasetId"), str) else None
         for member in VALUE_MEMBER.values():
-            if member in raw and is_null_value(raw[member]):
+            if member in raw and is_null_value(raw[member], member):
                 return True, dataset
     return False, None
 

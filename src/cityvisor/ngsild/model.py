@@ -103,15 +103,18 @@ class Representation:
 MAX_IRI_LENGTH = 2048
 
 
-def is_null_value(value: object) -> bool:
-    """Whether a value member is the NGSI-LD Null (clause 4.5.0): ``urn:ngsi-ld:null``, as a
-    language map ``{"@none": "urn:ngsi-ld:null"}`` (clause 4.5.18) or as a one-entry list
-    (``valueList``, ``objectList``, also ``[{"object": ...}]``)."""
+def is_null_value(value: object, member: str = "value") -> bool:
+    """Whether the value member ``member`` holds the NGSI-LD Null (clause 4.5.0):
+    ``urn:ngsi-ld:null``; for a ``languageMap`` ``{"@none": "urn:ngsi-ld:null"}`` (clause
+    4.5.18); for ``valueList`` / ``objectList`` a one-entry list of it (also
+    ``[{"object": ...}]``)."""
     if value == NULL:
         return True
-    if isinstance(value, dict):
-        return value == {"@none": NULL} or value == {"object": NULL}
-    return isinstance(value, list) and len(value) == 1 and is_null_value(value[0])
+    if member == "languageMap":
+        return value == {"@none": NULL}
+    if member in ("valueList", "objectList") and isinstance(value, list) and len(value) == 1:
+        return value[0] == NULL or value[0] == {"object": NULL}
+    return False
 
 
 def check_uri(value: object, what: str) -> str:
