@@ -113,7 +113,7 @@ def is_null_value(value: object, member: str = "value") -> bool:
     if member == "languageMap":
         return value == {"@none": NULL}
     if member in ("valueList", "objectList") and isinstance(value, list) and len(value) == 1:
-        return value[0] == NULL or value[0] == {"object": NULL}
+        return bool(value[0] == NULL or value[0] == {"object": NULL})
     return False
 
 
