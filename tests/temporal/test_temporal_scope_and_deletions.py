@@ -87,3 +87,21 @@ def test_a_linked_filter_is_bad_request_data(client: TestClient) -> None:
         assert r.status_code == 400, r.text
     r = client.get(T, params={"type": "Building", "q": 'name=="{x}"'})
     assert r.status_code == 200
+
+
+def test_core_member_names_are_no_temporal_attributes(client: TestClient) -> None:
+    """Clause 4.5.1: a Core Context term of a non-reified Property is no attribute name."""
+    for name in ("datasetId", "instanceId", "observedAt"):
+        r = client.post(T, json={"id": E, "type": "Vehicle", name: [
+            {"type": "Property", "value": 1, "observedAt": "2026-01-01T00:00:00Z"}]})
+        assert r.status_code == 400, (name, r.text)
+    assert client.get(f"{T}/{E}").status_code == 404
+
+
+def test_a_scope_deletion_instance_is_accepted(client: TestClient) -> None:
+    r = client.post(T, json={"id": E, "type": "Vehicle", "scope": [
+        {"type": "Property", "value": "/a", "observedAt": "2026-01-01T00:00:00Z"},
+        {"type": "Property", "value": "urn:ngsi-ld:null", "observedAt": "2026-01-02T00:00:00Z"}]})
+    assert r.status_code == 201, r.text
+    assert [i["value"] for i in client.get(f"{T}/{E}").json()["scope"]] == [
+        "/a", "urn:ngsi-ld:null"]

@@ -55,6 +55,7 @@ from cityvisor.ngsild.model import (
     NULL,
     VALUE_MEMBER,
     attribute_iri,
+    check_attribute_name,
     check_name,
     check_uri,
     expand_instance,
@@ -261,7 +262,7 @@ class TemporalBroker:
         for name, raw in body.items():
             if name in skip:
                 continue
-            check_name(name)
+            check_attribute_name(name)  # clause 4.5.1: no core non-reified term
             iri = terms.expand(name)
             items = raw if isinstance(raw, list) else [raw]
             if not items:
@@ -671,7 +672,7 @@ def _scope_pairs(body: dict[str, Any], terms: TermMap,
         if not isinstance(item, dict):
             pairs.append((SCOPE_IRI, scope_instance(expand_scope(item), now)))
             continue
-        instance = expand_instance(SCOPE_IRI, item, terms, now, "scope")
+        instance = expand_instance(SCOPE_IRI, item, terms, now, "scope", deletion=True)
         if instance["type"] != "Property":
             raise BadRequestData("A Scope instance is a Property (clause 4.5.6)")
         if instance["value"] != NULL:
