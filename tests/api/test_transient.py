@@ -81,3 +81,22 @@ def test_merge_sets_and_removes_the_expiry(timed: tuple[TestClient, Clock]) -> N
     assert client.patch(f"{E}/{EID}", json={"expiresAt": "2020-01-01T00:00:00Z"}).status_code == 204
     assert client.get(f"{E}/{EID}").status_code == 404
     assert client.post(E, json=building(expiresAt="tomorrow")).status_code == 400
+
+
+def test_an_expired_attribute_takes_its_history_an_expired_entity_leaves_it(
+        timed: tuple[TestClient, Clock]) -> None:
+    """Clause 4.22 with 5.2.5: the history of an expired instance goes with it; the history
+    of an expired entity stays, as after Delete Entity."""
+    client, clock = timed
+    t = "/ngsi-ld/v1/temporal/entities"
+    assert client.post(E, json=building(
+        flash={"type": "Property", "value": 10, "expiresAt": SOON},
+        expiresAt="2030-01-01T00:01:00Z")).status_code == 201
+    assert "flash" in client.get(f"{t}/{EID}").json()
+    clock.now = "2030-01-01T00:00:30.000000Z"
+    history = client.get(f"{t}/{EID}").json()  # a temporal read reaps too
+    assert "flash" not in history and "name" in history
+    assert "flash" not in client.get(f"{E}/{EID}").json()
+    clock.now = "2030-01-01T00:02:00.000000Z"
+    assert client.get(f"{E}/{EID}").status_code == 404
+    assert "name" in client.get(f"{t}/{EID}").json()

@@ -71,9 +71,11 @@ from cityvisor.ngsild.model import (
     expand_instance,
     expand_instances,
     expand_types,
+    expired_instances,
     unexpired,
 )
 from cityvisor.store.base import EntityQuery, EntitySelector, Store, WriteOp
+from cityvisor.store.records import AttributeHistoryDeleted
 
 #: ``await listener(tenant, ops)`` -> records to stage with the ops (see ``Store.stage``)
 ChangeListener = Callable[[str | None, list[WriteOp]], Awaitable[Sequence[object]]]
@@ -198,16 +200,21 @@ class EntityBroker(Discovery):
         """Clause 4.22: remove what has expired (entities, attribute instances,
         sub-attributes) before the tenant is read or written, so that no operation ever
         sees it (holding the tenant's lock). Expiry is no change of the context: no
-        notification and no temporal instance is made of it."""
+        notification and no temporal instance is made of it. An expired attribute instance
+        takes its stored history with it (clause 5.2.5: the expiry is that of the storage
+        of the Property); an expired entity leaves its history, as Delete Entity does."""
         due = await self._due_time(tenant)
         now = self.clock()
         if due is None or due > now:
             return
         ops = [WriteOp(e, unexpired(e, now)) for e in await self.store.expiring(tenant, now)]
-        staged.append(await self.store.stage(tenant, ops))
+        records = [AttributeHistoryDeleted(op.new["id"], iri, dataset or "")
+                   for op in ops if op.old is not None and op.new is not None
+                   for iri, dataset in expired_instances(op.old, now)]
+        staged.append(await self.store.stage(tenant, ops, records))
         self._due[tenant] = await self.store.next_expiry(tenant)
 
-    async def _expire(self, tenant: str | None) -> None:
+    async def expire(self, tenant: str | None) -> None:
         """Reap the tenant's expired data if any is due (cheap when none is)."""
         due = await self._due_time(tenant)
         if due is not None and due <= self.clock():
@@ -216,7 +223,7 @@ class EntityBroker(Discovery):
 
     async def _require_tenant(self, tenant: str | None) -> None:
         """Never under the tenant's lock (it may take it to reap)."""
-        await self._expire(tenant)
+        await self.expire(tenant)
         await super()._require_tenant(tenant)
 
     @asynccontextmanager
@@ -271,7 +278,7 @@ class EntityBroker(Discovery):
         join = linked_join(shape, pick, omit)
         types = (typequery.parse_type_selection(type_selection, terms.expand)
                  if type_selection else None)
-        await self._expire(tenant)
+        await self.expire(tenant)
         entity = await self._existing(tenant, entity_id)
         # clause 5.7.1.4: the Entity "whose id, and where specified type, is equivalent"
         if types is not None and not typequery.matches_types(types, entity["type"]):
@@ -547,7 +554,7 @@ class EntityBroker(Discovery):
         entity_query = replace(self.entity_query(replace(params, limit=1), terms), limit=ALL)
         if not await self.store.has_tenant(tenant):
             return []
-        await self._expire(tenant)
+        await self.expire(tenant)
         return (await self.store.query(tenant, entity_query)).entities
 
     def entity_query(self, params: QueryParams, terms: TermMap, join: Join | None = None, *,

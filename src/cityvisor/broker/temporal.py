@@ -422,6 +422,7 @@ class TemporalBroker:
         check_uri(entity_id, "Entity id")
         terms = await self.contexts.term_map(context)
         wanted = _attr_set(attrs, terms)
+        await self.broker.expire(tenant)  # clause 4.22: never serve expired data
         await self._require_tenant(tenant)
         rows = await self.store.temporal_entities(tenant, [entity_id])
         if entity_id not in rows:
@@ -447,6 +448,7 @@ class TemporalBroker:
         terms = await self.contexts.term_map(context)
         _refuse_linked_q(params.q)
         query = self.broker.entity_query(params, terms)  # the 5.7.2.4 too-wide rule too
+        await self.broker.expire(tenant)  # clause 4.22: never serve expired data
         await self._require_tenant(tenant)
         selected, count = await self._select_on_window(tenant, query, tq, descending)
         heads = [(e.id, list(e.types), e.created_at, e.modified_at) for e in selected]

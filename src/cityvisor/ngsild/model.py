@@ -731,6 +731,12 @@ def unexpired(entity: Entity, now: str) -> Entity | None:
     return {**entity, "attrs": attrs}
 
 
+def expired_instances(entity: Entity, now: str) -> list[tuple[str, str | None]]:
+    """(attribute IRI, datasetId) of the attribute instances whose expiresAt has passed."""
+    return [(iri, i.get("datasetId")) for iri, instances in entity["attrs"].items()
+            for i in instances if i.get("expiresAt", "~") <= now]
+
+
 def _unexpired_instance(instance: Instance, now: str) -> Instance:
     subs = instance.get("subs")
     if not subs or all(s.get("expiresAt", "~") > now for s in subs.values()):
