@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Union
 
 from cityvisor.ngsild.errors import BadRequestData
+from cityvisor.ngsild.selection import SelectionParser
 
 __all__ = ["ScopeAll", "ScopeAny", "ScopeExpr", "ScopeNode", "matches_scopes", "parse_scope_q"]
 
-_STOP = set(",|;()") | {" ", "\t", "\r", "\n"}
 
 
 @dataclass(frozen=True)
@@ -94,64 +94,15 @@ def _compiled(text: str) -> re.Pattern[str]:
     return pattern
 
 
-class _Parser:
-    """Recursive descent over one scope query (clause 4.19)."""
+class _Parser(SelectionParser[ScopeNode]):
+    """A scope query (clause 4.19): leaves are scope expressions."""
 
-    def __init__(self, text: str) -> None:
-        self.text, self.pos = text, 0
+    what, param, empty = "scopeQ", "scopeQ", "the expression is empty"
+    all_node, any_node = ScopeAll, ScopeAny
 
-    def fail(self, message: str) -> BadRequestData:
-        found = self.text[self.pos:self.pos + 20]
-        where = f"found {found!r}" if found else "found the end of the expression"
-        return BadRequestData(f"Invalid scopeQ at position {self.pos + 1}: {message}, {where} "
-                              f"(scopeQ={self.text!r})")
-
-    def skip_ws(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos].isspace():
-            self.pos += 1
-
-    def eat(self, chars: str) -> bool:
-        self.skip_ws()
-        if self.pos < len(self.text) and self.text[self.pos] in chars:
-            self.pos += 1
-            return True
-        return False
-
-    def parse(self) -> ScopeNode:
-        self.skip_ws()
-        if self.pos >= len(self.text):
-            raise self.fail("the expression is empty")
-        node = self.selection()
-        self.skip_ws()
-        if self.pos < len(self.text):
-            raise self.fail("unbalanced ')'" if self.text[self.pos] == ")"
-                            else "expected ',', '|', ';' or the end")
-        return node
-
-    def selection(self) -> ScopeNode:
-        children = [self.conjunction()]
-        while self.eat(",|"):
-            children.append(self.conjunction())
-        return _combine(ScopeAny, children)
-
-    def conjunction(self) -> ScopeNode:
-        children = [self.primary()]
-        while self.eat(";"):
-            children.append(self.primary())
-        return _combine(ScopeAll, children)
-
-    def primary(self) -> ScopeNode:
-        self.skip_ws()
-        if self.eat("("):
-            start = self.pos
-            node = self.selection()
-            if not self.eat(")"):
-                raise self.fail(f"missing ')' for the '(' at position {start}")
-            return node
+    def leaf(self) -> ScopeNode:
         start = self.pos
-        while self.pos < len(self.text) and self.text[self.pos] not in _STOP:
-            self.pos += 1
-        text = self.text[start:self.pos]
+        text = self.token()
         self.pos = start
         self._check(text)
         self.pos += len(text)
@@ -171,15 +122,6 @@ class _Parser:
                 raise self.fail("'#' may only be the last level")
             if level not in ("+", "#") and ("+" in level or "#" in level):
                 raise self.fail("'+' and '#' stand for whole levels")
-
-
-def _combine(cls: type[ScopeAll | ScopeAny], children: list[ScopeNode]) -> ScopeNode:
-    if len(children) == 1:
-        return children[0]
-    flat: list[ScopeNode] = []
-    for child in children:
-        flat.extend(child.children if isinstance(child, cls) else (child,))
-    return cls(tuple(flat))
 
 
 def parse_scope_q(text: str) -> ScopeNode:

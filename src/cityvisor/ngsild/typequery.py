@@ -18,12 +18,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Union
 
-from cityvisor.ngsild.errors import BadRequestData
+from cityvisor.ngsild.selection import SelectionParser
 
 __all__ = ["WILDCARD", "TypeAll", "TypeAny", "TypeName", "TypeNode", "matches_types",
            "parse_type_selection", "simple_types"]
 
-_STOP = set(",|;()") | {" ", "\t", "\r", "\n"}
 #: ``type=*`` in Query Entities: every entity type (Table 6.4.3.2-1)
 WILDCARD = "*"
 _ABSOLUTE = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*://|urn:)\S+\Z", re.IGNORECASE)
@@ -63,77 +62,22 @@ class TypeAny:
 TypeNode = Union[TypeName, TypeAll, TypeAny]  # noqa: UP007 - a runtime alias
 
 
-class _Parser:
-    """Recursive descent over one type selection (clause 4.17)."""
+class _Parser(SelectionParser[TypeNode]):
+    """A type selection (clause 4.17): leaves are entity type names."""
+
+    what, param = "type selection", "type"
+    all_node, any_node = TypeAll, TypeAny
 
     def __init__(self, text: str, expand: Callable[[str], str]) -> None:
-        self.text, self.pos, self.expand = text, 0, expand
+        super().__init__(text)
+        self.expand = expand
 
-    def fail(self, message: str, pos: int | None = None) -> BadRequestData:
-        at = self.pos if pos is None else pos
-        found = self.text[at:at + 20]
-        where = f"found {found!r}" if found else "found the end of the expression"
-        return BadRequestData(f"Invalid type selection at position {at + 1}: {message}, "
-                              f"{where} (type={self.text!r})")
-
-    def skip_ws(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos].isspace():
-            self.pos += 1
-
-    def eat(self, chars: str) -> bool:
-        self.skip_ws()
-        if self.pos < len(self.text) and self.text[self.pos] in chars:
-            self.pos += 1
-            return True
-        return False
-
-    def parse(self) -> TypeNode:
-        self.skip_ws()
-        if self.pos >= len(self.text):
-            raise self.fail("the selection is empty")
-        node = self.selection()
-        self.skip_ws()
-        if self.pos < len(self.text):
-            raise self.fail("unbalanced ')'" if self.text[self.pos] == ")"
-                            else "expected ',', '|', ';' or the end")
-        return node
-
-    def selection(self) -> TypeNode:
-        children = [self.conjunction()]
-        while self.eat(",|"):
-            children.append(self.conjunction())
-        return _combine(TypeAny, children)
-
-    def conjunction(self) -> TypeNode:
-        children = [self.primary()]
-        while self.eat(";"):
-            children.append(self.primary())
-        return _combine(TypeAll, children)
-
-    def primary(self) -> TypeNode:
-        self.skip_ws()
-        start = self.pos
-        if self.eat("("):
-            node = self.selection()
-            if not self.eat(")"):
-                raise self.fail(f"missing ')' for the '(' at position {start + 1}")
-            return node
-        while self.pos < len(self.text) and self.text[self.pos] not in _STOP:
-            self.pos += 1
-        name = self.text[start:self.pos]
+    def leaf(self) -> TypeNode:
+        name = self.token()
         if not name:
             raise self.fail("expected an entity type name")
         iri = name if _ABSOLUTE.match(name) else self.expand(name)
         return TypeName(iri, name)
-
-
-def _combine(cls: type[TypeAll | TypeAny], children: list[TypeNode]) -> TypeNode:
-    if len(children) == 1:
-        return children[0]
-    flat: list[TypeNode] = []
-    for child in children:
-        flat.extend(child.children if isinstance(child, cls) else (child,))
-    return cls(tuple(flat))
 
 
 def parse_type_selection(text: str, expand: Callable[[str], str]) -> TypeNode:
