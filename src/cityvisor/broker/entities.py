@@ -990,15 +990,7 @@ def query_document(body: object, params: QueryParams) -> QueryParams:
     if attrs is not None and not (isinstance(attrs, list)
                                   and all(isinstance(a, str) for a in attrs)):
         raise BadRequestData("attrs must be a list of attribute names")
-    q = body.get("q")
-    if q is not None and not isinstance(q, str):
-        raise BadRequestData("q must be a string")
-    scope_q = body.get("scopeQ")
-    if scope_q is not None and not isinstance(scope_q, str):
-        raise BadRequestData("scopeQ must be a string")
-    csf = body.get("csf")
-    if csf is not None and not isinstance(csf, str):
-        raise BadRequestData("csf must be a string")
+    q, scope_q, csf = (_optional_string(body, name) for name in ("q", "scopeQ", "csf"))
     local = body.get("local")
     if local is not None and not isinstance(local, bool):
         raise BadRequestData("local must be true or false")
@@ -1013,3 +1005,11 @@ def query_document(body: object, params: QueryParams) -> QueryParams:
 __all__ = ["ALL", "BatchResult", "ChangeListener", "EntityBroker", "QueryPage", "QueryParams",
            "UpdateResult",
            "WriteOp", "query_document"]
+
+
+def _optional_string(body: dict[str, Any], name: str) -> str | None:
+    """A member of a Query body that is a string when present, else BadRequestData."""
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise BadRequestData(f"{name} must be a string")
+    return value
