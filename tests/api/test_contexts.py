@@ -268,3 +268,58 @@ def test_reloading_a_cached_context_offline_keeps_it(tmp_path: Path) -> None:  #
         assert client.get(target, params={"details": "true"}).json()["kind"] == "Cached"
         assert client.delete(target).status_code == 204
         problem(client.get(target), 404, "ResourceNotFound")
+
+
+def _subscribe(client: TestClient, context: Any, sub_id: str, **members: Any) -> None:
+    body = {"id": sub_id, "type": "Subscription", "entities": [{"type": "ParkingSpot"}],
+            "notification": {"endpoint": {"uri": "http://127.0.0.1:9/n"}},
+            "@context": context, **members}
+    response = client.post(f"{BASE}/subscriptions", content=json.dumps(body),
+                           headers={"Content-Type": "application/ld+json"})
+    assert response.status_code == 201, response.text
+
+
+def test_subscription_with_a_context_list_creates_an_implicit_context(
+        client: TestClient) -> None:  # clause 5.13.1
+    first = host(client)
+    second = host(client, {"@context": {"colour": EX + "colour"}})
+    _subscribe(client, [first, second], "urn:ngsi-ld:Subscription:i1")
+    sub = client.get(f"{BASE}/subscriptions/urn:ngsi-ld:Subscription:i1").json()
+    implicit = sub["jsonldContext"]
+    assert implicit.startswith(f"http://127.0.0.1:1026{BASE}/jsonldContexts/")
+    listed = client.get(f"{BASE}/jsonldContexts",
+                        params={"details": "true", "kind": "ImplicitlyCreated"}).json()
+    assert [d["URL"] for d in listed] == [implicit]
+    local_id = listed[0]["localId"]
+    assert client.get(implicit.removeprefix("http://127.0.0.1:1026")).json() == {
+        "@context": [first, second]}
+    # the same @context again: the same implicit context, not a second one
+    _subscribe(client, [first, second], "urn:ngsi-ld:Subscription:i2")
+    assert client.get(f"{BASE}/subscriptions/urn:ngsi-ld:Subscription:i2").json()[
+        "jsonldContext"] == implicit
+    assert len(client.get(f"{BASE}/jsonldContexts",
+                          params={"kind": "ImplicitlyCreated"}).json()) == 1
+    # only a Cached context can be reloaded (clause 5.13.5); an implicit one can be deleted
+    problem(client.delete(f"{BASE}/jsonldContexts/{local_id}", params={"reload": "true"}),
+            400, "BadRequestData")
+    assert client.delete(f"{BASE}/jsonldContexts/{local_id}").status_code == 204
+    assert client.get(f"{BASE}/jsonldContexts",
+                      params={"kind": "ImplicitlyCreated"}).json() == []
+
+
+def test_no_implicit_context_for_one_url_an_explicit_one_or_a_refused_subscription(
+        client: TestClient) -> None:
+    hosted = host(client)
+    _subscribe(client, hosted, "urn:ngsi-ld:Subscription:u1")
+    _subscribe(client, [hosted, CORE], "urn:ngsi-ld:Subscription:u2")
+    _subscribe(client, {"colour": EX + "colour"}, "urn:ngsi-ld:Subscription:u3",
+               jsonldContext=hosted)
+    body = {"id": "urn:ngsi-ld:Subscription:u4", "type": "Subscription",
+            "notification": {"endpoint": {"uri": "http://127.0.0.1:9/n"}},
+            "@context": {"colour": EX + "colour"}}  # no entities nor watchedAttributes
+    response = client.post(f"{BASE}/subscriptions", content=json.dumps(body),
+                           headers={"Content-Type": "application/ld+json"})
+    problem(response, 400, "BadRequestData")
+    assert client.get(f"{BASE}/jsonldContexts", params={"kind": "ImplicitlyCreated"}).json() == []
+    assert "jsonldContext" not in client.get(
+        f"{BASE}/subscriptions/urn:ngsi-ld:Subscription:u1").json()

@@ -304,3 +304,24 @@ async def test_rendering_leaves_the_stored_document_alone(services: Services) ->
     assert rendered["status"] == "active" and "notificationTrigger" in rendered
     sub.render(0.0)
     assert orjson.dumps(sub.doc) == before
+
+
+async def test_an_implicit_context_is_the_link_and_keeps_the_creator_terms(
+        services: Services) -> None:
+    """clause 5.13.1: notifications of a subscription whose @context is inline link to the
+    ImplicitlyCreated @context standing for it, compacted with the creator's terms, and a
+    restart needs no download of it."""
+    manager = services.subscriptions.manager
+    context = {"lamp": "https://example.org/lamp#Lamp", "lux": "https://example.org/lamp#lux"}
+    await manager.create(None, context, {
+        "id": "urn:ngsi-ld:Subscription:imp", "type": "Subscription",
+        "entities": [{"type": "lamp"}],
+        "notification": {"endpoint": {"uri": "http://h/n"}}}, "http://broker:1026/")
+    sub = (await manager._tenant(None))["urn:ngsi-ld:Subscription:imp"]
+    url = sub.doc["jsonldContext"]
+    assert url.startswith("http://broker:1026/ngsi-ld/v1/jsonldContexts/implicit-")
+    assert sub.target["link"] == url
+    assert sub.terms.compact("https://example.org/lamp#lux") == "lux"
+    rebuilt = await build(dict(sub.doc), context, services.broker, 0)  # as at a restart
+    assert rebuilt.target["link"] == url
+    assert rebuilt.terms.compact("https://example.org/lamp#lux") == "lux"

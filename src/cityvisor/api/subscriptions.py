@@ -30,8 +30,10 @@ def _manager(request: Request) -> SubscriptionManager:
 
 async def create_subscription(request: Request, call: Call) -> Response:
     """6.10.3.1 Create Subscription: 201 with Location."""
-    body, context = await read_body(request, services_of(request).settings.max_body_bytes)
-    sub_id = await _manager(request).create(call.tenant, context, body)
+    settings = services_of(request).settings
+    body, context = await read_body(request, settings.max_body_bytes)
+    sub_id = await _manager(request).create(call.tenant, context, body,
+                                            settings.public_url or str(request.base_url))
     return Response(status_code=201, headers=location(f"{BASE}/subscriptions/{sub_id}"))
 
 
@@ -69,10 +71,11 @@ def _version_headers(request: Request) -> dict[str, str]:
 
 async def update_subscription(request: Request, call: Call) -> Response:
     """6.11.3.2 Update Subscription: 204."""
-    body, context = await read_body(request, services_of(request).settings.max_body_bytes)
+    settings = services_of(request).settings
+    body, context = await read_body(request, settings.max_body_bytes)
     call = replace(call, context=context)
     await _manager(request).update(call.tenant, request.path_params["subscriptionId"], body,
-                                   context)
+                                   context, settings.public_url or str(request.base_url))
     return Response(status_code=204)
 
 

@@ -9,6 +9,7 @@ again. Compiled ``TermMap``s are memoised by the context value.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections import OrderedDict
@@ -44,6 +45,7 @@ HOSTED_PATH = "/ngsi-ld/v1/jsonldContexts/"
 HOSTED, CACHED, IMPLICITLY_CREATED = "Hosted", "Cached", "ImplicitlyCreated"
 KINDS = (HOSTED, CACHED, IMPLICITLY_CREATED)
 CORE_LOCAL_ID = "core"
+IMPLICIT_PREFIX = "implicit-"
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,38 @@ class ContextRegistry:
         url = base_url.rstrip("/") + HOSTED_PATH + local_id
         self._store(url, HOSTED, {"@context": inner}, local_id)
         return url
+
+    @staticmethod
+    def needs_implicit(context: Any) -> bool:
+        """Whether a request @context cannot travel as one URL in a Link header: an inline
+        object, or an array holding an object or more than one non-core URL (clause 5.13.1:
+        the broker then creates an ImplicitlyCreated @context standing for it)."""
+        items = context if isinstance(context, list) else [context]
+        if any(isinstance(item, dict) for item in items):
+            return True
+        return len([c for c in items if isinstance(c, str) and c not in CORE_CONTEXT_URLS]) > 1
+
+    @staticmethod
+    def implicit_url(context: Any, base_url: str) -> str:
+        """The URL the ImplicitlyCreated @context for ``context`` is served at: named by a
+        hash of its content, so that one context value gets one implicit @context."""
+        digest = hashlib.sha256(orjson.dumps(context, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        return base_url.rstrip("/") + HOSTED_PATH + IMPLICIT_PREFIX + digest[:32]
+
+    @classmethod
+    def is_implicit_of(cls, url: str, context: Any) -> bool:
+        """Whether ``url`` is the ImplicitlyCreated @context of ``context`` (on any base)."""
+        local_id = url.rsplit("/", 1)[-1]
+        return (HOSTED_PATH in url and local_id.startswith(IMPLICIT_PREFIX)
+                and cls.implicit_url(context, "").endswith(local_id))
+
+    def keep_implicit(self, context: Any, url: str) -> None:
+        """Store the ImplicitlyCreated @context ``{"@context": context}`` served at ``url``
+        (from ``implicit_url``), unless it is already (clause 5.13.1). It is listed with
+        kind ImplicitlyCreated, can be deleted but not reloaded (clause 5.13.5)."""
+        local_id = url.rsplit("/", 1)[-1]
+        if self.system.context(local_id=local_id) is None:
+            self._store(url, IMPLICITLY_CREATED, {"@context": context}, local_id)
 
     def preload(self, url: str, document: object) -> None:
         """Cache a context document under its URL, as if fetched (for air-gapped sites)."""

@@ -417,7 +417,9 @@ async def build(doc: dict[str, Any], context: Any, broker: EntityBroker,
         url = doc["jsonldContext"]
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise BadRequestData("jsonldContext must be an http(s) URL")
-        notify_terms = await broker.contexts.term_map(url)
+        # an ImplicitlyCreated @context stands for the creator's: its terms are known
+        if not broker.contexts.is_implicit_of(url, context):
+            notify_terms = await broker.contexts.term_map(url)
         notify_context = url
     pick, omit = _projection(notification, terms, notify_terms)
     rep = Representation(form="keyValues" if form == "simplified" else form,
@@ -703,10 +705,15 @@ class SubscriptionManager:
 
     # -------------------------------------------------------------- operations (5.8)
 
-    async def create(self, tenant: str | None, context: Any, body: object) -> str:
-        """5.8.1 Create Subscription."""
+    async def create(self, tenant: str | None, context: Any, body: object,
+                     base_url: str | None = None) -> str:
+        """5.8.1 Create Subscription. Without a ``jsonldContext``, a request @context that
+        is not one URL gets an ImplicitlyCreated @context served under ``base_url``
+        (clause 5.13.1), named by the subscription's ``jsonldContext`` and linked from its
+        notifications."""
         doc = clean_document(body)
         doc.setdefault("id", f"urn:ngsi-ld:Subscription:{uuid.uuid4()}")
+        implicit = self._implicit(doc, context, base_url)
         sub = await build(doc, context, self.broker, self.clock())
         if sub.expires_at is not None and sub.expires_at <= self.clock():
             raise BadRequestData("expiresAt is in the past")
@@ -714,7 +721,17 @@ class SubscriptionManager:
         if sub.id in subs:
             raise AlreadyExists(f"Subscription {sub.id} already exists")
         await self._put(tenant, subs, sub)
+        if implicit:
+            self.broker.contexts.keep_implicit(context, implicit)
         return sub.id
+
+    def _implicit(self, doc: dict[str, Any], context: Any, base_url: str | None) -> str | None:
+        """Name the ImplicitlyCreated @context in ``doc`` when one is needed (5.13.1)."""
+        if base_url is None or "jsonldContext" in doc or not self.broker.contexts.needs_implicit(
+                context):
+            return None
+        doc["jsonldContext"] = self.broker.contexts.implicit_url(context, base_url)
+        return doc["jsonldContext"]  # type: ignore[no-any-return]
 
     async def _put(self, tenant: str | None, subs: dict[str, Subscription],
                    sub: Subscription) -> None:
@@ -751,7 +768,7 @@ class SubscriptionManager:
         return [s.render(now, terms) for s in subs[offset:offset + limit]], len(subs)
 
     async def update(self, tenant: str | None, sub_id: str, body: object,
-                     context: Any = None) -> None:
+                     context: Any = None, base_url: str | None = None) -> None:
         """5.8.2 Update Subscription: each member of the fragment replaces the member of the
         same name (``notification`` included, as a whole); null removes it. The result must
         be a valid subscription, with an expiresAt in the future if one is given."""
@@ -769,6 +786,7 @@ class SubscriptionManager:
                 doc.pop(name, None)
             else:
                 doc[name] = value
+        implicit = self._implicit(doc, current.context, base_url)
         sub = await build(doc, current.context, self.broker, self.clock())
         if "expiresAt" in fragment and sub.expires_at is not None and (
                 sub.expires_at <= self.clock()):
@@ -777,6 +795,8 @@ class SubscriptionManager:
         sub.last_success, sub.last_failure = current.last_success, current.last_failure
         sub.delivery, sub.last_sent = current.delivery, current.last_sent
         await self._put(tenant, await self._tenant(tenant), sub)
+        if implicit:
+            self.broker.contexts.keep_implicit(current.context, implicit)
 
     async def delete(self, tenant: str | None, sub_id: str) -> None:
         """5.8.5 Delete Subscription (its pending notifications go too)."""
