@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,6 +20,11 @@ from cityvisor import __version__
 from cityvisor.apps.flood.cli import app as flood_app
 from cityvisor.config import Settings
 from cityvisor.extras import MissingExtra, extra_of, require_app_extras
+
+if TYPE_CHECKING:
+    from cityvisor.store.base import SystemStore
+
+T = TypeVar("T")
 
 app = typer.Typer(help="cityvisor: open, self-hosted urban hypervisor (NGSI-LD)",
                   no_args_is_help=True, add_completion=False)
@@ -35,6 +41,20 @@ err = Console(stderr=True)
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file",
                                                 exists=True, dir_okay=False)]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory")]
+
+
+def _with_system(settings: Settings, action: Callable[[SystemStore], Awaitable[T]]) -> T:
+    """Run ``action`` on the system store of ``settings``, then close it."""
+    from cityvisor.services import open_system_store
+
+    async def run() -> T:
+        system = open_system_store(settings)
+        try:
+            return await action(system)
+        finally:
+            await system.close()
+
+    return asyncio.run(run())
 
 
 def _settings(config: Path | None, **overrides: object) -> Settings:
@@ -132,13 +152,12 @@ def token_create(
 ) -> None:
     """Create a token. It is printed once and stored only as a hash."""
     from cityvisor.security.tokens import TokenStore
-    from cityvisor.services import open_system_store
 
     settings = _settings(config, data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = TokenStore(open_system_store(settings))
     try:
-        token, info = store.create(role, tenant, name)
+        token, info = _with_system(
+            settings, lambda system: TokenStore(system).create(role, tenant, name))
     except ValueError as error:
         err.print(f"[red]error:[/] {error}")
         raise typer.Exit(2) from None
@@ -151,12 +170,11 @@ def token_create(
 def token_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """List tokens (never their secrets)."""
     from cityvisor.security.tokens import TokenStore
-    from cityvisor.services import open_system_store
 
     settings = _settings(config, data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     table = Table("id", "role", "tenant", "name", "created", "revoked")
-    for info in TokenStore(open_system_store(settings)).list():
+    for info in _with_system(settings, lambda system: TokenStore(system).list()):
         table.add_row(info.token_id, info.role, info.tenant or "(default)", info.name,
                       info.created_at, info.revoked_at or "")
     console.print(table)
@@ -166,10 +184,9 @@ def token_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
 def token_revoke(token_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Revoke a token by id; servers refuse it within seconds."""
     from cityvisor.security.tokens import TokenStore
-    from cityvisor.services import open_system_store
 
     settings = _settings(config, data_dir=data_dir)
-    if not TokenStore(open_system_store(settings)).revoke(token_id):
+    if not _with_system(settings, lambda system: TokenStore(system).revoke(token_id)):
         err.print(f"[red]error:[/] no active token {token_id}")
         raise typer.Exit(1)
     err.print(f"Token {token_id} revoked")
@@ -181,13 +198,12 @@ def context_preload(url: str, file: Annotated[Path, typer.Argument(exists=True, 
     """Cache the @context FILE under URL, so that the broker never fetches it."""
     from cityvisor.broker.contexts import ContextRegistry
     from cityvisor.ngsild.errors import NgsiLdError
-    from cityvisor.services import open_system_store
 
     settings = _settings(config, data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         document = json.loads(file.read_text(encoding="utf-8"))
-        ContextRegistry(open_system_store(settings)).preload(url, document)
+        _with_system(settings, lambda system: ContextRegistry(system).preload(url, document))
     except (ValueError, NgsiLdError) as error:
         err.print(f"[red]error:[/] {error}")
         raise typer.Exit(2) from None

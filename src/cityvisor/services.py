@@ -87,7 +87,7 @@ class Services:
         await self.temporal.stop()
         await self.subscriptions.close()
         await self.store.close()
-        self.system.close()
+        await self.system.close()
 
 
 def open_store(settings: Settings) -> Store:

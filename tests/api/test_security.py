@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -33,6 +34,11 @@ def tokens(client: TestClient) -> TokenStore:
     return store
 
 
+def create_token(client: TestClient, *args: str) -> tuple[str, Any]:
+    """A token made by the server's own token store (on its event loop)."""
+    return client.portal.call(tokens(client).create, *args)  # type: ignore[union-attr]
+
+
 def bearer(token: str, tenant: str | None = None) -> dict[str, str]:
     headers = {"Authorization": f"Bearer {token}"}
     if tenant is not None:
@@ -56,7 +62,7 @@ def assert_security_headers(response) -> None:
 
 @pytest.fixture
 def admin(secure_client: TestClient) -> str:
-    return tokens(secure_client).create("admin", "*", "ops")[0]
+    return create_token(secure_client, "admin", "*", "ops")[0]
 
 
 # ---------------------------------------------------------------- authentication
@@ -79,7 +85,7 @@ def test_bad_tokens_are_401(secure_client: TestClient, header: str) -> None:
 
 
 def test_right_id_wrong_secret_is_401(secure_client: TestClient) -> None:
-    token, info = tokens(secure_client).create("admin", "*")
+    token, info = create_token(secure_client, "admin", "*")
     forged = f"cvt_{info.token_id}_{'A' * 43}"
     assert forged != token
     problem(secure_client.get(f"{BASE}/types", headers=bearer(forged)), 401, "Unauthorized")
@@ -110,7 +116,7 @@ def test_health_and_openapi_are_open(secure_client: TestClient) -> None:
 def test_reader_may_read_but_not_write(secure_client: TestClient, admin: str) -> None:
     assert secure_client.post(f"{BASE}/entities", json=entity(),
                               headers=bearer(admin)).status_code == 201
-    reader = tokens(secure_client).create("reader")[0]
+    reader = create_token(secure_client, "reader")[0]
     response = secure_client.get(f"{BASE}/entities/urn:ngsi-ld:Sensor:1", headers=bearer(reader))
     assert response.status_code == 200, response.text
     assert secure_client.get(f"{BASE}/types", headers=bearer(reader)).status_code == 200
@@ -136,7 +142,7 @@ def test_reader_may_read_but_not_write(secure_client: TestClient, admin: str) ->
 
 
 def test_writer_may_write_but_not_delete_contexts(secure_client: TestClient, admin: str) -> None:
-    writer = tokens(secure_client).create("writer")[0]
+    writer = create_token(secure_client, "writer")[0]
     response = secure_client.post(f"{BASE}/entities", json=entity(), headers=bearer(writer))
     assert response.status_code == 201, response.text
     response = secure_client.patch(f"{BASE}/entities/urn:ngsi-ld:Sensor:1/attrs/temperature",
@@ -158,7 +164,7 @@ def test_writer_may_write_but_not_delete_contexts(secure_client: TestClient, adm
 
 
 def test_token_bound_to_a_tenant(secure_client: TestClient) -> None:
-    t1 = tokens(secure_client).create("writer", "t1")[0]
+    t1 = create_token(secure_client, "writer", "t1")[0]
     response = secure_client.post(f"{BASE}/entities", json=entity(), headers=bearer(t1, "t1"))
     assert response.status_code == 201, response.text
     assert secure_client.get(f"{BASE}/entities/urn:ngsi-ld:Sensor:1",
@@ -172,7 +178,7 @@ def test_token_bound_to_a_tenant(secure_client: TestClient) -> None:
 
 
 def test_default_tenant_token_is_refused_on_named_tenants(secure_client: TestClient) -> None:
-    default = tokens(secure_client).create("writer")[0]
+    default = create_token(secure_client, "writer")[0]
     assert secure_client.post(f"{BASE}/entities", json=entity(),
                               headers=bearer(default)).status_code == 201
     problem(secure_client.post(f"{BASE}/entities", json=entity(), headers=bearer(default, "t1")),
@@ -180,7 +186,7 @@ def test_default_tenant_token_is_refused_on_named_tenants(secure_client: TestCli
 
 
 def test_star_token_works_on_every_tenant(secure_client: TestClient) -> None:
-    star = tokens(secure_client).create("writer", "*")[0]
+    star = create_token(secure_client, "writer", "*")[0]
     for tenant in (None, "t1", "t2"):
         response = secure_client.post(f"{BASE}/entities", json=entity(),
                                       headers=bearer(star, tenant))
@@ -202,12 +208,13 @@ def test_invalid_tenant_header_is_rejected(secure_client: TestClient, admin: str
 def test_revoked_token_is_refused(secure_client: TestClient, monkeypatch) -> None:
     store = tokens(secure_client)
     monkeypatch.setattr(store, "cache_s", 0.0)
-    token, info = store.create("writer")
+    token, info = create_token(secure_client, "writer")
     assert secure_client.get(f"{BASE}/types", headers=bearer(token)).status_code == 200
-    assert store.revoke(info.token_id) is True
+    assert secure_client.portal.call(store.revoke, info.token_id) is True
     problem(secure_client.get(f"{BASE}/types", headers=bearer(token)), 401, "Unauthorized")
-    assert store.revoke(info.token_id) is False
-    assert [t.revoked_at is not None for t in store.list() if t.token_id == info.token_id] == [True]
+    assert secure_client.portal.call(store.revoke, info.token_id) is False
+    listed = secure_client.portal.call(store.list)
+    assert [t.revoked_at is not None for t in listed if t.token_id == info.token_id] == [True]
 
 
 def test_revocation_by_another_process_within_the_cache_time(secure_client: TestClient,
@@ -215,29 +222,31 @@ def test_revocation_by_another_process_within_the_cache_time(secure_client: Test
                                                               monkeypatch) -> None:
     store = tokens(secure_client)
     monkeypatch.setattr(store, "cache_s", 0.0)
-    token, info = store.create("reader")
+    token, info = create_token(secure_client, "reader")
     assert secure_client.get(f"{BASE}/types", headers=bearer(token)).status_code == 200
-    other = TokenStore(SqliteSystemStore(secure_settings.system_db))  # what `cityvisor token revoke` does
+    other = SqliteSystemStore(secure_settings.system_db)  # what `cityvisor token revoke` does
     try:
-        assert other.revoke(info.token_id)
+        assert asyncio.run(TokenStore(other).revoke(info.token_id))
     finally:
-        other.close()
+        asyncio.run(other.close())
     problem(secure_client.get(f"{BASE}/types", headers=bearer(token)), 401, "Unauthorized")
 
 
-def test_unknown_token_store_roles_are_refused(tmp_path) -> None:
-    store = TokenStore(SqliteSystemStore(tmp_path / "system.sqlite"))
+@pytest.mark.anyio
+async def test_unknown_token_store_roles_are_refused(tmp_path) -> None:
+    system = SqliteSystemStore(tmp_path / "system.sqlite")
+    store = TokenStore(system)
     try:
         with pytest.raises(ValueError, match="bogus"):
-            store.create("bogus")
-        token, info = store.create("reader", "t1", "label")
+            await store.create("bogus")
+        token, info = await store.create("reader", "t1", "label")
         assert token.startswith(f"cvt_{info.token_id}_")
-        listed = store.list()
+        listed = await store.list()
         assert [(t.token_id, t.role, t.tenant, t.name) for t in listed] == [
             (info.token_id, "reader", "t1", "label")]
         assert token.split("_", 2)[2] not in repr(listed)
     finally:
-        store.close()
+        await system.close()
 
 
 # ---------------------------------------------------------------- headers, 404, 405, limits

@@ -60,7 +60,7 @@ async def test_user_context_is_fetched_once_then_cached(
     registry.close()
     offline = ContextRegistry(SqliteSystemStore(tmp_path / "system.sqlite"), allow_fetch=False)
     assert (await offline.term_map(f"{base}/ctx.jsonld")).expand("level").endswith("#level")
-    assert any(i.url == f"{base}/ctx.jsonld" and i.kind == "Cached" for i in offline.list())
+    assert any(i.url == f"{base}/ctx.jsonld" and i.kind == "Cached" for i in await offline.list())
 
 
 async def test_unreachable_context_is_503(tmp_path: Path,
@@ -94,7 +94,7 @@ async def test_a_retrieved_document_that_is_no_context_is_bad_request_data(
     for path in ("/no-context.jsonld", "/not-json.jsonld"):
         with pytest.raises(BadRequestData):
             await registry.term_map(base + path)
-    assert [i.url for i in registry.list()] == [registry.list()[0].url]  # nothing cached
+    assert [i.url for i in await registry.list()] == [(await registry.list())[0].url]  # nothing cached
 
 
 async def test_reload_downloads_a_cached_context_again(
@@ -106,10 +106,10 @@ async def test_reload_downloads_a_cached_context_again(
     SERVED["/reloaded.jsonld"] = json.dumps({"@context": {"a": "https://example.org/a"}}).encode()
     try:
         assert (await registry.term_map(url)).expand("a") == "https://example.org/a"
-        local_id = registry.info(url).local_id
+        local_id = (await registry.info(url)).local_id
         SERVED["/reloaded.jsonld"] = json.dumps({"@context": {"a": "https://example.org/b"}}).encode()
         await registry.delete(url, reload=True)
-        assert registry.info(local_id).kind == "Cached"
+        assert (await registry.info(local_id)).kind == "Cached"
         assert (await registry.term_map(url)).expand("a") == "https://example.org/b"
         SERVED["/reloaded.jsonld"] = b"not json"
         with pytest.raises(LdContextNotAvailable):
@@ -117,9 +117,9 @@ async def test_reload_downloads_a_cached_context_again(
         del SERVED["/reloaded.jsonld"]
         with pytest.raises(LdContextNotAvailable):
             await registry.delete(local_id, reload=True)
-        assert registry.get(url) == {"@context": {"a": "https://example.org/b"}}
+        assert await registry.get(url) == {"@context": {"a": "https://example.org/b"}}
         await registry.delete(url)
-        assert all(i.url != url for i in registry.list())
+        assert all(i.url != url for i in await registry.list())
     finally:
         SERVED.pop("/reloaded.jsonld", None)
     assert hits.count("/reloaded.jsonld") == 4

@@ -58,6 +58,6 @@ def test_entities_queries_history_and_subscriptions_in_memory(
     assert types["typeList"] == ["Streetlight"]
     store = client.services.store  # type: ignore[attr-defined]
     reader = client.portal.call(store.outbox_reader, None)
-    assert reader.pending() >= 1  # the notification of the change waits for its endpoint
-    reader.close()
+    assert client.portal.call(reader.pending) >= 1  # the notification of the change waits for its endpoint
+    client.portal.call(reader.close)
 

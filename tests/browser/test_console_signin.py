@@ -27,8 +27,12 @@ def secure_city(web: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                 alert("pont", "high", "2026-11-27T08:00:00Z")])
 
         server.call(seed)
-        server.reader = server.services.tokens.create("reader", "*", "Lecteur Poste 3")[0]
-        server.writer = server.services.tokens.create("writer", "nimes", "Inès Garcia")[0]
+        def token(role: str, tenant: str, name: str) -> str:
+            made = server.call(lambda services: services.tokens.create(role, tenant, name))
+            return made[0]  # type: ignore[index, no-any-return]
+
+        server.reader = token("reader", "*", "Lecteur Poste 3")
+        server.writer = token("writer", "nimes", "Inès Garcia")
         yield server
 
 

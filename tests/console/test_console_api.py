@@ -40,9 +40,9 @@ class Secure:
         self.client = client
         self.services = services
         assert services.tokens is not None
-        self.reader = {"Authorization": "Bearer " + services.tokens.create("reader", "*", "lecteur")[0]}
-        self.writer = {"Authorization": "Bearer " + services.tokens.create("writer", "*", "Alice Martin")[0]}
-        self.other_tenant = {"Authorization": "Bearer " + services.tokens.create("writer", "ales", "ales")[0]}
+        self.reader = {"Authorization": "Bearer " + client.portal.call(services.tokens.create, "reader", "*", "lecteur")[0]}
+        self.writer = {"Authorization": "Bearer " + client.portal.call(services.tokens.create, "writer", "*", "Alice Martin")[0]}
+        self.other_tenant = {"Authorization": "Bearer " + client.portal.call(services.tokens.create, "writer", "ales", "ales")[0]}
 
 
 @pytest.fixture

@@ -16,6 +16,10 @@ from cityvisor.services import Services
 pytestmark = pytest.mark.anyio
 
 
+async def _constant(value: bool) -> bool:
+    return value
+
+
 async def test_changes_reach_listeners_of_the_tenant_only(tmp_path: Path) -> None:
     services = Services.build(Settings(data_dir=tmp_path, auth=False, allow_context_fetch=False))
     await services.start()
@@ -69,7 +73,7 @@ async def test_stream_sends_batches_and_resyncs_a_slow_console(tmp_path: Path) -
     assert listener not in hub.listeners
     # a revoked token ends the stream at the next heartbeat
     allowed = [True]
-    revocable = hub.stream(hub.subscribe(None), heartbeat_s=0.02, still_allowed=lambda: allowed[0])
+    revocable = hub.stream(hub.subscribe(None), heartbeat_s=0.02, still_allowed=lambda: _constant(allowed[0]))
     await anext(revocable)
     assert await anext(revocable) == b": keep-alive\n\n"
     allowed[0] = False

@@ -25,15 +25,19 @@ ALERT = "urn:ngsi-ld:Alert:test:a"
 ACTIONS = f"/console/api/alerts/{ALERT}/actions"
 
 
+async def _constant(value: bool) -> bool:
+    return value
+
+
 class Secure:
     def __init__(self, client: TestClient, services: Services) -> None:
         self.client = client
         self.services = services
         tokens = services.tokens
         assert tokens is not None
-        self.reader = {"Authorization": "Bearer " + tokens.create("reader", "*", "lecteur")[0]}
-        self.writer = {"Authorization": "Bearer " + tokens.create("writer", "*", "Alice")[0]}
-        self.ales = {"Authorization": "Bearer " + tokens.create("admin", "ales", "Alès")[0]}
+        self.reader = {"Authorization": "Bearer " + client.portal.call(tokens.create, "reader", "*", "lecteur")[0]}
+        self.writer = {"Authorization": "Bearer " + client.portal.call(tokens.create, "writer", "*", "Alice")[0]}
+        self.ales = {"Authorization": "Bearer " + client.portal.call(tokens.create, "admin", "ales", "Alès")[0]}
 
     def seed(self) -> None:
         for context, entities in ((ALERTS, [alert("a", "critical", "2026-11-27T08:00:00Z")]),
@@ -294,7 +298,7 @@ async def started(tmp_path: Path) -> AsyncIterator[tuple[Services, Any, dict[str
     await services.start()
     try:
         assert services.tokens is not None
-        reader = {"authorization": "Bearer " + services.tokens.create("reader", "*", "r")[0],
+        reader = {"authorization": "Bearer " + (await services.tokens.create("reader", "*", "r"))[0],
                   "ngsild-tenant": "nimes"}
         yield services, create_web_app(settings, services), reader
     finally:
@@ -379,7 +383,7 @@ async def test_a_revoked_token_is_signed_out_even_while_changes_keep_coming(
         hub: events.EventHub) -> None:
     allowed = [True]
     listener = hub.subscribe("nimes")
-    stream = hub.stream(listener, heartbeat_s=0.05, still_allowed=lambda: allowed[0])
+    stream = hub.stream(listener, heartbeat_s=0.05, still_allowed=lambda: _constant(allowed[0]))
     try:
         assert (await anext(stream)).startswith(b"retry:")
         allowed[0] = False

@@ -6,7 +6,7 @@ one line in ``STORES`` and one in ``SYSTEM_STORES``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +60,10 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 @pytest.fixture(params=list(SYSTEM_STORES))
-def system_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SystemStore]:
+async def system_store(request: pytest.FixtureRequest, tmp_path: Path
+                       ) -> AsyncIterator[SystemStore]:
     backend = SYSTEM_STORES[request.param](tmp_path / "system")
     try:
         yield backend
     finally:
-        backend.close()
+        await backend.close()

@@ -249,9 +249,9 @@ async def test_a_failing_batch_changes_nothing(store: Store) -> None:
     assert await store.temporal_entities(None, [urn(3)], staged=True) == {}
     reader = await store.outbox_reader(None)
     try:
-        assert reader.pending() == 0
+        assert await reader.pending() == 0
     finally:
-        reader.close()
+        await reader.close()
 
 
 async def test_an_unknown_record_fails_the_whole_batch(store: Store) -> None:
@@ -1046,10 +1046,10 @@ def mail(subscription: str = SUB1, n: int = 0) -> OutboxRecord:
 async def test_outbox_records_are_fresh_until_tried(store: Store) -> None:
     reader = await store.outbox_reader(None)
     try:
-        assert (reader.fresh(0, 10), reader.due(1e12, 10), reader.max_id(),
-                reader.pending()) == ([], [], 0, 0)
+        assert (await reader.fresh(0, 10), await reader.due(1e12, 10), await reader.max_id(),
+                await reader.pending()) == ([], [], 0, 0)
         await store.write(None, [], [mail(SUB1, 1), mail(SUB1, 2), mail(SUB2, 3)])
-        rows = reader.fresh(0, 10)
+        rows = await reader.fresh(0, 10)
         assert [(r.subscription, r.endpoint, r.target, r.payload, r.created_at, r.attempts)
                 for r in rows] == [
             (SUB1, "http://h1/", '{"uri": "http://h1/"}', b"payload-1", 1001.0, 0),
@@ -1057,47 +1057,47 @@ async def test_outbox_records_are_fresh_until_tried(store: Store) -> None:
             (SUB2, "http://h3/", '{"uri": "http://h3/"}', b"payload-3", 1003.0, 0)]
         ids = [r.id for r in rows]
         assert ids == sorted(ids) and len(set(ids)) == 3
-        assert reader.fresh(ids[0], 10) == rows[1:]
-        assert reader.fresh(0, 1) == rows[:1]
-        assert reader.max_id() == ids[-1] and reader.pending() == 3
-        assert reader.due(1e12, 10) == []
+        assert await reader.fresh(ids[0], 10) == rows[1:]
+        assert await reader.fresh(0, 1) == rows[:1]
+        assert await reader.max_id() == ids[-1] and await reader.pending() == 3
+        assert await reader.due(1e12, 10) == []
     finally:
-        reader.close()
+        await reader.close()
 
 
 async def test_outbox_reader_sees_committed_rows_only(store: Store) -> None:
     reader = await store.outbox_reader(None)
     try:
         durable = await store.stage(None, [], [mail(SUB1, 1)])
-        assert reader.fresh(0, 10) == [] and reader.pending() == 0
+        assert await reader.fresh(0, 10) == [] and await reader.pending() == 0
         await durable
-        assert len(reader.fresh(0, 10)) == 1 and reader.pending() == 1
+        assert len(await reader.fresh(0, 10)) == 1 and await reader.pending() == 1
     finally:
-        reader.close()
+        await reader.close()
 
 
 async def test_outbox_retry_done_and_ids_never_reused(store: Store) -> None:
     await store.write(None, [], [mail(SUB1, 1), mail(SUB1, 2), mail(SUB2, 3)])
     reader = await store.outbox_reader(None)
     try:
-        one, two, three = (r.id for r in reader.fresh(0, 10))
+        one, two, three = (r.id for r in await reader.fresh(0, 10))
         await store.write(None, [], [OutboxRetry(one, 1, 100.0), OutboxRetry(two, 2, 50.0)])
-        assert [r.id for r in reader.fresh(0, 10)] == [three]
-        assert reader.due(40.0, 10) == []
-        assert [r.id for r in reader.due(50.0, 10)] == [two]
-        due = reader.due(200.0, 10)
+        assert [r.id for r in await reader.fresh(0, 10)] == [three]
+        assert await reader.due(40.0, 10) == []
+        assert [r.id for r in await reader.due(50.0, 10)] == [two]
+        due = await reader.due(200.0, 10)
         assert [(r.id, r.attempts) for r in due] == [(two, 2), (one, 1)]
-        assert [r.id for r in reader.due(200.0, 1)] == [two]
-        assert reader.pending() == 3
+        assert [r.id for r in await reader.due(200.0, 1)] == [two]
+        assert await reader.pending() == 3
         await store.write(None, [], [OutboxDone(two), OutboxDone(three)])
-        assert [r.id for r in reader.due(200.0, 10)] == [one]
-        assert reader.fresh(0, 10) == [] and reader.pending() == 1
-        assert reader.max_id() == one
+        assert [r.id for r in await reader.due(200.0, 10)] == [one]
+        assert await reader.fresh(0, 10) == [] and await reader.pending() == 1
+        assert await reader.max_id() == one
         await store.write(None, [], [mail(SUB2, 4)])
-        (four,) = (r.id for r in reader.fresh(0, 10))
+        (four,) = (r.id for r in await reader.fresh(0, 10))
         assert four > three
     finally:
-        reader.close()
+        await reader.close()
 
 
 async def test_deleting_a_subscription_drops_its_notifications(store: Store) -> None:
@@ -1106,25 +1106,25 @@ async def test_deleting_a_subscription_drops_its_notifications(store: Store) -> 
                                  mail(SUB1, 1), mail(SUB2, 2), mail(SUB1, 3)])
     reader = await store.outbox_reader(None)
     try:
-        first = reader.fresh(0, 10)[0].id
+        first = (await reader.fresh(0, 10))[0].id
         await store.write(None, [], [OutboxRetry(first, 1, 10.0), SubscriptionDelete(SUB1)])
-        assert [r.subscription for r in reader.fresh(0, 10)] == [SUB2]
-        assert reader.due(1e12, 10) == [] and reader.pending() == 1
+        assert [r.subscription for r in await reader.fresh(0, 10)] == [SUB2]
+        assert await reader.due(1e12, 10) == [] and await reader.pending() == 1
     finally:
-        reader.close()
+        await reader.close()
 
 
 async def test_outbox_readers_are_per_tenant(store: Store) -> None:
     await store.write("north", [], [mail(SUB1, 1)])
     north, default = await store.outbox_reader("north"), await store.outbox_reader(None)
     try:
-        assert len(north.fresh(0, 10)) == 1 and default.fresh(0, 10) == []
-        assert default.pending() == 0
+        assert len(await north.fresh(0, 10)) == 1 and await default.fresh(0, 10) == []
+        assert await default.pending() == 0
     finally:
-        north.close()
-        default.close()
+        await north.close()
+        await default.close()
     reader = await store.outbox_reader("south")  # a reader creates the tenant's storage
-    reader.close()
+    await reader.close()
     assert await store.has_tenant("south")
 
 
@@ -1136,46 +1136,46 @@ def context(local_id: str, url: str, created_at: str, kind: str = "Hosted",
     return StoredContext(local_id, url, kind, document, created_at)
 
 
-def test_contexts(system_store: SystemStore) -> None:
+async def test_contexts(system_store: SystemStore) -> None:
     store = system_store
-    assert store.contexts() == [] and store.context(local_id="a") is None
+    assert await store.contexts() == [] and await store.context(local_id="a") is None
     first = context("a", "http://x/ctx/a", at(0))
     second = context("b", "http://remote/ctx.jsonld", at(1), "Cached", b'{"@context": 1}')
-    store.put_context(first)
-    store.put_context(second)
-    assert store.context(local_id="a") == first
-    assert store.context(url="http://remote/ctx.jsonld") == second
-    assert store.context(url="http://nowhere/") is None
-    assert store.contexts() == [first, second]
+    await store.put_context(first)
+    await store.put_context(second)
+    assert await store.context(local_id="a") == first
+    assert await store.context(url="http://remote/ctx.jsonld") == second
+    assert await store.context(url="http://nowhere/") is None
+    assert await store.contexts() == [first, second]
     # the same URL again: new document and kind, same id and creation time
-    store.put_context(context("c", "http://remote/ctx.jsonld", at(5), "Hosted", b'{"x": 2}'))
-    assert store.context(url="http://remote/ctx.jsonld") == context(
+    await store.put_context(context("c", "http://remote/ctx.jsonld", at(5), "Hosted", b'{"x": 2}'))
+    assert await store.context(url="http://remote/ctx.jsonld") == context(
         "b", "http://remote/ctx.jsonld", at(1), "Hosted", b'{"x": 2}')
-    assert store.context(local_id="c") is None
-    assert [c.local_id for c in store.contexts()] == ["a", "b"]
-    assert store.delete_context("a") and not store.delete_context("a")
-    assert [c.local_id for c in store.contexts()] == ["b"]
+    assert await store.context(local_id="c") is None
+    assert [c.local_id for c in await store.contexts()] == ["a", "b"]
+    assert await store.delete_context("a") and not await store.delete_context("a")
+    assert [c.local_id for c in await store.contexts()] == ["b"]
 
 
-def test_contexts_are_listed_oldest_first(system_store: SystemStore) -> None:
-    system_store.put_context(context("late", "http://x/2", at(10)))
-    system_store.put_context(context("early", "http://x/1", at(1)))
-    assert [c.local_id for c in system_store.contexts()] == ["early", "late"]
+async def test_contexts_are_listed_oldest_first(system_store: SystemStore) -> None:
+    await system_store.put_context(context("late", "http://x/2", at(10)))
+    await system_store.put_context(context("early", "http://x/1", at(1)))
+    assert [c.local_id for c in await system_store.contexts()] == ["early", "late"]
 
 
-def test_tokens(system_store: SystemStore) -> None:
+async def test_tokens(system_store: SystemStore) -> None:
     store = system_store
-    assert store.tokens() == [] and store.token("t1") is None
+    assert await store.tokens() == [] and await store.token("t1") is None
     one = StoredToken("t1", "ab" * 32, "admin", "*", "ops", at(1))
     two = StoredToken("t2", "cd" * 32, "reader", "", "", at(0))
-    store.add_token(one)
-    store.add_token(two)
-    assert store.token("t1") == one
-    assert store.tokens() == [two, one]
-    assert store.revoke_token("t1", at(5))
-    assert store.token("t1") == StoredToken("t1", "ab" * 32, "admin", "*", "ops", at(1), at(5))
-    assert not store.revoke_token("t1", at(6))  # already revoked: the first time stays
-    revoked = store.token("t1")
+    await store.add_token(one)
+    await store.add_token(two)
+    assert await store.token("t1") == one
+    assert await store.tokens() == [two, one]
+    assert await store.revoke_token("t1", at(5))
+    assert await store.token("t1") == StoredToken("t1", "ab" * 32, "admin", "*", "ops", at(1), at(5))
+    assert not await store.revoke_token("t1", at(6))  # already revoked: the first time stays
+    revoked = await store.token("t1")
     assert revoked is not None and revoked.revoked_at == at(5)
-    assert not store.revoke_token("t9", at(6))
-    assert [t.token_id for t in store.tokens()] == ["t2", "t1"]
+    assert not await store.revoke_token("t9", at(6))
+    assert [t.token_id for t in await store.tokens()] == ["t2", "t1"]

@@ -147,11 +147,11 @@ async def test_failing_receiver_recovers_with_backoff(services: Services) -> Non
         assert "lastFailure" in status and "lastSuccess" in status
         outbox = await services.store.outbox_reader(None)
         for _ in range(100):
-            if outbox.pending() == 0:
+            if await outbox.pending() == 0:
                 break
             await asyncio.sleep(0.01)
-        assert outbox.pending() == 0
-        outbox.close()
+        assert await outbox.pending() == 0
+        await outbox.close()
     finally:
         receiver.close()
 
@@ -178,9 +178,9 @@ async def test_failed_status_reported_and_down_endpoint_is_isolated(services: Se
         # deleting the subscription drops its pending notifications
         await manager.delete(None, dead)
         outbox = await services.store.outbox_reader(None)
-        waiting = outbox.fresh(0, 10_000) + outbox.due(float("inf"), 10_000)
+        waiting = await outbox.fresh(0, 10_000) + await outbox.due(float("inf"), 10_000)
         assert [row for row in waiting if row.subscription == dead] == []
-        outbox.close()
+        await outbox.close()
     finally:
         receiver.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -237,9 +238,9 @@ def test_roles(secure_client: TestClient, secure_settings: Any) -> None:
     from cityvisor.security.tokens import TokenStore
     from cityvisor.store.sqlite_system import SqliteSystemStore
 
-    tokens = TokenStore(SqliteSystemStore(secure_settings.system_db))
-    reader, _ = tokens.create("reader", "*", "r")
-    tokens.close()
+    system = SqliteSystemStore(secure_settings.system_db)
+    reader, _ = asyncio.run(TokenStore(system).create("reader", "*", "r"))
+    asyncio.run(system.close())
     auth = {"Authorization": f"Bearer {reader}"}
     assert secure_client.get(SUBS).status_code == 401
     assert secure_client.post(SUBS, json=sub(), headers=auth).status_code == 403

@@ -178,15 +178,15 @@ async def test_periodic_notifications_with_fake_clock(services: Services) -> Non
         "notification": {"endpoint": {"uri": "http://h/n"}}})
     outbox = await services.store.outbox_reader(None)
 
-    def rows() -> int:
-        return outbox.pending()
+    async def rows() -> int:
+        return await outbox.pending()
 
-    before = rows()
+    before = await rows()
     assert await manager.periodic_tick(clock.now) == 1
     assert await manager.periodic_tick(clock.now + 30) == 0
     assert await manager.periodic_tick(clock.now + 61) == 1
-    assert rows() == before + 2
-    payload = outbox.fresh(0, 10_000)[-1].payload
+    assert await rows() == before + 2
+    payload = (await outbox.fresh(0, 10_000))[-1].payload
     assert orjson.loads(payload)["data"][0]["id"] == "urn:ngsi-ld:Lamp:1"
 
 

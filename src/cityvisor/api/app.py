@@ -145,7 +145,7 @@ def endpoint(handler: Handler, role: str, *, body: bool = False) -> Any:
                 request.scope["path_params"] = {k: unquote(v) for k, v in params.items()}
             services = services_of(request)
             tenant = tenant_of(request)
-            principal = authorize(request, services.tokens, role, tenant)
+            principal = await authorize(request, services.tokens, role, tenant)
             accept = ("application/json" if body and role != "reader"
                       else negotiate(request, geojson_ok))
             call = Call(tenant, None if body else link_context(request), principal, accept,

@@ -19,7 +19,7 @@ def _registry(request: Request) -> ContextRegistry:
 async def list_contexts(request: Request, call: Call) -> Response:
     """6.30.3.2 List @contexts (clause 5.13.3: ``details=true``, ``kind``)."""
     details = bool_param(request, "details")
-    infos = _registry(request).list(request.query_params.get("kind"))
+    infos = await _registry(request).list(request.query_params.get("kind"))
     data: object = [i.details() for i in infos] if details else [i.url for i in infos]
     return Response(orjson.dumps(data), media_type="application/json")
 
@@ -29,9 +29,9 @@ async def serve_context(request: Request, call: Call) -> Response:
     details (URL, localId, kind, createdAt)."""
     context_id = request.path_params["contextId"]
     if bool_param(request, "details"):
-        info = _registry(request).info(context_id)
+        info = await _registry(request).info(context_id)
         return Response(orjson.dumps(info.details()), media_type="application/json")
-    document = _registry(request).get(context_id)
+    document = await _registry(request).get(context_id)
     return Response(orjson.dumps(document), media_type="application/ld+json")
 
 
@@ -39,7 +39,7 @@ async def add_context(request: Request, call: Call) -> Response:
     """6.30.3.1 Add an @context (clause 5.13.2: hosted here from now on)."""
     settings = services_of(request).settings
     _, document = await read_json(request, settings.max_body_bytes)
-    url = _registry(request).host(document, settings.public_url or str(request.base_url))
+    url = await _registry(request).host(document, settings.public_url or str(request.base_url))
     return Response(status_code=201, headers={"Location": url})
 
 

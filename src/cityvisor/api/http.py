@@ -294,7 +294,7 @@ def tenant_of(request: Request) -> str | None:
     return tenant
 
 
-def authorize(request: Request, tokens: TokenStore | None, role: str,
+async def authorize(request: Request, tokens: TokenStore | None, role: str,
               tenant: str | None) -> Principal:
     if tokens is None:
         return ADMIN
@@ -302,7 +302,7 @@ def authorize(request: Request, tokens: TokenStore | None, role: str,
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("A bearer token is required (Authorization: Bearer <token>)")
-    principal = tokens.verify(token.strip())
+    principal = await tokens.verify(token.strip())
     if principal is None:
         raise Unauthorized("The bearer token is unknown or revoked")
     if not principal.may(role):

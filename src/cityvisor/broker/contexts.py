@@ -145,7 +145,7 @@ class ContextRegistry:
         """The context document behind a URL, from the bundle, the database or the network."""
         if url in CORE_CONTEXT_URLS:
             return {"@context": self.core}
-        local = self._local_document(url)
+        local = await self._local_document(url)
         if local is not None:
             return local
         match = SDM_URL.match(url)
@@ -155,7 +155,7 @@ class ContextRegistry:
             except FileNotFoundError:
                 pass
         document = await self._download(url)
-        self._store(url, CACHED, document)
+        await self._store(url, CACHED, document)
         return document
 
     async def _download(self, url: str) -> dict[str, Any]:
@@ -166,11 +166,11 @@ class ContextRegistry:
             )
         return await self._fetch(url)
 
-    def _local_document(self, url: str) -> dict[str, Any] | None:
+    async def _local_document(self, url: str) -> dict[str, Any] | None:
         if HOSTED_PATH in url:
-            found = self.system.context(local_id=url.rsplit("/", 1)[-1])
+            found = await self.system.context(local_id=url.rsplit("/", 1)[-1])
         else:
-            found = self.system.context(url=url)
+            found = await self.system.context(url=url)
         return orjson.loads(found.document) if found else None
 
     async def _fetch(self, url: str) -> dict[str, Any]:
@@ -195,15 +195,15 @@ class ContextRegistry:
                                  "(no @context member)")
         return document  # type: ignore[no-any-return]
 
-    def _store(self, url: str, kind: str, document: dict[str, Any], local_id: str | None = None) -> str:
+    async def _store(self, url: str, kind: str, document: dict[str, Any], local_id: str | None = None) -> str:
         local_id = local_id or uuid.uuid4().hex
-        self.system.put_context(StoredContext(local_id, url, kind, orjson.dumps(document), _now()))
+        await self.system.put_context(StoredContext(local_id, url, kind, orjson.dumps(document), _now()))
         self._maps.clear()
         return local_id
 
     # ---------------------------------------------------------------- /jsonldContexts
 
-    def host(self, document: object, base_url: str) -> str:
+    async def host(self, document: object, base_url: str) -> str:
         """Host a context document posted by a client; returns its URL (clause 5.13.2).
 
         A payload that is not an object with an ``@context`` member is not an Add @context
@@ -216,7 +216,7 @@ class ContextRegistry:
         check_context_value(inner)
         local_id = uuid.uuid4().hex
         url = base_url.rstrip("/") + HOSTED_PATH + local_id
-        self._store(url, HOSTED, {"@context": inner}, local_id)
+        await self._store(url, HOSTED, {"@context": inner}, local_id)
         return url
 
     @staticmethod
@@ -243,21 +243,21 @@ class ContextRegistry:
         return (HOSTED_PATH in url and local_id.startswith(IMPLICIT_PREFIX)
                 and cls.implicit_url(context, "").endswith(local_id))
 
-    def keep_implicit(self, context: Any, url: str) -> None:
+    async def keep_implicit(self, context: Any, url: str) -> None:
         """Store the ImplicitlyCreated @context ``{"@context": context}`` served at ``url``
         (from ``implicit_url``), unless it is already (clause 5.13.1). It is listed with
         kind ImplicitlyCreated, can be deleted but not reloaded (clause 5.13.5)."""
         local_id = url.rsplit("/", 1)[-1]
-        if self.system.context(local_id=local_id) is None:
-            self._store(url, IMPLICITLY_CREATED, {"@context": context}, local_id)
+        if await self.system.context(local_id=local_id) is None:
+            await self._store(url, IMPLICITLY_CREATED, {"@context": context}, local_id)
 
-    def preload(self, url: str, document: object) -> None:
+    async def preload(self, url: str, document: object) -> None:
         """Cache a context document under its URL, as if fetched (for air-gapped sites)."""
         if not isinstance(document, dict) or "@context" not in document:
             raise BadRequestData(f"The document for {url} is not a JSON-LD context")
-        self._store(url, CACHED, document)
+        await self._store(url, CACHED, document)
 
-    def list(self, kind: str | None = None) -> list[ContextInfo]:
+    async def list(self, kind: str | None = None) -> list[ContextInfo]:
         """The @contexts known here, the core first, of one ``kind`` if given (clause
         5.13.3; an unknown kind is BadRequestData)."""
         if kind is not None and kind not in KINDS:
@@ -265,43 +265,43 @@ class ContextRegistry:
                                  f"got {kind!r}")
         infos = [self._core_info()]
         infos += [ContextInfo(c.url, c.local_id, c.kind, c.created_at)
-                  for c in self.system.contexts()]
+                  for c in await self.system.contexts()]
         return [i for i in infos if kind is None or i.kind == kind]
 
     def _core_info(self) -> ContextInfo:
         """The core @context: always cached, from the bundled copy (clause 5.13.1)."""
         return ContextInfo(CORE_CONTEXT_URL, CORE_LOCAL_ID, CACHED, self.core_loaded_at)
 
-    def info(self, context_id: str) -> ContextInfo:
+    async def info(self, context_id: str) -> ContextInfo:
         """The details of one @context (clause 5.13.4 with ``details=true``)."""
-        local_id = self._local_id(context_id)
+        local_id = await self._local_id(context_id)
         if local_id == CORE_LOCAL_ID:
             return self._core_info()
-        found = self._stored(local_id)
+        found = await self._stored(local_id)
         return ContextInfo(found.url, found.local_id, found.kind, found.created_at)
 
-    def _local_id(self, context_id: str) -> str:
+    async def _local_id(self, context_id: str) -> str:
         """A context is addressed by its local id, by its URL if Cached, or by the URL it is
         served at here (clause 5.13.4)."""
         if context_id in CORE_CONTEXT_URLS or context_id == CORE_LOCAL_ID:
             return CORE_LOCAL_ID
-        found = self.system.context(url=context_id)
+        found = await self.system.context(url=context_id)
         if found is None and HOSTED_PATH in context_id:
             return context_id.rsplit("/", 1)[-1]
         return found.local_id if found else context_id
 
-    def _stored(self, local_id: str) -> StoredContext:
-        found = self.system.context(local_id=local_id)
+    async def _stored(self, local_id: str) -> StoredContext:
+        found = await self.system.context(local_id=local_id)
         if found is None:
             raise ResourceNotFound(f"No @context with id {local_id} is hosted or cached here")
         return found
 
-    def get(self, context_id: str) -> dict[str, Any]:
+    async def get(self, context_id: str) -> dict[str, Any]:
         """The document of one @context (clause 5.13.4)."""
-        local_id = self._local_id(context_id)
+        local_id = await self._local_id(context_id)
         if local_id == CORE_LOCAL_ID:
             return {"@context": self.core}
-        return orjson.loads(self._stored(local_id).document)  # type: ignore[no-any-return]
+        return orjson.loads((await self._stored(local_id)).document)  # type: ignore[no-any-return]
 
     async def delete(self, context_id: str, *, reload: bool = False) -> None:
         """Delete an @context, or with ``reload`` download a Cached one again (clause 5.13.5).
@@ -309,7 +309,7 @@ class ContextRegistry:
         Only a Cached @context can be reloaded (others: BadRequestData); when the download
         fails or is not a JSON-LD context, the stored copy stays (LdContextNotAvailable). The core @context cannot be
         deleted; reloading it reinstates the bundled copy, as it is never fetched."""
-        local_id = self._local_id(context_id)
+        local_id = await self._local_id(context_id)
         if local_id == CORE_LOCAL_ID:
             if not reload:
                 raise BadRequestData("The core @context cannot be deleted")
@@ -318,7 +318,7 @@ class ContextRegistry:
             self.core_loaded_at = _now()
             self._maps.clear()
             return
-        found = self._stored(local_id)
+        found = await self._stored(local_id)
         if reload:
             if found.kind != CACHED:
                 raise BadRequestData(f"Only a Cached @context can be reloaded; {local_id} is "
@@ -327,10 +327,10 @@ class ContextRegistry:
                 document = await self._download(found.url)
             except BadRequestData as error:  # 5.13.5.4: an invalid download is "not available"
                 raise LdContextNotAvailable(error.detail) from error
-            self.system.delete_context(local_id)
-            self._store(found.url, CACHED, document, local_id)
+            await self.system.delete_context(local_id)
+            await self._store(found.url, CACHED, document, local_id)
             return
-        self.system.delete_context(local_id)
+        await self.system.delete_context(local_id)
         self._maps.clear()
 
     def close(self) -> None:

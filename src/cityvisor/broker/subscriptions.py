@@ -722,7 +722,7 @@ class SubscriptionManager:
             raise AlreadyExists(f"Subscription {sub.id} already exists")
         await self._put(tenant, subs, sub)
         if implicit:
-            self.broker.contexts.keep_implicit(context, implicit)
+            await self.broker.contexts.keep_implicit(context, implicit)
         return sub.id
 
     def _implicit(self, doc: dict[str, Any], context: Any, base_url: str | None) -> str | None:
@@ -796,7 +796,7 @@ class SubscriptionManager:
         sub.delivery, sub.last_sent = current.delivery, current.last_sent
         await self._put(tenant, await self._tenant(tenant), sub)
         if implicit:
-            self.broker.contexts.keep_implicit(current.context, implicit)
+            await self.broker.contexts.keep_implicit(current.context, implicit)
 
     async def delete(self, tenant: str | None, sub_id: str) -> None:
         """5.8.5 Delete Subscription (its pending notifications go too)."""

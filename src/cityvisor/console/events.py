@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,11 @@ ALERT_TYPE = "Alert"
 #: live streams one server keeps at most (a supervision centre runs dozens of consoles; each
 #: stream may buffer up to QUEUE_LIMIT batches, so the total is bounded)
 MAX_STREAMS = 500
+
+
+async def _always() -> bool:
+    """A stream whose viewer is never signed out."""
+    return True
 
 
 class TooManyStreams(CityvisorProblem):
@@ -186,7 +191,7 @@ class EventHub:
                         tenant or "(default)", self.sweep_errors, exc_info=True)
 
     async def stream(self, listener: Listener, heartbeat_s: float = HEARTBEAT_S,
-                     still_allowed: Callable[[], bool] = lambda: True
+                     still_allowed: Callable[[], Awaitable[bool]] = _always
                      ) -> AsyncGenerator[bytes, None]:
         """The SSE byte stream of one connection; ends with ``event: signedout`` when
         ``still_allowed()`` turns false (token revoked), checked at least every ``heartbeat_s``
@@ -197,7 +202,7 @@ class EventHub:
             while True:
                 if time.monotonic() - checked >= heartbeat_s:
                     checked = time.monotonic()
-                    if not still_allowed():
+                    if not await still_allowed():
                         yield b"event: signedout\ndata: {}\n\n"
                         return
                 if listener.overflowed:
@@ -210,7 +215,7 @@ class EventHub:
                     first = await asyncio.wait_for(listener.queue.get(), heartbeat_s)
                 except TimeoutError:
                     checked = time.monotonic()
-                    if not still_allowed():
+                    if not await still_allowed():
                         yield b"event: signedout\ndata: {}\n\n"
                         return
                     yield b": keep-alive\n\n"
@@ -236,7 +241,7 @@ class EventStreamResponse(StreamingResponse):
     finishes, or the response is cancelled before its first byte."""
 
     def __init__(self, hub: EventHub, tenant: str | None,
-                 still_allowed: Callable[[], bool]) -> None:
+                 still_allowed: Callable[[], Awaitable[bool]]) -> None:
         super().__init__(_empty(), media_type="text/event-stream",
                          headers={"cache-control": "no-store", "x-accel-buffering": "no"})
         self.hub = hub
@@ -305,9 +310,9 @@ async def events(request: Request, operator: Operator) -> Response:
         raise TooManyStreams(f"This server already serves {MAX_STREAMS} live streams: "
                              "close a console or retry later")
 
-    def still_allowed() -> bool:
+    async def still_allowed() -> bool:
         try:
-            authenticate(request, "reader")
+            await authenticate(request, "reader")
         except NgsiLdError:
             return False
         return True

@@ -81,7 +81,7 @@ def services_of(request: Request) -> ConsoleServices:
     return services
 
 
-def authenticate(request: Request, role: str = "reader") -> Operator:
+async def authenticate(request: Request, role: str = "reader") -> Operator:
     """The operator of a console API request, or Unauthorized/Forbidden."""
     services = services_of(request)
     header_tenant = request.headers.get("ngsild-tenant") or None
@@ -96,7 +96,7 @@ def authenticate(request: Request, role: str = "reader") -> Operator:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Sign in with a bearer token (Authorization: Bearer <token>)")
-    principal = services.tokens.verify(token.strip())
+    principal = await services.tokens.verify(token.strip())
     if principal is None:
         raise Unauthorized("The bearer token is unknown or revoked")
     if header_tenant is not None:
@@ -128,7 +128,7 @@ def console_endpoint(handler: ConsoleHandler, role: str = "reader") -> Callable[
 
     async def run(request: Request) -> Response:
         try:
-            operator = authenticate(request, role)
+            operator = await authenticate(request, role)
             return await handler(request, operator)
         except Exception as error:
             return guard(error)

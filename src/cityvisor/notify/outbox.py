@@ -168,7 +168,7 @@ class TenantDispatcher:
                 await asyncio.wait_for(self.event.wait(), self.service.poll_s)
             self.event.clear()
             try:
-                rows = self.reader.fresh(self.last_id, 1000)
+                rows = await self.reader.fresh(self.last_id, 1000)
                 if rows:
                     self.last_id = rows[-1].id
                     if len(rows) == 1000:
@@ -176,7 +176,7 @@ class TenantDispatcher:
                 now = self.clock()
                 if now >= next_due:
                     next_due = now + self.service.poll_s
-                    rows.extend(self.reader.due(now, 1000))
+                    rows.extend(await self.reader.due(now, 1000))
             except Exception:  # pragma: no cover - e.g. database busy: next round
                 LOG.exception("reading the outbox failed")
                 continue
@@ -264,7 +264,7 @@ class TenantDispatcher:
         for task in list(self._flushes):
             await task  # _commit logs its own failures
         if self.reader is not None:
-            self.reader.close()
+            await self.reader.close()
 
 
 class Outbox:

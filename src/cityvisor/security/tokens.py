@@ -58,48 +58,48 @@ class TokenStore:
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self.cache_s = cache_s
 
-    def create(self, role: str, tenant: str = DEFAULT_TENANT, name: str = "") -> tuple[str, TokenInfo]:
+    async def create(self, role: str, tenant: str = DEFAULT_TENANT, name: str = "") -> tuple[str, TokenInfo]:
         """A new token: returns the clear token (show it once) and its record."""
         if role not in ROLES:
             raise ValueError(f"Unknown role {role!r}: choose one of {', '.join(ROLES)}")
         token_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        self.system.add_token(StoredToken(token_id, _digest(secret), role, tenant, name, now))
+        await self.system.add_token(StoredToken(token_id, _digest(secret), role, tenant, name, now))
         return f"cvt_{token_id}_{secret}", TokenInfo(token_id, role, tenant, name, now, None)
 
-    def verify(self, token: str) -> Principal | None:
+    async def verify(self, token: str) -> Principal | None:
         """The principal of a valid, unrevoked token, else None."""
         now = time.monotonic()
         cached = self._cache.get(token)
         if cached is not None and cached[0] > now:
             return cached[1]
-        principal = self._lookup(token)
+        principal = await self._lookup(token)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[token] = (now + self.cache_s, principal)
         return principal
 
-    def _lookup(self, token: str) -> Principal | None:
+    async def _lookup(self, token: str) -> Principal | None:
         prefix, _, rest = token.partition("_")
         token_id, _, secret = rest.partition("_")
         if prefix != "cvt" or not token_id or not secret:
             return None
-        stored = self.system.token(token_id)
+        stored = await self.system.token(token_id)
         if (stored is None or stored.revoked_at is not None
                 or not hmac.compare_digest(stored.secret_sha256, _digest(secret))):
             return None
         return Principal(token_id, stored.role, stored.tenant, stored.name or "")
 
-    def revoke(self, token_id: str) -> bool:
+    async def revoke(self, token_id: str) -> bool:
         now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        changed = self.system.revoke_token(token_id, now)
+        changed = await self.system.revoke_token(token_id, now)
         self._cache.clear()
         return changed
 
-    def list(self) -> list[TokenInfo]:
+    async def list(self) -> list[TokenInfo]:
         return [TokenInfo(t.token_id, t.role, t.tenant, t.name, t.created_at, t.revoked_at)
-                for t in self.system.tokens()]
+                for t in await self.system.tokens()]
 
     def close(self) -> None:
         """Nothing to release: the system store is closed by its owner."""

@@ -127,22 +127,22 @@ class OutboxReader(ABC):
     """Reads COMMITTED outbox rows of one tenant (never rows staged but not yet committed)."""
 
     @abstractmethod
-    def fresh(self, after_id: int, limit: int) -> list[OutboxRow]:
+    async def fresh(self, after_id: int, limit: int) -> list[OutboxRow]:
         """Rows never tried, newer than ``after_id``, oldest first."""
 
     @abstractmethod
-    def due(self, now: float, limit: int) -> list[OutboxRow]:
+    async def due(self, now: float, limit: int) -> list[OutboxRow]:
         """Rows to try again whose time (epoch seconds) has come, soonest first."""
 
     @abstractmethod
-    def max_id(self) -> int: ...
+    async def max_id(self) -> int: ...
 
     @abstractmethod
-    def pending(self) -> int:
+    async def pending(self) -> int:
         """How many rows wait (never tried or to retry)."""
 
     @abstractmethod
-    def close(self) -> None: ...
+    async def close(self) -> None: ...
 
 
 class Store(ABC):
@@ -280,36 +280,36 @@ class Store(ABC):
 class SystemStore(ABC):
     """Rows shared by all tenants: @contexts hosted or cached here, bearer tokens.
 
-    Synchronous: a handful of small rows, read rarely (their users cache them)."""
+    A handful of small rows, read rarely (their users cache them)."""
 
     @abstractmethod
-    def context(self, *, local_id: str | None = None, url: str | None = None
+    async def context(self, *, local_id: str | None = None, url: str | None = None
                 ) -> StoredContext | None: ...
 
     @abstractmethod
-    def put_context(self, context: StoredContext) -> None:
+    async def put_context(self, context: StoredContext) -> None:
         """Add a context, or replace the document and kind of the one with the same URL."""
 
     @abstractmethod
-    def contexts(self) -> list[StoredContext]:
+    async def contexts(self) -> list[StoredContext]:
         """Every context, oldest first."""
 
     @abstractmethod
-    def delete_context(self, local_id: str) -> bool: ...
+    async def delete_context(self, local_id: str) -> bool: ...
 
     @abstractmethod
-    def add_token(self, token: StoredToken) -> None: ...
+    async def add_token(self, token: StoredToken) -> None: ...
 
     @abstractmethod
-    def token(self, token_id: str) -> StoredToken | None: ...
+    async def token(self, token_id: str) -> StoredToken | None: ...
 
     @abstractmethod
-    def revoke_token(self, token_id: str, at: str) -> bool:
+    async def revoke_token(self, token_id: str, at: str) -> bool:
         """Mark an unrevoked token revoked; False if there is none."""
 
     @abstractmethod
-    def tokens(self) -> list[StoredToken]:
+    async def tokens(self) -> list[StoredToken]:
         """Every token, oldest first."""
 
     @abstractmethod
-    def close(self) -> None: ...
+    async def close(self) -> None: ...

@@ -419,24 +419,24 @@ class _MemoryOutboxReader(OutboxReader):
     def __init__(self, state: _State) -> None:
         self._state = state
 
-    def fresh(self, after_id: int, limit: int) -> list[rec.OutboxRow]:
+    async def fresh(self, after_id: int, limit: int) -> list[rec.OutboxRow]:
         rows = [mail.row for number, mail in self._state.outbox.items()
                 if number > after_id and mail.next_attempt_at == 0]
         return rows[:max(limit, 0)]
 
-    def due(self, now: float, limit: int) -> list[rec.OutboxRow]:
+    async def due(self, now: float, limit: int) -> list[rec.OutboxRow]:
         mails = sorted((mail for mail in self._state.outbox.values()
                         if 0 < mail.next_attempt_at <= now),
                        key=lambda mail: (mail.next_attempt_at, mail.row.id))
         return [mail.row for mail in mails[:max(limit, 0)]]
 
-    def max_id(self) -> int:
+    async def max_id(self) -> int:
         return max(self._state.outbox, default=0)
 
-    def pending(self) -> int:
+    async def pending(self) -> int:
         return len(self._state.outbox)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         pass
 
 
@@ -685,7 +685,7 @@ class MemorySystemStore(SystemStore):
         self._contexts: dict[str, rec.StoredContext] = {}  # local id -> context
         self._tokens: dict[str, rec.StoredToken] = {}
 
-    def context(self, *, local_id: str | None = None, url: str | None = None
+    async def context(self, *, local_id: str | None = None, url: str | None = None
                 ) -> rec.StoredContext | None:
         for context in self._contexts.values():
             if ((local_id is None or context.local_id == local_id)
@@ -693,8 +693,8 @@ class MemorySystemStore(SystemStore):
                 return context
         return None
 
-    def put_context(self, context: rec.StoredContext) -> None:
-        same_url = self.context(url=context.url)
+    async def put_context(self, context: rec.StoredContext) -> None:
+        same_url = await self.context(url=context.url)
         if same_url is not None:
             self._contexts[same_url.local_id] = replace(same_url, document=context.document,
                                                         kind=context.kind)
@@ -703,31 +703,31 @@ class MemorySystemStore(SystemStore):
         else:
             self._contexts[context.local_id] = context
 
-    def contexts(self) -> list[rec.StoredContext]:
+    async def contexts(self) -> list[rec.StoredContext]:
         return sorted(self._contexts.values(), key=lambda context: context.created_at)
 
-    def delete_context(self, local_id: str) -> bool:
+    async def delete_context(self, local_id: str) -> bool:
         return self._contexts.pop(local_id, None) is not None
 
-    def add_token(self, token: rec.StoredToken) -> None:
+    async def add_token(self, token: rec.StoredToken) -> None:
         if token.token_id in self._tokens:
             raise AlreadyExists(f"A token with id {token.token_id} already exists")
         self._tokens[token.token_id] = token
 
-    def token(self, token_id: str) -> rec.StoredToken | None:
+    async def token(self, token_id: str) -> rec.StoredToken | None:
         return self._tokens.get(token_id)
 
-    def revoke_token(self, token_id: str, at: str) -> bool:
+    async def revoke_token(self, token_id: str, at: str) -> bool:
         token = self._tokens.get(token_id)
         if token is None or token.revoked_at is not None:
             return False
         self._tokens[token_id] = replace(token, revoked_at=at)
         return True
 
-    def tokens(self) -> list[rec.StoredToken]:
+    async def tokens(self) -> list[rec.StoredToken]:
         return sorted(self._tokens.values(), key=lambda token: token.created_at)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         pass
 
 

@@ -133,25 +133,25 @@ class SqliteOutboxReader(OutboxReader):
                                     check_same_thread=False)
         self.conn.execute("PRAGMA query_only=1")
 
-    def fresh(self, after_id: int, limit: int) -> list[OutboxRow]:
+    async def fresh(self, after_id: int, limit: int) -> list[OutboxRow]:
         """Rows never tried, newer than ``after_id``, oldest first."""
         rows = self.conn.execute(
             f"SELECT {_COLUMNS} FROM outbox WHERE id > ? AND next_attempt_at = 0 "
             "ORDER BY id LIMIT ?", (after_id, limit))
         return [OutboxRow(*row) for row in rows]
 
-    def max_id(self) -> int:
+    async def max_id(self) -> int:
         return int(self.conn.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0])
 
-    def due(self, now: float, limit: int) -> list[OutboxRow]:
+    async def due(self, now: float, limit: int) -> list[OutboxRow]:
         """Rows to try again whose time has come (a first attempt after a restart included)."""
         rows = self.conn.execute(
             f"SELECT {_COLUMNS} FROM outbox WHERE next_attempt_at > 0 AND next_attempt_at <= ? "
             "ORDER BY next_attempt_at LIMIT ?", (now, limit))
         return [OutboxRow(*row) for row in rows]
 
-    def pending(self) -> int:
+    async def pending(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.conn.close()

@@ -49,7 +49,7 @@ class SqliteSystemStore(SystemStore):
         self._conn.executescript(SCHEMA)
         self._lock = threading.Lock()
 
-    def context(self, *, local_id: str | None = None, url: str | None = None
+    async def context(self, *, local_id: str | None = None, url: str | None = None
                 ) -> StoredContext | None:
         column, key = ("id", local_id) if local_id is not None else ("url", url)
         with self._lock:
@@ -58,7 +58,7 @@ class SqliteSystemStore(SystemStore):
         return None if row is None else StoredContext(row[0], row[1], row[2], bytes(row[3]),
                                                       row[4])
 
-    def put_context(self, context: StoredContext) -> None:
+    async def put_context(self, context: StoredContext) -> None:
         with self._lock:
             self._conn.execute(
                 "INSERT INTO contexts (id, url, kind, document, created_at) VALUES (?, ?, ?, ?, ?) "
@@ -66,41 +66,41 @@ class SqliteSystemStore(SystemStore):
                 (context.local_id, context.url, context.kind, context.document,
                  context.created_at))
 
-    def contexts(self) -> list[StoredContext]:
+    async def contexts(self) -> list[StoredContext]:
         with self._lock:
             rows = self._conn.execute(
                 f"SELECT {_CONTEXT_COLUMNS} FROM contexts ORDER BY created_at, rowid").fetchall()
         return [StoredContext(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in rows]
 
-    def delete_context(self, local_id: str) -> bool:
+    async def delete_context(self, local_id: str) -> bool:
         with self._lock:
             return bool(self._conn.execute("DELETE FROM contexts WHERE id = ?",
                                            (local_id,)).rowcount)
 
-    def add_token(self, token: StoredToken) -> None:
+    async def add_token(self, token: StoredToken) -> None:
         with self._lock:
             self._conn.execute(
                 f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (token.token_id, token.secret_sha256, token.role, token.tenant, token.name,
                  token.created_at, token.revoked_at))
 
-    def token(self, token_id: str) -> StoredToken | None:
+    async def token(self, token_id: str) -> StoredToken | None:
         with self._lock:
             row = self._conn.execute(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id = ?",
                                      (token_id,)).fetchone()
         return None if row is None else StoredToken(*row)
 
-    def revoke_token(self, token_id: str, at: str) -> bool:
+    async def revoke_token(self, token_id: str, at: str) -> bool:
         with self._lock:
             return bool(self._conn.execute(
                 "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 (at, token_id)).rowcount)
 
-    def tokens(self) -> list[StoredToken]:
+    async def tokens(self) -> list[StoredToken]:
         with self._lock:
             rows = self._conn.execute(
                 f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created_at, rowid").fetchall()
         return [StoredToken(*row) for row in rows]
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self._conn.close()
