@@ -49,6 +49,9 @@ class Settings(BaseSettings):
         3600.0, gt=0, description="Seconds between two purges of expired temporal history")
     temporal_max_instances: int = Field(
         1000, ge=1, description="Instances per attribute in one temporal answer (then 206)")
+    entity_map_lifetime_s: float = Field(
+        3600.0, gt=0, description="Seconds an entity map lives (clause 5.2.39; the longest "
+        "an update may ask for)")
     notification_retry_base_s: float = Field(0.5, gt=0, description="First retry delay of a failed notification")
     notification_retry_cap_s: float = Field(30.0, gt=0, description="Longest retry delay")
     notification_timeout_s: float = Field(5.0, gt=0, description="Notification request timeout")

@@ -1,5 +1,5 @@
 """The composition root: builds the stores, the context registry, the entity, temporal and
-subscription brokers and the token store from one ``Settings``, and wires the brokers' change
+subscription brokers, the entity maps and the token store from one ``Settings``, and wires the brokers' change
 listeners. Nothing is opened at import time."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import cast
 from cityvisor.apps.contract import AppContext, AppSetup, RunningApp
 from cityvisor.broker.contexts import ContextRegistry
 from cityvisor.broker.entities import EntityBroker
+from cityvisor.broker.entity_maps import EntityMaps
 from cityvisor.broker.temporal import TemporalBroker
 from cityvisor.client import LocalContextClient
 from cityvisor.config import Settings
@@ -30,6 +31,7 @@ class Services:
     temporal: TemporalBroker
     subscriptions: Notifications
     tokens: TokenStore | None  # None: authentication is off (loopback only)
+    entity_maps: EntityMaps
     apps: list[RunningApp] = field(default_factory=list)  # running in-process apps
     #: the in-process apps to start, as (name, setup): one per name in ``settings.apps``, and
     #: any added by the caller (the demo's storm scenario)
@@ -62,8 +64,11 @@ class Services:
         broker.listeners.append(temporal.record)
         broker.listeners.append(notifications.manager.on_change)
         tokens = TokenStore(system) if settings.auth else None
+        # the entity broker's clock, read at each use (tests replace it)
+        entity_maps = EntityMaps(store, lambda: broker.clock(),
+                                 lifetime_s=settings.entity_map_lifetime_s)
         services = cls(settings, store, system, contexts, broker, temporal, notifications,
-                       tokens)
+                       tokens, entity_maps)
         services.app_setups.extend((name, named_app_setup(name)) for name in settings.apps)
         return services
 

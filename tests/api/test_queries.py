@@ -650,7 +650,7 @@ def test_post_query_not_an_object_is_400(qclient: TestClient) -> None:
     assert_problem(response)
 
 
-@pytest.mark.parametrize("param", ["entityMap=true"])
+@pytest.mark.parametrize("param", ["expandValues=speed", "collectValues=speed"])
 def test_unsupported_query_parameters_are_refused(client: TestClient, param: str) -> None:
     response = client.get(f"/ngsi-ld/v1/entities?type=Thing&{param}")
     assert response.status_code == 422

@@ -34,6 +34,9 @@ from cityvisor.store.base import (
 )
 from cityvisor.store.records import (
     AttributeHistoryDeleted,
+    EntityMapDelete,
+    EntityMapPut,
+    EntityMapsExpired,
     EntityRecord,
     EntityTouched,
     HistoryDeleted,
@@ -44,6 +47,7 @@ from cityvisor.store.records import (
     OutboxRecord,
     OutboxRetry,
     StoredContext,
+    StoredEntityMap,
     StoredSubscription,
     StoredToken,
     SubscriptionDelete,
@@ -1126,6 +1130,41 @@ async def test_outbox_readers_are_per_tenant(store: Store) -> None:
     reader = await store.outbox_reader("south")  # a reader creates the tenant's storage
     await reader.close()
     assert await store.has_tenant("south")
+
+
+# ---------------------------------------------------------------------------- entity maps
+
+MAP1, MAP2 = "urn:ngsi-ld:entitymap:1", "urn:ngsi-ld:entitymap:2"
+
+
+async def test_entity_maps_put_replace_and_delete(store: Store) -> None:
+    assert await store.entity_map(None, MAP1) is None
+    one = StoredEntityMap(MAP1, at(60), (urn(2), urn(1)), at(0))
+    await store.write(None, [], [EntityMapPut(one)])
+    assert await store.entity_map(None, MAP1) == one  # the ids keep their order
+    longer = StoredEntityMap(MAP1, at(90), (urn(3),), at(0))
+    await store.write(None, [], [EntityMapPut(longer)])
+    assert await store.entity_map(None, MAP1) == longer
+    await store.write(None, [], [EntityMapDelete(MAP1), EntityMapDelete(MAP2)])
+    assert await store.entity_map(None, MAP1) is None
+
+
+async def test_entity_maps_seen_once_staged_and_per_tenant(store: Store) -> None:
+    one = StoredEntityMap(MAP1, at(60), (urn(1),), at(0))
+    durable = await store.stage("north", [], [EntityMapPut(one)])
+    assert await store.entity_map("north", MAP1) == one
+    await durable
+    assert await store.entity_map(None, MAP1) is None
+    assert await store.entity_map("south", MAP1) is None
+    assert not await store.has_tenant("south")  # a read creates no tenant
+
+
+async def test_expired_entity_maps_go_together(store: Store) -> None:
+    await store.write(None, [], [EntityMapPut(StoredEntityMap(MAP1, at(10), (), at(0))),
+                                 EntityMapPut(StoredEntityMap(MAP2, at(30), (), at(0)))])
+    await store.write(None, [], [EntityMapsExpired(at(10))])  # at or before
+    assert await store.entity_map(None, MAP1) is None
+    assert await store.entity_map(None, MAP2) is not None
 
 
 # ---------------------------------------------------------------------------- system store

@@ -24,7 +24,15 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cityvisor import __version__
-from cityvisor.api import contexts, discovery, entities, info, subscriptions, temporal
+from cityvisor.api import (
+    contexts,
+    discovery,
+    entities,
+    entity_maps,
+    info,
+    subscriptions,
+    temporal,
+)
 from cityvisor.api.http import (
     TENANT_RESPONSE_HEADER,
     ApiServices,
@@ -162,7 +170,7 @@ def endpoint(handler: Handler, role: str, *, body: bool = False) -> Any:
 
 #: every API module's route table: (path under /ngsi-ld/v1, {method: (handler, role, body?)})
 ROUTE_TABLES = [entities.ROUTES, discovery.ROUTES, contexts.ROUTES, subscriptions.ROUTES,
-                temporal.ROUTES, info.ROUTES]
+                temporal.ROUTES, entity_maps.ROUTES, info.ROUTES]
 
 
 def _routes() -> list[Route]:

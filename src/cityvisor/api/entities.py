@@ -15,6 +15,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cityvisor.api.entity_maps import map_headers, map_request
 from cityvisor.api.http import (
     Call,
     bool_param,
@@ -34,6 +35,7 @@ from cityvisor.broker.entities import (
     QueryParams,
     UpdateResult,
 )
+from cityvisor.broker.entity_maps import MapAnswer
 from cityvisor.broker.options import Shape, form_of, option_set
 from cityvisor.ngsild.errors import BadRequestData, OperationNotSupported
 from cityvisor.ngsild.versions import amend_for_version, parse_version
@@ -77,13 +79,16 @@ def _shape(request: Request, call: Call) -> Shape:
 
 
 UNSUPPORTED_QUERY = ("entityMap", "expandValues", "collectValues")
+#: the endpoints that take an entity map (clauses 5.7.1.4, 5.7.2.4)
+MAPPED = ("entityMap",)
+NO_MAP_ANSWER = MapAnswer()
 
 
-def _refuse_unsupported(request: Request) -> None:
+def _refuse_unsupported(request: Request, allowed: tuple[str, ...] = ()) -> None:
     """Answer 422 rather than silently ignore a filter we do not implement (wrong results)."""
     for name in UNSUPPORTED_QUERY:
-        if name in request.query_params:
-            raise OperationNotSupported(f"Parameter {name} is not supported by this broker")
+        if name in request.query_params and name not in allowed:
+            raise OperationNotSupported(f"Parameter {name} is not supported here")
 
 
 def _local(request: Request) -> bool | None:
@@ -98,8 +103,8 @@ def _ordering(request: Request, query: QueryParams) -> QueryParams:
                    collation=params.get("collation"))
 
 
-def _query_params(request: Request) -> QueryParams:
-    _refuse_unsupported(request)
+def _query_params(request: Request, allowed: tuple[str, ...] = ()) -> QueryParams:
+    _refuse_unsupported(request, allowed)
     params = request.query_params
     options = option_set(params.get("options"))
     return _ordering(request, QueryParams(
@@ -161,12 +166,16 @@ def _for_version(request: Request, shape: Shape, payload: Any,
 
 
 def _page_response(request: Request, call: Call, shape: Shape, page: QueryPage,
-                   links: bool) -> Response:
+                   links: bool, entity_map: MapAnswer = NO_MAP_ANSWER) -> Response:
+    """A page of entities; 201 when the query made an entity map (clause 5.7.2.4)."""
     headers = {"NGSILD-Results-Count": str(page.count)} if page.count is not None else {}
     link = page_links(request, page) if links else None
     if link:
         headers["Link"] = link
+    headers.update(map_headers(entity_map))
     status, headers = _for_version(request, shape, page.entities, headers)
+    if entity_map.created is not None:
+        status = 201
     if call.accept == "application/geo+json":
         return json_response(call, {"type": "FeatureCollection", "features": page.entities},
                              status, headers or None)
@@ -202,14 +211,26 @@ def _batch_response(result: BatchResult, created_status: bool = False) -> Respon
 @offers_geojson
 async def query_entities(request: Request, call: Call) -> Response:
     """6.4.3.2 Query Entities, with scopeQ (4.19), orderBy/orderFrom/collation (4.23) and page
-    links (4.12), Linked Entity retrieval (4.5.23). Unsupported (422): entityMap, expandValues,
-    collectValues; there are no context source registrations, so every query is local (a
-    csf is checked, and restricts nothing)."""
+    links (4.12), Linked Entity retrieval (4.5.23), entity maps (``entityMap``, header
+    ``NGSILD-EntityMap``: 5.7.2.4, 5.5.14). Unsupported (422): expandValues, collectValues;
+    there are no context source registrations, so every query is local (a csf is checked,
+    and restricts nothing)."""
     shape = _shape(request, call)
     _check_geometry_property(request, call, shape)
-    page = await _broker(request).query_page(
-        call.tenant, call.context, _query_params(request), shape)
-    return _page_response(request, _geojson_call(call, shape), shape, page, links=True)
+    params = _query_params(request, allowed=MAPPED)
+    broker = _broker(request)
+
+    async def run(within: frozenset[str] | None) -> QueryPage:
+        return await broker.query_page(call.tenant, call.context,
+                                       replace(params, within=within), shape)
+
+    async def matched(_page: QueryPage) -> list[str]:
+        return await broker.matching_ids(call.tenant, call.context, params)
+
+    page, entity_map = await services_of(request).entity_maps.use(
+        call.tenant, map_request(request), run, matched)
+    return _page_response(request, _geojson_call(call, shape), shape, page, links=True,
+                          entity_map=entity_map)
 
 
 async def purge_entities(request: Request, call: Call) -> Response:
@@ -229,18 +250,22 @@ async def create_entity(request: Request, call: Call) -> Response:
 
 @offers_geojson
 async def retrieve_entity(request: Request, call: Call) -> Response:
-    """6.5.3.1 Retrieve Entity, with the ``type`` selector and Linked Entity retrieval
-    (4.5.23). Unsupported (422): entityMap."""
-    _refuse_unsupported(request)
+    """6.5.3.1 Retrieve Entity, with the ``type`` selector, Linked Entity retrieval (4.5.23)
+    and entity maps (``entityMap``, header ``NGSILD-EntityMap``: 5.7.1.4; the body stays the
+    Entity, the header names the map)."""
+    _refuse_unsupported(request, MAPPED)
     shape = _shape(request, call)
     _check_geometry_property(request, call, shape)  # clause 5.7.1.4 likewise
-    entity = await _broker(request).retrieve_entity(
-        call.tenant, call.context, request.path_params["entityId"], shape,
-        type_selection=request.query_params.get("type"))
+    entity_id = request.path_params["entityId"]
+    entity, entity_map = await services_of(request).entity_maps.use_on_retrieve(
+        call.tenant, map_request(request), entity_id,
+        lambda: _broker(request).retrieve_entity(
+            call.tenant, call.context, entity_id, shape,
+            type_selection=request.query_params.get("type")))
     call = _geojson_call(call, shape)
     if call.accept == "application/geo+json" and isinstance(entity, list):
         entity = {"type": "FeatureCollection", "features": entity}
-    status, headers = _for_version(request, shape, entity)
+    status, headers = _for_version(request, shape, entity, map_headers(entity_map))
     return json_response(call, entity, status, headers)
 
 
@@ -359,7 +384,8 @@ async def batch_delete(request: Request, call: Call) -> Response:
 
 @offers_geojson
 async def batch_query(request: Request, call: Call) -> Response:
-    """6.23.3.1 Query Entities via POST (the Query data type, clause 5.2.23)."""
+    """6.23.3.1 Query Entities via POST (the Query data type, clause 5.2.23). Unsupported
+    (422): entityMap, expandValues, collectValues."""
     _refuse_unsupported(request)
     body, call = await _body(request, call)
     if isinstance(body, dict) and "temporalQ" in body:

@@ -21,6 +21,7 @@ from starlette.responses import Response
 
 from cityvisor.broker.contexts import ContextRegistry
 from cityvisor.broker.entities import EntityBroker
+from cityvisor.broker.entity_maps import EntityMaps
 from cityvisor.broker.subscriptions import SubscriptionManager
 from cityvisor.broker.temporal import TemporalBroker
 from cityvisor.config import Settings
@@ -71,6 +72,9 @@ class ApiServices(Protocol):
 
     @property
     def subscriptions(self) -> SubscriptionService: ...
+
+    @property
+    def entity_maps(self) -> EntityMaps: ...
 
     async def start(self) -> None: ...
 

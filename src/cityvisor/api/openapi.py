@@ -42,6 +42,8 @@ _ORDER = [_param("orderBy", _STR), _param("orderFrom", _STR), _param("collation"
 _SELECT = [_param("scopeQ", _STR), _param("csf", _STR)]
 _PAGING = [_param("limit", _INT), _param("offset", _INT), _param("count", _BOOL),
            _param("local", _BOOL)]
+#: entity maps on retrieve and query (clauses 5.7.1.4-5.7.4.4): the flag and the header
+_MAPPED = [_param("entityMap", _BOOL), _param("NGSILD-EntityMap", _STR, "header")]
 
 _ATTRIBUTE = {"type": "object", "additionalProperties": True}
 _ENTITY = {"type": "object", "required": ["id", "type"], "properties": {
@@ -83,14 +85,15 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/entities": {
             "get": _op("Query entities (6.4.3.2)",
-                       _QUERY + _SELECT + _ORDER + _SHAPE[:1] + _SHAPE[1:], ok200),
+                       _QUERY + _SELECT + _ORDER + _SHAPE + _MAPPED,
+                       {**ok200, "201": "OK, and an entity map was made"}),
             "post": _op("Create entity (6.4.3.1)", [], {"201": "Created"}, _ENTITY),
             "delete": _op("Purge entities (6.4.3.3)",
                           [p for p in _QUERY if p["name"] not in ("limit", "offset", "count")]
                           + [_param("attrs", _STR), _param("keep", _STR), _param("drop", _STR)],
                           no_content)},
         "/entities/{entityId}": {
-            "get": _op("Retrieve entity (6.5.3.1)", [_ENTITY_ID, *_SHAPE], ok200),
+            "get": _op("Retrieve entity (6.5.3.1)", [_ENTITY_ID, *_SHAPE, *_MAPPED], ok200),
             "put": _op("Replace entity (6.5.3.3)", [_ENTITY_ID], no_content, _FRAGMENT),
             "patch": _op("Merge entity (6.5.3.4)", [_ENTITY_ID], no_content, _FRAGMENT),
             "delete": _op("Delete entity (6.5.3.2)", [_ENTITY_ID], no_content)},
@@ -135,6 +138,7 @@ def openapi_document() -> dict[str, Any]:
             "delete": _op("Delete and reload an @context (6.30.3.4)",
                           [_param("contextId", _STR, "path"), _param("reload", _BOOL)],
                           no_content)},
+        "/entityMaps/{entityMapId}": _entity_map_paths(),
         "/info/sourceIdentity": {"get": _op("Context source identity (5.15.1)", [], ok200)},
     }
     paths.update(_subscription_paths())
@@ -184,6 +188,17 @@ def _subscription_paths() -> dict[str, Any]:
     }
 
 
+def _entity_map_paths() -> dict[str, Any]:
+    """An EntityMap (clause 6.32)."""
+    map_id = _param("entityMapId", {"type": "string", "format": "uri"}, "path")
+    body = {"type": "object", "properties": {
+        "expiresAt": {"type": "string", "format": "date-time"}}}
+    return {
+        "get": _op("Retrieve EntityMap (6.32.3.1)", [map_id], {"200": "OK"}),
+        "patch": _op("Update EntityMap (6.32.3.2)", [map_id], {"204": "No Content"}, body),
+        "delete": _op("Delete EntityMap (6.32.3.3)", [map_id], {"204": "No Content"})}
+
+
 def _temporal_paths() -> dict[str, Any]:
     """Temporal API (clause 6.18-6.22)."""
     time = [_param("timerel", {"type": "string", "enum": ["before", "after", "between"]}),
@@ -209,12 +224,13 @@ def _temporal_paths() -> dict[str, Any]:
     return {
         "/temporal/entities": {
             "get": _op("Query temporal evolution of entities (6.18.3.2)",
-                       _QUERY + time + [_param("attrs", _STR)], ok),
+                       _QUERY + time + [_param("attrs", _STR), *_MAPPED],
+                       {**ok, "201": "OK, and an entity map was made"}),
             "post": _op("Create or update temporal representation (6.18.3.1)", [],
                         {"201": "Created", "204": "Updated"}, entity)},
         "/temporal/entities/{entityId}": {
             "get": _op("Retrieve temporal evolution of an entity (6.19.3.1)",
-                       [_ENTITY_ID, _param("attrs", _STR), *time], ok),
+                       [_ENTITY_ID, _param("attrs", _STR), *time, *_MAPPED], ok),
             "delete": _op("Delete temporal representation (6.19.3.2)", [_ENTITY_ID],
                           {"204": "No Content"})},
         "/temporal/entities/{entityId}/attrs": {

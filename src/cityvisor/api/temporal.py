@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cityvisor.api.entity_maps import map_headers, map_request
 from cityvisor.api.http import (
     Call,
     bool_param,
@@ -23,6 +24,7 @@ from cityvisor.api.http import (
     services_of,
 )
 from cityvisor.broker.entities import QueryParams
+from cityvisor.broker.entity_maps import MapAnswer
 from cityvisor.broker.temporal import Projection, TemporalBroker, TemporalQuery, TemporalResult
 from cityvisor.ngsild.errors import BadRequestData, OperationNotSupported
 from cityvisor.ngsild.query import parse_q
@@ -30,6 +32,8 @@ from cityvisor.ngsild.query import parse_q
 BASE = "/ngsi-ld/v1"
 UNSUPPORTED = ("scopeQ", "join", "joinLevel", "entityMap", "containedBy",
                "expandValues", "collectValues")
+#: the endpoints that take an entity map (clauses 5.7.3.4, 5.7.4.4)
+MAPPED = ("entityMap",)
 #: entity members that are not attributes: ``attrs`` naming only these selects nothing
 _CORE_MEMBERS = frozenset({"id", "type", "scope", "createdAt", "modifiedAt", "deletedAt"})
 
@@ -106,11 +110,18 @@ def _without_geojson(request: Request, call: Call) -> Call:
     return replace(call, accept=negotiate(request))
 
 
-def _result_response(call: Call, result: TemporalResult, data: Any) -> Response:
+def _result_response(call: Call, result: TemporalResult, data: Any,
+                     entity_map: MapAnswer | None = None, *, created: int = 200) -> Response:
+    """The answer: 206 with Content-Range when instances were left out; else ``created``
+    when the request made an entity map (a query: 201, clause 5.7.4.4), 200."""
     headers: dict[str, str] = {}
     if result.count is not None:
         headers["NGSILD-Results-Count"] = str(result.count)
     status = 200
+    if entity_map is not None:
+        headers.update(map_headers(entity_map))
+        if entity_map.created is not None:
+            status = created
     if result.content_range is not None:
         headers["Content-Range"] = result.content_range
         status = 206
@@ -123,8 +134,9 @@ def _result_response(call: Call, result: TemporalResult, data: Any) -> Response:
 async def query_temporal(request: Request, call: Call) -> Response:
     """6.18.3.2 Query Temporal Evolution of Entities: id, idPattern, type, attrs, q, geo-query,
     timerel/timeAt/endTimeAt/timeproperty, lastN, limit/offset/count, pick/omit,
-    options=temporalValues | aggregatedValues (aggrMethods, aggrPeriodDuration) | sysAttrs."""
-    _refuse_unsupported(request)
+    options=temporalValues | aggregatedValues (aggrMethods, aggrPeriodDuration) | sysAttrs,
+    entity maps (``entityMap``, header ``NGSILD-EntityMap``: 5.7.4.4, 5.5.14)."""
+    _refuse_unsupported(request, MAPPED)
     call = _without_geojson(request, call)
     params = request.query_params
     tq = _temporal_query(request)
@@ -138,10 +150,18 @@ async def query_temporal(request: Request, call: Call) -> Response:
         geoproperty=params.get("geoproperty"), limit=int_param(request, "limit"),
         offset=int_param(request, "offset", 0) or 0, count=_count(request),
         local=bool_param(request, "local"))
-    result = await _temporal(request).query(call.tenant, call.context, query, tq,
-                                            descending=descending,
-                                            projection=_projection(request))
-    return _result_response(call, result, result.entities)
+    temporal = _temporal(request)
+
+    async def run(within: frozenset[str] | None) -> TemporalResult:
+        return await temporal.query(call.tenant, call.context, replace(query, within=within),
+                                    tq, descending=descending, projection=_projection(request))
+
+    async def matched(_result: TemporalResult) -> list[str]:
+        return await temporal.matching_ids(call.tenant, call.context, query, tq)
+
+    result, entity_map = await services_of(request).entity_maps.use(
+        call.tenant, map_request(request), run, matched)
+    return _result_response(call, result, result.entities, entity_map, created=201)
 
 
 async def create_temporal(request: Request, call: Call) -> Response:
@@ -156,14 +176,17 @@ async def create_temporal(request: Request, call: Call) -> Response:
 
 
 async def retrieve_temporal(request: Request, call: Call) -> Response:
-    """6.19.3.1 Retrieve Temporal Evolution of an Entity (attrs or pick/omit, and the temporal
-    parameters)."""
-    _refuse_unsupported(request)
+    """6.19.3.1 Retrieve Temporal Evolution of an Entity (attrs or pick/omit, the temporal
+    parameters, entity maps: ``entityMap``, header ``NGSILD-EntityMap``, clause 5.7.3.4)."""
+    _refuse_unsupported(request, MAPPED)
     call = _without_geojson(request, call)
-    result = await _temporal(request).retrieve(
-        call.tenant, call.context, request.path_params["entityId"], _temporal_query(request),
-        request.query_params.get("attrs"), _projection(request))
-    return _result_response(call, result, result.entities[0])
+    entity_id = request.path_params["entityId"]
+    result, entity_map = await services_of(request).entity_maps.use_on_retrieve(
+        call.tenant, map_request(request), entity_id,
+        lambda: _temporal(request).retrieve(
+            call.tenant, call.context, entity_id, _temporal_query(request),
+            request.query_params.get("attrs"), _projection(request)))
+    return _result_response(call, result, result.entities[0], entity_map)
 
 
 async def delete_temporal(request: Request, call: Call) -> Response:

@@ -125,6 +125,8 @@ class QueryParams:
     order_by: str | None = None
     order_from: str | None = None
     collation: str | None = None
+    #: the Entity ids a live entity map fixes (clause 5.5.14): no other Entity matches
+    within: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -542,6 +544,16 @@ class EntityBroker(Discovery):
         return QueryPage([item for item in rendered if item], result.count,
                          entity_query.offset, limit, more)
 
+    async def matching_ids(self, tenant: str | None, context: Any,
+                           params: QueryParams) -> list[str]:
+        """The ids of every entity a Query Entities request matches, unpaginated (what an
+        entity map made by the query holds, clause 5.7.2.4)."""
+        terms = await self.contexts.term_map(context)
+        entity_query = replace(self.entity_query(params, terms), limit=ALL, offset=0,
+                               count=False)
+        result = await self.store.query(tenant, entity_query)
+        return [entity["id"] for entity in result.entities]
+
     async def has_tenant(self, tenant: str | None) -> bool:
         """Whether the tenant holds data (tenants are created by their first write)."""
         return await self.store.has_tenant(tenant)
@@ -604,6 +616,8 @@ class EntityBroker(Discovery):
                 "A query needs at least one of id, idPattern, type, attrs, q or geo-query "
                 "(or local=true)"
             )
+        if params.within is not None:
+            selectors = _within(selectors, params.within)
         return EntityQuery(
             selectors=selectors, q=q, scope=scope, order=order,
             geo=geo_query, attrs=frozenset(terms.expand(check_name(a)) for a in attrs) if attrs else None,
@@ -895,6 +909,17 @@ def _check_narrow(selectors: tuple[EntitySelector, ...], wildcard: bool,
         "Too wide a query: give an entity type, attrs or q naming a non-system attribute, "
         "a geo-query or local=true (entity ids or an id pattern alone do not narrow it)")
 
+
+
+def _within(selectors: tuple[EntitySelector, ...],
+            ids: frozenset[str]) -> tuple[EntitySelector, ...]:
+    """The selectors restricted to ``ids`` (an entity map's, clause 5.5.14): each keeps only
+    the listed ids it names, or lists them all; none left names an empty list (no match)."""
+    listed = tuple(sorted(ids))
+    if not selectors:
+        return (EntitySelector(ids=listed),)
+    return tuple(replace(s, ids=listed if s.ids is None else
+                         tuple(i for i in s.ids if i in ids)) for s in selectors)
 
 
 def _check_linked_q(q: query.QNode, join: Join | None) -> None:

@@ -29,7 +29,13 @@ from typing import Any
 
 import orjson
 
-from cityvisor.broker.entities import EntityBroker, QueryParams, query_document, utc_now
+from cityvisor.broker.entities import (
+    ALL,
+    EntityBroker,
+    QueryParams,
+    query_document,
+    utc_now,
+)
 from cityvisor.broker.temporal_query import (
     INSTANCE_PREFIX,
     NO_PROJECTION,
@@ -455,6 +461,16 @@ class TemporalBroker:
         result = await self._histories(tenant, heads, query.attrs, tq, terms, projection)
         result.count = count
         return result
+
+    async def matching_ids(self, tenant: str | None, context: Any, params: QueryParams,
+                           tq: TemporalQuery) -> list[str]:
+        """The ids of every entity a temporal query matches, unpaginated (what an entity map
+        made by the query holds, clause 5.7.4.4)."""
+        terms = await self.contexts.term_map(context)
+        query = replace(self.broker.entity_query(params, terms), offset=0, limit=ALL,
+                        count=True)
+        selected, _ = await self._select_on_window(tenant, query, tq, None)
+        return [entity.id for entity in selected]
 
     async def _select_on_window(self, tenant: str | None, query: EntityQuery,
                                 tq: TemporalQuery, descending: bool | None

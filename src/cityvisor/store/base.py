@@ -1,10 +1,10 @@
 """The store ports: what the broker needs from a persistence backend.
 
 ``Store`` persists, per tenant, the entities in the stored form (``docs/internal-model.md``),
-their temporal history, the subscriptions and the notification outbox; ``SystemStore`` the
-few rows shared by all tenants (hosted/cached @contexts, bearer tokens). A store owns no
-NGSI-LD semantics: the broker decides *what* to write (and reads the old entity first); the
-store writes a list of ``WriteOp`` and side records (``store.records``) atomically and
+their temporal history, the subscriptions, the notification outbox and the entity maps;
+``SystemStore`` the few rows shared by all tenants (hosted/cached @contexts, bearer tokens). A
+store owns no NGSI-LD semantics: the broker decides *what* to write (and reads the old entity
+first); the store writes a list of ``WriteOp`` and side records (``store.records``) atomically and
 answers queries, pushing into its engine every filter it can. Backends: ``sqlite`` (embedded
 default) and ``memory`` (tests, throw-away brokers); every backend passes the contract suite
 ``tests/store/test_contract.py``.
@@ -27,6 +27,7 @@ from cityvisor.store.records import (
     HistoryRow,
     OutboxRow,
     StoredContext,
+    StoredEntityMap,
     StoredSubscription,
     StoredToken,
     TemporalEntity,
@@ -275,6 +276,14 @@ class Store(ABC):
     @abstractmethod
     async def outbox_reader(self, tenant: str | None) -> OutboxReader:
         """A reader of the tenant's committed outbox (creates the tenant's storage)."""
+
+    # ------------------------------------------------------------ entity maps
+    # Written as side records (``EntityMapPut``, ``EntityMapDelete``, ``EntityMapsExpired``).
+
+    @abstractmethod
+    async def entity_map(self, tenant: str | None, map_id: str) -> StoredEntityMap | None:
+        """The entity map with this id, staged changes included, expired or not (the broker
+        judges expiry); None if there is none (or the tenant has no data)."""
 
 
 class SystemStore(ABC):

@@ -120,6 +120,7 @@ class _State:
     next_outbox: int = 1
     retention: dict[str, int] = field(default_factory=dict)
     expiries: dict[str, str] = field(default_factory=dict)  # transient entity id -> expiry
+    entity_maps: dict[str, rec.StoredEntityMap] = field(default_factory=dict)
 
     def apply(self, change: object) -> None:
         """Apply one prepared change (``_Doc``, ``_Gone``, ``_Purged``) or side record.
@@ -204,6 +205,14 @@ class _State:
                 if mail is not None:
                     self.outbox[change.id] = _Mail(replace(mail.row, attempts=change.attempts),
                                                    change.next_attempt_at)
+            case rec.EntityMapPut():
+                self.entity_maps[change.entity_map.id] = change.entity_map
+            case rec.EntityMapDelete():
+                self.entity_maps.pop(change.id, None)
+            case rec.EntityMapsExpired():
+                for map_id in [i for i, m in self.entity_maps.items()
+                               if m.expires_at <= change.until]:
+                    del self.entity_maps[map_id]
             case _:
                 raise TypeError(f"{type(change).__name__} is not a store record")
 
@@ -676,6 +685,12 @@ class MemoryStore(Store):
     async def outbox_reader(self, tenant: str | None) -> OutboxReader:
         self._create(tenant)
         return _MemoryOutboxReader(self._committed[tenant])
+
+    # ------------------------------------------------------------ entity maps
+
+    async def entity_map(self, tenant: str | None, map_id: str) -> rec.StoredEntityMap | None:
+        state = self._view(tenant, True)
+        return None if state is None else state.entity_maps.get(map_id)
 
 
 class MemorySystemStore(SystemStore):

@@ -209,6 +209,42 @@ class OutboxRow:
     attempts: int
 
 
+# ---------------------------------------------------------------------------- entity maps
+
+
+@dataclass(frozen=True)
+class StoredEntityMap:
+    """An EntityMap of one tenant (clause 5.2.39): its id, its ``expiresAt`` (normalised
+    ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, so text order is time order) and the ids of the Entities
+    it fixes, in the order of the request that made it."""
+
+    id: str
+    expires_at: str
+    entity_ids: tuple[str, ...]
+    created_at: str
+
+
+@dataclass(frozen=True)
+class EntityMapPut:
+    """Create or replace an entity map."""
+
+    entity_map: StoredEntityMap
+
+
+@dataclass(frozen=True)
+class EntityMapDelete:
+    """Delete an entity map (nothing if there is none)."""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class EntityMapsExpired:
+    """Delete every entity map whose ``expires_at`` is at or before ``until``."""
+
+    until: str
+
+
 # ---------------------------------------------------------------------------- system
 
 
@@ -239,4 +275,5 @@ class StoredToken:
 #: every record type ``Store.stage`` accepts
 SIDE_RECORDS = (InstanceRecord, EntityRecord, EntityTouched, HistoryDeleted,
                 AttributeHistoryDeleted, InstanceModified, InstanceDeleted, SubscriptionPut,
-                SubscriptionDelete, SubscriptionStatus, OutboxRecord, OutboxDone, OutboxRetry)
+                SubscriptionDelete, SubscriptionStatus, OutboxRecord, OutboxDone, OutboxRetry,
+                EntityMapPut, EntityMapDelete, EntityMapsExpired)

@@ -1,7 +1,8 @@
 """Embedded store: one SQLite file per tenant, WAL mode (ADR 0002); the entities.
 
 Layout of the entity tables of a tenant database (the temporal history is in
-``sqlite_temporal``, subscriptions and the outbox in ``sqlite_subscriptions``):
+``sqlite_temporal``, subscriptions and the outbox in ``sqlite_subscriptions``, entity maps in
+``sqlite_entity_maps``):
 
 - ``entities``: one row per entity: id, first type IRI, the stored form as JSON text (``doc``,
   which ``json_extract`` filters read), timestamps. Index ``(type, rowid)`` serves type queries
@@ -50,6 +51,8 @@ from cityvisor.store.base import (
     WriteOp,
 )
 from cityvisor.store.sqlite_connections import id_selection_sql
+from cityvisor.store.sqlite_entity_maps import ENTITY_MAP_SCHEMA, EntityMapTables
+from cityvisor.store.sqlite_entity_maps import WRITERS as ENTITY_MAP_WRITERS
 from cityvisor.store.sqlite_q import q_sql, scope_sql, type_sql
 from cityvisor.store.sqlite_subscriptions import SUBSCRIPTION_SCHEMA, SubscriptionTables
 from cityvisor.store.sqlite_subscriptions import WRITERS as SUBSCRIPTION_WRITERS
@@ -89,10 +92,10 @@ CREATE TABLE IF NOT EXISTS attribute_stats (
 """
 
 
-class SqliteStore(TemporalTables, SubscriptionTables, Store):
+class SqliteStore(TemporalTables, SubscriptionTables, EntityMapTables, Store):
     """The embedded backend: ``<directory>/default.sqlite`` and ``tenant-<name>.sqlite``."""
 
-    schemas = (SCHEMA, TEMPORAL_SCHEMA, SUBSCRIPTION_SCHEMA)
+    schemas = (SCHEMA, TEMPORAL_SCHEMA, SUBSCRIPTION_SCHEMA, ENTITY_MAP_SCHEMA)
 
     def __init__(self, directory: Path | str, *, synchronous: str = "NORMAL",
                  readers: int = 4) -> None:
@@ -530,7 +533,7 @@ def _attr_path(iri: str) -> str:
 
 #: side record type -> ``writer(conn, records)``, run in ``stage``'s transaction
 RECORD_WRITERS: dict[type, Callable[[sqlite3.Connection, list[Any]], None]] = {
-    **TEMPORAL_WRITERS, **SUBSCRIPTION_WRITERS}
+    **TEMPORAL_WRITERS, **SUBSCRIPTION_WRITERS, **ENTITY_MAP_WRITERS}
 
 
 def _stats_delta(stats: Counter[tuple[str, str, str]], old: Entity | None,
