@@ -240,3 +240,29 @@ def test_maps_belong_to_their_tenant(timed: Any) -> None:
     response = client.get(E, params={"type": "Lamp"}, headers={**north, HEADER: made})
     assert response.status_code == 201 and map_id(response) != made
     assert entity_map(client, response, **north)["entityMap"] == {lamp["id"]: ["@none"]}
+
+
+def test_a_request_matching_too_many_entities_makes_no_map(
+        timed: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, _ = timed
+    monkeypatch.setattr("cityvisor.broker.entity_maps.MAX_ENTITIES", 2)
+    monkeypatch.setattr("cityvisor.api.entities.MAX_ENTITIES", 2)
+    monkeypatch.setattr("cityvisor.api.temporal.MAX_ENTITIES", 2)
+    for path, params in ((E, {}), (T, WINDOW)):
+        response = client.get(path, params={**params, "type": "Vehicle", "entityMap": "true"})
+        assert response.status_code == 403, response.text
+        assert response.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/TooManyResults"
+    assert client.get(E, params={"id": f"{ONE},{TWO}", "type": "Vehicle",
+                                 "entityMap": "true"}).status_code == 201
+
+
+def test_maps_survive_a_restart(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", auth=False, allow_context_fetch=False)
+    vehicle = {"id": ONE, "type": "Vehicle"}
+    with TestClient(create_app(settings, build_services=Services.build),
+                    base_url="http://127.0.0.1:1026") as client:
+        assert client.post(E, json=vehicle).status_code == 201
+        made = map_id(client.get(f"{E}/{ONE}", params={"entityMap": "true"}))
+    with TestClient(create_app(settings, build_services=Services.build),
+                    base_url="http://127.0.0.1:1026") as client:
+        assert client.get(f"{M}/{made}").json()["entityMap"] == {ONE: ["@none"]}

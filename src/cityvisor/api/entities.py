@@ -35,7 +35,7 @@ from cityvisor.broker.entities import (
     QueryParams,
     UpdateResult,
 )
-from cityvisor.broker.entity_maps import MapAnswer
+from cityvisor.broker.entity_maps import MAX_ENTITIES, MapAnswer
 from cityvisor.broker.options import Shape, form_of, option_set
 from cityvisor.ngsild.errors import BadRequestData, OperationNotSupported
 from cityvisor.ngsild.versions import amend_for_version, parse_version
@@ -225,7 +225,8 @@ async def query_entities(request: Request, call: Call) -> Response:
                                        replace(params, within=within), shape)
 
     async def matched(_page: QueryPage) -> list[str]:
-        return await broker.matching_ids(call.tenant, call.context, params)
+        return await broker.matching_ids(call.tenant, call.context, params,
+                                         limit=MAX_ENTITIES + 1)
 
     page, entity_map = await services_of(request).entity_maps.use(
         call.tenant, map_request(request), run, matched)

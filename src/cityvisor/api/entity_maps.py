@@ -11,11 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cityvisor.api.http import Call, bool_param, location, read_json, services_of
+from cityvisor.api.http import (
+    Call,
+    bool_param,
+    json_response,
+    location,
+    read_json,
+    services_of,
+)
 from cityvisor.broker.entity_maps import EntityMaps, MapAnswer, MapRequest
 
 BASE = "/ngsi-ld/v1"
@@ -45,7 +51,7 @@ def map_headers(answer: MapAnswer) -> dict[str, str]:
 async def retrieve_entity_map(request: Request, call: Call) -> Response:
     """6.32.3.1 Retrieve EntityMap (clause 5.14.1)."""
     found = await _maps(request).retrieve(call.tenant, request.path_params["entityMapId"])
-    return Response(orjson.dumps(found.document()), media_type="application/json")
+    return json_response(call, found.document())
 
 
 async def update_entity_map(request: Request, call: Call) -> Response:

@@ -24,7 +24,7 @@ from cityvisor.api.http import (
     services_of,
 )
 from cityvisor.broker.entities import QueryParams
-from cityvisor.broker.entity_maps import MapAnswer
+from cityvisor.broker.entity_maps import MAX_ENTITIES, MapAnswer
 from cityvisor.broker.temporal import Projection, TemporalBroker, TemporalQuery, TemporalResult
 from cityvisor.ngsild.errors import BadRequestData, OperationNotSupported
 from cityvisor.ngsild.query import parse_q
@@ -157,7 +157,8 @@ async def query_temporal(request: Request, call: Call) -> Response:
                                     tq, descending=descending, projection=_projection(request))
 
     async def matched(_result: TemporalResult) -> list[str]:
-        return await temporal.matching_ids(call.tenant, call.context, query, tq)
+        return await temporal.matching_ids(call.tenant, call.context, query, tq,
+                                           limit=MAX_ENTITIES + 1)
 
     result, entity_map = await services_of(request).entity_maps.use(
         call.tenant, map_request(request), run, matched)

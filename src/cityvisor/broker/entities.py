@@ -544,12 +544,12 @@ class EntityBroker(Discovery):
         return QueryPage([item for item in rendered if item], result.count,
                          entity_query.offset, limit, more)
 
-    async def matching_ids(self, tenant: str | None, context: Any,
-                           params: QueryParams) -> list[str]:
-        """The ids of every entity a Query Entities request matches, unpaginated (what an
-        entity map made by the query holds, clause 5.7.2.4)."""
+    async def matching_ids(self, tenant: str | None, context: Any, params: QueryParams,
+                           limit: int = ALL) -> list[str]:
+        """The ids of the entities a Query Entities request matches, unpaginated, at most
+        ``limit`` (what an entity map made by the query holds, clause 5.7.2.4)."""
         terms = await self.contexts.term_map(context)
-        entity_query = replace(self.entity_query(params, terms), limit=ALL, offset=0,
+        entity_query = replace(self.entity_query(params, terms), limit=limit, offset=0,
                                count=False)
         result = await self.store.query(tenant, entity_query)
         return [entity["id"] for entity in result.entities]

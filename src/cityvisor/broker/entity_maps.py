@@ -40,7 +40,8 @@ from cityvisor.store.records import (
 MAP_ID_PREFIX = "urn:ngsi-ld:entitymap:"
 #: the "source" of an Entity held by this broker (clause 5.2.39)
 LOCAL = "@none"
-#: the most Entity ids one map holds: a query fixed by a map names them all to the store
+#: the most Entity ids one map holds: a query fixed by a map names them all to the store (a
+#: request gathers at most one more, to tell that it matched too many)
 MAX_ENTITIES = 10_000
 #: the members of an EntityMap (clause 5.2.39); only ``expiresAt`` can be updated, the others
 #: are output only and are ignored in an update (clause 5.14.2.4)

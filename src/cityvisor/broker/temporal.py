@@ -463,12 +463,12 @@ class TemporalBroker:
         return result
 
     async def matching_ids(self, tenant: str | None, context: Any, params: QueryParams,
-                           tq: TemporalQuery) -> list[str]:
-        """The ids of every entity a temporal query matches, unpaginated (what an entity map
-        made by the query holds, clause 5.7.4.4)."""
+                           tq: TemporalQuery, limit: int = ALL) -> list[str]:
+        """The ids of the entities a temporal query matches, unpaginated, at most ``limit``
+        (what an entity map made by the query holds, clause 5.7.4.4)."""
         terms = await self.contexts.term_map(context)
-        query = replace(self.broker.entity_query(params, terms), offset=0, limit=ALL,
-                        count=True)
+        query = replace(self.broker.entity_query(params, terms), offset=0, limit=limit,
+                        count=False)
         selected, _ = await self._select_on_window(tenant, query, tq, None)
         return [entity.id for entity in selected]
 
