@@ -41,6 +41,7 @@ from cityvisor.ngsild import ordering, typequery
 from cityvisor.ngsild import query as q_language
 from cityvisor.ngsild.errors import AlreadyExists
 from cityvisor.ngsild.model import entity_expiry
+from cityvisor.store.attribute_counts import stats_delta
 from cityvisor.store.base import (
     AttributeStat,
     Entity,
@@ -50,6 +51,7 @@ from cityvisor.store.base import (
     Store,
     WriteOp,
 )
+from cityvisor.store.rechecks import geo_matches
 from cityvisor.store.sqlite_connections import id_selection_sql
 from cityvisor.store.sqlite_entity_maps import ENTITY_MAP_SCHEMA, EntityMapTables
 from cityvisor.store.sqlite_entity_maps import WRITERS as ENTITY_MAP_WRITERS
@@ -191,7 +193,7 @@ class SqliteStore(TemporalTables, SubscriptionTables, EntityMapTables, Store):
             if not exact:
                 if query.q is not None and not q_language.evaluate(query.q, entity):
                     continue
-                if query.geo is not None and not _geo_matches(query.geo, entity):
+                if query.geo is not None and not geo_matches(query.geo, entity):
                     continue
             yield entity
 
@@ -365,7 +367,7 @@ class SqliteStore(TemporalTables, SubscriptionTables, EntityMapTables, Store):
         first = (conn.execute("SELECT max(rowid) FROM entities").fetchone()[0] or 0) + 1
         rows = []
         for offset, new in enumerate(entities):
-            _stats_delta(side.stats, None, new)
+            stats_delta(side.stats, None, new)
             side.change(first + offset, None, new)
             if len(new["type"]) > 1:
                 self._multi_typed[tenant] = True
@@ -385,7 +387,7 @@ class SqliteStore(TemporalTables, SubscriptionTables, EntityMapTables, Store):
                side: _SideRows) -> None:
         """Write one entity row; collect its index rows in ``side`` (written in bulk)."""
         old, new = op.old, op.new
-        _stats_delta(side.stats, old, new)
+        stats_delta(side.stats, old, new)
         _write_expiry(conn, old, new)
         if new is None:
             assert old is not None
@@ -536,42 +538,6 @@ RECORD_WRITERS: dict[type, Callable[[sqlite3.Connection, list[Any]], None]] = {
     **TEMPORAL_WRITERS, **SUBSCRIPTION_WRITERS, **ENTITY_MAP_WRITERS}
 
 
-def _stats_delta(stats: Counter[tuple[str, str, str]], old: Entity | None,
-                 new: Entity | None) -> None:
-    """Add the change of ``attribute_stats`` rows from ``old`` to ``new``."""
-    if old is None or new is None or old["type"] != new["type"]:
-        if old is not None:
-            _count(stats, old, -1)
-        if new is not None:
-            _count(stats, new, +1)
-        return
-    # Same types: only attributes whose set of kinds changed move the counts (the common
-    # partial update changes a value, not a kind, and costs nothing here).
-    old_attrs, new_attrs = old["attrs"], new["attrs"]
-    for iri in old_attrs.keys() | new_attrs.keys():
-        before, after = old_attrs.get(iri), new_attrs.get(iri)
-        if before is after:
-            continue
-        before_kinds = {i["type"] for i in before or ()}
-        after_kinds = {i["type"] for i in after or ()}
-        if before_kinds == after_kinds:
-            continue
-        for entity_type in ("", *new["type"]):
-            for kind in before_kinds - after_kinds:
-                stats[(entity_type, iri, kind)] -= 1
-            for kind in after_kinds - before_kinds:
-                stats[(entity_type, iri, kind)] += 1
-
-
-def _count(stats: Counter[tuple[str, str, str]], entity: Entity, sign: int) -> None:
-    """Per-type rows, and rows with type "" where a multi-typed entity counts once."""
-    kinds = {(iri, inst["type"]) for iri, insts in entity["attrs"].items() for inst in insts}
-    for entity_type in ("", *entity["type"]):
-        stats[(entity_type, "", "")] += sign
-        for iri, kind in kinds:
-            stats[(entity_type, iri, kind)] += sign
-
-
 #: entity members with a column of their own (text in code point order, as Python compares)
 _MEMBER_COLUMNS = {"id": "e.id", "createdAt": "e.created_at", "modifiedAt": "e.modified_at"}
 
@@ -595,10 +561,3 @@ def _geo_boxes(entity: Entity) -> Iterator[tuple[str, tuple[float, float, float,
         for instance in instances:
             if instance["type"] == "GeoProperty":
                 yield iri, geo_predicates.bbox(instance["value"])
-
-
-def _geo_matches(query: geo_predicates.GeoQuery, entity: Entity) -> bool:
-    for instance in entity["attrs"].get(query.geoproperty, ()):
-        if instance["type"] == "GeoProperty" and geo_predicates.matches(query, instance["value"]):
-            return True
-    return False

@@ -34,8 +34,9 @@ from cityvisor.ngsild.query import (
     index_family,
     pattern_matches,
 )
-from cityvisor.ngsild.scopequery import ScopeAll, ScopeExpr, ScopeNode
-from cityvisor.ngsild.typequery import TypeAll, TypeName, TypeNode
+from cityvisor.ngsild.scopequery import ScopeExpr, ScopeNode
+from cityvisor.ngsild.typequery import TypeName, TypeNode
+from cityvisor.store.sql_selection import scope_selection_sql, type_selection_sql
 
 #: ``attr_values.kind`` of each value family
 VALUE_KINDS = {"number": "n", "string": "s", "bool": "b"}
@@ -67,22 +68,26 @@ def type_sql(node: TypeNode, types_column_sql: Callable[[str], str]) -> tuple[st
     placeholder, e.g. ``EXISTS(SELECT 1 FROM entity_types t WHERE t.entity = e.rowid AND
     t.type = ?)``; the IRI is appended to the params once per term, in order.
     """
-    if isinstance(node, TypeName):
-        return f"({types_column_sql(node.iri)})", [node.iri]
-    parts = [type_sql(c, types_column_sql) for c in node.children]
-    joiner = " AND " if isinstance(node, TypeAll) else " OR "
-    return "(" + joiner.join(p[0] for p in parts) + ")", [x for p in parts for x in p[1]]
+    params: list[str] = []
+
+    def leaf(name: TypeName) -> str:
+        params.append(name.iri)
+        return types_column_sql(name.iri)
+
+    return type_selection_sql(node, leaf), params
 
 
 def scope_sql(node: ScopeNode, doc_column: str) -> tuple[str, list[str]]:
     """A WHERE fragment for a scope query (clause 4.19), exact: each scope expression is its
     anchored regular expression (``ScopeExpr.regex``) tried on every scope of the entity."""
-    if isinstance(node, ScopeExpr):
+    params: list[str] = []
+
+    def leaf(expression: ScopeExpr) -> str:
+        params.append(expression.regex)
         return (f"EXISTS(SELECT 1 FROM json_each({doc_column}, '$.scope') AS s "
-                "WHERE s.type = 'text' AND ngsi_regexp(?, s.value))"), [node.regex]
-    parts = [scope_sql(c, doc_column) for c in node.children]
-    joiner = " AND " if isinstance(node, ScopeAll) else " OR "
-    return "(" + joiner.join(p[0] for p in parts) + ")", [x for p in parts for x in p[1]]
+                "WHERE s.type = 'text' AND ngsi_regexp(?, s.value))")
+
+    return scope_selection_sql(node, leaf), params
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,39 @@
+"""Engine-neutral pieces of the SQL backends' filters: the boolean structure of selections.
+
+Type selections (clause 4.17) and scope queries (clause 4.19) are trees of AND/OR over leaves
+(a type name, a scope expression). ``selection_sql`` renders such a tree as SQL given the SQL
+of one leaf; each backend supplies its leaf (and its placeholder style), so that the SQLite and
+PostgreSQL translations share the structure instead of copying it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from cityvisor.ngsild.scopequery import ScopeAll, ScopeAny, ScopeExpr, ScopeNode
+from cityvisor.ngsild.typequery import TypeAll, TypeAny, TypeName, TypeNode
+
+Leaf = TypeVar("Leaf", TypeName, ScopeExpr)
+
+
+def type_selection_sql(node: TypeNode, leaf: Callable[[TypeName], str]) -> str:
+    """SQL for a type selection: ``leaf(name)`` tests one type, combined with AND/OR.
+
+    ``leaf`` is called once per leaf, left to right, so a backend with positional
+    placeholders can append the leaf's parameters as it is called."""
+    if isinstance(node, TypeName):
+        return f"({leaf(node)})"
+    joiner = " AND " if isinstance(node, TypeAll) else " OR "
+    assert isinstance(node, (TypeAll, TypeAny))
+    return "(" + joiner.join(type_selection_sql(c, leaf) for c in node.children) + ")"
+
+
+def scope_selection_sql(node: ScopeNode, leaf: Callable[[ScopeExpr], str]) -> str:
+    """SQL for a scope query: ``leaf(expression)`` tests one scope expression (same calling
+    order as ``type_selection_sql``)."""
+    if isinstance(node, ScopeExpr):
+        return leaf(node)
+    joiner = " AND " if isinstance(node, ScopeAll) else " OR "
+    assert isinstance(node, (ScopeAll, ScopeAny))
+    return "(" + joiner.join(scope_selection_sql(c, leaf) for c in node.children) + ")"
