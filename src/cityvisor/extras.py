@@ -18,10 +18,12 @@ from contextlib import contextmanager
 #: extra -> the top-level modules it brings (kept in step with pyproject.toml)
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "flood": ("scipy", "tifffile", "imagecodecs"),
+    "postgresql": ("asyncpg",),
 }
 #: extra -> what needs it, as the error line says it
 EXTRA_FEATURES: dict[str, str] = {
     "flood": "the flood app",
+    "postgresql": "the PostgreSQL store backend",
 }
 #: in-process app (setting ``apps``) -> the extra it needs
 APP_EXTRAS: dict[str, str] = {

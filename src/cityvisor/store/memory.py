@@ -28,7 +28,7 @@ from typing import NamedTuple, TypeVar
 import orjson
 
 from cityvisor.ngsild import geo as geo_predicates
-from cityvisor.ngsild import ordering, scopequery, typequery
+from cityvisor.ngsild import ordering, scopequery
 from cityvisor.ngsild import query as q_language
 from cityvisor.ngsild.errors import AlreadyExists
 from cityvisor.ngsild.model import entity_expiry
@@ -39,7 +39,6 @@ from cityvisor.store.base import (
     Buckets,
     Entity,
     EntityQuery,
-    EntitySelector,
     OutboxReader,
     QueryResult,
     Store,
@@ -47,6 +46,7 @@ from cityvisor.store.base import (
     TimeFilter,
     WriteOp,
 )
+from cityvisor.store.rechecks import selected
 
 Box = tuple[float, float, float, float]
 T = TypeVar("T")
@@ -295,16 +295,6 @@ def _prepare(state: _State, ops: list[WriteOp], records: Sequence[object]) -> li
 # ---------------------------------------------------------------------------- filters
 
 
-def _selected(selectors: Sequence[EntitySelector], entity_id: str,
-              types: Iterable[str]) -> bool:
-    """Whether an entity matches any of the selectors (none: every entity)."""
-    return not selectors or any(
-        (s.ids is None or entity_id in s.ids)
-        and (s.id_pattern is None or q_language.pattern_matches(s.id_pattern, entity_id))
-        and (s.types is None or typequery.matches_types(s.types, types))
-        for s in selectors)
-
-
 def _geo_matches(query: geo_predicates.GeoQuery, box: Box | None, doc: _Doc) -> bool:
     """SQLite's two steps: a GeoProperty box meets the pre-filter box, then the exact test."""
     if box is not None and not any(
@@ -318,7 +308,7 @@ def _geo_matches(query: geo_predicates.GeoQuery, box: Box | None, doc: _Doc) -> 
 
 def _matches(query: EntityQuery, box: Box | None, doc: _Doc) -> bool:
     entity = doc.entity
-    return (_selected(query.selectors, entity["id"], doc.types)
+    return (selected(query.selectors, entity["id"], doc.types)
             and (not query.attrs or any(iri in entity["attrs"] for iri in query.attrs))
             and (query.q is None or q_language.evaluate(query.q, entity))
             and (query.scope is None or scopequery.matches_scopes(query.scope,
@@ -596,7 +586,7 @@ class MemoryStore(Store):
         if state is None:
             return [], 0 if query.count else None
         found = [entity for entity in state.temporal.values()
-                 if _selected(query.selectors, entity.id, set(entity.types))
+                 if selected(query.selectors, entity.id, set(entity.types))
                  and (not query.attrs or any(iri in state.series.get(entity.id, {})
                                              for iri in query.attrs))]
         page = found[query.offset:query.offset + query.limit] if query.limit > 0 else []

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from cityvisor.ngsild import geo as geo_predicates
 from cityvisor.ngsild import query as q_language
-from cityvisor.store.base import Entity, EntityQuery
+from cityvisor.ngsild import scopequery, typequery
+from cityvisor.store.base import Entity, EntityQuery, EntitySelector
 
 
 def geo_matches(query: geo_predicates.GeoQuery, entity: Entity) -> bool:
@@ -20,3 +23,18 @@ def rechecked(query: EntityQuery, entity: Entity) -> bool:
     if query.q is not None and not q_language.evaluate(query.q, entity):
         return False
     return query.geo is None or geo_matches(query.geo, entity)
+
+
+def selected(selectors: Sequence[EntitySelector], entity_id: str,
+              types: Iterable[str]) -> bool:
+    """Whether an entity matches any of the selectors (none: every entity)."""
+    return not selectors or any(
+        (s.ids is None or entity_id in s.ids)
+        and (s.id_pattern is None or q_language.pattern_matches(s.id_pattern, entity_id))
+        and (s.types is None or typequery.matches_types(s.types, types))
+        for s in selectors)
+
+
+def scoped(query: EntityQuery, entity: Entity) -> bool:
+    """The scope query (clause 4.19) of one candidate."""
+    return query.scope is None or scopequery.matches_scopes(query.scope, entity.get("scope"))

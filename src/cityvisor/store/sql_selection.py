@@ -3,7 +3,8 @@
 Type selections (clause 4.17) and scope queries (clause 4.19) are trees of AND/OR over leaves
 (a type name, a scope expression). ``selection_sql`` renders such a tree as SQL given the SQL
 of one leaf; each backend supplies its leaf (and its placeholder style), so that the SQLite and
-PostgreSQL translations share the structure instead of copying it.
+PostgreSQL translations share the structure instead of copying it. ``order_columns`` does the
+same for an ``orderBy`` (clause 4.23) on the entity columns.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+from cityvisor.ngsild.ordering import Ordering
 from cityvisor.ngsild.scopequery import ScopeAll, ScopeAny, ScopeExpr, ScopeNode
 from cityvisor.ngsild.typequery import TypeAll, TypeAny, TypeName, TypeNode
 
@@ -37,3 +39,18 @@ def scope_selection_sql(node: ScopeNode, leaf: Callable[[ScopeExpr], str]) -> st
     joiner = " AND " if isinstance(node, ScopeAll) else " OR "
     assert isinstance(node, (ScopeAll, ScopeAny))
     return "(" + joiner.join(scope_selection_sql(c, leaf) for c in node.children) + ")"
+
+
+def order_columns(order: Ordering, columns: dict[str, str], tie: str) -> str | None:
+    """An ORDER BY over entity columns when every key is one of them (``columns``: entity
+    member -> column, never absent, compared in code point order as ``ordering.page``
+    does), ties by ``tie`` (insertion order); None if a key needs ``ordering.page``."""
+    if order.collation is not None:
+        return None
+    terms = []
+    for key in order.keys:
+        column = columns.get(key.member or "")
+        if column is None:
+            return None
+        terms.append(column + (" DESC" if key.descending else ""))
+    return ", ".join([*terms, tie])

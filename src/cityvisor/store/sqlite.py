@@ -52,6 +52,7 @@ from cityvisor.store.base import (
     WriteOp,
 )
 from cityvisor.store.rechecks import geo_matches
+from cityvisor.store.sql_selection import order_columns
 from cityvisor.store.sqlite_connections import id_selection_sql
 from cityvisor.store.sqlite_entity_maps import ENTITY_MAP_SCHEMA, EntityMapTables
 from cityvisor.store.sqlite_entity_maps import WRITERS as ENTITY_MAP_WRITERS
@@ -202,7 +203,7 @@ class SqliteStore(TemporalTables, SubscriptionTables, EntityMapTables, Store):
         """An ordered page (clause 4.23): the WHERE selects, ``ordering.page`` sorts the
         matches keeping only the page's worth of them."""
         assert query.order is not None
-        columns = _order_columns(query.order)
+        columns = order_columns(query.order, _MEMBER_COLUMNS, "e.rowid")
         if exact and columns is not None:
             count = (conn.execute(f"SELECT count(*) FROM entities e{clause}", params).fetchone()[0]
                      if query.count else None)
@@ -540,20 +541,6 @@ RECORD_WRITERS: dict[type, Callable[[sqlite3.Connection, list[Any]], None]] = {
 
 #: entity members with a column of their own (text in code point order, as Python compares)
 _MEMBER_COLUMNS = {"id": "e.id", "createdAt": "e.created_at", "modifiedAt": "e.modified_at"}
-
-
-def _order_columns(order: ordering.Ordering) -> str | None:
-    """An ORDER BY over the entity columns when every key is one of them (never absent, no
-    collation needed: the same order as ``ordering.page``), ties in insertion order."""
-    if order.collation is not None:
-        return None
-    terms = []
-    for key in order.keys:
-        column = _MEMBER_COLUMNS.get(key.member or "")
-        if column is None:
-            return None
-        terms.append(column + (" DESC" if key.descending else ""))
-    return ", ".join([*terms, "e.rowid"])
 
 
 def _geo_boxes(entity: Entity) -> Iterator[tuple[str, tuple[float, float, float, float]]]:

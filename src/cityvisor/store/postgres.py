@@ -1,0 +1,479 @@
+"""PostgreSQL/PostGIS backend of the store ports (``docs/postgresql.md``); the entities.
+
+Driver: asyncpg (Apache-2.0, binary protocol, its own connection pool); install it with the
+``postgresql`` extra. Layout of the entity tables of a tenant schema (created by
+``postgres_migrations``; the temporal history is in ``postgres_temporal``, subscriptions and
+the outbox in ``postgres_subscriptions``):
+
+- ``entities``: one row per entity: ``seq`` (insertion order), id, the first type (index
+  ``(type, seq)``: a type page stops after ``LIMIT`` rows), every type (``text[]``, GIN), the
+  stored form as JSONB (``doc``, which the q translation of ``postgres_q`` reads), timestamps
+  and the first ``expiresAt`` (partial index: the expiry look-ups of clause 4.22).
+- ``entity_geo``: one PostGIS ``geometry(Geometry, 4326)`` per GeoProperty instance, GiST
+  index: every geo-query (clause 4.10) runs in SQL; distances on the sphere (geography,
+  ``use_spheroid => false``: the radius the ``ngsild.geo`` evaluator uses).
+- ``attribute_counts``: append-only deltas of the ``attribute_stats`` counts, summed on read
+  and compacted now and then, so that concurrent writers never wait on a counter row.
+
+JSONB keeps no key order and writes numbers in canonical decimal form: an entity read back
+equals the one written (``==``), its members may come in another order.
+
+Writes: ``stage`` runs in the tenant's group transaction (``postgres_connections``); batches
+of inserts, updates and deletes go in one statement each (``unnest`` of arrays).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+import shapely
+
+from cityvisor.ngsild import geo as geo_predicates
+from cityvisor.ngsild import ordering, typequery
+from cityvisor.ngsild.errors import AlreadyExists, BadRequestData
+from cityvisor.ngsild.model import entity_expiry
+from cityvisor.ngsild.tenants import check_tenant
+from cityvisor.store.attribute_counts import stats_delta
+from cityvisor.store.base import (
+    AttributeStat,
+    Entity,
+    EntityQuery,
+    EntitySelector,
+    QueryResult,
+    Store,
+    WriteOp,
+)
+from cityvisor.store.postgres_connections import TenantSchemas
+from cityvisor.store.postgres_q import Params, posix_pattern, q_sql
+from cityvisor.store.postgres_subscriptions import WRITERS as SUBSCRIPTION_WRITERS
+from cityvisor.store.postgres_subscriptions import SubscriptionTables
+from cityvisor.store.postgres_temporal import WRITERS as TEMPORAL_WRITERS
+from cityvisor.store.postgres_temporal import TemporalTables, partition_months
+from cityvisor.store.rechecks import rechecked, scoped, selected
+from cityvisor.store.records import SIDE_RECORDS
+from cityvisor.store.sql_selection import order_columns, scope_selection_sql, type_selection_sql
+
+Writer = Callable[[asyncpg.Connection, str, list[Any]], Awaitable[None]]
+#: side record type -> ``writer(conn, schema, records)``, run in ``stage``'s transaction
+RECORD_WRITERS: dict[type, Writer] = {**TEMPORAL_WRITERS, **SUBSCRIPTION_WRITERS}
+#: entity members with a column of their own (text in code point order: COLLATE "C")
+MEMBER_COLUMNS = {"id": "e.id", "createdAt": "e.created_at", "modifiedAt": "e.modified_at"}
+#: attribute_counts rows written by this process before it compacts them
+COMPACT_AFTER = 20_000
+
+_INSERT = """
+INSERT INTO {s}.entities (id, type, types, doc, created_at, modified_at, expires_at)
+SELECT d->>'id', d->'type'->>0, ARRAY(SELECT jsonb_array_elements_text(d->'type')), d,
+       d->>'createdAt', d->>'modifiedAt', x
+FROM (SELECT t.doc::jsonb AS d, t.x, t.n FROM unnest($1::text[], $2::text[])
+      WITH ORDINALITY AS t(doc, x, n)) u ORDER BY u.n
+RETURNING seq, id"""
+_UPDATE = """
+UPDATE {s}.entities e SET type = u.d->'type'->>0,
+       types = ARRAY(SELECT jsonb_array_elements_text(u.d->'type')), doc = u.d,
+       modified_at = u.d->>'modifiedAt', expires_at = u.x
+FROM (SELECT t.id, t.doc::jsonb AS d, t.x FROM unnest($1::text[], $2::text[], $3::text[])
+      AS t(id, doc, x)) u
+WHERE e.id = u.id RETURNING e.seq, e.id"""
+
+
+def load(text: str) -> Any:
+    """A JSON document read back (JSONB writes integers beyond 64 bits that orjson refuses)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+def _geo_values(entity: Entity | None) -> list[tuple[str, str]]:
+    """(attribute, GeoJSON text) of every GeoProperty instance; raises BadRequestData for an
+    unusable geometry (as the other backends do, before anything is written)."""
+    if entity is None:
+        return []
+    found = []
+    for iri, instances in entity["attrs"].items():
+        for instance in instances:
+            if instance["type"] == "GeoProperty":
+                geo_predicates.bbox(instance["value"])
+                found.append((iri, orjson.dumps(instance["value"]).decode()))
+    return found
+
+
+def _runs(ops: list[WriteOp]) -> list[tuple[str, list[WriteOp]]]:
+    """Consecutive ops of one kind (insert, update, delete), an entity at most once per run:
+    each run is one statement, and the order of the ops is kept."""
+    runs: list[tuple[str, list[WriteOp]]] = []
+    seen: set[str] = set()
+    for op in ops:
+        if op.new is None and op.old is None:
+            raise ValueError("A write op needs an old or a new entity")
+        kind = "insert" if op.old is None else "delete" if op.new is None else "update"
+        entity_id = (op.new or op.old or {})["id"]
+        if not runs or runs[-1][0] != kind or entity_id in seen:
+            runs.append((kind, []))
+            seen = set()
+        runs[-1][1].append(op)
+        seen.add(entity_id)
+    return runs
+
+
+class PostgresStore(TemporalTables, SubscriptionTables, TenantSchemas, Store):
+    """``Store`` on PostgreSQL/PostGIS: one schema per tenant (see the module docstring).
+
+    Build it with ``postgres_database.open_postgres``; it shares the pool it is given."""
+
+    def __init__(self, pool: asyncpg.Pool, namespace: str = "ngsild", *,
+                 owns_pool: bool = False) -> None:
+        super().__init__(pool, namespace)
+        self._owns_pool = owns_pool
+        self._multi_typed: dict[str, bool] = {}
+        self._written_counts: Counter[str] = Counter()
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self, tenant: str | None, entity_id: str) -> Entity | None:
+        schema = await self._schema(tenant)
+        if schema is None:
+            return None
+        async with self._reading(tenant, True) as conn:
+            doc = await conn.fetchval(f"SELECT doc FROM {schema}.entities WHERE id = $1",
+                                      entity_id)
+        return None if doc is None else load(doc)
+
+    async def get_many(self, tenant: str | None, entity_ids: list[str]) -> dict[str, Entity]:
+        schema = await self._schema(tenant)
+        if not entity_ids or schema is None:
+            return {}
+        async with self._reading(tenant, True) as conn:
+            rows = await conn.fetch(f"SELECT id, doc FROM {schema}.entities WHERE id = ANY($1)",
+                                    list(dict.fromkeys(entity_ids)))
+        return {row["id"]: load(row["doc"]) for row in rows}
+
+    async def next_expiry(self, tenant: str | None) -> str | None:
+        schema = await self._schema(tenant)
+        if schema is None:
+            return None
+        async with self._reading(tenant, True) as conn:
+            found: str | None = await conn.fetchval(
+                f"SELECT min(expires_at) FROM {schema}.entities WHERE expires_at IS NOT NULL")
+        return found
+
+    async def expiring(self, tenant: str | None, until: str) -> list[Entity]:
+        schema = await self._schema(tenant)
+        if schema is None:
+            return []
+        async with self._reading(tenant, True) as conn:
+            rows = await conn.fetch(
+                f"SELECT doc FROM {schema}.entities WHERE expires_at IS NOT NULL AND "
+                "expires_at <= $1 ORDER BY expires_at, seq", until)
+        return [load(row["doc"]) for row in rows]
+
+    async def attribute_stats(self, tenant: str | None) -> list[AttributeStat]:
+        schema = await self._schema(tenant)
+        if schema is None:
+            return []
+        async with self._reading(tenant, True) as conn:
+            rows = await conn.fetch(
+                f"SELECT type, attr, kind, sum(delta) AS n FROM {schema}.attribute_counts "
+                "GROUP BY type, attr, kind HAVING sum(delta) > 0 ORDER BY type, attr, kind")
+        return [AttributeStat(r["type"], r["attr"], r["kind"], int(r["n"])) for r in rows]
+
+    async def query(self, tenant: str | None, query: EntityQuery) -> QueryResult:
+        schema = await self._schema(tenant)
+        if schema is None:
+            return QueryResult([], 0 if query.count else None)
+        try:
+            async with self.pool.acquire() as conn:
+                return await self._query(conn, schema, query)
+        except asyncpg.DataError as error:
+            raise BadRequestData(f"The query cannot be run: {error}") from None
+        except asyncpg.InternalServerError as error:  # PostGIS (GEOS) refusing a geometry
+            raise BadRequestData(f"The geo-query cannot be run: {error}") from None
+
+    async def _query(self, conn: asyncpg.Connection, schema: str, query: EntityQuery
+                     ) -> QueryResult:
+        params = Params()
+        multi_typed = await self._has_multi_typed(conn, schema)
+        where, exact = self._where(schema, query, params, multi_typed)
+        clause = " WHERE " + " AND ".join(where) if where else ""
+        table = f"{schema}.entities e{clause}"
+        args = params.values
+        if query.order is not None:
+            columns = order_columns(query.order, MEMBER_COLUMNS, "e.seq")
+            if not (exact and columns is not None):
+                return await self._ordered(conn, table, args, exact, query)
+        else:
+            columns = "e.seq"
+        if exact:
+            count = (int(await conn.fetchval(f"SELECT count(*) FROM {table}", *args))
+                     if query.count else None)
+            entities: list[Entity] = []
+            if query.limit > 0:
+                n = len(args)
+                rows = await conn.fetch(f"SELECT e.doc FROM {table} ORDER BY {columns} "
+                                        f"LIMIT ${n + 1} OFFSET ${n + 2}",
+                                        *args, query.limit, query.offset)
+                entities = [load(row["doc"]) for row in rows]
+            return QueryResult(entities, count)
+        matched: list[Entity] = []
+        total = 0
+        stop = query.offset + query.limit
+        async for entity in self._candidates(conn, table, args, exact, query):
+            if query.offset <= total < stop:
+                matched.append(entity)
+            total += 1
+            if total >= stop and not query.count:
+                break
+        return QueryResult(matched, total if query.count else None)
+
+    async def _candidates(self, conn: asyncpg.Connection, table: str, args: list[Any],
+                          exact: bool, query: EntityQuery) -> AsyncIterator[Entity]:
+        """The matching entities in insertion order, streamed from a cursor; the exact
+        predicates run here on the candidates of an inexact WHERE."""
+        async with conn.transaction(readonly=True):
+            async for row in conn.cursor(f"SELECT e.doc FROM {table} ORDER BY e.seq", *args,
+                                         prefetch=200):
+                entity: Entity = load(row["doc"])
+                if exact or (rechecked(query, entity) and scoped(query, entity)
+                             and selected(query.selectors, entity["id"], entity["type"])):
+                    yield entity
+
+    async def _ordered(self, conn: asyncpg.Connection, table: str, args: list[Any],
+                       exact: bool, query: EntityQuery) -> QueryResult:
+        """An ordered page (clause 4.23) on other keys than the entity columns:
+        ``ordering.page`` sorts the matches keeping only the page's worth of them."""
+        assert query.order is not None
+        matches = [entity async for entity in self._candidates(conn, table, args, exact, query)]
+        entities = ordering.page(matches, lambda e: e, query.order, query.offset, query.limit)
+        return QueryResult(entities, len(matches) if query.count else None)
+
+    async def _has_multi_typed(self, conn: asyncpg.Connection, schema: str) -> bool:
+        """Whether an entity of the tenant has several types (then type selections use the
+        GIN index of every type; otherwise the (type, seq) index of the first one)."""
+        if self._multi_typed.get(schema):
+            return True
+        found = bool(await conn.fetchval(
+            f"SELECT EXISTS (SELECT 1 FROM {schema}.entities WHERE cardinality(types) > 1)"))
+        if found:
+            self._multi_typed[schema] = True
+        return found
+
+    def _where(self, schema: str, query: EntityQuery, p: Params, multi_typed: bool
+               ) -> tuple[list[str], bool]:
+        where: list[str] = []
+        exact = True
+        if query.selectors:
+            alternatives = []
+            for selector in query.selectors:
+                sql, selector_exact = self._selector_sql(selector, p, multi_typed)
+                alternatives.append(sql)
+                exact = exact and selector_exact
+            where.append(alternatives[0] if len(alternatives) == 1
+                         else "(" + " OR ".join(alternatives) + ")")
+        if query.attrs:
+            where.append(f"(e.doc -> 'attrs') ?| {p(sorted(query.attrs), 'text[]')}")
+        if query.scope is not None:
+            where.append(self._scope_sql(query, p))
+        if query.q is not None:
+            sql, q_exact = q_sql(query.q, p)
+            where.append(sql)
+            exact = exact and q_exact
+        if query.geo is not None:
+            where.append(self._geo_sql(schema, query.geo, p))
+        return where, exact
+
+    @staticmethod
+    def _selector_sql(selector: EntitySelector, p: Params, multi_typed: bool
+                      ) -> tuple[str, bool]:
+        where: list[str] = []
+        exact = True
+        if selector.ids is not None:
+            where.append(f"e.id = ANY({p(list(selector.ids), 'text[]')})")
+        if selector.id_pattern is not None:
+            pattern = posix_pattern(selector.id_pattern, single_line=True)
+            if pattern is None:
+                exact = False  # checked in Python on the candidates
+            else:
+                where.append(f"e.id ~ {p(pattern, 'text')}")
+        if selector.types is not None:
+            simple = typequery.simple_types(selector.types)
+            if simple is not None and not multi_typed:
+                where.append(f"e.type = ANY({p(simple, 'text[]')})")
+            elif simple is not None:
+                where.append(f"e.types && {p(simple, 'text[]')}")
+            else:
+                where.append(type_selection_sql(
+                    selector.types, lambda name: f"e.types @> ARRAY[{p(name.iri, 'text')}]"))
+        return ("(" + " AND ".join(where) + ")" if where else "TRUE"), exact
+
+    @staticmethod
+    def _scope_sql(query: EntityQuery, p: Params) -> str:
+        """Each scope expression is its anchored regular expression (``ScopeExpr.regex``,
+        which ``posix_pattern`` translates exactly) tried on every scope (clause 4.19)."""
+        assert query.scope is not None
+
+        def leaf(expression: Any) -> str:
+            pattern = posix_pattern(expression.regex, single_line=False)
+            assert pattern is not None
+            return (f"EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE WHEN "
+                    f"jsonb_typeof(e.doc -> 'scope') = 'array' THEN e.doc -> 'scope' END) "
+                    f"AS s(scope) WHERE s.scope ~ {p(pattern, 'text')})")
+
+        return scope_selection_sql(query.scope, leaf)
+
+    @staticmethod
+    def _geo_sql(schema: str, geo: geo_predicates.GeoQuery, p: Params) -> str:
+        """The geo-query (clause 4.10) on the GeoProperty instances of the attribute."""
+        reference = (f"ST_SetSRID(ST_GeomFromGeoJSON({p(shapely.to_geojson(geo.geometry), 'text')})"
+                     ", 4326)")
+        tests = [f"g.attr = {p(geo.geoproperty, 'text')}"]
+        box = geo_predicates.prefilter_bbox(geo)
+        if box is not None:
+            tests.append(f"g.geom && ST_MakeEnvelope({p(box[0], 'float8')}, {p(box[1], 'float8')}, "
+                         f"{p(box[2], 'float8')}, {p(box[3], 'float8')}, 4326)")
+        if geo.georel == "near":
+            sphere = f"g.geom::geography, {reference}::geography"
+            if geo.max_distance is not None:
+                tests.append(f"ST_DWithin({sphere}, {p(geo.max_distance, 'float8')}, false)")
+            if geo.min_distance is not None:
+                tests.append(f"ST_Distance({sphere}, false) >= {p(geo.min_distance, 'float8')}")
+        else:
+            function = {"within": "ST_Within", "contains": "ST_Contains",
+                        "intersects": "ST_Intersects", "disjoint": "ST_Disjoint",
+                        "overlaps": "ST_Overlaps", "equals": "ST_Equals"}[geo.georel]
+            tests.append(f"{function}(g.geom, {reference})")
+        return (f"EXISTS (SELECT 1 FROM {schema}.entity_geo g WHERE g.entity = e.seq AND "
+                + " AND ".join(tests) + ")")
+
+    # ------------------------------------------------------------------ writes
+
+    async def stage(self, tenant: str | None, ops: list[WriteOp],
+                    records: Sequence[object] = ()) -> Awaitable[None]:
+        """Apply ops and records in the tenant's group transaction, under a savepoint (all or
+        nothing); the group commits on the next turn of the event loop."""
+        check_tenant(tenant)
+        if not ops and not records:
+            return self._pending(tenant)
+        for record in records:
+            if type(record) not in SIDE_RECORDS or type(record) not in RECORD_WRITERS:
+                raise TypeError(f"{type(record).__name__} is not a record this store persists")
+        geo = [(_geo_values(op.old), _geo_values(op.new)) for op in ops]
+        schema = await self._schema(tenant, create=True)
+        assert schema is not None
+        months = partition_months(records)
+        for attempt in (1, 2):
+            await self._ensure_partitions(schema, months, fresh=attempt == 2)
+            try:
+                return await self._in_group(
+                    tenant, lambda conn: self._apply(conn, schema, ops, geo, records))
+            except asyncpg.CheckViolationError:
+                if attempt == 2 or not months:
+                    raise  # not a partition dropped by another process
+        raise AssertionError("unreachable")
+
+    async def _apply(self, conn: asyncpg.Connection, schema: str, ops: list[WriteOp],
+                     geo: list[tuple[list[tuple[str, str]], list[tuple[str, str]]]],
+                     records: Sequence[object]) -> None:
+        stats: Counter[tuple[str, str, str]] = Counter()
+        geo_of = {id(op): g for op, g in zip(ops, geo, strict=True)}
+        try:
+            for kind, run in _runs(ops):
+                if kind == "insert":
+                    await self._insert(conn, schema, run, geo_of, stats)
+                elif kind == "update":
+                    await self._update(conn, schema, run, geo_of, stats)
+                else:
+                    await self._delete(conn, schema, run, stats)
+        except asyncpg.UniqueViolationError as error:
+            raise AlreadyExists(f"An entity of this batch already exists: {error}") from None
+        except (asyncpg.DataError, asyncpg.InternalServerError) as error:
+            raise BadRequestData(f"The entity cannot be stored: {error}") from None
+        changes = [(t, a, k, n) for (t, a, k), n in sorted(stats.items()) if n]
+        if changes:
+            await conn.executemany(
+                f"INSERT INTO {schema}.attribute_counts (type, attr, kind, delta) "
+                "VALUES ($1, $2, $3, $4)", changes)
+            self._written_counts[schema] += len(changes)
+            if self._written_counts[schema] > COMPACT_AFTER:
+                self._written_counts[schema] = 0
+                self._spawn(self._compact(schema))
+        by_type: dict[type, list[Any]] = {}
+        for record in records:
+            by_type.setdefault(type(record), []).append(record)
+        for record_type, items in by_type.items():
+            await RECORD_WRITERS[record_type](conn, schema, items)
+
+    async def _insert(self, conn: asyncpg.Connection, schema: str, run: list[WriteOp],
+                      geo_of: dict[int, Any], stats: Counter[tuple[str, str, str]]) -> None:
+        docs = [op.new for op in run if op.new is not None]
+        rows = await conn.fetch(_INSERT.format(s=schema),
+                                [orjson.dumps(d).decode() for d in docs],
+                                [entity_expiry(d) for d in docs])
+        seqs = {row["id"]: row["seq"] for row in rows}
+        geo_rows = []
+        for op in run:
+            assert op.new is not None
+            stats_delta(stats, None, op.new)
+            geo_rows += [(seqs[op.new["id"]], attr, value) for attr, value in geo_of[id(op)][1]]
+        await self._write_geo(conn, schema, [], geo_rows)
+
+    async def _update(self, conn: asyncpg.Connection, schema: str, run: list[WriteOp],
+                      geo_of: dict[int, Any], stats: Counter[tuple[str, str, str]]) -> None:
+        docs = [op.new for op in run if op.new is not None]
+        rows = await conn.fetch(_UPDATE.format(s=schema), [d["id"] for d in docs],
+                                [orjson.dumps(d).decode() for d in docs],
+                                [entity_expiry(d) for d in docs])
+        seqs = {row["id"]: row["seq"] for row in rows}
+        moved: list[int] = []
+        geo_rows = []
+        for op in run:
+            assert op.new is not None
+            seq = seqs.get(op.new["id"])
+            if seq is None:
+                raise LookupError(f"Entity {op.new['id']} does not exist: it cannot be updated")
+            stats_delta(stats, op.old, op.new)
+            old_geo, new_geo = geo_of[id(op)]
+            if old_geo != new_geo:
+                moved.append(seq)
+                geo_rows += [(seq, attr, value) for attr, value in new_geo]
+        await self._write_geo(conn, schema, moved, geo_rows)
+
+    async def _delete(self, conn: asyncpg.Connection, schema: str, run: list[WriteOp],
+                      stats: Counter[tuple[str, str, str]]) -> None:
+        olds = {op.old["id"]: op.old for op in run if op.old is not None}
+        rows = await conn.fetch(f"DELETE FROM {schema}.entities WHERE id = ANY($1) "
+                                "RETURNING seq, id", list(olds))
+        for row in rows:
+            stats_delta(stats, olds[row["id"]], None)
+        await self._write_geo(conn, schema, [row["seq"] for row in rows], [])
+
+    @staticmethod
+    async def _write_geo(conn: asyncpg.Connection, schema: str, gone: list[int],
+                         rows: list[tuple[int, str, str]]) -> None:
+        if gone:
+            await conn.execute(f"DELETE FROM {schema}.entity_geo WHERE entity = ANY($1)", gone)
+        if rows:
+            await conn.execute(
+                f"INSERT INTO {schema}.entity_geo (entity, attr, geom) "
+                "SELECT e, a, ST_Force2D(ST_SetSRID(ST_GeomFromGeoJSON(g), 4326)) "
+                "FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(e, a, g)",
+                [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+
+    async def _compact(self, schema: str) -> None:
+        """Sum the attribute_counts deltas into one row per key (a transaction of its own)."""
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                f"WITH gone AS (DELETE FROM {schema}.attribute_counts RETURNING *) "
+                f"INSERT INTO {schema}.attribute_counts (type, attr, kind, delta) "
+                "SELECT type, attr, kind, sum(delta) FROM gone GROUP BY type, attr, kind "
+                "HAVING sum(delta) <> 0")
+
+    async def close(self) -> None:
+        await self._close_groups()
+        if self._owns_pool:
+            await self.pool.close()

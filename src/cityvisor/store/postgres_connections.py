@@ -1,0 +1,207 @@
+"""The connections of the PostgreSQL backend: one asyncpg pool, one schema per tenant.
+
+``TenantSchemas`` maps tenants to schemas (``<namespace>_default`` for the default tenant,
+``<namespace>_t_<name>_<hash>`` for a named one: lower-case, ``-`` as ``_``, and a hash of the
+exact name so that ``North`` and ``north`` stay apart), registered in ``<namespace>_system``
+and created with every migration step on the tenant's first write.
+
+Writes are group commits (``Store.stage``): the first writer of a tenant opens a transaction
+on a connection of its own and schedules its commit for the next turn of the event loop;
+every writer until then applies its changes in that transaction, under a savepoint (all or
+nothing per writer), and gets the same commit. Reads that must see staged changes run on the
+open transaction's connection; the others on any pooled connection (committed data). Each
+writer's work runs in a task of its own, so that a cancelled caller never leaves the shared
+transaction half-written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import asyncpg
+from asyncpg.transaction import Transaction
+
+from cityvisor.ngsild.tenants import check_tenant
+from cityvisor.store.postgres_migrations import create_tenant_schema, quote
+
+T = TypeVar("T")
+
+
+def schema_name(namespace: str, tenant: str | None) -> str:
+    """The schema of a tenant (checked name; at most 63 bytes, PostgreSQL's limit)."""
+    check_tenant(tenant)
+    if tenant is None:
+        return f"{namespace}_default"
+    digest = hashlib.sha256(tenant.encode()).hexdigest()[:8]
+    return f"{namespace}_t_{tenant.lower().replace('-', '_')[:32]}_{digest}"
+
+
+@dataclass(eq=False)
+class _Group:
+    """One tenant's open group transaction."""
+
+    lock: asyncio.Lock
+    committed: asyncio.Future[None]
+    conn: asyncpg.Connection | None = None
+    transaction: Transaction | None = None
+    closed: bool = False
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+
+class TenantSchemas:
+    """Tenants -> schemas, and the group transactions of ``PostgresStore``."""
+
+    def __init__(self, pool: asyncpg.Pool, namespace: str = "ngsild") -> None:
+        self.pool = pool
+        self.namespace = namespace
+        self.system = quote(f"{namespace}_system")
+        self._system_name = f"{namespace}_system"
+        self._schemas: dict[str | None, str] = {}
+        self._groups: dict[str | None, _Group] = {}
+        self._committing: dict[str | None, _Group] = {}  # groups whose COMMIT is in flight
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ tenants
+
+    async def _schema(self, tenant: str | None, create: bool = False) -> str | None:
+        """The quoted schema of a tenant; None if it has none (and ``create`` is False)."""
+        check_tenant(tenant)
+        found = self._schemas.get(tenant)
+        if found is not None:
+            return found
+        name = "" if tenant is None else tenant
+        async with self.pool.acquire() as conn:
+            schema = await conn.fetchval(
+                f"SELECT schema_name FROM {self.system}.tenants WHERE name = $1", name)
+            if schema is None:
+                if not create:
+                    return None
+                schema = schema_name(self.namespace, tenant)
+                async with conn.transaction():
+                    await create_tenant_schema(conn, self._system_name, name, schema)
+        found = self._schemas[tenant] = quote(schema)
+        return found
+
+    async def has_tenant(self, tenant: str | None) -> bool:
+        return tenant is None or await self._schema(tenant) is not None
+
+    async def tenants(self) -> list[str]:
+        rows = await self.pool.fetch(
+            f"SELECT name FROM {self.system}.tenants WHERE name <> '' ORDER BY name")
+        return [row["name"] for row in rows]
+
+    # ------------------------------------------------------------------ group commit
+
+    def _committed_now(self) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    def _pending(self, tenant: str | None) -> Awaitable[None]:
+        """The open group's commit (an empty stage waits for it), or a completed one."""
+        group = self._groups.get(tenant)
+        return asyncio.shield(group.committed) if group is not None else self._committed_now()
+
+    async def _in_group(self, tenant: str | None,
+                        work: Callable[[asyncpg.Connection], Awaitable[None]]
+                        ) -> Awaitable[None]:
+        """Run ``work`` in the tenant's group transaction under a savepoint; the awaitable
+        completes when the group commits. The work runs in a task of its own."""
+        task = asyncio.ensure_future(self._join(tenant, work))
+        return await asyncio.shield(task)
+
+    async def _join(self, tenant: str | None,
+                    work: Callable[[asyncpg.Connection], Awaitable[None]]) -> Awaitable[None]:
+        loop = asyncio.get_running_loop()
+        while True:
+            group = self._groups.get(tenant)
+            if group is None:
+                group = self._groups[tenant] = _Group(asyncio.Lock(), loop.create_future())
+            async with group.lock:
+                if group.closed:
+                    continue
+                if group.conn is None:
+                    await self._open(tenant, group)
+                assert group.conn is not None
+                savepoint = group.conn.transaction()
+                await savepoint.start()
+                try:
+                    await work(group.conn)
+                except BaseException:
+                    await savepoint.rollback()
+                    raise
+                await savepoint.commit()
+                return asyncio.shield(group.committed)
+
+    async def _open(self, tenant: str | None, group: _Group) -> None:
+        conn = await self.pool.acquire()
+        try:
+            transaction = conn.transaction()
+            await transaction.start()
+        except BaseException:
+            await self.pool.release(conn)
+            self._groups.pop(tenant, None)
+            group.closed = True
+            raise
+        group.conn, group.transaction = conn, transaction
+        loop = asyncio.get_running_loop()
+        loop.call_soon(self._spawn, self._commit(tenant, group))
+
+    def _spawn(self, coroutine: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _commit(self, tenant: str | None, group: _Group) -> None:
+        async with group.lock:
+            group.closed = True
+            if self._groups.get(tenant) is group:
+                del self._groups[tenant]
+            self._committing[tenant] = group
+            assert group.conn is not None and group.transaction is not None
+            try:
+                await group.transaction.commit()
+            except BaseException as error:
+                with suppress(Exception):
+                    await group.transaction.rollback()
+                if not group.committed.done():
+                    group.committed.set_exception(error)
+            else:
+                for callback in group.after_commit:
+                    callback()
+                if not group.committed.done():
+                    group.committed.set_result(None)
+            finally:
+                if self._committing.get(tenant) is group:
+                    del self._committing[tenant]
+                await self.pool.release(group.conn)
+
+    @asynccontextmanager
+    async def _reading(self, tenant: str | None, staged: bool
+                       ) -> AsyncIterator[asyncpg.Connection]:
+        """A connection that sees the staged changes (``staged``: the open group's, or any
+        pooled one once the group being committed is done) or committed data."""
+        group = self._groups.get(tenant) if staged else None
+        if group is not None:
+            async with group.lock:
+                if not group.closed and group.conn is not None:
+                    yield group.conn
+                    return
+        committing = self._committing.get(tenant) if staged else None
+        if committing is not None:
+            await asyncio.gather(asyncio.shield(committing.committed), return_exceptions=True)
+        async with self.pool.acquire() as conn:
+            yield conn
+
+    async def _close_groups(self) -> None:
+        """Commit the open groups and wait for every background task."""
+        for group in list(self._groups.values()):
+            if group.conn is not None:
+                await asyncio.gather(asyncio.shield(group.committed), return_exceptions=True)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
