@@ -133,9 +133,29 @@ STORES: dict[str, Callable[[Path], Store | Awaitable[Store]]] = {
     "memory": lambda _directory: MemoryStore(),
     "postgresql": _PostgresStore.build,
 }
-SYSTEM_STORES: dict[str, Callable[[Path], SystemStore]] = {
+async def _postgres_system_store(_directory: Path) -> SystemStore:
+    await _pg_ready()
+    from cityvisor.store.postgres_database import create_pool, upgrade
+    from cityvisor.store.postgres_system import PostgresSystemStore
+
+    namespace = "t" + uuid.uuid4().hex[:10]
+    await upgrade(PG_DSN, namespace=namespace)
+    store = PostgresSystemStore(await create_pool(PG_DSN, min_size=1, max_size=2), namespace,
+                                owns_pool=True)
+    original_close = store.close
+
+    async def close() -> None:
+        await original_close()
+        await _drop_namespace(namespace)
+
+    store.close = close  # type: ignore[method-assign]
+    return store
+
+
+SYSTEM_STORES: dict[str, Callable[[Path], SystemStore | Awaitable[SystemStore]]] = {
     "sqlite": _sqlite_system_store,
     "memory": lambda _directory: MemorySystemStore(),
+    "postgresql": _postgres_system_store,
 }
 
 
@@ -152,7 +172,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 @pytest.fixture(params=list(SYSTEM_STORES))
 async def system_store(request: pytest.FixtureRequest, tmp_path: Path
                        ) -> AsyncIterator[SystemStore]:
-    backend = SYSTEM_STORES[request.param](tmp_path / "system")
+    made = SYSTEM_STORES[request.param](tmp_path / "system")
+    backend = await made if inspect.isawaitable(made) else made
     try:
         yield backend
     finally:

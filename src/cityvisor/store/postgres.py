@@ -3,7 +3,7 @@
 Driver: asyncpg (Apache-2.0, binary protocol, its own connection pool); install it with the
 ``postgresql`` extra. Layout of the entity tables of a tenant schema (created by
 ``postgres_migrations``; the temporal history is in ``postgres_temporal``, subscriptions and
-the outbox in ``postgres_subscriptions``):
+the outbox in ``postgres_subscriptions``, entity maps in ``postgres_entity_maps``):
 
 - ``entities``: one row per entity: ``seq`` (insertion order), id, the first type (index
   ``(type, seq)``: a type page stops after ``LIMIT`` rows), every type (``text[]``, GIN), the
@@ -49,6 +49,8 @@ from cityvisor.store.base import (
     WriteOp,
 )
 from cityvisor.store.postgres_connections import TenantSchemas
+from cityvisor.store.postgres_entity_maps import WRITERS as ENTITY_MAP_WRITERS
+from cityvisor.store.postgres_entity_maps import EntityMapTables
 from cityvisor.store.postgres_q import Params, posix_pattern, q_sql
 from cityvisor.store.postgres_subscriptions import WRITERS as SUBSCRIPTION_WRITERS
 from cityvisor.store.postgres_subscriptions import SubscriptionTables
@@ -60,7 +62,8 @@ from cityvisor.store.sql_selection import order_columns, scope_selection_sql, ty
 
 Writer = Callable[[asyncpg.Connection, str, list[Any]], Awaitable[None]]
 #: side record type -> ``writer(conn, schema, records)``, run in ``stage``'s transaction
-RECORD_WRITERS: dict[type, Writer] = {**TEMPORAL_WRITERS, **SUBSCRIPTION_WRITERS}
+RECORD_WRITERS: dict[type, Writer] = {**TEMPORAL_WRITERS, **SUBSCRIPTION_WRITERS,
+                                      **ENTITY_MAP_WRITERS}
 #: entity members with a column of their own (text in code point order: COLLATE "C")
 MEMBER_COLUMNS = {"id": "e.id", "createdAt": "e.created_at", "modifiedAt": "e.modified_at"}
 #: attribute_counts rows written by this process before it compacts them
@@ -122,10 +125,11 @@ def _runs(ops: list[WriteOp]) -> list[tuple[str, list[WriteOp]]]:
     return runs
 
 
-class PostgresStore(TemporalTables, SubscriptionTables, TenantSchemas, Store):
+class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, TenantSchemas, Store):
     """``Store`` on PostgreSQL/PostGIS: one schema per tenant (see the module docstring).
 
-    Build it with ``postgres_database.open_postgres``; it shares the pool it is given."""
+    Build it with ``postgres_database.open_postgres``; it uses the pool it is given (and
+    closes it with itself when ``owns_pool``)."""
 
     def __init__(self, pool: asyncpg.Pool, namespace: str = "ngsild", *,
                  owns_pool: bool = False) -> None:

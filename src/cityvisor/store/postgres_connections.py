@@ -6,9 +6,11 @@ exact name so that ``North`` and ``north`` stay apart), registered in ``<namespa
 and created with every migration step on the tenant's first write.
 
 Writes are group commits (``Store.stage``): the first writer of a tenant opens a transaction
-on a connection of its own and schedules its commit for the next turn of the event loop;
-every writer until then applies its changes in that transaction, under a savepoint (all or
-nothing per writer), and gets the same commit. Reads that must see staged changes run on the
+on a connection of its own; every writer until the commit applies its changes in that
+transaction, under a savepoint (all or nothing per writer), and gets the same commit. The
+commit starts on the turn of the event loop after a writer first awaits its durability (so
+the writers of that turn share it), or ``COMMIT_AFTER_S`` after the transaction opened if none
+does; until then no other connection sees the changes (the outbox readers included). Reads that must see staged changes run on the
 open transaction's connection; the others on any pooled connection (committed data). Each
 writer's work runs in a task of its own, so that a cancelled caller never leaves the shared
 transaction half-written.
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -30,6 +32,9 @@ from cityvisor.ngsild.tenants import check_tenant
 from cityvisor.store.postgres_migrations import create_tenant_schema, quote
 
 T = TypeVar("T")
+
+#: a group nobody awaits commits this long after it opened (callers normally await at once)
+COMMIT_AFTER_S = 0.05
 
 
 def schema_name(namespace: str, tenant: str | None) -> str:
@@ -50,6 +55,7 @@ class _Group:
     conn: asyncpg.Connection | None = None
     transaction: Transaction | None = None
     closed: bool = False
+    scheduled: bool = False
     after_commit: list[Callable[[], None]] = field(default_factory=list)
 
 
@@ -105,7 +111,16 @@ class TenantSchemas:
     def _pending(self, tenant: str | None) -> Awaitable[None]:
         """The open group's commit (an empty stage waits for it), or a completed one."""
         group = self._groups.get(tenant)
-        return asyncio.shield(group.committed) if group is not None else self._committed_now()
+        return self._durable(tenant, group) if group is not None else self._committed_now()
+
+    def _durable(self, tenant: str | None, group: _Group) -> Awaitable[None]:
+        """An awaitable of the group's commit; awaiting it schedules the commit."""
+        return _Durable(lambda: self._schedule_commit(tenant, group), group.committed)
+
+    def _schedule_commit(self, tenant: str | None, group: _Group) -> None:
+        if not group.scheduled:
+            group.scheduled = True
+            asyncio.get_running_loop().call_soon(self._spawn, self._commit(tenant, group))
 
     async def _in_group(self, tenant: str | None,
                         work: Callable[[asyncpg.Connection], Awaitable[None]]
@@ -136,7 +151,7 @@ class TenantSchemas:
                     await savepoint.rollback()
                     raise
                 await savepoint.commit()
-                return asyncio.shield(group.committed)
+                return self._durable(tenant, group)
 
     async def _open(self, tenant: str | None, group: _Group) -> None:
         conn = await self.pool.acquire()
@@ -149,8 +164,8 @@ class TenantSchemas:
             group.closed = True
             raise
         group.conn, group.transaction = conn, transaction
-        loop = asyncio.get_running_loop()
-        loop.call_soon(self._spawn, self._commit(tenant, group))
+        asyncio.get_running_loop().call_later(COMMIT_AFTER_S, self._schedule_commit, tenant,
+                                              group)
 
     def _spawn(self, coroutine: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -200,8 +215,22 @@ class TenantSchemas:
 
     async def _close_groups(self) -> None:
         """Commit the open groups and wait for every background task."""
-        for group in list(self._groups.values()):
+        for tenant, group in list(self._groups.items()):
             if group.conn is not None:
-                await asyncio.gather(asyncio.shield(group.committed), return_exceptions=True)
+                await asyncio.gather(self._durable(tenant, group), return_exceptions=True)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class _Durable:
+    """Awaits a group's commit, which the first ``await`` schedules; a cancelled awaiter
+    never cancels the commit (it is shielded)."""
+
+    def __init__(self, schedule: Callable[[], None], committed: asyncio.Future[None]) -> None:
+        self._schedule = schedule
+        self._committed = committed
+
+    def __await__(self) -> Generator[Any, None, None]:
+        if not self._committed.done():
+            self._schedule()
+        return asyncio.shield(self._committed).__await__()

@@ -1,6 +1,6 @@
 """Opening the PostgreSQL backend: the pool, the schema check, the migrations (``docs/postgresql.md``).
 
-``open_postgres(dsn)`` builds the stores on one asyncpg pool after checking that the database
+``open_postgres(dsn)`` builds the two stores on one asyncpg pool after checking that the database
 has every migration step of this code (``DatabaseBehind`` otherwise: ``cityvisor db upgrade``
 runs ``upgrade(dsn)``). ``namespace`` prefixes every schema the backend makes
 (``<namespace>_system``, ``<namespace>_default``, ``<namespace>_t_...``), so that several
@@ -15,6 +15,7 @@ import asyncpg
 
 from cityvisor.store.postgres import PostgresStore
 from cityvisor.store.postgres_migrations import check_connection, upgrade_connection
+from cityvisor.store.postgres_system import PostgresSystemStore
 
 #: session settings of every connection: no JIT (the q translation makes many small plans
 #: that JIT compilation would only slow down), a name for pg_stat_activity
@@ -46,9 +47,11 @@ async def check(dsn: str, *, namespace: str = "ngsild") -> None:
         await conn.close()
 
 
-async def open_store(dsn: str, *, min_size: int = 2, max_size: int = 10,
-                     namespace: str = "ngsild") -> PostgresStore:
-    """The entity store on a new pool (closed with the store), after ``check``."""
+async def open_postgres(dsn: str, *, min_size: int = 2, max_size: int = 10,
+                        namespace: str = "ngsild"
+                        ) -> tuple[PostgresStore, PostgresSystemStore]:
+    """The store and the system store on one new pool (closed with the store), after
+    ``check`` (which raises ``DatabaseBehind`` on a database to upgrade)."""
     await check(dsn, namespace=namespace)
     pool = await create_pool(dsn, min_size=min_size, max_size=max_size)
-    return PostgresStore(pool, namespace, owns_pool=True)
+    return PostgresStore(pool, namespace, owns_pool=True), PostgresSystemStore(pool, namespace)

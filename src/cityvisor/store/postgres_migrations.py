@@ -71,6 +71,7 @@ CREATE TABLE {schema}.entities (
 CREATE INDEX entities_type ON {schema}.entities (type, seq);
 CREATE INDEX entities_types ON {schema}.entities USING gin (types);
 CREATE INDEX entities_expiry ON {schema}.entities (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX entities_multi_typed ON {schema}.entities (seq) WHERE cardinality(types) > 1;
 -- one row per GeoProperty instance (clause 4.7), for the geo-queries (clause 4.10)
 CREATE TABLE {schema}.entity_geo (
   entity bigint NOT NULL,                     -- entities.seq
@@ -143,6 +144,15 @@ CREATE TABLE {schema}.outbox (
 );
 CREATE INDEX outbox_retry ON {schema}.outbox (next_attempt_at) WHERE next_attempt_at > 0;
 CREATE INDEX outbox_subscription ON {schema}.outbox (subscription);
+
+-- entity maps (clause 5.2.39)
+CREATE TABLE {schema}.entity_maps (
+  id text COLLATE "C" PRIMARY KEY,
+  expires_at text COLLATE "C" NOT NULL,
+  entity_ids text[] NOT NULL,
+  created_at text NOT NULL
+);
+CREATE INDEX entity_maps_expiry ON {schema}.entity_maps (expires_at);
 """),
 ]
 

@@ -29,6 +29,7 @@ from cityvisor.store.records import (
     OutboxDone,
     OutboxRecord,
     OutboxRetry,
+    OutboxRow,
     StoredSubscription,
     SubscriptionDelete,
     SubscriptionPut,
@@ -103,5 +104,41 @@ class SubscriptionTables(TenantSchemas):
         return [StoredSubscription(*row) for row in rows]
 
     async def outbox_reader(self, tenant: str | None) -> OutboxReader:
-        await self._schema(tenant, create=True)
-        raise NotImplementedError("PostgresStore.outbox_reader waits for the async OutboxReader")
+        schema = await self._schema(tenant, create=True)
+        assert schema is not None
+        return PostgresOutboxReader(self.pool, schema)
+
+
+_COLUMNS = "id, subscription, endpoint, target, payload, created_at, attempts"
+
+
+class PostgresOutboxReader(OutboxReader):
+    """Reads one tenant's outbox on pooled connections: committed rows only."""
+
+    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+        self.pool = pool
+        self.schema = schema
+
+    async def fresh(self, after_id: int, limit: int) -> list[OutboxRow]:
+        """Rows never tried, newer than ``after_id``, oldest first."""
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM {self.schema}.outbox WHERE id > $1 AND "
+            "next_attempt_at = 0 ORDER BY id LIMIT $2", after_id, max(limit, 0))
+        return [OutboxRow(*row) for row in rows]
+
+    async def due(self, now: float, limit: int) -> list[OutboxRow]:
+        """Rows to try again whose time has come (a first attempt after a restart included)."""
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM {self.schema}.outbox WHERE next_attempt_at > 0 AND "
+            "next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2", now, max(limit, 0))
+        return [OutboxRow(*row) for row in rows]
+
+    async def max_id(self) -> int:
+        return int(await self.pool.fetchval(
+            f"SELECT coalesce(max(id), 0) FROM {self.schema}.outbox"))
+
+    async def pending(self) -> int:
+        return int(await self.pool.fetchval(f"SELECT count(*) FROM {self.schema}.outbox"))
+
+    async def close(self) -> None:
+        pass  # the connections belong to the store's pool
