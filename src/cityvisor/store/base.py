@@ -6,7 +6,8 @@ their temporal history, the subscriptions, the notification outbox and the entit
 store owns no NGSI-LD semantics: the broker decides *what* to write (and reads the old entity
 first); the store writes a list of ``WriteOp`` and side records (``store.records``) atomically and
 answers queries, pushing into its engine every filter it can. Backends: ``sqlite`` (embedded
-default) and ``memory`` (tests, throw-away brokers); every backend passes the contract suite
+default), ``postgres`` (PostgreSQL/PostGIS, ``docs/postgresql.md``) and ``memory`` (tests,
+throw-away brokers); every backend passes the contract suite
 ``tests/store/test_contract.py``.
 """
 
