@@ -1,13 +1,20 @@
-"""Shared fixtures: an app on a temporary data directory, driven through Starlette's TestClient."""
+"""Shared fixtures: an app on a temporary data directory, driven through Starlette's TestClient.
+
+``client`` runs each test on both store backends: the embedded SQLite files and PostgreSQL
+(a namespace of schemas per test in the test database, ``tests/support/postgres.py``;
+skipped when no PostgreSQL answers, unless ``CITYVISOR_REQUIRE_PG=1``).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from links import LINK_REL, SDM, link  # noqa: F401  (re-exported for older imports)
 from starlette.testclient import TestClient
+from support.postgres import PG_DSN, drop_namespace, new_namespace, pg_ready
 
 from cityvisor.api.app import create_app
 from cityvisor.config import Settings
@@ -19,10 +26,26 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", auth=False, allow_context_fetch=False)
 
 
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, build_services=Services.build), base_url="http://127.0.0.1:1026") as test_client:
-        yield test_client
+@pytest.fixture(params=["sqlite", "postgresql"])
+def client(request: pytest.FixtureRequest, settings: Settings) -> Iterator[TestClient]:
+    if request.param == "sqlite":
+        with TestClient(create_app(settings, build_services=Services.open),
+                        base_url="http://127.0.0.1:1026") as test_client:
+            yield test_client
+        return
+    asyncio.run(pg_ready())
+    from cityvisor.store.postgres_database import upgrade
+
+    namespace = new_namespace()
+    asyncio.run(upgrade(PG_DSN, namespace=namespace))
+    on_pg = settings.model_copy(update={"db": PG_DSN, "db_namespace": namespace,
+                                        "db_pool_min": 1, "db_pool_max": 4})
+    try:
+        with TestClient(create_app(on_pg, build_services=Services.open),
+                        base_url="http://127.0.0.1:1026") as test_client:
+            yield test_client
+    finally:
+        asyncio.run(drop_namespace(namespace))
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from rich.table import Table
 from cityvisor import __version__
 from cityvisor.apps.flood.cli import app as flood_app
 from cityvisor.config import Settings
-from cityvisor.extras import MissingExtra, extra_of, require_app_extras
+from cityvisor.extras import MissingExtra, extra_of, require_app_extras, requires_extra
 
 if TYPE_CHECKING:
     from cityvisor.store.base import SystemStore
@@ -35,26 +35,73 @@ app.add_typer(context_app, name="context")
 retention_app = typer.Typer(help="Retention of the temporal history", no_args_is_help=True)
 app.add_typer(retention_app, name="retention")
 app.add_typer(flood_app, name="flood")
+db_app = typer.Typer(help="The PostgreSQL store: create or migrate its schemas, check them",
+                     no_args_is_help=True)
+app.add_typer(db_app, name="db")
 console = Console()
 err = Console(stderr=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file",
                                                 exists=True, dir_okay=False)]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory")]
+DbOpt = Annotated[str | None, typer.Option(
+    "--db", metavar="URL", help="PostgreSQL store, postgresql://user@host:5432/dbname (default: the "
+    "embedded SQLite files of --data-dir)")]
 
 
 def _with_system(settings: Settings, action: Callable[[SystemStore], Awaitable[T]]) -> T:
-    """Run ``action`` on the system store of ``settings``, then close it."""
-    from cityvisor.services import open_system_store
+    """Run ``action`` on the system store of ``settings`` (SQLite or PostgreSQL), then close
+    it."""
+    from cityvisor.services import open_postgres, open_system_store
 
     async def run() -> T:
-        system = open_system_store(settings)
+        if settings.db is None:
+            system = open_system_store(settings)
+            try:
+                return await action(system)
+            finally:
+                await system.close()
+        store, system = await open_postgres(settings)
         try:
             return await action(system)
         finally:
-            await system.close()
+            await store.close()  # closes the pool both share
 
-    return asyncio.run(run())
+    return _database_call(settings, run)
+
+
+def _database_call(settings: Settings, run: Callable[[], Awaitable[T]]) -> T:
+    """``asyncio.run(run())``, with one clear line (exit 2) when the configured PostgreSQL
+    cannot be reached or its schemas are behind this version."""
+    try:
+        return asyncio.run(run())  # type: ignore[arg-type]
+    except MissingExtra as error:
+        err.print(f"[red]error:[/] {escape(str(error))}")
+        raise typer.Exit(2) from None
+    except (OSError, TimeoutError) as error:
+        err.print(f"[red]error:[/] cannot reach the database {escape(_safe_url(settings.db))}: "
+                  f"{escape(str(error))}")
+        raise typer.Exit(2) from None
+    except Exception as error:
+        if type(error).__name__ in ("DatabaseBehind", "InvalidCatalogNameError",
+                                    "InvalidAuthorizationSpecificationError",
+                                    "InvalidPasswordError"):
+            err.print(f"[red]error:[/] {escape(str(error))}")
+            raise typer.Exit(2) from None
+        raise
+
+
+def _safe_url(url: str | None) -> str:
+    """A database URL without its password."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return "(none)"
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
 
 
 def _settings(config: Path | None, **overrides: object) -> Settings:
@@ -89,16 +136,62 @@ def serve(
     apps: Annotated[list[str] | None, typer.Option(
         "--apps", metavar="NAME", help="An app to run in the server, e.g. flood (repeatable; default: the "
         "setting apps)")] = None,
+    db: DbOpt = None,
 ) -> None:
     """Run the NGSI-LD broker. Every request needs a bearer token unless --no-auth on loopback."""
     settings = _settings(config, host=host, port=port, data_dir=data_dir,
-                         auth=False if no_auth else None, apps=apps or None)
+                         auth=False if no_auth else None, apps=apps or None, db=db)
     require_app_extras(settings.apps)  # before start-up: one line, not a traceback in its log
+    if settings.db is not None:
+        _check_database(settings)
     mode = "authentication required" if settings.auth else "[yellow]open (loopback only)[/]"
+    where = (f"data in PostgreSQL {_safe_url(settings.db)}" if settings.db
+             else f"data in {settings.data_dir}")
     err.print(f"cityvisor {__version__}: NGSI-LD API on "
-              f"http://{settings.host}:{settings.port}/ngsi-ld/v1 ({mode}); "
-              f"data in {settings.data_dir}")
+              f"http://{settings.host}:{settings.port}/ngsi-ld/v1 ({mode}); {where}")
     _run(settings)
+
+
+def _check_database(settings: Settings) -> None:
+    """Before start-up: the database answers and its schemas are current (else one line)."""
+
+    async def run() -> None:
+        with requires_extra():
+            from cityvisor.store.postgres_database import check
+        assert settings.db is not None
+        await check(settings.db, namespace=settings.db_namespace)
+
+    _database_call(settings, run)
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOpt = None, db: DbOpt = None) -> None:
+    """Create the PostgreSQL schemas, or migrate them to this version (safe to rerun)."""
+
+    settings = _settings(config, db=db)
+    if settings.db is None:
+        err.print("[red]error:[/] no database: give --db postgresql://... (or CITYVISOR_DB)")
+        raise typer.Exit(2)
+
+    async def run() -> None:
+        with requires_extra():
+            from cityvisor.store.postgres_database import upgrade
+        assert settings.db is not None
+        await upgrade(settings.db, namespace=settings.db_namespace)
+
+    _database_call(settings, run)
+    err.print(f"Database {_safe_url(settings.db)} is up to date")
+
+
+@db_app.command("check")
+def db_check(config: ConfigOpt = None, db: DbOpt = None) -> None:
+    """Exit 0 if the PostgreSQL schemas are current, 2 with the reason otherwise."""
+    settings = _settings(config, db=db)
+    if settings.db is None:
+        err.print("[red]error:[/] no database: give --db postgresql://... (or CITYVISOR_DB)")
+        raise typer.Exit(2)
+    _check_database(settings)
+    err.print(f"Database {_safe_url(settings.db)} is up to date")
 
 
 @app.command()
@@ -149,11 +242,12 @@ def token_create(
     name: Annotated[str, typer.Option(help="A label for the token")] = "",
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
+    db: DbOpt = None,
 ) -> None:
     """Create a token. It is printed once and stored only as a hash."""
     from cityvisor.security.tokens import TokenStore
 
-    settings = _settings(config, data_dir=data_dir)
+    settings = _settings(config, data_dir=data_dir, db=db)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         token, info = _with_system(
@@ -167,11 +261,11 @@ def token_create(
 
 
 @token_app.command("list")
-def token_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+def token_list(config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None) -> None:
     """List tokens (never their secrets)."""
     from cityvisor.security.tokens import TokenStore
 
-    settings = _settings(config, data_dir=data_dir)
+    settings = _settings(config, data_dir=data_dir, db=db)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     table = Table("id", "role", "tenant", "name", "created", "revoked")
     for info in _with_system(settings, lambda system: TokenStore(system).list()):
@@ -181,11 +275,12 @@ def token_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
 
 
 @token_app.command("revoke")
-def token_revoke(token_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+def token_revoke(token_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None,
+                 db: DbOpt = None) -> None:
     """Revoke a token by id; servers refuse it within seconds."""
     from cityvisor.security.tokens import TokenStore
 
-    settings = _settings(config, data_dir=data_dir)
+    settings = _settings(config, data_dir=data_dir, db=db)
     if not _with_system(settings, lambda system: TokenStore(system).revoke(token_id)):
         err.print(f"[red]error:[/] no active token {token_id}")
         raise typer.Exit(1)
@@ -194,12 +289,13 @@ def token_revoke(token_id: str, config: ConfigOpt = None, data_dir: DataDirOpt =
 
 @context_app.command("preload")
 def context_preload(url: str, file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
-                    config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+                    config: ConfigOpt = None, data_dir: DataDirOpt = None,
+                    db: DbOpt = None) -> None:
     """Cache the @context FILE under URL, so that the broker never fetches it."""
     from cityvisor.broker.contexts import ContextRegistry
     from cityvisor.ngsild.errors import NgsiLdError
 
-    settings = _settings(config, data_dir=data_dir)
+    settings = _settings(config, data_dir=data_dir, db=db)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         document = json.loads(file.read_text(encoding="utf-8"))

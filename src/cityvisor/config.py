@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address to bind")
     port: int = Field(1026, ge=0, le=65535, description="HTTP port (FIWARE convention: 1026)")
     data_dir: Path = Field(Path("var/cityvisor"), description="Where databases are kept")
+    db: str | None = Field(
+        None, pattern=r"^postgres(ql)?://", description="PostgreSQL URL of the store "
+        "(postgresql://user@host:5432/dbname); unset: the embedded SQLite files under data_dir")
+    db_namespace: str = Field("ngsild", pattern=r"^[a-z][a-z0-9_]{0,20}$",
+                              description="Prefix of the PostgreSQL schemas (several brokers "
+                              "may share one database)")
+    db_pool_min: int = Field(2, ge=1, le=1000, description="PostgreSQL connections kept open")
+    db_pool_max: int = Field(10, ge=1, le=1000, description="Most PostgreSQL connections")
     auth: bool = Field(True, description="Require bearer tokens; false only on loopback")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body")
     allow_context_fetch: bool = Field(True, description="Fetch unknown @context URLs once")

@@ -14,6 +14,7 @@ from cityvisor.broker.entity_maps import EntityMaps
 from cityvisor.broker.temporal import TemporalBroker
 from cityvisor.client import LocalContextClient
 from cityvisor.config import Settings
+from cityvisor.extras import requires_extra
 from cityvisor.notify import Notifications
 from cityvisor.security.tokens import TokenStore
 from cityvisor.store.base import Store, SystemStore
@@ -39,9 +40,23 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        """The services on the configured backend."""
+        """The services on the embedded backend (SQLite files under ``data_dir``); a
+        PostgreSQL configuration (``settings.db``) opens with ``await Services.open``."""
         settings.check()  # before any file is opened
+        if settings.db is not None:
+            raise ValueError("A PostgreSQL store is opened with 'await Services.open(settings)'")
         return cls.assemble(settings, open_store(settings), open_system_store(settings))
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Services:
+        """The services on the configured backend: PostgreSQL when ``settings.db`` is set
+        (after checking its schema version: ``DatabaseBehind`` asks for ``cityvisor db
+        upgrade``), else the embedded SQLite files."""
+        if settings.db is None:
+            return cls.build(settings)
+        settings.check()
+        store, system = await open_postgres(settings)
+        return cls.assemble(settings, store, system)
 
     @classmethod
     def assemble(cls, settings: Settings, store: Store, system: SystemStore) -> Services:
@@ -99,6 +114,15 @@ def open_store(settings: Settings) -> Store:
     """The tenants' store of the configuration: SQLite files under ``data_dir/tenants``."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return SqliteStore(settings.tenants_dir, synchronous=settings.sqlite_synchronous)
+
+
+async def open_postgres(settings: Settings) -> tuple[Store, SystemStore]:
+    """The PostgreSQL store and system store of ``settings.db`` (one connection pool)."""
+    assert settings.db is not None
+    with requires_extra():
+        from cityvisor.store.postgres_database import open_postgres as open_pool
+    return await open_pool(settings.db, min_size=min(settings.db_pool_min, settings.db_pool_max),
+                           max_size=settings.db_pool_max, namespace=settings.db_namespace)
 
 
 def open_system_store(settings: Settings) -> SystemStore:

@@ -19,7 +19,7 @@ from cityvisor.services import Services
 def create_web_app(settings: Settings, services: Services | None = None) -> ASGIApp:
     """The NGSI-LD API with the console and portal pages, static files and their APIs;
     without ``services``, they are built when the server starts (and closed when it stops)."""
-    return create_app(settings, services, build_services=Services.build, extra_routes=[
+    return create_app(settings, services, build_services=Services.open, extra_routes=[
         *assets.ROUTES,
         *operator_console.ROUTES,  # operator console API
         *public_portal.ROUTES,  # public portal API: /public/api/...

@@ -3,23 +3,19 @@
 One factory per backend, building it on a fresh directory (a factory may be async); a new
 backend joins the suite with one line in ``STORES`` and one in ``SYSTEM_STORES``.
 
-PostgreSQL runs where a server answers at ``CITYVISOR_TEST_PG`` (default
-``postgresql://postgres@127.0.0.1:5432/cityvisor_test``; the database and the PostGIS
-extension are created if missing); each test gets its own namespace of schemas, dropped
-afterwards. Without a server the postgresql tests are skipped, unless
-``CITYVISOR_REQUIRE_PG=1`` (CI), where they fail.
+PostgreSQL runs where the test server answers (``tests/support/postgres.py``); each test gets
+its own namespace of schemas, dropped afterwards.
 """
 
 from __future__ import annotations
 
 import inspect
-import os
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.postgres import PG_DSN, drop_namespace, new_namespace, pg_ready
 
 from cityvisor.store.base import Store, SystemStore
 from cityvisor.store.memory import MemoryStore, MemorySystemStore
@@ -49,56 +45,16 @@ def _sqlite_system_store(directory: Path) -> SystemStore:
     return SqliteSystemStore(directory / "system.sqlite")
 
 
-PG_DSN = os.environ.get("CITYVISOR_TEST_PG", "postgresql://postgres@127.0.0.1:5432/cityvisor_test")
-_pg_state: dict[str, str | None] = {}  # "error": why PostgreSQL cannot be used (None: it can)
-
-
-async def _pg_ready() -> None:
-    """Create the test database and PostGIS if missing; skip (or fail) when unreachable."""
-    if "error" not in _pg_state:
-        _pg_state["error"] = await _prepare_pg()
-    error = _pg_state["error"]
-    if error is not None:
-        if os.environ.get("CITYVISOR_REQUIRE_PG") == "1":
-            pytest.fail(f"PostgreSQL is required (CITYVISOR_REQUIRE_PG=1): {error}")
-        pytest.skip(f"PostgreSQL is not reachable at {PG_DSN}: {error}")
-
-
-async def _prepare_pg() -> str | None:
-    try:
-        import asyncpg
-    except ImportError:
-        return "asyncpg is not installed (pip install 'cityvisor[postgresql]')"
-    database = PG_DSN.rsplit("/", 1)[-1].split("?")[0]
-    try:
-        try:
-            conn = await asyncpg.connect(PG_DSN, timeout=5)
-        except asyncpg.InvalidCatalogNameError:
-            admin = await asyncpg.connect(PG_DSN.rsplit("/", 1)[0] + "/postgres", timeout=5)
-            try:
-                await admin.execute(f'CREATE DATABASE "{database}"')
-            finally:
-                await admin.close()
-            conn = await asyncpg.connect(PG_DSN, timeout=5)
-        try:
-            await conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-        finally:
-            await conn.close()
-    except (OSError, asyncpg.PostgresError, TimeoutError) as error:
-        return f"{type(error).__name__}: {error}"
-    return None
-
-
 class _PostgresStore:
     """A PostgreSQL store in a namespace of its own, whose schemas go when it closes."""
 
     @staticmethod
     async def build(_directory: Path) -> Store:
-        await _pg_ready()
+        await pg_ready()
         from cityvisor.store.postgres import PostgresStore
         from cityvisor.store.postgres_database import create_pool, upgrade
 
-        namespace = "t" + uuid.uuid4().hex[:10]
+        namespace = new_namespace()
         await upgrade(PG_DSN, namespace=namespace)
         pool = await create_pool(PG_DSN, min_size=1, max_size=4)
         backend: type[PostgresStore] = PostgresStore
@@ -110,22 +66,10 @@ class _PostgresStore:
 
         async def close() -> None:
             await original_close()
-            await _drop_namespace(namespace)
+            await drop_namespace(namespace)
 
         store.close = close  # type: ignore[method-assign]
         return store
-
-
-async def _drop_namespace(namespace: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_DSN)
-    try:
-        for row in await conn.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE $1",
-                                    namespace + "\\_%"):
-            await conn.execute(f'DROP SCHEMA "{row["nspname"]}" CASCADE')
-    finally:
-        await conn.close()
 
 
 STORES: dict[str, Callable[[Path], Store | Awaitable[Store]]] = {
@@ -134,11 +78,11 @@ STORES: dict[str, Callable[[Path], Store | Awaitable[Store]]] = {
     "postgresql": _PostgresStore.build,
 }
 async def _postgres_system_store(_directory: Path) -> SystemStore:
-    await _pg_ready()
+    await pg_ready()
     from cityvisor.store.postgres_database import create_pool, upgrade
     from cityvisor.store.postgres_system import PostgresSystemStore
 
-    namespace = "t" + uuid.uuid4().hex[:10]
+    namespace = new_namespace()
     await upgrade(PG_DSN, namespace=namespace)
     store = PostgresSystemStore(await create_pool(PG_DSN, min_size=1, max_size=2), namespace,
                                 owns_pool=True)
@@ -146,7 +90,7 @@ async def _postgres_system_store(_directory: Path) -> SystemStore:
 
     async def close() -> None:
         await original_close()
-        await _drop_namespace(namespace)
+        await drop_namespace(namespace)
 
     store.close = close  # type: ignore[method-assign]
     return store

@@ -7,8 +7,9 @@ root: whoever composes the server (``cityvisor.web``, a test) hands it the servi
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import cache
 from typing import Any
@@ -242,7 +243,8 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings, services: ApiServices | None = None,
                extra_routes: Sequence[BaseRoute] = (), *,
-               build_services: Callable[[Settings], ApiServices] | None = None) -> ASGIApp:
+               build_services: Callable[[Settings], ApiServices | Awaitable[ApiServices]]
+               | None = None) -> ASGIApp:
     """The NGSI-LD ASGI app; ``services`` may be given (tests, the demo), else built on start
     by ``build_services`` and closed on shutdown.
 
@@ -258,7 +260,8 @@ def create_app(settings: Settings, services: ApiServices | None = None,
             app.state.services = services
         else:
             assert build is not None  # checked when the app was created
-            app.state.services = build(settings)
+            built = build(settings)
+            app.state.services = await built if inspect.isawaitable(built) else built
         await app.state.services.start()
         try:
             yield

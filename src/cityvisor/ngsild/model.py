@@ -706,15 +706,19 @@ def _compact_instance(instance: Instance, terms: TermMap, rep: Representation) -
 def entity_expiry(entity: Entity) -> str | None:
     """The first ``expiresAt`` (normalised text) of an entity, its attribute instances and
     their sub-attributes: when part of it stops existing (clause 4.22); None if durable."""
-    times = [entity["expiresAt"]] if "expiresAt" in entity else []
-    for instances in entity["attrs"].values():
+    first: str | None = entity.get("expiresAt")
+    for instances in entity["attrs"].values():  # on every write: no allocation per instance
         for instance in instances:
-            if "expiresAt" in instance:
-                times.append(instance["expiresAt"])
-            for sub in instance.get("subs", {}).values():
-                if "expiresAt" in sub:
-                    times.append(sub["expiresAt"])
-    return min(times) if times else None
+            at = instance.get("expiresAt")
+            if at is not None and (first is None or at < first):
+                first = at
+            subs = instance.get("subs")
+            if subs:
+                for sub in subs.values():
+                    at = sub.get("expiresAt")
+                    if at is not None and (first is None or at < first):
+                        first = at
+    return first
 
 
 def unexpired(entity: Entity, now: str) -> Entity | None:
