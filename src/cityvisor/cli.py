@@ -19,7 +19,13 @@ from rich.table import Table
 from cityvisor import __version__
 from cityvisor.apps.flood.cli import app as flood_app
 from cityvisor.config import Settings
-from cityvisor.extras import MissingExtra, extra_of, require_app_extras, requires_extra
+from cityvisor.extras import (
+    MissingExtra,
+    extra_of,
+    require_app_extras,
+    require_extra,
+    requires_extra,
+)
 
 if TYPE_CHECKING:
     from cityvisor.store.base import SystemStore
@@ -137,11 +143,17 @@ def serve(
         "--apps", metavar="NAME", help="An app to run in the server, e.g. flood (repeatable; default: the "
         "setting apps)")] = None,
     db: DbOpt = None,
+    nats: Annotated[str | None, typer.Option(
+        "--nats", metavar="URL", help="NATS JetStream server of the change feed between "
+        "workers sharing one database, e.g. nats://127.0.0.1:4222")] = None,
 ) -> None:
     """Run the NGSI-LD broker. Every request needs a bearer token unless --no-auth on loopback."""
     settings = _settings(config, host=host, port=port, data_dir=data_dir,
-                         auth=False if no_auth else None, apps=apps or None, db=db)
+                         auth=False if no_auth else None, apps=apps or None, db=db,
+                         nats_url=nats)
     require_app_extras(settings.apps)  # before start-up: one line, not a traceback in its log
+    if settings.nats_url is not None:
+        require_extra("nats")
     if settings.db is not None:
         _check_database(settings)
     mode = "authentication required" if settings.auth else "[yellow]open (loopback only)[/]"

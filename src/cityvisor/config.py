@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     notification_batch_max: int = Field(
         100, ge=1, le=10_000, description="Most queued changes of one subscription sent as one "
         "notification when deliveries fall behind (1: one notification per change)")
+    # several workers on one database: the change feed between them (docs/workers.md)
+    nats_url: str | None = Field(
+        None, description="NATS JetStream server of the change feed between workers, e.g. "
+        "nats://127.0.0.1:4222 (None: one worker alone)")
+    nats_stream: str = Field("CITYVISOR", pattern="^[A-Za-z0-9_-]{1,64}$",
+                             description="JetStream stream of the change feed (subjects: its "
+                             "name in lower case, then '.>')")
     # in-process apps, and the flood app's settings
     apps: list[str] = Field(default_factory=list, description="Apps run in-process, e.g. flood")
     flood_config: Path | None = Field(None, description="Flood app TOML (default: bundled Nîmes)")

@@ -19,11 +19,13 @@ from contextlib import contextmanager
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "flood": ("scipy", "tifffile", "imagecodecs"),
     "postgresql": ("asyncpg",),
+    "nats": ("nats",),
 }
 #: extra -> what needs it, as the error line says it
 EXTRA_FEATURES: dict[str, str] = {
     "flood": "the flood app",
     "postgresql": "the PostgreSQL store backend",
+    "nats": "the change feed on NATS",
 }
 #: in-process app (setting ``apps``) -> the extra it needs
 APP_EXTRAS: dict[str, str] = {

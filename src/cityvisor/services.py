@@ -16,6 +16,8 @@ from cityvisor.client import LocalContextClient
 from cityvisor.config import Settings
 from cityvisor.extras import requires_extra
 from cityvisor.notify import Notifications
+from cityvisor.notify.coherence import Coherence
+from cityvisor.notify.feed import ChangeFeed, LocalFeed
 from cityvisor.security.tokens import TokenStore
 from cityvisor.store.base import Store, SystemStore
 from cityvisor.store.sqlite import SqliteStore
@@ -37,6 +39,8 @@ class Services:
     #: the in-process apps to start, as (name, setup): one per name in ``settings.apps``, and
     #: any added by the caller (the demo's storm scenario)
     app_setups: list[tuple[str, AppSetup]] = field(default_factory=list)
+    #: the change feed between workers (LocalFeed: this worker alone)
+    feed: ChangeFeed = field(default_factory=LocalFeed)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -85,10 +89,13 @@ class Services:
         services = cls(settings, store, system, contexts, broker, temporal, notifications,
                        tokens, entity_maps)
         services.app_setups.extend((name, named_app_setup(name)) for name in settings.apps)
+        services.feed = open_feed(settings)
+        Coherence(services.feed, broker, notifications.manager, contexts, tokens)
         return services
 
     async def start(self) -> None:
         """Start background work (notification delivery, retention); called by the server."""
+        await self.feed.start()  # before the caches load: no change falls between
         await self.subscriptions.start()
         self.temporal.start()  # retention purge
         for name, setup in self.app_setups:
@@ -104,6 +111,7 @@ class Services:
         for app in reversed(self.apps):  # in-process apps stop first (they write)
             await app.close()
         self.apps.clear()
+        await self.feed.close()
         await self.temporal.stop()
         await self.subscriptions.close()
         await self.store.close()
@@ -123,6 +131,15 @@ async def open_postgres(settings: Settings) -> tuple[Store, SystemStore]:
         from cityvisor.store.postgres_database import open_postgres as open_pool
     return await open_pool(settings.db, min_size=min(settings.db_pool_min, settings.db_pool_max),
                            max_size=settings.db_pool_max, namespace=settings.db_namespace)
+
+
+def open_feed(settings: Settings) -> ChangeFeed:
+    """The change feed of the configuration: NATS JetStream with ``nats_url``, else local."""
+    if settings.nats_url is None:
+        return LocalFeed()
+    with requires_extra("the change feed on NATS (setting nats_url)"):
+        from cityvisor.notify.nats import NatsFeed
+    return NatsFeed(settings.nats_url, stream=settings.nats_stream)
 
 
 def open_system_store(settings: Settings) -> SystemStore:

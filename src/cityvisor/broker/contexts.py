@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from cityvisor.broker.changes import ChangeSink, ContextsChanged
 from cityvisor.ngsild.context import CORE_CONTEXT_URL, CORE_CONTEXT_URLS, TermMap, compile_context
 from cityvisor.ngsild.errors import (
     BadRequestData,
@@ -99,6 +100,17 @@ class ContextRegistry:
         self._maps: OrderedDict[bytes, TermMap] = OrderedDict()
         self.core_map = compile_context([], self.core)
         self.core_loaded_at = _now()
+        #: told when a stored @context changes (the change feed); None: one worker alone
+        self.on_commit: ChangeSink | None = None
+
+    def forget(self) -> None:
+        """Drop the memoised term maps (another worker changed a stored @context)."""
+        self._maps.clear()
+
+    def _changed(self) -> None:
+        self._maps.clear()
+        if self.on_commit is not None:
+            self.on_commit(ContextsChanged())
 
     # ---------------------------------------------------------------- resolution
 
@@ -198,7 +210,7 @@ class ContextRegistry:
     async def _store(self, url: str, kind: str, document: dict[str, Any], local_id: str | None = None) -> str:
         local_id = local_id or uuid.uuid4().hex
         await self.system.put_context(StoredContext(local_id, url, kind, orjson.dumps(document), _now()))
-        self._maps.clear()
+        self._changed()
         return local_id
 
     # ---------------------------------------------------------------- /jsonldContexts
@@ -316,7 +328,7 @@ class ContextRegistry:
             self.core = core_context_document()["@context"]
             self.core_map = compile_context([], self.core)
             self.core_loaded_at = _now()
-            self._maps.clear()
+            self._changed()
             return
         found = await self._stored(local_id)
         if reload:
@@ -331,7 +343,7 @@ class ContextRegistry:
             await self._store(found.url, CACHED, document, local_id)
             return
         await self.system.delete_context(local_id)
-        self._maps.clear()
+        self._changed()
 
     def close(self) -> None:
         """Nothing to release: the system store is closed by its owner."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from cityvisor.broker.changes import ChangeSink, EntitiesChanged, Resync
 from cityvisor.broker.contexts import ContextRegistry
 from cityvisor.broker.discovery import Discovery
 from cityvisor.broker.fragments import (
@@ -79,6 +80,8 @@ from cityvisor.store.records import AttributeHistoryDeleted
 
 #: ``await listener(tenant, ops)`` -> records to stage with the ops (see ``Store.stage``)
 ChangeListener = Callable[[str | None, list[WriteOp]], Awaitable[Sequence[object]]]
+#: ``await observer(change)``: a batch another worker committed, or a ``Resync``
+ChangeObserver = Callable[[EntitiesChanged | Resync], Awaitable[None]]
 
 MAX_LIMIT = 1000
 #: ``limit`` of an unbounded in-process query (``query_all``)
@@ -170,6 +173,12 @@ class EntityBroker(Discovery):
         self._due: dict[str | None, str | None] = {}
         #: called with every batch of changes before it is staged; each returns side records
         self.listeners: list[ChangeListener] = []
+        #: given every batch once it is durable (the change feed to the other workers); None:
+        #: one worker alone, and a write pays nothing for it
+        self.on_commit: ChangeSink | None = None
+        #: told of the batches other workers commit (``observe``): views of the data such as
+        #: the console's live layers; never asked for records (that worker staged them)
+        self.observers: list[ChangeObserver] = []
 
     def lock(self, tenant: str | None) -> asyncio.Lock:
         """The tenant's write lock: hold it for any read-modify-write of the tenant's data
@@ -185,13 +194,39 @@ class EntityBroker(Discovery):
         records: list[object] = []
         for listener in self.listeners:
             records.extend(await listener(tenant, ops))
+        self._note_expiry(tenant, ops)
+        durable = await self.store.stage(tenant, ops, records)
+        if self.on_commit is None or not ops:
+            return durable
+        return self._committed(durable, tenant, ops)
+
+    async def _committed(self, durable: Awaitable[None], tenant: str | None,
+                         ops: list[WriteOp]) -> None:
+        """Wait for the batch to be durable, then hand it to ``on_commit`` (a failed commit
+        is no change: nothing is told)."""
+        await durable
+        assert self.on_commit is not None
+        self.on_commit(EntitiesChanged(tenant, tuple(ops)))
+
+    def _note_expiry(self, tenant: str | None, ops: Sequence[WriteOp]) -> None:
+        """Keep the tenant's first expiresAt (if known) in step with changed entities."""
         if tenant in self._due:
             for op in ops:
                 at = entity_expiry(op.new) if op.new is not None else None
                 due = self._due[tenant]
                 if at is not None and (due is None or at < due):
                     self._due[tenant] = at
-        return await self.store.stage(tenant, ops, records)
+
+    async def observe(self, change: EntitiesChanged | Resync) -> None:
+        """A batch another worker committed (the change feed), or a ``Resync``: keep what
+        this broker knows of the tenant (its first expiry, clause 4.22) in step, then tell
+        the observers."""
+        if isinstance(change, Resync):
+            self._due.clear()
+        else:
+            self._note_expiry(change.tenant, change.ops)
+        for observer in list(self.observers):
+            await observer(change)
 
     async def _due_time(self, tenant: str | None) -> str | None:
         if tenant not in self._due:
@@ -1027,9 +1062,8 @@ def query_document(body: object, params: QueryParams) -> QueryParams:
         local=True if params.local or local else (params.local if local is None else local))
 
 
-__all__ = ["ALL", "BatchResult", "ChangeListener", "EntityBroker", "QueryPage", "QueryParams",
-           "UpdateResult",
-           "WriteOp", "query_document"]
+__all__ = ["ALL", "BatchResult", "ChangeListener", "ChangeObserver", "EntityBroker", "QueryPage",
+           "QueryParams", "UpdateResult", "WriteOp", "query_document"]
 
 
 def _optional_string(body: dict[str, Any], name: str) -> str | None:

@@ -20,6 +20,7 @@ deletion); throttling drops notifications inside the window (Orion-LD).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import time
@@ -32,6 +33,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from cityvisor.broker.changes import ChangeSink, SubscriptionsChanged
 from cityvisor.broker.entities import EntityBroker, utc_now
 from cityvisor.ngsild import geo as geo_predicates
 from cityvisor.ngsild import query as q_language
@@ -659,6 +661,11 @@ class SubscriptionManager:
         self._subs: dict[str | None, dict[str, Subscription]] = {}
         #: per tenant, the subscriptions notified on change (not periodic): the hot path
         self._active: dict[str | None, list[Subscription]] = {}
+        #: told of each committed create, update and delete (the change feed); None: alone
+        self.on_commit: ChangeSink | None = None
+        #: held from staging a subscription write to its commit, and while reloading: a
+        #: reload reads committed rows, so it must not pass a write in flight
+        self._writes = asyncio.Lock()
 
     # -------------------------------------------------------------- cache
 
@@ -668,24 +675,53 @@ class SubscriptionManager:
         """The tenant's subscriptions, loaded once (from ``stored_subs`` when already read)."""
         subs = self._subs.get(tenant)
         if subs is None:
-            subs = {}
-            if stored_subs is None:
-                stored_subs = await self.store.subscriptions(tenant)
-            for stored in stored_subs:
-                try:
-                    sub = await build(orjson.loads(stored.doc), orjson.loads(stored.context),
-                                      self.broker, self.clock())
-                except NgsiLdError:
-                    continue  # e.g. its @context is no longer available: skip it
-                sub.times_sent = stored.times_sent
-                sub.last_notification = stored.last_notification
-                sub.last_success = stored.last_success
-                sub.last_failure = stored.last_failure
-                sub.delivery = stored.delivery
-                subs[stored.id] = sub
+            subs = await self._load(tenant, stored_subs)
             self._subs[tenant] = subs
             self._refresh(tenant)
         return subs
+
+    async def _load(self, tenant: str | None,
+                    stored_subs: list[StoredSubscription] | None = None
+                    ) -> dict[str, Subscription]:
+        if stored_subs is None:
+            stored_subs = await self.store.subscriptions(tenant)
+        subs: dict[str, Subscription] = {}
+        for stored in stored_subs:
+            try:
+                sub = await build(orjson.loads(stored.doc), orjson.loads(stored.context),
+                                  self.broker, self.clock())
+            except NgsiLdError:
+                continue  # e.g. its @context is no longer available: skip it
+            sub.times_sent = stored.times_sent
+            sub.last_notification = stored.last_notification
+            sub.last_success = stored.last_success
+            sub.last_failure = stored.last_failure
+            sub.delivery = stored.delivery
+            subs[stored.id] = sub
+        return subs
+
+    async def reload(self, tenant: str | None) -> None:
+        """Read the tenant's subscriptions again (another worker changed them). The new set
+        replaces the old at once, so matching never sees a half-loaded tenant; a subscription
+        that stays keeps its schedule and throttling state (they live in this process)."""
+        async with self._writes:  # a local write is committed, or not yet staged
+            fresh = await self._load(tenant)
+            for sub_id, sub in fresh.items():
+                kept = self._subs.get(tenant, {}).get(sub_id)
+                if kept is not None:
+                    sub.last_sent, sub.next_due = kept.last_sent, kept.next_due
+            self._subs[tenant] = fresh
+            self._refresh(tenant)
+
+    async def reload_all(self) -> None:
+        """``reload`` every tenant, and load those created since (a ``Resync``)."""
+        default: list[str | None] = [None] if None in self._subs else []
+        for tenant in [*default, *await self.store.tenants()]:
+            await self.reload(tenant)
+
+    def _committed(self, tenant: str | None) -> None:
+        if self.on_commit is not None:
+            self.on_commit(SubscriptionsChanged(tenant))
 
     def _refresh(self, tenant: str | None) -> None:
         self._active[tenant] = [s for s in self._subs.get(tenant, {}).values()
@@ -737,10 +773,12 @@ class SubscriptionManager:
                    sub: Subscription) -> None:
         record = SubscriptionPut(sub.id, orjson.dumps(sub.doc).decode(),
                                  orjson.dumps(sub.context).decode())
-        durable = await self.store.stage(tenant, [], [record, sub.status_record()])
-        subs[sub.id] = sub
-        self._refresh(tenant)
-        await durable
+        async with self._writes:
+            durable = await self.store.stage(tenant, [], [record, sub.status_record()])
+            self._subs.get(tenant, subs)[sub.id] = sub
+            self._refresh(tenant)
+            await durable
+        self._committed(tenant)
 
     async def _existing(self, tenant: str | None, sub_id: str) -> Subscription:
         check_uri(sub_id, "Subscription id")
@@ -802,10 +840,12 @@ class SubscriptionManager:
         """5.8.5 Delete Subscription (its pending notifications go too)."""
         await self._existing(tenant, sub_id)
         subs = await self._tenant(tenant)
-        durable = await self.store.stage(tenant, [], [SubscriptionDelete(sub_id)])
-        subs.pop(sub_id, None)
-        self._refresh(tenant)
-        await durable
+        async with self._writes:
+            durable = await self.store.stage(tenant, [], [SubscriptionDelete(sub_id)])
+            self._subs.get(tenant, subs).pop(sub_id, None)
+            self._refresh(tenant)
+            await durable
+        self._committed(tenant)
 
     # -------------------------------------------------------------- matching
 

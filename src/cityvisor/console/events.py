@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from cityvisor.broker.changes import EntitiesChanged, Resync
 from cityvisor.broker.entities import WriteOp
 from cityvisor.ngsild.errors import CityvisorProblem, NgsiLdError
 
@@ -87,6 +88,7 @@ class EventHub:
     def subscribe(self, tenant: str | None) -> Listener:
         if not self._installed:
             self.services.broker.listeners.append(self.on_change)
+            self.services.broker.observers.append(self.on_remote)
             self._installed = True
         listener = Listener(tenant)
         self.listeners.add(listener)
@@ -114,6 +116,19 @@ class EventHub:
             self.cache.apply(tenant, events)
             asyncio.get_running_loop().call_soon(self.publish, tenant, events)
         return ()
+
+    async def on_remote(self, change: EntitiesChanged | Resync) -> None:
+        """The broker observer: a batch another worker committed is shown as a local one;
+        after a ``Resync`` (changes may have been lost) every console reloads its layers."""
+        if isinstance(change, EntitiesChanged):
+            await self.on_change(change.tenant, list(change.ops))
+            return
+        for tenant in list(self.cache.watched):
+            self.cache.drop(tenant)
+        for listener in list(self.listeners):
+            listener.overflowed = True
+            with contextlib.suppress(asyncio.QueueFull):
+                listener.queue.put_nowait([])  # wakes a stream waiting for changes
 
     async def describe(self, ops: list[WriteOp]) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
@@ -222,6 +237,8 @@ class EventHub:
                     continue
                 if first is None:
                     return
+                if listener.overflowed:
+                    continue  # resync first (and drop what is queued)
                 batch = list(first)
                 while len(batch) < BATCH_LIMIT and not listener.queue.empty():
                     more = listener.queue.get_nowait()

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -57,6 +58,9 @@ class TokenStore:
         self.system = system
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self.cache_s = cache_s
+        #: called after a revocation is stored (the change feed tells the other workers,
+        #: which ``forget`` at once instead of within ``cache_s``); None: one worker alone
+        self.on_revoke: Callable[[], None] | None = None
 
     async def create(self, role: str, tenant: str = DEFAULT_TENANT, name: str = "") -> tuple[str, TokenInfo]:
         """A new token: returns the clear token (show it once) and its record."""
@@ -95,7 +99,13 @@ class TokenStore:
         now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         changed = await self.system.revoke_token(token_id, now)
         self._cache.clear()
+        if changed and self.on_revoke is not None:
+            self.on_revoke()
         return changed
+
+    def forget(self) -> None:
+        """Drop the cached verifications (another worker revoked a token)."""
+        self._cache.clear()
 
     async def list(self) -> list[TokenInfo]:
         return [TokenInfo(t.token_id, t.role, t.tenant, t.name, t.created_at, t.revoked_at)
