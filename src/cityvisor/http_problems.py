@@ -25,7 +25,9 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 def problem_response(error: NgsiLdError) -> Response:
     """The problem document of ``error`` with its status (401 also asks for a bearer token)."""
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+    if error.retry_after_s is not None:
+        headers["Retry-After"] = str(error.retry_after_s)
     return Response(orjson.dumps(error.problem()), status_code=error.status, headers=headers,
                     media_type=PROBLEM_MEDIA_TYPE)
 

@@ -21,8 +21,9 @@ case, and name the offending value.
      +-- PayloadTooLarge         413
      +-- InternalError           500
      +-- CityvisorProblem             (cityvisor's own problem types, under
-                                       https://cityvisor.org/problems/; subclasses set
-                                       their status, e.g. the console's InvalidTransition)
+          |                            https://cityvisor.org/problems/; subclasses set
+          |                            their status, e.g. the console's InvalidTransition)
+          +-- StoreUnavailable   503  (the database cannot be reached: retry later)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class NgsiLdError(Exception):
     type_name = "InternalError"
     status = 500
     title = "Internal error"
+    retry_after_s: int | None = None  # a Retry-After header: the condition should pass
 
     def __init__(self, detail: str, *, title: str | None = None) -> None:
         super().__init__(detail)
@@ -60,6 +62,14 @@ class CityvisorProblem(NgsiLdError):
     @property
     def type_uri(self) -> str:
         return f"https://cityvisor.org/problems/{self.type_name}"
+
+
+class StoreUnavailable(CityvisorProblem):
+    """The database behind the store cannot be reached (stopped, restarting, out of
+    connections): nothing was changed, or a write's outcome is unknown; retry later."""
+
+    type_name, status, title = "StoreUnavailable", 503, "Storage unavailable"
+    retry_after_s = 5
 
 
 class BadRequestData(NgsiLdError):

@@ -36,6 +36,7 @@ from typing import Any
 
 import orjson
 
+from cityvisor.ngsild.errors import StoreUnavailable
 from cityvisor.store.base import OutboxReader, Store
 from cityvisor.store.records import OutboxDone, OutboxRetry, OutboxRow, SubscriptionStatus
 
@@ -177,6 +178,10 @@ class TenantDispatcher:
                 if now >= next_due:
                     next_due = now + self.service.poll_s
                     rows.extend(await self.reader.due(now, 1000))
+            except StoreUnavailable as error:  # the database is away: next round
+                LOG.warning("reading the outbox of tenant %s: %s", self.tenant or "(default)",
+                            error.detail)
+                continue
             except Exception:  # pragma: no cover - e.g. database busy: next round
                 LOG.exception("reading the outbox failed")
                 continue

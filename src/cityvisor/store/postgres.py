@@ -51,6 +51,7 @@ from cityvisor.store.base import (
 from cityvisor.store.postgres_connections import TenantSchemas
 from cityvisor.store.postgres_entity_maps import WRITERS as ENTITY_MAP_WRITERS
 from cityvisor.store.postgres_entity_maps import EntityMapTables
+from cityvisor.store.postgres_errors import ACQUIRE_TIMEOUT_S, outages_as_unavailable
 from cityvisor.store.postgres_q import Params, posix_pattern, q_sql
 from cityvisor.store.postgres_subscriptions import WRITERS as SUBSCRIPTION_WRITERS
 from cityvisor.store.postgres_subscriptions import SubscriptionTables
@@ -125,6 +126,7 @@ def _runs(ops: list[WriteOp]) -> list[tuple[str, list[WriteOp]]]:
     return runs
 
 
+@outages_as_unavailable
 class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, TenantSchemas, Store):
     """``Store`` on PostgreSQL/PostGIS: one schema per tenant (see the module docstring).
 
@@ -192,7 +194,7 @@ class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, TenantS
         if schema is None:
             return QueryResult([], 0 if query.count else None)
         try:
-            async with self.pool.acquire() as conn:
+            async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
                 return await self._query(conn, schema, query)
         except asyncpg.DataError as error:
             raise BadRequestData(f"The query cannot be run: {error}") from None
@@ -470,7 +472,7 @@ class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, TenantS
 
     async def _compact(self, schema: str) -> None:
         """Sum the attribute_counts deltas into one row per key (a transaction of its own)."""
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
             await conn.execute(
                 f"WITH gone AS (DELETE FROM {schema}.attribute_counts RETURNING *) "
                 f"INSERT INTO {schema}.attribute_counts (type, attr, kind, delta) "

@@ -29,6 +29,7 @@ import asyncpg
 from asyncpg.transaction import Transaction
 
 from cityvisor.ngsild.tenants import check_tenant
+from cityvisor.store.postgres_errors import ACQUIRE_TIMEOUT_S, is_outage, unavailable
 from cityvisor.store.postgres_migrations import create_tenant_schema, quote
 
 T = TypeVar("T")
@@ -55,6 +56,7 @@ class _Group:
     conn: asyncpg.Connection | None = None
     transaction: Transaction | None = None
     closed: bool = False
+    broken: bool = False  # its connection failed: the group is rolled back, never committed
     scheduled: bool = False
     after_commit: list[Callable[[], None]] = field(default_factory=list)
 
@@ -81,7 +83,7 @@ class TenantSchemas:
         if found is not None:
             return found
         name = "" if tenant is None else tenant
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
             schema = await conn.fetchval(
                 f"SELECT schema_name FROM {self.system}.tenants WHERE name = $1", name)
             if schema is None:
@@ -144,17 +146,42 @@ class TenantSchemas:
                     await self._open(tenant, group)
                 assert group.conn is not None
                 savepoint = group.conn.transaction()
-                await savepoint.start()
+                try:
+                    await savepoint.start()
+                except BaseException as error:
+                    await self._break(tenant, group, error)
+                    raise
                 try:
                     await work(group.conn)
-                except BaseException:
-                    await savepoint.rollback()
+                except BaseException as error:
+                    try:
+                        await savepoint.rollback()
+                    except BaseException:  # the connection is gone or stuck
+                        await self._break(tenant, group, error)
                     raise
-                await savepoint.commit()
+                try:
+                    await savepoint.commit()
+                except BaseException as error:
+                    await self._break(tenant, group, error)
+                    raise
                 return self._durable(tenant, group)
 
+    async def _break(self, tenant: str | None, group: _Group, error: BaseException) -> None:
+        """The group's connection failed (the database went away): every writer of the group
+        fails with ``error``, the connection is dropped, the next writer opens a new group."""
+        group.closed = group.broken = True
+        if self._groups.get(tenant) is group:
+            del self._groups[tenant]
+        if not group.committed.done():
+            group.committed.set_exception(error)
+            group.committed.exception()  # retrieved: writers that never await it log nothing
+        assert group.conn is not None
+        group.conn.terminate()
+        with suppress(Exception):
+            await self.pool.release(group.conn)
+
     async def _open(self, tenant: str | None, group: _Group) -> None:
-        conn = await self.pool.acquire()
+        conn = await self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
         try:
             transaction = conn.transaction()
             await transaction.start()
@@ -174,6 +201,8 @@ class TenantSchemas:
 
     async def _commit(self, tenant: str | None, group: _Group) -> None:
         async with group.lock:
+            if group.broken:
+                return  # failed and released by _break
             group.closed = True
             if self._groups.get(tenant) is group:
                 del self._groups[tenant]
@@ -184,6 +213,9 @@ class TenantSchemas:
             except BaseException as error:
                 with suppress(Exception):
                     await group.transaction.rollback()
+                if group.conn.is_closed() or is_outage(error):
+                    group.conn.terminate()  # the server went away: never reuse it
+                    error = unavailable(error)
                 if not group.committed.done():
                     group.committed.set_exception(error)
             else:
@@ -194,7 +226,8 @@ class TenantSchemas:
             finally:
                 if self._committing.get(tenant) is group:
                     del self._committing[tenant]
-                await self.pool.release(group.conn)
+                with suppress(Exception):  # a connection lost with the server is dropped
+                    await self.pool.release(group.conn)
 
     @asynccontextmanager
     async def _reading(self, tenant: str | None, staged: bool
@@ -205,12 +238,20 @@ class TenantSchemas:
         if group is not None:
             async with group.lock:
                 if not group.closed and group.conn is not None:
-                    yield group.conn
+                    try:
+                        yield group.conn
+                    except Exception as error:
+                        if group.conn.is_closed() or isinstance(
+                                error, asyncpg.InternalClientError) or is_outage(error):
+                            # the server closed the group's connection (it went away)
+                            await self._break(tenant, group, error)
+                            raise unavailable(error) from error
+                        raise
                     return
         committing = self._committing.get(tenant) if staged else None
         if committing is not None:
             await asyncio.gather(asyncio.shield(committing.committed), return_exceptions=True)
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
             yield conn
 
     async def _close_groups(self) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from cityvisor.store.postgres import PostgresStore
+from cityvisor.store.postgres_errors import COMMAND_TIMEOUT_S
 from cityvisor.store.postgres_migrations import check_connection, upgrade_connection
 from cityvisor.store.postgres_system import PostgresSystemStore
 
@@ -23,8 +24,11 @@ SERVER_SETTINGS = {"jit": "off", "application_name": "cityvisor"}
 
 
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    # timeout: a connection attempt to an unreachable server gives up after 5 s (a 503,
+    # never a request left hanging)
     pool: Any = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
-                                          statement_cache_size=1024,
+                                          statement_cache_size=1024, timeout=5,
+                                          command_timeout=COMMAND_TIMEOUT_S,
                                           server_settings=SERVER_SETTINGS)
     return pool
 

@@ -25,6 +25,7 @@ import asyncpg
 
 from cityvisor.store.base import OutboxReader
 from cityvisor.store.postgres_connections import TenantSchemas
+from cityvisor.store.postgres_errors import outages_as_unavailable
 from cityvisor.store.records import (
     OutboxDone,
     OutboxRecord,
@@ -112,6 +113,7 @@ class SubscriptionTables(TenantSchemas):
 _COLUMNS = "id, subscription, endpoint, target, payload, created_at, attempts"
 
 
+@outages_as_unavailable
 class PostgresOutboxReader(OutboxReader):
     """Reads one tenant's outbox on pooled connections: committed rows only."""
 

@@ -12,6 +12,7 @@ import asyncpg
 
 from cityvisor.ngsild.errors import AlreadyExists
 from cityvisor.store.base import SystemStore
+from cityvisor.store.postgres_errors import outages_as_unavailable
 from cityvisor.store.postgres_migrations import quote
 from cityvisor.store.records import StoredContext, StoredToken
 
@@ -19,6 +20,7 @@ _CONTEXT_COLUMNS = "id, url, kind, document, created_at"
 _TOKEN_COLUMNS = "id, secret_sha256, role, tenant, name, created_at, revoked_at"
 
 
+@outages_as_unavailable
 class PostgresSystemStore(SystemStore):
     """``SystemStore`` on the system schema (made by ``postgres_database.upgrade``)."""
 

@@ -33,6 +33,7 @@ import asyncpg
 from cityvisor.ngsild import query as q_language
 from cityvisor.store.base import Buckets, EntityQuery, TimeFilter
 from cityvisor.store.postgres_connections import TenantSchemas
+from cityvisor.store.postgres_errors import ACQUIRE_TIMEOUT_S
 from cityvisor.store.postgres_q import Params, posix_pattern
 from cityvisor.store.records import (
     AttributeAggregate,
@@ -248,7 +249,7 @@ class TemporalTables(TenantSchemas):
         missing = months - known
         if not missing:
             return
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
             for month in sorted(missing):
                 low, high = _month_bounds(month)
                 # another process may make it at the same time
@@ -290,7 +291,7 @@ class TemporalTables(TenantSchemas):
         clause = " WHERE " + " AND ".join(where) if where else ""
         select = ("SELECT te.id, te.types, te.created_at, te.modified_at, te.deleted_at "
                   f"FROM {schema}.temporal_entities te{clause} ORDER BY te.seq")
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
             if exact:
                 total = (int(await conn.fetchval(
                     f"SELECT count(*) FROM {schema}.temporal_entities te{clause}", *p.values))
@@ -382,7 +383,7 @@ class TemporalTables(TenantSchemas):
         if schema is None:
             return {}
         out: dict[str, dict[str, list[HistoryRow]]] = {}
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
             for entity in ids:
                 found: dict[str, list[HistoryRow]] = out.setdefault(entity, {})
                 seq, names = await self._attributes(conn, schema, entity, attrs)
@@ -413,7 +414,7 @@ class TemporalTables(TenantSchemas):
             return {}
         out: dict[str, dict[str, AttributeAggregate]] = {}
         selected = ", ".join(AGGREGATES[m] for m in methods)
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
             for entity in ids:
                 per_attr: dict[str, AttributeAggregate] = out.setdefault(entity, {})
                 seq, names = await self._attributes(conn, schema, entity, attrs)
@@ -498,7 +499,7 @@ class TemporalTables(TenantSchemas):
         deleted = 0
         for month in sorted(await self._existing_partitions(schema)):
             table = f"{schema}.{_partition(month)}"
-            async with self.pool.acquire() as conn:
+            async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
                 if lowest is not None and _month_end(month) <= lowest:
                     async with conn.transaction():
                         deleted += int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
