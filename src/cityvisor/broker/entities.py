@@ -3,7 +3,9 @@
 ``EntityBroker`` owns the semantics: it expands request fragments with the caller's
 ``@context``, reads the current entity, computes the new one and hands the store a list of
 ``WriteOp`` to apply atomically. Writes to one tenant are serialised by a lock, so a
-read-modify-write never loses a concurrent update. Results are compacted for the caller.
+read-modify-write never loses a concurrent update of this process; a store shared with other
+processes refuses a write computed from data they changed meanwhile (``StaleWrite``), and the
+operation runs again on fresh data (``broker.retries``). Results are compacted for the caller.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from cityvisor.broker.options import (
     representation,
     split_list,
 )
+from cityvisor.broker.retries import retried_on_stale
 from cityvisor.ngsild import geo, ordering, query, scopequery, typequery
 from cityvisor.ngsild.context import CORE_IRI, TermMap
 from cityvisor.ngsild.errors import (
@@ -251,6 +254,7 @@ class EntityBroker(Discovery):
         staged.append(await self.store.stage(tenant, ops, records))
         self._due[tenant] = await self.store.next_expiry(tenant)
 
+    @retried_on_stale
     async def expire(self, tenant: str | None) -> None:
         """Reap the tenant's expired data if any is due (cheap when none is)."""
         due = await self._due_time(tenant)
@@ -291,6 +295,7 @@ class EntityBroker(Discovery):
 
     # ------------------------------------------------------------ entities (5.6)
 
+    @retried_on_stale
     async def create_entity(self, tenant: str | None, context: Any, body: object) -> str:
         """5.6.1 Create Entity."""
         if not isinstance(body, dict):
@@ -351,6 +356,7 @@ class EntityBroker(Discovery):
         pick, omit = projections(shape)
         return await linked_entities(entities, rep, pick, omit, join, terms, fetch, render)
 
+    @retried_on_stale
     async def replace_entity(self, tenant: str | None, context: Any, entity_id: str,
                              body: object) -> None:
         """5.6.18 Replace Entity (PUT): all attributes are replaced."""
@@ -367,6 +373,7 @@ class EntityBroker(Discovery):
             new["createdAt"] = old["createdAt"]
             staged.append(await self._stage(tenant, [WriteOp(old, new)]))
 
+    @retried_on_stale
     async def merge_entity(self, tenant: str | None, context: Any, entity_id: str,
                            body: object) -> None:
         """5.6.17 Merge Entity (PATCH /entities/{id})."""
@@ -376,6 +383,7 @@ class EntityBroker(Discovery):
             new = self._merged(old, body, terms, self.clock())
             staged.append(await self._stage(tenant, [WriteOp(old, new)]))
 
+    @retried_on_stale
     async def delete_entity(self, tenant: str | None, entity_id: str, *,
                             context: Any = None, type_text: str | None = None) -> None:
         """5.6.6 Delete Entity (``type``: the entity must match this type selection)."""
@@ -384,6 +392,7 @@ class EntityBroker(Discovery):
             old = await self._existing(tenant, entity_id, types)
             staged.append(await self._stage(tenant, [WriteOp(old, None)]))
 
+    @retried_on_stale
     async def purge_entities(self, tenant: str | None, context: Any, params: QueryParams,
                              *, keep: str | None = None, drop: str | None = None) -> int:
         """5.6.21 Purge Entities (DELETE /entities): delete the matching entities, or with
@@ -433,6 +442,7 @@ class EntityBroker(Discovery):
         """5.6.2 Update Entity Attributes (PATCH /entities/{id}/attrs): existing ones only."""
         return await self._add_attributes(tenant, context, entity_id, body, False, False)
 
+    @retried_on_stale
     async def _add_attributes(self, tenant: str | None, context: Any, entity_id: str,
                               body: object, no_overwrite: bool, allow_new: bool) -> UpdateResult:
         terms = await self.contexts.term_map(context)
@@ -460,6 +470,7 @@ class EntityBroker(Discovery):
         """5.6.19 Replace Attribute (PUT /entities/{id}/attrs/{attrId})."""
         await self._change_attribute(tenant, context, entity_id, attribute, body, replace=True)
 
+    @retried_on_stale
     async def _change_attribute(self, tenant: str | None, context: Any, entity_id: str,
                                 attribute: str, body: object, *, replace: bool,
                                 type_text: str | None = None) -> None:
@@ -502,6 +513,7 @@ class EntityBroker(Discovery):
             new["modifiedAt"] = now
             staged.append(await self._stage(tenant, [WriteOp(old, new)]))
 
+    @retried_on_stale
     async def delete_attribute(self, tenant: str | None, context: Any, entity_id: str,
                                attribute: str, *, dataset_id: str | None = None,
                                delete_all: bool = False, type_text: str | None = None) -> None:
@@ -713,6 +725,7 @@ class EntityBroker(Discovery):
                 result.fail(item.get("id") if isinstance(item, dict) else None, error)
         return parsed
 
+    @retried_on_stale
     async def batch_create(self, tenant: str | None, context: Any, body: object) -> BatchResult:
         """5.6.7 Batch Entity Creation."""
         terms = await self.contexts.term_map(context)
@@ -734,6 +747,7 @@ class EntityBroker(Discovery):
         result.created = list(result.success)
         return result
 
+    @retried_on_stale
     async def batch_upsert(self, tenant: str | None, context: Any, body: object,
                            *, mode: str = "replace") -> BatchResult:
         """5.6.8 Batch Entity Upsert (``options=replace`` default, or ``update``)."""
@@ -779,6 +793,7 @@ class EntityBroker(Discovery):
         """5.6.20 Batch Entity Merge."""
         return await self._batch_modify(tenant, context, body, "merge", False)
 
+    @retried_on_stale
     async def _batch_modify(self, tenant: str | None, context: Any, body: object, how: str,
                             no_overwrite: bool) -> BatchResult:
         terms = await self.contexts.term_map(context)
@@ -821,6 +836,7 @@ class EntityBroker(Discovery):
             staged.append(await self._stage(tenant, [WriteOp(originals[i], current[i]) for i in touched]))
         return result
 
+    @retried_on_stale
     async def batch_delete(self, tenant: str | None, body: object) -> BatchResult:
         """5.6.10 Batch Entity Delete."""
         if not isinstance(body, list) or not body:

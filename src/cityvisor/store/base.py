@@ -9,6 +9,18 @@ answers queries, pushing into its engine every filter it can. Backends: ``sqlite
 default), ``postgres`` (PostgreSQL/PostGIS, ``docs/postgresql.md``) and ``memory`` (tests,
 throw-away brokers); every backend passes the contract suite
 ``tests/store/test_contract.py``.
+
+Several processes may share one backend (PostgreSQL: ``cityvisor serve --workers N``, or
+servers on several hosts). The broker's per-tenant write lock then serialises the writers of
+one process only, so such a backend also guards the writes of the others (``docs/postgresql.md``,
+"Several workers"):
+
+- **Optimistic concurrency.** ``stage`` refuses, with ``StaleWrite``, a batch holding an op whose
+  ``old`` is not what is stored now (an insert of an entity that exists; an update or delete of
+  an entity whose stored document differs from ``old``, or is gone), and then writes nothing of
+  the batch (side records included; other callers sharing the commit are not affected). The
+  broker re-reads and retries the whole operation. A backend used by one process only (SQLite,
+  memory) never raises it: the lock already serialises every read-modify-write.
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cityvisor.ngsild.errors import AlreadyExists, CityvisorProblem
 from cityvisor.ngsild.geo import GeoQuery
 from cityvisor.ngsild.ordering import Ordering
 from cityvisor.ngsild.query import QNode
@@ -35,6 +48,15 @@ from cityvisor.store.records import (
 )
 
 Entity = dict[str, Any]
+
+
+class StaleWrite(CityvisorProblem, AlreadyExists):
+    """A staged op's ``old`` is not what the store holds now: another process changed the
+    entity since it was read (for an insert: the entity exists, hence an ``AlreadyExists``).
+    Nothing of the batch was written; the broker retries the operation on fresh data, and
+    answers 409 only when the entity keeps changing under it."""
+
+    type_name, status, title = "Conflict", 409, "Concurrent update"
 
 
 @dataclass(frozen=True)
@@ -168,7 +190,11 @@ class Store(ABC):
 
         ``records`` are side rows written in the same transaction: any of
         ``store.records.SIDE_RECORDS`` (attribute instances of the temporal history,
-        subscriptions, notifications of the outbox...)."""
+        subscriptions, notifications of the outbox...).
+
+        A backend shared by several processes raises ``StaleWrite`` (and writes nothing)
+        when an op's ``old`` is not what is stored now; ``old`` must be the entity as read
+        from this store, unmodified (see the module docstring)."""
 
     async def write(self, tenant: str | None, ops: list[WriteOp],
                     records: Sequence[object] = ()) -> None:

@@ -19,12 +19,17 @@ JSONB keeps no key order and writes numbers in canonical decimal form: an entity
 equals the one written (``==``), its members may come in another order.
 
 Writes: ``stage`` runs in the tenant's group transaction (``postgres_connections``); batches
-of inserts, updates and deletes go in one statement each (``unnest`` of arrays).
+of inserts, updates and deletes go in one statement each (``unnest`` of arrays). Several
+processes may share the database, so every update and delete applies only where the stored
+document still equals the op's ``old`` (``doc = old::jsonb``), and an insert only where no
+entity has the id: otherwise ``StaleWrite`` and the writer's savepoint is rolled back (the
+other writers of the group commit).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -35,7 +40,7 @@ import shapely
 
 from cityvisor.ngsild import geo as geo_predicates
 from cityvisor.ngsild import ordering, typequery
-from cityvisor.ngsild.errors import AlreadyExists, BadRequestData
+from cityvisor.ngsild.errors import BadRequestData
 from cityvisor.ngsild.model import entity_expiry
 from cityvisor.ngsild.tenants import check_tenant
 from cityvisor.store.attribute_counts import stats_delta
@@ -45,6 +50,7 @@ from cityvisor.store.base import (
     EntityQuery,
     EntitySelector,
     QueryResult,
+    StaleWrite,
     Store,
     WriteOp,
 )
@@ -69,6 +75,9 @@ RECORD_WRITERS: dict[type, Writer] = {**TEMPORAL_WRITERS, **SUBSCRIPTION_WRITERS
 MEMBER_COLUMNS = {"id": "e.id", "createdAt": "e.created_at", "modifiedAt": "e.modified_at"}
 #: attribute_counts rows written by this process before it compacts them
 COMPACT_AFTER = 20_000
+#: after a write of an entity is refused (``StaleWrite``), its next read within this many
+#: seconds (the retry's) locks its row
+CONTENDED_S = 2.0
 
 _INSERT = """
 INSERT INTO {s}.entities (id, type, types, doc, created_at, modified_at, expires_at)
@@ -77,13 +86,20 @@ SELECT d->>'id', d->'type'->>0, ARRAY(SELECT jsonb_array_elements_text(d->'type'
 FROM (SELECT t.doc::jsonb AS d, t.x, t.n FROM unnest($1::text[], $2::text[])
       WITH ORDINALITY AS t(doc, x, n)) u ORDER BY u.n
 RETURNING seq, id"""
+#: an update applies only where the stored document still equals ``old`` (JSONB equality:
+#: members in any order, numbers by value); a row changed by a transaction in flight is
+#: waited for, then compared in its committed form (READ COMMITTED re-checks the WHERE)
 _UPDATE = """
 UPDATE {s}.entities e SET type = u.d->'type'->>0,
        types = ARRAY(SELECT jsonb_array_elements_text(u.d->'type')), doc = u.d,
        modified_at = u.d->>'modifiedAt', expires_at = u.x
-FROM (SELECT t.id, t.doc::jsonb AS d, t.x FROM unnest($1::text[], $2::text[], $3::text[])
-      AS t(id, doc, x)) u
-WHERE e.id = u.id RETURNING e.seq, e.id"""
+FROM (SELECT t.id, t.doc::jsonb AS d, t.x, t.old::jsonb AS o
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(id, doc, x, old)) u
+WHERE e.id = u.id AND e.doc = u.o RETURNING e.seq, e.id"""
+_DELETE = """
+DELETE FROM {s}.entities e
+USING (SELECT t.id, t.old::jsonb AS o FROM unnest($1::text[], $2::text[]) AS t(id, old)) u
+WHERE e.id = u.id AND e.doc = u.o RETURNING e.seq, e.id"""
 
 
 def load(text: str) -> Any:
@@ -139,26 +155,62 @@ class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, TenantS
         self._owns_pool = owns_pool
         self._multi_typed: dict[str, bool] = {}
         self._written_counts: Counter[str] = Counter()
+        #: (schema, entity id) -> until when a read of the entity locks it (``get_many``)
+        self._contended: dict[tuple[str, str], float] = {}
 
     # ------------------------------------------------------------------ reads
 
     async def get(self, tenant: str | None, entity_id: str) -> Entity | None:
-        schema = await self._schema(tenant)
-        if schema is None:
-            return None
-        async with self._reading(tenant, True) as conn:
-            doc = await conn.fetchval(f"SELECT doc FROM {schema}.entities WHERE id = $1",
-                                      entity_id)
-        return None if doc is None else load(doc)
+        return (await self.get_many(tenant, [entity_id])).get(entity_id)
 
     async def get_many(self, tenant: str | None, entity_ids: list[str]) -> dict[str, Entity]:
         schema = await self._schema(tenant)
         if not entity_ids or schema is None:
             return {}
+        ids = list(dict.fromkeys(entity_ids))
+        if self._contended and self._take_contended(schema, ids):
+            return await self._get_for_update(tenant, schema, ids)
         async with self._reading(tenant, True) as conn:
             rows = await conn.fetch(f"SELECT id, doc FROM {schema}.entities WHERE id = ANY($1)",
-                                    list(dict.fromkeys(entity_ids)))
+                                    ids)
         return {row["id"]: load(row["doc"]) for row in rows}
+
+    def _take_contended(self, schema: str, ids: list[str]) -> bool:
+        """Whether one of ``ids`` had a write refused lately (then forget it: one read for
+        update per refusal, the retry's)."""
+        now = time.monotonic()
+        found = False
+        for entity_id in ids:
+            until = self._contended.pop((schema, entity_id), None)
+            found = found or (until is not None and until > now)
+        return found
+
+    async def _get_for_update(self, tenant: str | None, schema: str, ids: list[str]
+                              ) -> dict[str, Entity]:
+        """Read in the tenant's group transaction with the rows locked (``FOR UPDATE``) until
+        it commits: the retry of a refused write queues on the row lock behind the other
+        processes' writers instead of racing them again (PostgreSQL grants a row's lock to
+        its waiters in turn), so a process that keeps writing an entity never starves the
+        others."""
+        found: dict[str, Entity] = {}
+
+        async def read(conn: asyncpg.Connection) -> None:
+            try:
+                rows = await conn.fetch(f"SELECT id, doc FROM {schema}.entities "
+                                        "WHERE id = ANY($1) ORDER BY id FOR UPDATE", ids)
+            except asyncpg.DeadlockDetectedError as error:
+                raise StaleWrite(f"The read waited on another writer: {error}") from None
+            found.update((row["id"], load(row["doc"])) for row in rows)
+
+        await self._in_group(tenant, read)  # committed with the write that follows
+        return found
+
+    def _refused(self, schema: str, ids: list[str]) -> None:
+        """Remember entities whose write was refused: their next read locks them."""
+        until = time.monotonic() + CONTENDED_S
+        if len(self._contended) > 10_000:
+            self._contended.clear()  # a bound, in case the retries never came
+        self._contended.update(((schema, entity_id), until) for entity_id in ids)
 
     async def next_expiry(self, tenant: str | None) -> str | None:
         schema = await self._schema(tenant)
@@ -396,7 +448,9 @@ class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, TenantS
                 else:
                     await self._delete(conn, schema, run, stats)
         except asyncpg.UniqueViolationError as error:
-            raise AlreadyExists(f"An entity of this batch already exists: {error}") from None
+            raise StaleWrite(f"An entity of this batch already exists: {error}") from None
+        except asyncpg.DeadlockDetectedError as error:  # two processes' groups crossed
+            raise StaleWrite(f"The batch waited on another writer: {error}") from None
         except (asyncpg.DataError, asyncpg.InternalServerError) as error:
             raise BadRequestData(f"The entity cannot be stored: {error}") from None
         changes = [(t, a, k, n) for (t, a, k), n in sorted(stats.items()) if n]
@@ -433,7 +487,8 @@ class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, TenantS
         docs = [op.new for op in run if op.new is not None]
         rows = await conn.fetch(_UPDATE.format(s=schema), [d["id"] for d in docs],
                                 [orjson.dumps(d).decode() for d in docs],
-                                [entity_expiry(d) for d in docs])
+                                [entity_expiry(d) for d in docs],
+                                [orjson.dumps(op.old).decode() for op in run])
         seqs = {row["id"]: row["seq"] for row in rows}
         moved: list[int] = []
         geo_rows = []
@@ -441,7 +496,9 @@ class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, TenantS
             assert op.new is not None
             seq = seqs.get(op.new["id"])
             if seq is None:
-                raise LookupError(f"Entity {op.new['id']} does not exist: it cannot be updated")
+                self._refused(schema, [op.new["id"]])
+                raise StaleWrite(f"Entity {op.new['id']} changed since it was read (or it is "
+                                 "gone): it is not updated")
             stats_delta(stats, op.old, op.new)
             old_geo, new_geo = geo_of[id(op)]
             if old_geo != new_geo:
@@ -452,8 +509,13 @@ class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, TenantS
     async def _delete(self, conn: asyncpg.Connection, schema: str, run: list[WriteOp],
                       stats: Counter[tuple[str, str, str]]) -> None:
         olds = {op.old["id"]: op.old for op in run if op.old is not None}
-        rows = await conn.fetch(f"DELETE FROM {schema}.entities WHERE id = ANY($1) "
-                                "RETURNING seq, id", list(olds))
+        rows = await conn.fetch(_DELETE.format(s=schema), list(olds),
+                                [orjson.dumps(old).decode() for old in olds.values()])
+        if len(rows) < len(olds):
+            gone = sorted(set(olds) - {row["id"] for row in rows})
+            self._refused(schema, gone)
+            raise StaleWrite(f"Entity {gone[0]} changed since it was read (or it is gone): "
+                             "it is not deleted")
         for row in rows:
             stats_delta(stats, olds[row["id"]], None)
         await self._write_geo(conn, schema, [row["seq"] for row in rows], [])

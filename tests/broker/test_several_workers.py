@@ -1,0 +1,138 @@
+"""Several processes on one PostgreSQL database (``docs/postgresql.md``, "Several workers").
+
+Each "process" is a ``PostgresStore`` on a pool of its own (and a broker on it): what the
+per-tenant lock of one broker cannot serialise, the store's optimistic check and the broker's
+retry must (``store.base``: ``StaleWrite``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from support.postgres import PG_DSN, drop_namespace, new_namespace, pg_ready
+
+from cityvisor.broker.contexts import ContextRegistry
+from cityvisor.broker.entities import EntityBroker
+from cityvisor.store.base import StaleWrite, Store, WriteOp
+from cityvisor.store.memory import MemorySystemStore
+
+pytestmark = pytest.mark.anyio
+
+LAMP = "urn:ngsi-ld:Streetlight:shared:1"
+DEFAULT = "https://uri.etsi.org/ngsi-ld/default-context/"  # terms of no @context
+COUNT = DEFAULT + "count"
+
+
+@dataclass
+class Worker:
+    store: Store
+    broker: EntityBroker
+
+
+@pytest.fixture
+async def workers() -> AsyncIterator[list[Worker]]:
+    """Two workers (two pools) on one namespace of the test database."""
+    await pg_ready()
+    from cityvisor.store.postgres import PostgresStore
+    from cityvisor.store.postgres_database import create_pool, upgrade
+
+    namespace = new_namespace()
+    await upgrade(PG_DSN, namespace=namespace)
+    found: list[Worker] = []
+    try:
+        for _ in range(2):
+            store = PostgresStore(await create_pool(PG_DSN, min_size=1, max_size=4), namespace,
+                                  owns_pool=True)
+            contexts = ContextRegistry(MemorySystemStore(), allow_fetch=False)
+            found.append(Worker(store, EntityBroker(store, contexts)))
+        yield found
+    finally:
+        for worker in found:
+            await worker.store.close()
+        await drop_namespace(namespace)
+
+
+def _lamp(**attrs: Any) -> dict[str, Any]:
+    return {"id": LAMP, "type": "Streetlight", **attrs}
+
+
+def _count(entity: dict[str, Any]) -> int:
+    return int(entity["attrs"][COUNT][0]["value"])
+
+
+async def test_a_counter_incremented_from_two_processes_loses_no_increment(
+        workers: list[Worker]) -> None:
+    a, b = workers
+    await a.broker.create_entity(None, None, _lamp(count={"type": "Property", "value": 0}))
+    refused = 0
+
+    async def increment(store: Store) -> None:
+        nonlocal refused
+        while True:  # a read-modify-write at the port, as the broker does it
+            old = await store.get(None, LAMP)
+            assert old is not None
+            new = {**old, "attrs": {**old["attrs"], COUNT: [
+                {**old["attrs"][COUNT][0], "value": _count(old) + 1}]}}
+            try:
+                await store.write(None, [WriteOp(old, new)])
+                return
+            except StaleWrite:
+                refused += 1
+
+    n = 40
+    await asyncio.gather(*(increment((a if i % 2 else b).store) for i in range(n)))
+    for worker in workers:
+        stored = await worker.store.get(None, LAMP)
+        assert stored is not None and _count(stored) == n
+    assert refused > 0  # the two processes did race (else the test proves nothing)
+
+
+async def test_concurrent_appends_and_patches_from_two_brokers_are_all_kept(
+        workers: list[Worker]) -> None:
+    a, b = workers
+    await a.broker.create_entity(None, None, _lamp(level={"type": "Property", "value": 0}))
+    n = 15
+
+    async def append(worker: Worker, i: int) -> None:
+        await worker.broker.append_attributes(
+            None, None, LAMP, {f"a{i}": {"type": "Property", "value": i}})
+
+    async def patch(worker: Worker, i: int) -> None:
+        await worker.broker.update_attribute(None, None, LAMP, "level", {"value": i})
+
+    async def merge(worker: Worker, i: int) -> None:
+        await worker.broker.merge_entity(None, None, LAMP,
+                                         {f"m{i}": {"type": "Property", "value": i}})
+
+    await asyncio.gather(*(job(workers[i % 2], i) for i in range(n)
+                           for job in (append, patch, merge)))
+    stored = await b.store.get(None, LAMP)
+    assert stored is not None
+    names = {iri.rsplit("/", 1)[-1] for iri in stored["attrs"]}
+    assert names == {"level"} | {f"a{i}" for i in range(n)} | {f"m{i}" for i in range(n)}
+    assert stored["attrs"][f"{DEFAULT}level"][0]["value"] in range(n)
+
+
+async def test_a_stale_writer_fails_alone_in_its_group_commit(workers: list[Worker]) -> None:
+    a, b = workers
+    await a.broker.create_entity(None, None, _lamp(count={"type": "Property", "value": 0}))
+    read = await a.store.get(None, LAMP)
+    assert read is not None
+    await b.broker.update_attribute(None, None, LAMP, "count", {"value": 5})
+    other = {"id": "urn:ngsi-ld:Streetlight:shared:2", "type": [f"{DEFAULT}Streetlight"],
+             "attrs": {}, "createdAt": read["createdAt"], "modifiedAt": read["modifiedAt"]}
+    fresh = await a.store.stage(None, [WriteOp(None, other)])  # opens a's group
+    with pytest.raises(StaleWrite):
+        await a.store.stage(None, [WriteOp(read, {**read, "modifiedAt": "x"})])
+    with pytest.raises(StaleWrite):  # a delete of what is no longer stored, the same
+        await a.store.stage(None, [WriteOp(read, None)])
+    with pytest.raises(StaleWrite):  # an insert of an entity another process made
+        await a.store.stage(None, [WriteOp(None, read)])
+    await fresh
+    stored = await a.store.get(None, LAMP)
+    assert stored is not None and _count(stored) == 5
+    assert await a.store.get(None, other["id"]) == other
