@@ -8,6 +8,7 @@ retry must (``store.base``: ``StaleWrite``).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from cityvisor.broker.contexts import ContextRegistry
 from cityvisor.broker.entities import EntityBroker
 from cityvisor.store.base import StaleWrite, Store, WriteOp
 from cityvisor.store.memory import MemorySystemStore
+from cityvisor.store.records import OutboxDone, OutboxRecord, OutboxRetry
 
 pytestmark = pytest.mark.anyio
 
@@ -136,3 +138,53 @@ async def test_a_stale_writer_fails_alone_in_its_group_commit(workers: list[Work
     stored = await a.store.get(None, LAMP)
     assert stored is not None and _count(stored) == 5
     assert await a.store.get(None, other["id"]) == other
+
+
+# ---------------------------------------------------------------------------- outbox claims
+
+
+def _mail(n: int) -> OutboxRecord:
+    return OutboxRecord("urn:ngsi-ld:Subscription:s", f"http://h{n % 3}/",
+                        '{"uri": "http://h/"}', b"n%d" % n, 1000.0 + n)
+
+
+async def test_two_outbox_readers_never_get_the_same_row(workers: list[Worker]) -> None:
+    a, b = workers
+    readers = [await a.store.outbox_reader(None), await b.store.outbox_reader(None)]
+    n = 300
+    got: list[list[int]] = [[], []]
+
+    async def write() -> None:
+        for i in range(0, n, 10):
+            await a.store.write(None, [], [_mail(i + k) for k in range(10)])
+
+    async def read(k: int) -> None:
+        last = 0
+        while sum(map(len, got)) < n:
+            rows = await readers[k].fresh(last, 7) + await readers[k].due(time.time(), 7)
+            got[k] += [row.id for row in rows]
+            last = max([last, *(row.id for row in rows)])
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(asyncio.gather(write(), read(0), read(1)), 30)
+    assert not set(got[0]) & set(got[1])
+    assert len(got[0]) + len(got[1]) == n == len(set(got[0]) | set(got[1]))
+    assert got[0] and got[1]  # both took a share
+
+
+async def test_rows_of_a_reader_whose_lease_expired_go_to_another(
+        workers: list[Worker]) -> None:
+    a, b = workers
+    a.store.outbox_lease_s = 0.3  # type: ignore[attr-defined]
+    dead, other = await a.store.outbox_reader(None), await b.store.outbox_reader(None)
+    await a.store.write(None, [], [_mail(1), _mail(2), _mail(3)])
+    one, two, three = (row.id for row in await dead.fresh(0, 10))
+    assert [row.id for row in await dead.fresh(0, 10)] == [one, two, three]  # still its own
+    assert await other.fresh(0, 10) == [] and await other.due(time.time(), 10) == []
+    await a.store.write(None, [], [OutboxDone(one), OutboxRetry(two, 1, time.time() - 1)])
+    assert [row.id for row in await other.due(time.time(), 10)] == [two]  # retry: free again
+    await asyncio.sleep(0.4)  # the lease of the reader that "died" runs out
+    assert await other.fresh(0, 10) == []  # never-tried, but claimed once: from due
+    assert [row.id for row in await other.due(time.time(), 10)] == [three, two]  # soonest
+    assert await dead.due(time.time(), 10) == [] and await dead.fresh(0, 10) == []
+    assert await other.pending() == 2

@@ -21,6 +21,14 @@ one process only, so such a backend also guards the writes of the others (``docs
   the batch (side records included; other callers sharing the commit are not affected). The
   broker re-reads and retries the whole operation. A backend used by one process only (SQLite,
   memory) never raises it: the lock already serialises every read-modify-write.
+- **Outbox claims.** Each process delivers notifications with a reader of its own. A shared
+  backend's ``OutboxReader`` returns only rows it claimed, for a lease: two readers never get
+  the same row while its lease runs; a row another reader claimed (a worker that died) comes
+  back from ``due`` once its lease expires; ``OutboxRetry`` ends the claim and ``OutboxDone``
+  deletes the row. A reader gets its own claimed rows again (above ``after_id`` from
+  ``fresh``); ``fresh`` also returns free rows at or below ``after_id`` (transactions of
+  several processes commit out of id order). Delivery stays at-least-once: a row delivered
+  but not recorded done before its lease ends may go twice.
 """
 
 from __future__ import annotations
@@ -148,15 +156,20 @@ class Buckets:
 
 
 class OutboxReader(ABC):
-    """Reads COMMITTED outbox rows of one tenant (never rows staged but not yet committed)."""
+    """Reads COMMITTED outbox rows of one tenant (never rows staged but not yet committed).
+
+    On a backend shared by several processes the reads claim rows (module docstring:
+    "Outbox claims")."""
 
     @abstractmethod
     async def fresh(self, after_id: int, limit: int) -> list[OutboxRow]:
-        """Rows never tried, newer than ``after_id``, oldest first."""
+        """Rows never tried, newer than ``after_id``, oldest first (shared backend: the free
+        ones whatever their id, and this reader's newer than ``after_id``)."""
 
     @abstractmethod
     async def due(self, now: float, limit: int) -> list[OutboxRow]:
-        """Rows to try again whose time (epoch seconds) has come, soonest first."""
+        """Rows to try again whose time (epoch seconds) has come, soonest first (shared
+        backend: free or this reader's, and any whose claim expired)."""
 
     @abstractmethod
     async def max_id(self) -> int: ...

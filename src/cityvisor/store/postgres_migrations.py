@@ -154,6 +154,15 @@ CREATE TABLE {schema}.entity_maps (
 );
 CREATE INDEX entity_maps_expiry ON {schema}.entity_maps (expires_at);
 """),
+    (2, """
+-- outbox claims: a reader (a worker's dispatcher) holds the rows it read until claimed_until
+-- (a lease); several workers never deliver the same row at once, a dead worker's rows come
+-- back when the lease expires
+ALTER TABLE {schema}.outbox ADD COLUMN claimed_by text, ADD COLUMN claimed_until timestamptz;
+CREATE INDEX outbox_unclaimed ON {schema}.outbox (id)
+  WHERE next_attempt_at = 0 AND claimed_until IS NULL;
+CREATE INDEX outbox_claims ON {schema}.outbox (claimed_until) WHERE claimed_until IS NOT NULL;
+"""),
 ]
 
 SYSTEM_VERSION = SYSTEM_STEPS[-1][0]

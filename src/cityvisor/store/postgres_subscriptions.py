@@ -9,15 +9,17 @@ Two tables in every tenant schema (``postgres_migrations``), as in the SQLite ba
   unit of isolation of the delivery workers), the delivery target (JSON text) and the ready
   payload. ``next_attempt_at`` is 0 for a row never tried, else the epoch second of its next
   attempt (partial index ``outbox_retry``); ids come from an identity column: they grow and
-  are never reused.
+  are never reused. ``claimed_by``/``claimed_until``: the reader that holds the row and until
+  when (``PostgresOutboxReader``: several workers share the outbox).
 
 Every write is a record staged with the entity changes (``Store.stage``), so a notification
 exists if and only if the change that caused it was committed. Outbox readers use pooled
-connections, which see committed rows only.
+connections, which see committed rows only, and claim the rows they read.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -77,7 +79,8 @@ async def _done(conn: asyncpg.Connection, schema: str, items: list[OutboxDone]) 
 
 async def _retry(conn: asyncpg.Connection, schema: str, items: list[OutboxRetry]) -> None:
     await conn.executemany(
-        f"UPDATE {schema}.outbox SET attempts = $1, next_attempt_at = $2 WHERE id = $3",
+        f"UPDATE {schema}.outbox SET attempts = $1, next_attempt_at = $2, claimed_by = NULL, "
+        "claimed_until = NULL WHERE id = $3",
         [(i.attempts, i.next_attempt_at, i.id) for i in items])
 
 
@@ -104,36 +107,73 @@ class SubscriptionTables(TenantSchemas):
                 f"last_failure, delivery FROM {schema}.subscriptions ORDER BY seq")
         return [StoredSubscription(*row) for row in rows]
 
+    #: how long a reader holds the outbox rows it read (``PostgresOutboxReader``)
+    outbox_lease_s: float = 60.0
+
     async def outbox_reader(self, tenant: str | None) -> OutboxReader:
         schema = await self._schema(tenant, create=True)
         assert schema is not None
-        return PostgresOutboxReader(self.pool, schema)
+        return PostgresOutboxReader(self.pool, schema, lease_s=self.outbox_lease_s)
 
 
 _COLUMNS = "id, subscription, endpoint, target, payload, created_at, attempts"
+#: claim (up to $4) rows picked by a condition, for $2 seconds, for reader $1
+_CLAIM = """
+UPDATE {s}.outbox SET claimed_by = $1, claimed_until = now() + make_interval(secs => $2)
+WHERE id IN (SELECT id FROM {s}.outbox WHERE {where} ORDER BY {order} LIMIT $4
+             FOR UPDATE SKIP LOCKED)
+RETURNING next_attempt_at, """ + _COLUMNS
+#: never tried, and free, or this reader's above ``after_id`` ($3)
+_FRESH = "next_attempt_at = 0 AND (claimed_until IS NULL OR claimed_by = $1 AND id > $3)"
+#: to try again by now ($3) and free (or this reader's), or held by a lease that expired
+_DUE = ("next_attempt_at <= $3 AND (next_attempt_at > 0 AND (claimed_until IS NULL OR "
+        "claimed_by = $1) OR claimed_until < now())")
 
 
 @outages_as_unavailable
 class PostgresOutboxReader(OutboxReader):
-    """Reads one tenant's outbox on pooled connections: committed rows only."""
+    """Reads one tenant's outbox on pooled connections (committed rows only), claiming what
+    it reads: several workers share the outbox, so each row goes to one reader at a time.
 
-    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+    ``fresh`` and ``due`` mark the rows they return as this reader's for ``lease_s`` seconds
+    (``claimed_by``, ``claimed_until``, in one ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE
+    SKIP LOCKED)``: two readers never wait on each other nor take the same row); a row comes
+    back to this reader as long as it holds it, to no other before the lease expires.
+    ``OutboxRetry`` ends the claim (``due`` claims the row again when its time comes),
+    ``OutboxDone`` deletes the row. A reader that dies leaves its rows claimed: ``due``
+    returns them to any reader once their lease has expired (a row delivered but not yet
+    recorded as done is then delivered again: at-least-once). Lease times are the
+    database's clock, one for all hosts.
+
+    ``fresh`` returns every free never-tried row, whatever its id: rows of transactions of
+    several processes commit out of id order, so an ``after_id`` cursor alone would skip a
+    row committed late below it; ``after_id`` bounds only the rows this reader already holds.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, schema: str, *, lease_s: float = 60.0) -> None:
         self.pool = pool
         self.schema = schema
+        self.lease_s = lease_s
+        self.claimant = uuid.uuid4().hex
+
+    async def _claim(self, where: str, order: str, bound: float, limit: int
+                     ) -> list[tuple[float, OutboxRow]]:
+        rows = await self.pool.fetch(
+            _CLAIM.format(s=self.schema, where=where, order=order), self.claimant,
+            self.lease_s, bound, max(limit, 0))
+        return [(row[0], OutboxRow(*row[1:])) for row in rows]
 
     async def fresh(self, after_id: int, limit: int) -> list[OutboxRow]:
-        """Rows never tried, newer than ``after_id``, oldest first."""
-        rows = await self.pool.fetch(
-            f"SELECT {_COLUMNS} FROM {self.schema}.outbox WHERE id > $1 AND "
-            "next_attempt_at = 0 ORDER BY id LIMIT $2", after_id, max(limit, 0))
-        return [OutboxRow(*row) for row in rows]
+        """Free rows never tried (and this reader's above ``after_id``), oldest first."""
+        claimed = await self._claim(_FRESH, "id", after_id, limit)
+        return sorted((row for _, row in claimed), key=lambda row: row.id)
 
     async def due(self, now: float, limit: int) -> list[OutboxRow]:
-        """Rows to try again whose time has come (a first attempt after a restart included)."""
-        rows = await self.pool.fetch(
-            f"SELECT {_COLUMNS} FROM {self.schema}.outbox WHERE next_attempt_at > 0 AND "
-            "next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2", now, max(limit, 0))
-        return [OutboxRow(*row) for row in rows]
+        """Rows to try again whose time has come (a first attempt after a restart included),
+        and rows whose claim expired, soonest first."""
+        claimed = await self._claim(_DUE, "next_attempt_at, id", now, limit)
+        claimed.sort(key=lambda pair: (pair[0], pair[1].id))
+        return [row for _, row in claimed]
 
     async def max_id(self) -> int:
         return int(await self.pool.fetchval(
@@ -143,4 +183,4 @@ class PostgresOutboxReader(OutboxReader):
         return int(await self.pool.fetchval(f"SELECT count(*) FROM {self.schema}.outbox"))
 
     async def close(self) -> None:
-        pass  # the connections belong to the store's pool
+        pass  # the connections belong to the store's pool; claims end with their lease
