@@ -188,3 +188,28 @@ async def test_rows_of_a_reader_whose_lease_expired_go_to_another(
     assert [row.id for row in await other.due(time.time(), 10)] == [three, two]  # soonest
     assert await dead.due(time.time(), 10) == [] and await dead.fresh(0, 10) == []
     assert await other.pending() == 2
+
+
+# ---------------------------------------------------------------------------- leaders
+
+
+async def test_one_worker_leads_a_job_until_it_goes(workers: list[Worker]) -> None:
+    a, b = workers
+    assert await a.store.leader("retention")
+    assert not await b.store.leader("retention")
+    assert await a.store.leader("retention")  # kept, asked again before each run
+    assert await b.store.leader("periodic-notifications")  # another job, another leader
+    assert not await a.store.leader("periodic-notifications")
+    a.store._leader_conn.terminate()  # type: ignore[attr-defined]  # a worker killed
+    for _ in range(100):  # the server notices the session is gone
+        if await b.store.leader("retention"):
+            break
+        await asyncio.sleep(0.05)
+    assert await b.store.leader("retention")
+    assert not await a.store.leader("retention")  # the old leader knows it is no more
+
+
+async def test_a_backend_of_one_process_always_leads() -> None:
+    from cityvisor.store.memory import MemoryStore
+
+    assert await MemoryStore().leader("retention")

@@ -655,7 +655,8 @@ class TemporalBroker:
         while True:
             await asyncio.sleep(self.purge_interval_s)
             try:
-                await self.purge()
+                if await self.store.leader("retention"):  # one worker purges for all
+                    await self.purge()
             except Exception:  # keep purging later; never kill the server
                 LOG.exception("temporal retention purge failed")
 

@@ -31,6 +31,7 @@ class Notifications:
                  retry_base_s: float = 0.5, retry_cap_s: float = 30.0,
                  timeout_s: float = 5.0, concurrency: int = 8, periodic_s: float = 0.5,
                  poll_s: float = 0.1, batch_max: int = 100) -> None:
+        self.store = store
         self.http = HttpSender(timeout_s)
         self.mqtt = MqttSender(timeout_s)
         self.manager = SubscriptionManager(broker, clock=clock)
@@ -54,7 +55,8 @@ class Notifications:
         while True:
             await asyncio.sleep(self.periodic_s)
             try:
-                await self.manager.periodic_tick()
+                if await self.store.leader("periodic-notifications"):  # one worker for all
+                    await self.manager.periodic_tick()
             except Exception:  # keep the schedule: the next tick retries
                 self.failed_ticks += 1
                 LOG.exception("periodic notifications failed")

@@ -29,6 +29,9 @@ one process only, so such a backend also guards the writes of the others (``docs
   ``fresh``); ``fresh`` also returns free rows at or below ``after_id`` (transactions of
   several processes commit out of id order). Delivery stays at-least-once: a row delivered
   but not recorded done before its lease ends may go twice.
+- **Leaders.** ``Store.leader(job)`` says whether this process runs a background job now (the
+  retention purge, periodic notifications): one process at a time among those that share
+  the backend.
 """
 
 from __future__ import annotations
@@ -240,6 +243,13 @@ class Store(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    async def leader(self, job: str) -> bool:
+        """Whether this process runs the background ``job`` (a name, e.g. ``retention``) now:
+        of the processes sharing the backend, one at a time is the job's leader, until it
+        stops (then the next one to ask takes over). Ask before each run. A backend used by
+        one process only: always."""
+        return True
 
     # ------------------------------------------------------------ temporal history
     # Reads with ``staged=True`` see the changes staged but not yet committed (callers hold

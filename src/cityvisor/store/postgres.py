@@ -58,6 +58,7 @@ from cityvisor.store.postgres_connections import TenantSchemas
 from cityvisor.store.postgres_entity_maps import WRITERS as ENTITY_MAP_WRITERS
 from cityvisor.store.postgres_entity_maps import EntityMapTables
 from cityvisor.store.postgres_errors import ACQUIRE_TIMEOUT_S, outages_as_unavailable
+from cityvisor.store.postgres_leaders import Leaders
 from cityvisor.store.postgres_q import Params, posix_pattern, q_sql
 from cityvisor.store.postgres_subscriptions import WRITERS as SUBSCRIPTION_WRITERS
 from cityvisor.store.postgres_subscriptions import SubscriptionTables
@@ -143,7 +144,8 @@ def _runs(ops: list[WriteOp]) -> list[tuple[str, list[WriteOp]]]:
 
 
 @outages_as_unavailable
-class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, TenantSchemas, Store):
+class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, Leaders, TenantSchemas,
+                    Store):
     """``Store`` on PostgreSQL/PostGIS: one schema per tenant (see the module docstring).
 
     Build it with ``postgres_database.open_postgres``; it uses the pool it is given (and
@@ -542,6 +544,7 @@ class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, TenantS
                 "HAVING sum(delta) <> 0")
 
     async def close(self) -> None:
+        await self._drop_leadership()
         await self._close_groups()
         if self._owns_pool:
             await self.pool.close()
