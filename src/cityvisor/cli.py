@@ -120,9 +120,12 @@ def _settings(config: Path | None, **overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
-def _run(settings: Settings, services: object | None = None) -> None:
+def _run(settings: Settings, services: object | None = None, workers: int = 1) -> None:
     from cityvisor.web import create_web_app, serve
 
+    if workers > 1:
+        serve(settings, workers=workers)
+        return
     serve(settings, create_web_app(settings, services))  # type: ignore[arg-type]
 
 
@@ -146,11 +149,18 @@ def serve(
     nats: Annotated[str | None, typer.Option(
         "--nats", metavar="URL", help="NATS JetStream server of the change feed between "
         "workers sharing one database, e.g. nats://127.0.0.1:4222")] = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, max=256, help="Worker processes on the one port (needs --db: each "
+        "has its own connection pool of db_pool_max)")] = 1,
 ) -> None:
     """Run the NGSI-LD broker. Every request needs a bearer token unless --no-auth on loopback."""
     settings = _settings(config, host=host, port=port, data_dir=data_dir,
                          auth=False if no_auth else None, apps=apps or None, db=db,
                          nats_url=nats)
+    if workers > 1 and settings.db is None:
+        err.print(f"[red]error:[/] --workers {workers} needs --db postgresql://... (or "
+                  "CITYVISOR_DB): the embedded SQLite store serves one process")
+        raise typer.Exit(2)
     require_app_extras(settings.apps)  # before start-up: one line, not a traceback in its log
     if settings.nats_url is not None:
         require_extra("nats")
@@ -159,9 +169,14 @@ def serve(
     mode = "authentication required" if settings.auth else "[yellow]open (loopback only)[/]"
     where = (f"data in PostgreSQL {_safe_url(settings.db)}" if settings.db
              else f"data in {settings.data_dir}")
+    processes = f"; {workers} workers" if workers > 1 else ""
     err.print(f"cityvisor {__version__}: NGSI-LD API on "
-              f"http://{settings.host}:{settings.port}/ngsi-ld/v1 ({mode}); {where}")
-    _run(settings)
+              f"http://{settings.host}:{settings.port}/ngsi-ld/v1 ({mode}); {where}{processes}")
+    if workers > 1 and settings.nats_url is None:
+        err.print("[yellow]warning:[/] several workers without --nats: a subscription, "
+                  "@context or token changed through one worker reaches the others only when "
+                  "they restart (docs/workers.md)")
+    _run(settings, workers=workers)
 
 
 def _check_database(settings: Settings) -> None:

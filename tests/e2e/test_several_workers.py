@@ -1,0 +1,168 @@
+"""``cityvisor serve --workers 2 --db ...``: two worker processes on one port and one
+PostgreSQL (``docs/postgresql.md``, "Several workers"): concurrent writes through both are all
+stored, and every notification is delivered once (skipped without a server unless
+``CITYVISOR_REQUIRE_PG=1``)."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.postgres import PG_DSN, drop_namespace, new_namespace, pg_ready
+from support.server import clean_env, start_serve
+
+from cityvisor.config import Settings
+from cityvisor.services import Services
+
+LAMP = "urn:ngsi-ld:Lamp:w{}"
+COUNTER = "urn:ngsi-ld:Counter:1"
+
+
+@pytest.fixture
+def namespace() -> Iterator[str]:
+    asyncio.run(pg_ready())
+    from cityvisor.store.postgres_database import upgrade
+
+    chosen = new_namespace()
+    asyncio.run(upgrade(PG_DSN, namespace=chosen))
+    try:
+        yield chosen
+    finally:
+        asyncio.run(drop_namespace(chosen))
+
+
+class Receiver:
+    """A notification endpoint on a free loopback port: every entity id it was told of."""
+
+    def __init__(self) -> None:
+        self.seen: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with receiver.lock:
+                    receiver.seen.update(entity["id"] for entity in body["data"])
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/notify"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, ids: set[str], timeout: float) -> Counter[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if ids <= set(self.seen):
+                    break
+            time.sleep(0.05)
+        time.sleep(0.5)  # a duplicate would come now
+        with self.lock:
+            return Counter(self.seen)
+
+
+def _subscribe(namespace: str, uri: str) -> None:
+    """Made before the workers start, so that both load it (without a change feed a worker
+    learns of another's subscriptions only when it starts: docs/workers.md)."""
+
+    async def run() -> None:
+        settings = Settings(db=PG_DSN, db_namespace=namespace, auth=False,
+                            allow_context_fetch=False, db_pool_min=1, db_pool_max=2)
+        services = await Services.open(settings)
+        try:
+            await services.subscriptions.manager.create(None, None, {
+                "type": "Subscription", "entities": [{"type": "Lamp"}],
+                "notification": {"endpoint": {"uri": uri}}})
+        finally:
+            await services.close()
+
+    asyncio.run(run())
+
+
+def _request(port: int, method: str, path: str, body: object) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, "/ngsi-ld/v1" + path, json.dumps(body),
+                     {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def _worker_processes(parent: int) -> list[int]:
+    """The worker processes uvicorn spawned (``multiprocessing`` children of ``parent``)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines()
+                          if ":\t" in line)
+            command = (status.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields.get("PPid", "0").strip()) == parent and b"spawn_main" in command:
+            found.append(int(status.parent.name))
+    return found
+
+
+def test_two_workers_store_every_write_and_deliver_each_notification_once(
+        namespace: str, tmp_path: Path) -> None:
+    receiver = Receiver()
+    _subscribe(namespace, receiver.url)
+    server = start_serve(tmp_path / "data", args=["--no-auth", "--db", PG_DSN, "--workers", "2"],
+                         env=clean_env({"CITYVISOR_DB_NAMESPACE": namespace}), timeout=60)
+    try:
+        port = server.port
+        assert _request(port, "POST", "/entities", {"id": COUNTER, "type": "Counter"}) == 201
+        n = 40
+        with ThreadPoolExecutor(8) as pool:  # one connection per request: both workers take some
+            appends = pool.map(lambda i: _request(
+                port, "POST", f"/entities/{COUNTER}/attrs",
+                {f"a{i}": {"type": "Property", "value": i}}), range(n))
+            creations = pool.map(lambda i: _request(
+                port, "POST", "/entities",
+                {"id": LAMP.format(i), "type": "Lamp",
+                 "level": {"type": "Property", "value": i}}), range(n))
+            assert list(appends) == [204] * n and list(creations) == [201] * n
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", f"/ngsi-ld/v1/entities/{COUNTER}?options=keyValues")
+        stored = json.loads(conn.getresponse().read())
+        conn.close()
+        assert set(stored) - {"id", "type"} == {f"a{i}" for i in range(n)}  # no update lost
+        lamps = {LAMP.format(i) for i in range(n)}
+        seen = receiver.wait_for(lamps, 30)
+        assert set(seen) == lamps and set(seen.values()) == {1}  # each once, by one worker
+        assert len(_worker_processes(server.pid)) == 2
+    finally:
+        server.stop()
+        receiver.server.shutdown()
+
+
+def test_several_workers_need_a_database(tmp_path: Path) -> None:
+    import subprocess
+
+    from support.server import cityvisor_script
+
+    refused = subprocess.run([cityvisor_script(), "serve", "--no-auth", "--workers", "2",
+                              "--data-dir", str(tmp_path)], capture_output=True, text=True,
+                             timeout=60, check=False, env=clean_env())
+    assert refused.returncode == 2
+    assert "--workers 2 needs --db" in refused.stderr and "Traceback" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
