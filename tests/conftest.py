@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from links import LINK_REL, SDM, link  # noqa: F401  (re-exported for older imports)
 from starlette.testclient import TestClient
-from support.postgres import PG_DSN, drop_namespace, new_namespace, pg_ready
+from support.backends import BACKENDS, on_postgres
+from support.postgres import drop_namespace
 
 from cityvisor.api.app import create_app
 from cityvisor.config import Settings
@@ -26,26 +27,16 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", auth=False, allow_context_fetch=False)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def client(request: pytest.FixtureRequest, settings: Settings) -> Iterator[TestClient]:
-    if request.param == "sqlite":
-        with TestClient(create_app(settings, build_services=Services.open),
-                        base_url="http://127.0.0.1:1026") as test_client:
-            yield test_client
-        return
-    asyncio.run(pg_ready())
-    from cityvisor.store.postgres_database import upgrade
-
-    namespace = new_namespace()
-    asyncio.run(upgrade(PG_DSN, namespace=namespace))
-    on_pg = settings.model_copy(update={"db": PG_DSN, "db_namespace": namespace,
-                                        "db_pool_min": 1, "db_pool_max": 4})
+    chosen = asyncio.run(on_postgres(settings)) if request.param == "postgresql" else settings
     try:
-        with TestClient(create_app(on_pg, build_services=Services.open),
+        with TestClient(create_app(chosen, build_services=Services.open),
                         base_url="http://127.0.0.1:1026") as test_client:
             yield test_client
     finally:
-        asyncio.run(drop_namespace(namespace))
+        if chosen.db is not None:
+            asyncio.run(drop_namespace(chosen.db_namespace))
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from typing import Any
 import aiomqtt
 import orjson
 import pytest
+from support.backends import BACKENDS, services_on
 
 from cityvisor.config import Settings
 from cityvisor.services import Services
@@ -73,14 +74,13 @@ class Receiver:
         self.server.server_close()
 
 
-@pytest.fixture
-async def services(tmp_path: Path) -> Any:
-    services = Services.build(Settings(
-        data_dir=tmp_path / "d", auth=False, allow_context_fetch=False,
-        notification_retry_base_s=0.05, notification_retry_cap_s=0.2))
-    await services.start()
-    yield services
-    await services.close()
+@pytest.fixture(params=BACKENDS)
+async def services(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    async with services_on(request.param, Settings(
+            data_dir=tmp_path / "d", auth=False, allow_context_fetch=False,
+            notification_retry_base_s=0.05, notification_retry_cap_s=0.2),
+            start=True) as built:
+        yield built
 
 
 def subscription(uri: str, **notification: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from support.backends import BACKENDS, services_on
 
 from cityvisor.broker.subscriptions import build, matches, render_entity, triggered
 from cityvisor.config import Settings
@@ -35,12 +36,11 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-async def services(tmp_path: Path) -> Any:
-    services = Services.build(Settings(data_dir=tmp_path / "d", auth=False,
-                                       allow_context_fetch=False))
-    yield services
-    await services.close()
+@pytest.fixture(params=BACKENDS)
+async def services(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    async with services_on(request.param, Settings(data_dir=tmp_path / "d", auth=False,
+                                                   allow_context_fetch=False)) as built:
+        yield built
 
 
 async def make(services: Services, **members: Any) -> Any:

@@ -14,7 +14,8 @@ import uuid
 
 import pytest
 
-PG_DSN = os.environ.get("CITYVISOR_TEST_PG", "postgresql://postgres@127.0.0.1:5432/cityvisor_test")
+PG_DSN = os.environ.get(
+    "CITYVISOR_TEST_PG", "postgresql://postgres@127.0.0.1:5432/cityvisor_test?sslmode=disable")
 _state: dict[str, str | None] = {}  # "error": why PostgreSQL cannot be used (None: it can)
 
 __all__ = ["PG_DSN", "drop_namespace", "new_namespace", "pg_ready"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import statistics
@@ -12,6 +13,8 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+from support.backends import BACKENDS, on_postgres
+from support.postgres import drop_namespace
 
 from cityvisor.api.app import create_app
 from cityvisor.config import Settings
@@ -340,12 +343,19 @@ def test_tenants_are_isolated(client: TestClient) -> None:
 # ------------------------------------------------------------------ pagination (clause 6.3.10)
 
 
-@pytest.fixture
-def small_client(tmp_path: Path) -> Iterator[TestClient]:
+@pytest.fixture(params=BACKENDS)
+def small_client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(data_dir=tmp_path / "data", auth=False, allow_context_fetch=False,
                         temporal_max_instances=25)
-    with TestClient(create_app(settings, build_services=Services.build), base_url="http://127.0.0.1:1026") as test_client:
-        yield test_client
+    if request.param == "postgresql":
+        settings = asyncio.run(on_postgres(settings))
+    try:
+        with TestClient(create_app(settings, build_services=Services.open),
+                        base_url="http://127.0.0.1:1026") as test_client:
+            yield test_client
+    finally:
+        if settings.db is not None:
+            asyncio.run(drop_namespace(settings.db_namespace))
 
 
 def test_pagination_of_long_histories(small_client: TestClient) -> None:
