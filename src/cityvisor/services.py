@@ -129,8 +129,11 @@ async def open_postgres(settings: Settings) -> tuple[Store, SystemStore]:
     assert settings.db is not None
     with requires_extra():
         from cityvisor.store.postgres_database import open_postgres as open_pool
-    return await open_pool(settings.db, min_size=min(settings.db_pool_min, settings.db_pool_max),
-                           max_size=settings.db_pool_max, namespace=settings.db_namespace)
+    store, system = await open_pool(
+        settings.db, min_size=min(settings.db_pool_min, settings.db_pool_max),
+        max_size=settings.db_pool_max, namespace=settings.db_namespace)
+    store.outbox_lease_s = settings.db_outbox_lease_s
+    return store, system
 
 
 def open_feed(settings: Settings) -> ChangeFeed:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -166,3 +168,54 @@ def test_several_workers_need_a_database(tmp_path: Path) -> None:
     assert refused.returncode == 2
     assert "--workers 2 needs --db" in refused.stderr and "Traceback" not in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_a_worker_killed_under_load_loses_no_acknowledged_write_or_notification(
+        namespace: str, tmp_path: Path) -> None:
+    """SIGKILL one of two workers while writes pour in: every acknowledged write is stored and
+    notified (at least once: the dead worker's notifications go to the other when their lease
+    ends), and the supervisor starts a new worker."""
+    receiver = Receiver()
+    _subscribe(namespace, receiver.url)
+    env = clean_env({"CITYVISOR_DB_NAMESPACE": namespace, "CITYVISOR_DB_OUTBOX_LEASE_S": "2"})
+    server = start_serve(tmp_path / "data", args=["--no-auth", "--db", PG_DSN, "--workers", "2"],
+                         env=env, timeout=60)
+    acknowledged: set[str] = set()
+    lock = threading.Lock()
+
+    def create(i: int) -> None:
+        try:
+            status = _request(server.port, "POST", "/entities", {
+                "id": LAMP.format(i), "type": "Lamp", "level": {"type": "Property", "value": i}})
+        except OSError:
+            return  # the worker holding the connection died: the outcome is unknown
+        if status == 201:
+            with lock:
+                acknowledged.add(LAMP.format(i))
+
+    try:
+        n = 300
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(create, i) for i in range(n)]
+            while len(acknowledged) < 60:
+                time.sleep(0.01)
+            victim = _worker_processes(server.pid)[0]
+            os.kill(victim, signal.SIGKILL)
+            for future in futures:
+                future.result()
+        assert len(acknowledged) > 100
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn.request("GET", "/ngsi-ld/v1/entities?type=Lamp&limit=1000&options=keyValues")
+        stored = {entity["id"] for entity in json.loads(conn.getresponse().read())}
+        conn.close()
+        assert acknowledged <= stored  # every acknowledged write is there
+        seen = receiver.wait_for(acknowledged, 60)
+        assert acknowledged <= set(seen)  # and notified, by the survivor if need be
+        deadline = time.monotonic() + 30
+        while len(_worker_processes(server.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(_worker_processes(server.pid)) == 2 and victim not in _worker_processes(
+            server.pid)
+    finally:
+        server.stop()
+        receiver.server.shutdown()
