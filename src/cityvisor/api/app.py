@@ -120,9 +120,11 @@ class EncodedPathSegments:
         raw = scope.get("raw_path")
         if scope["type"] == "http" and raw and raw.startswith(BASE.encode()):
             raw_text = raw.split(b"?", 1)[0].decode("latin-1")
-            segments = (unquote(part, errors="replace").replace("%", "%25").replace("/", "%2F")
-                        for part in raw_text.split("/"))
-            scope = dict(scope, path="/".join(segments))
+            if "%" in raw_text:  # else every segment is already as decoded (the usual path)
+                raw_text = "/".join(
+                    unquote(part, errors="replace").replace("%", "%25").replace("/", "%2F")
+                    for part in raw_text.split("/"))
+            scope = dict(scope, path=raw_text)
         await self.app(scope, receive, send)
 
 
@@ -151,7 +153,8 @@ def endpoint(handler: Handler, role: str, *, body: bool = False) -> Any:
         try:
             params = request.scope.get("path_params")
             if params:  # escaped by EncodedPathSegments
-                request.scope["path_params"] = {k: unquote(v) for k, v in params.items()}
+                request.scope["path_params"] = {k: unquote(v) if "%" in v else v
+                                                for k, v in params.items()}
             services = services_of(request)
             tenant = tenant_of(request)
             principal = await authorize(request, services.tokens, role, tenant)
