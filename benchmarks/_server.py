@@ -4,6 +4,10 @@
         server.url, server.api, server.pid
         server.rss_mb()                          # VmRSS from /proc/<pid>/status
         server.tenant_db()                       # path of the tenant's SQLite file
+        server.tree_pids()                       # the server and its worker processes
+
+``BenchServer.start(args=[...])`` adds ``cityvisor serve`` arguments (``--db DSN --workers N``:
+see ``benchmarks/_postgres.py``).
 
 The server is stopped (SIGINT, then SIGKILL) and its temporary data directory removed on exit,
 even when the benchmark fails. Only the Python standard library is used here; the process
@@ -18,6 +22,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -72,15 +77,16 @@ class BenchServer(ServerProcess):
 
     @classmethod
     def start(cls, *, data_dir: Path | None = None, env: dict[str, str] | None = None,
-              timeout: float = 60.0) -> BenchServer:
-        """Start a server on a free loopback port and wait until ``/health`` answers 200."""
+              args: Sequence[str] = (), timeout: float = 60.0) -> BenchServer:
+        """Start a server on a free loopback port and wait until ``/health`` answers 200
+        (``args``: more ``serve`` arguments after ``--no-auth``)."""
         own_dir = data_dir is None
         directory = Path(tempfile.mkdtemp(prefix="cityvisor-bench-")) if own_dir else data_dir
         assert directory is not None
         child_env = clean_env({"CITYVISOR_ALLOW_CONTEXT_FETCH": "false",  # offline: bundled
                                "CITYVISOR_LOG_LEVEL": "warning"})
         child_env.update(env or {})
-        started = start_serve(directory / "data", args=["--no-auth"], command=cli_command(),
+        started = start_serve(directory / "data", args=["--no-auth", *args], command=cli_command(),
                               env=child_env, log=directory / "server.log", wait=False)
         server = cls(started.process, started.port, started.data_dir, started.log)
         server._own_dir, server._directory = own_dir, directory
@@ -107,9 +113,28 @@ class BenchServer(ServerProcess):
     # -------------------------------------------------------------- facts
 
     def rss_mb(self) -> float | None:
-        """Resident set size now (VmRSS), in MB (10^6 bytes)."""
-        kb = proc_status(self.pid, "VmRSS")
-        return None if kb is None else round(kb * 1024 / 1e6, 1)
+        """Resident set size now (VmRSS), in MB (10^6 bytes); with worker processes, the sum
+        over the server's process tree."""
+        sizes = [proc_status(pid, "VmRSS") for pid in self.tree_pids()]
+        known = [kb for kb in sizes if kb is not None]
+        return round(sum(known) * 1024 / 1e6, 1) if known else None
+
+    def tree_pids(self) -> list[int]:
+        """The server's pid and those of its descendants (``--workers``), parents first."""
+        pids, index = [self.pid], 0
+        while index < len(pids):
+            try:
+                tasks = os.listdir(f"/proc/{pids[index]}/task")
+            except OSError:
+                tasks = []
+            for task in tasks:
+                try:
+                    with open(f"/proc/{pids[index]}/task/{task}/children", encoding="ascii") as f:
+                        pids += [int(child) for child in f.read().split()]
+                except OSError:
+                    continue
+            index += 1
+        return pids
 
     def peak_rss_mb(self) -> float | None:
         """Peak resident set size so far (VmHWM), in MB."""

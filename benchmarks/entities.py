@@ -2,10 +2,12 @@
 
 Prints ONE JSON line of figures on stdout and a human summary on stderr. Phases:
 
-1. batch upsert (POST /entityOperations/upsert, batches of 1,000), then the raw SQLite insert
-   rate of the very rows the server stored (same schema, PRAGMAs and transaction size);
+1. batch upsert (POST /entityOperations/upsert, batches of 1,000), then the raw insert rate
+   of the very rows the server stored: SQLite (same schema, PRAGMAs and transaction size), or
+   with ``--db`` PostgreSQL COPY into the same tables (``_postgres.BenchDatabase.raw_copy``);
 2. partial attribute update (PATCH /entities/{id}/attrs/{attr}), 32 concurrent clients
-   (``wrk`` when installed, else a minimal asyncio HTTP/1.1 keep-alive client);
+   (``wrk`` when installed, else a minimal asyncio HTTP/1.1 keep-alive client); with
+   ``--workers-compare N``, again on a server restarted with ``--workers N`` on the same data;
 3. query by type + q (limit=20, and count=true), sequential;
 4. geo query near;maxDistance==300 around random points, sequential;
 5. server RSS.
@@ -14,7 +16,9 @@ Usage::
 
     .venv/bin/python benchmarks/entities.py                 # 100,000 entities, 15 s of PATCH
     .venv/bin/python benchmarks/entities.py --quick         # 10,000 entities, 5 s (smoke run)
-    .venv/bin/python benchmarks/entities.py --profile DIR   # + py-spy profiles of phases 2-4
+    .venv/bin/python benchmarks/entities.py --profile DIR   # + py-spy profiles of phases 1-4
+    .venv/bin/python benchmarks/entities.py --db postgresql://postgres@127.0.0.1:5432/bench \
+        --workers-compare 2                                 # on PostgreSQL, PATCH with 1 and 2
 
 See benchmarks/README.md for what each figure means and the latest results.
 """
@@ -39,11 +43,14 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import BenchServer
+from _server import BenchServer, cli_command
+
+if TYPE_CHECKING:  # imported by main() with --db only: asyncpg is an optional extra
+    from _postgres import BenchDatabase
 
 CONTEXT = ("https://raw.githubusercontent.com/smart-data-models/dataModel.Streetlighting/"
            "master/context.jsonld")
@@ -59,6 +66,11 @@ STREETS = ["rue de la Madeleine", "rue Nationale", "avenue Jean Jaurès", "rue d
            "rue du Général Perrier", "boulevard Victor Hugo", "route d'Alès"]
 TARGETS = {"upsert_attr_per_s": 50_000, "upsert_ratio_vs_raw": 0.5, "patch_req_per_s": 3_000,
            "query_q_p95_ms": 20.0, "rss_mb": 300.0}
+#: on PostgreSQL: the ratio is to raw COPY; the PATCH target holds for the server with
+#: --workers-compare's worker count (2), which must also be >= 1.4x one worker
+TARGETS_POSTGRES = {"upsert_attr_per_s": 30_000, "upsert_ratio_vs_raw": 0.3,
+                    "patch_req_per_s": 3_000, "patch_workers_speedup": 1.4,
+                    "query_q_p95_ms": 20.0}
 
 
 def log(message: str) -> None:
@@ -155,8 +167,22 @@ def phase_upsert(server: BenchServer, bodies: list[bytes], n: int) -> dict[str, 
     seconds = time.perf_counter() - started
     client.close()
     return {"entities": n, "batch": BATCH, "attributes_per_entity": ATTRIBUTES_PER_ENTITY,
-            "seconds": round(seconds, 2), "entities_per_s": round(n / seconds),
+            **rates(n, seconds)}
+
+
+def rates(n: int, seconds: float) -> dict[str, Any]:
+    """Seconds, entities and attribute instances per second of ``n`` entities."""
+    return {"seconds": round(seconds, 2), "entities_per_s": round(n / seconds),
             "attr_per_s": round(n * ATTRIBUTES_PER_ENTITY / seconds)}
+
+
+def phase_raw_postgres(database: BenchDatabase, n: int) -> dict[str, Any]:
+    """COPY the rows the server stored into a scratch schema of the same DDL (see
+    ``BenchDatabase.raw_copy``), 1,000 entities per transaction."""
+    raw = database.raw_copy(BATCH)
+    if raw["entities"] != n:
+        raise RuntimeError(f"server database holds {raw['entities']} entities, expected {n}")
+    return {**rates(n, raw["seconds"]), "rows": raw["rows"], "db_mb": raw["db_mb"]}
 
 
 def phase_raw_sqlite(source: Path, n: int) -> dict[str, Any]:
@@ -232,9 +258,7 @@ def phase_raw_sqlite(source: Path, n: int) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
     if inserted != n:
         raise RuntimeError(f"server database holds {inserted} entities, expected {n}")
-    return {"seconds": round(insert_seconds, 2), "entities_per_s": round(n / insert_seconds),
-            "attr_per_s": round(n * ATTRIBUTES_PER_ENTITY / insert_seconds),
-            "db_mb": size_mb}
+    return {**rates(n, insert_seconds), "db_mb": size_mb}
 
 
 # --------------------------------------------------------------------------- 2. PATCH
@@ -273,6 +297,13 @@ done = function(summary, latency, requests)
     math.floor(latency:percentile(95)), math.floor(latency:percentile(99)), math.floor(latency.mean)))
 end
 """
+
+
+def phase_patch(server: BenchServer, client: str, n: int, duration: float) -> dict[str, Any]:
+    """The PATCH phase with ``wrk`` or the asyncio client."""
+    if client == "wrk":
+        return phase_patch_wrk(server, n, duration)
+    return phase_patch_asyncio(server, n, duration)
 
 
 def phase_patch_wrk(server: BenchServer, n: int, duration: float) -> dict[str, Any]:
@@ -496,6 +527,40 @@ def _package(where: str) -> str:
 # --------------------------------------------------------------------------- main
 
 
+def serve_has_workers() -> bool:
+    """Whether this ``cityvisor serve`` has a ``--workers`` option."""
+    done = subprocess.run([*cli_command(), "serve", "--help"], capture_output=True, text=True,
+                          check=False, env={**os.environ, "COLUMNS": "200"})
+    return "--workers" in done.stdout
+
+
+def start_server(database: BenchDatabase | None, workers: int = 1) -> BenchServer:
+    """``cityvisor serve`` on SQLite (a temporary data directory) or on ``database``."""
+    if database is None:
+        return BenchServer.start()
+    return BenchServer.start(args=database.serve_args(workers), env=database.env())
+
+
+def target_checks(figures: dict[str, Any], targets: dict[str, float]) -> dict[str, bool | None]:
+    """Each target of ``targets`` met or not (None: not measured), and no failed PATCH."""
+    patch = figures.get("patch_workers") or figures["patch"]
+    checks: dict[str, bool | None] = {
+        "upsert_attr_per_s": figures["upsert"]["attr_per_s"] >= targets["upsert_attr_per_s"],
+        "upsert_ratio_vs_raw": figures["upsert_ratio_vs_raw"] >= targets["upsert_ratio_vs_raw"],
+        "patch_req_per_s": patch["req_per_s"] >= targets["patch_req_per_s"],
+        "patch_non_204": all(p["non_204"] == 0 and p["socket_errors"] == 0 for p in (
+            figures["patch"], figures.get("patch_workers") or figures["patch"])),
+        "query_q_p95_ms": figures["query_q"]["p95_ms"] <= targets["query_q_p95_ms"],
+    }
+    if "patch_workers_speedup" in targets:
+        speedup = figures.get("patch_workers_speedup")
+        checks["patch_workers_speedup"] = (None if speedup is None
+                                           else speedup >= targets["patch_workers_speedup"])
+    if "rss_mb" in targets:
+        checks["rss_mb"] = (figures["rss_mb"] or 0) <= targets["rss_mb"]
+    return checks
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entities", type=int, default=100_000)
@@ -504,16 +569,36 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="10,000 entities, 5 s (smoke run)")
     parser.add_argument("--client", choices=["auto", "wrk", "asyncio"], default="auto")
     parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="attach py-spy to the server in phases 2-4, keep profiles in DIR")
+                        help="attach py-spy to the server in phases 1-4, keep profiles in DIR")
+    parser.add_argument("--db", metavar="DSN",
+                        help="run the server on PostgreSQL (a fresh schema namespace, dropped "
+                        "at the end) instead of SQLite")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server worker processes (with --db)")
+    parser.add_argument("--workers-compare", type=int, nargs="?", const=2, metavar="N",
+                        help="with --db: after the PATCH phase, restart the server with "
+                        "--workers N (default 2) on the same data and PATCH again")
     args = parser.parse_args()
     if args.quick:
         args.entities, args.duration, args.queries = 10_000, 5.0, 100
+    if (args.workers > 1 or args.workers_compare) and not args.db:
+        parser.error("--workers and --workers-compare need --db (PostgreSQL)")
     n = args.entities
     client = args.client
     if client == "auto":
         client = "wrk" if shutil.which("wrk") else "asyncio"
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
+    database: BenchDatabase | None = None
+    if args.db:
+        from _postgres import BenchDatabase
+
+        database = BenchDatabase.create(args.db)  # `cityvisor db upgrade` on a new namespace
+    compare = args.workers_compare
+    if (args.workers > 1 or compare) and not serve_has_workers():
+        log("this `cityvisor serve` has no --workers: one worker only")
+        args.workers, compare = 1, None
+    targets = TARGETS if database is None else TARGETS_POSTGRES
 
     log(f"generating {n} Streetlight entities ...")
     bodies = batches(n)
@@ -523,78 +608,120 @@ def main() -> int:
         "sqlite": sqlite3.sqlite_version, "entities": n,
         "loadavg_1m_at_start": round(os.getloadavg()[0], 2),  # other load skews the figures
     }
-    server = BenchServer.start()
-    profiler = Profiler(args.profile, server.pid)
+    if database is not None:
+        figures.update({"backend": "postgresql", "postgresql": database.version(),
+                        "postgresql_settings": database.settings(), "workers": args.workers})
+        if args.workers_compare and not compare:
+            figures["workers_compare"] = "unavailable: cityvisor serve has no --workers"
     try:
-        log(f"server pid {server.pid} on {server.url}; upserting in batches of {BATCH} ...")
-        figures["upsert"] = phase_upsert(server, bodies, n)
-        del bodies
-        figures["rss_after_load_mb"] = server.rss_mb()
-        log("raw SQLite insert of the same rows ...")
-        figures["raw_sqlite"] = phase_raw_sqlite(server.tenant_db(), n)
-        figures["upsert_ratio_vs_raw"] = round(
-            figures["upsert"]["attr_per_s"] / figures["raw_sqlite"]["attr_per_s"], 3)
+        server = start_server(database, args.workers)
+        profiler = Profiler(args.profile, server.pid)
+        try:
+            log(f"server pid {server.pid} on {server.url}; upserting in batches of {BATCH} ...")
+            profiler.start("upsert")
+            figures["upsert"] = phase_upsert(server, bodies, n)
+            upsert_profile = profiler.stop()
+            del bodies
+            figures["rss_after_load_mb"] = server.rss_mb()
+            if database is None:
+                log("raw SQLite insert of the same rows ...")
+                raw_key, figures["raw_sqlite"] = "raw_sqlite", phase_raw_sqlite(
+                    server.tenant_db(), n)
+            else:
+                figures["analyze_s"] = database.analyze()  # as autovacuum would, see README
+                log("raw PostgreSQL COPY of the same rows ...")
+                raw_key, figures["raw_postgres"] = "raw_postgres", phase_raw_postgres(
+                    database, n)
+            figures["upsert_ratio_vs_raw"] = round(
+                figures["upsert"]["attr_per_s"] / figures[raw_key]["attr_per_s"], 3)
 
-        log(f"PATCH with {client}, {CONCURRENCY} connections, {args.duration:.0f} s ...")
-        profiler.start("patch")
-        if client == "wrk":
-            figures["patch"] = phase_patch_wrk(server, n, args.duration)
-        else:
-            figures["patch"] = phase_patch_asyncio(server, n, args.duration)
-        patch_profile = profiler.stop()
+            log(f"PATCH with {client}, {CONCURRENCY} connections, {args.duration:.0f} s ...")
+            profiler.start("patch")
+            figures["patch"] = phase_patch(server, client, n, args.duration)
+            patch_profile = profiler.stop()
 
-        log(f"queries: {args.queries} samples each ...")
-        profiler.start("query")
-        figures.update(phase_queries(server, args.queries))
-        query_profile = profiler.stop()
+            log(f"queries: {args.queries} samples each ...")
+            profiler.start("query")
+            figures.update(phase_queries(server, args.queries))
+            query_profile = profiler.stop()
 
+            figures["rss_mb"] = server.rss_mb()
+            figures["peak_rss_mb"] = server.peak_rss_mb()
+            figures["rss_detail_mb"] = server.rss_breakdown_mb()
+            if database is None:
+                figures["db_mb"] = round(sum(p.stat().st_size
+                                             for p in server.data_dir.rglob("*.sqlite*")) / 1e6, 1)
+            if args.profile:
+                figures["profiled"] = True  # py-spy pauses the server: figures are perturbed
+                figures["profile"] = {"upsert": upsert_profile, "patch": patch_profile,
+                                      "query": query_profile}
+        finally:
+            server.stop()
+        if database is not None and compare:
+            log(f"PATCH again, server restarted with --workers {compare} ...")
+            with start_server(database, compare) as server:
+                figures["patch_workers"] = {"workers": compare, **phase_patch(
+                    server, client, n, args.duration)}
+                figures["rss_workers_mb"] = server.rss_mb()
+            figures["patch_workers_speedup"] = round(
+                figures["patch_workers"]["req_per_s"] / figures["patch"]["req_per_s"], 2)
+        if database is not None:
+            figures["db_mb"] = database.size_mb()
         figures["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
-        figures["rss_mb"] = server.rss_mb()
-        figures["peak_rss_mb"] = server.peak_rss_mb()
-        figures["rss_detail_mb"] = server.rss_breakdown_mb()
-        figures["db_mb"] = round(sum(p.stat().st_size for p in server.data_dir.rglob("*.sqlite*"))
-                                 / 1e6, 1)
-        if args.profile:
-            figures["profiled"] = True  # py-spy pauses the server: figures are perturbed
-            figures["profile"] = {"patch": patch_profile, "query": query_profile}
     finally:
-        server.stop()
+        if database is not None:
+            database.drop()
 
-    checks = {
-        "upsert_attr_per_s": figures["upsert"]["attr_per_s"] >= TARGETS["upsert_attr_per_s"],
-        "upsert_ratio_vs_raw": figures["upsert_ratio_vs_raw"] >= TARGETS["upsert_ratio_vs_raw"],
-        "patch_req_per_s": figures["patch"]["req_per_s"] >= TARGETS["patch_req_per_s"],
-        "patch_non_204": figures["patch"]["non_204"] == 0
-        and figures["patch"]["socket_errors"] == 0,
-        "query_q_p95_ms": figures["query_q"]["p95_ms"] <= TARGETS["query_q_p95_ms"],
-        "rss_mb": (figures["rss_mb"] or 0) <= TARGETS["rss_mb"],
-    }
-    figures["targets"] = TARGETS
+    checks = target_checks(figures, targets)
+    figures["targets"] = targets
     figures["pass"] = checks
     print(json.dumps(figures, ensure_ascii=False), flush=True)
+    summarize(figures, raw_key, checks, targets)
+    return 0
 
-    up, raw, patch = figures["upsert"], figures["raw_sqlite"], figures["patch"]
-    mark = {True: "ok  ", False: "MISS"}
+
+def summarize(figures: dict[str, Any], raw_key: str, checks: dict[str, bool | None],
+              targets: dict[str, float]) -> None:
+    """The human summary on stderr."""
+    up, raw, patch = figures["upsert"], figures[raw_key], figures["patch"]
+    mark = {True: "ok  ", False: "MISS", None: "n/a "}
+    backend = (f"PostgreSQL {figures['postgresql']}" if "postgresql" in figures
+               else f"SQLite {figures['sqlite']}")
     log("")
-    log(f"cityvisor entities benchmark: {n} entities, {figures['cores']} cores, "
-        f"Python {figures['python']}, SQLite {figures['sqlite']}")
+    log(f"cityvisor entities benchmark: {figures['entities']} entities, {figures['cores']} "
+        f"cores, Python {figures['python']}, {backend}")
     log(f"[{mark[checks['upsert_attr_per_s']]}] upsert   {up['attr_per_s']:>9,} attr/s  "
-        f"{up['entities_per_s']:,} entities/s ({up['seconds']} s)   target >= 50,000 attr/s")
+        f"{up['entities_per_s']:,} entities/s ({up['seconds']} s)   "
+        f"target >= {targets['upsert_attr_per_s']:,} attr/s")
     log(f"[{mark[checks['upsert_ratio_vs_raw']]}] raw      {raw['attr_per_s']:>9,} attr/s  "
-        f"ratio ours/raw {figures['upsert_ratio_vs_raw']}   target >= 0.5")
-    log(f"[{mark[checks['patch_req_per_s']]}] PATCH    {patch['req_per_s']:>9,} req/s "
-        f"({patch['client']})  p50 {patch['p50_ms']} p95 {patch['p95_ms']} p99 {patch['p99_ms']} ms   target >= 3,000")
+        f"ratio ours/raw {figures['upsert_ratio_vs_raw']}   "
+        f"target >= {targets['upsert_ratio_vs_raw']}")
+    patches = [("PATCH", patch)]
+    if figures.get("patch_workers"):
+        patches.append((f"PATCH x{figures['patch_workers']['workers']}",
+                        figures["patch_workers"]))
+    for title, fig in patches:
+        flag = mark[checks["patch_req_per_s"]] if fig is patches[-1][1] else "    "
+        log(f"[{flag}] {title:<8} {fig['req_per_s']:>9,} req/s ({fig['client']})  "
+            f"p50 {fig['p50_ms']} p95 {fig['p95_ms']} p99 {fig['p99_ms']} ms   "
+            f"target >= {targets['patch_req_per_s']:,}")
+    if "patch_workers_speedup" in checks:
+        log(f"[{mark[checks['patch_workers_speedup']]}] workers  speed-up "
+            f"{figures.get('patch_workers_speedup')}   "
+            f"target >= {targets['patch_workers_speedup']}")
     log(f"[{mark[checks['patch_non_204']]}] PATCH    non-204 {patch['non_204']}, "
         f"socket errors {patch['socket_errors']}   target 0")
     for key, title in (("query_q", "q"), ("query_q_count", "q count"), ("query_near", "near")):
         fig = figures[key]
         flag = mark[checks["query_q_p95_ms"]] if key == "query_q" else "    "
         log(f"[{flag}] {title:<8} p50 {fig['p50_ms']} p95 {fig['p95_ms']} p99 {fig['p99_ms']} ms"
-            + ("   target p95 <= 20 ms" if key == "query_q" else ""))
-    log(f"[{mark[checks['rss_mb']]}] RSS      {figures['rss_mb']} MB "
+            + (f"   target p95 <= {targets['query_q_p95_ms']} ms" if key == "query_q" else ""))
+    rss_flag = mark[checks["rss_mb"]] if "rss_mb" in checks else "    "
+    log(f"[{rss_flag}] RSS      {figures['rss_mb']} MB "
         f"(peak {figures['peak_rss_mb']}; anon {figures['rss_detail_mb']['RssAnon']}, "
         f"file-backed {figures['rss_detail_mb']['RssFile']}; database "
-        f"{figures['db_mb']} MB)   target <= 300 MB")
+        f"{figures['db_mb']} MB)" + (f"   target <= {targets['rss_mb']} MB"
+                                      if "rss_mb" in targets else ""))
     for phase, prof in (figures.get("profile") or {}).items():
         if prof and prof.get("samples"):
             log(f"\nprofile {phase} ({prof['samples']} samples), self %:")
@@ -605,7 +732,6 @@ def main() -> int:
                 log(f"profile {phase}, {title}:")
                 for name, pct in prof[key]:
                     log(f"  {pct:5.1f}  {name}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/temporal.py                     # 100,000 instances via HTTP
     .venv/bin/python benchmarks/temporal.py --bulk 10000000     # + 10M rows by direct SQL
+    .venv/bin/python benchmarks/temporal.py --db postgresql://postgres@127.0.0.1:5432/bench
 
 Loads ``--entities`` WeatherObserved-like entities (default 10) with ``--instances`` instances
 of ``temperature`` in total (default 100,000), spread evenly over one day, through
@@ -16,6 +17,8 @@ of ``temperature`` in total (default 100,000), spread evenly over one day, throu
 SQL (same table and indexes as the server writes; a shortcut: 10M HTTP requests would take
 hours), restarts the server on the same data and measures again: the queried entity keeps its
 history size, the table is 100x larger, so this measures how well the indexes isolate it.
+``--db DSN`` runs the server on PostgreSQL (a fresh schema namespace, ``ANALYZE`` after the
+load, dropped at the end; ``--bulk`` is SQLite only).
 Prints one JSON line on stdout and a summary on stderr.
 """
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import sqlite3
@@ -168,14 +172,29 @@ def main() -> int:
     parser.add_argument("--instances", type=int, default=100_000)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--bulk", type=int, default=0, help="rows added by direct SQL")
+    parser.add_argument("--db", metavar="DSN", help="run the server on PostgreSQL")
     args = parser.parse_args()
+    if args.db and args.bulk:
+        parser.error("--bulk inserts into the SQLite file: not with --db")
     work = Path(tempfile.mkdtemp(prefix="cityvisor-temporal-bench-"))
     result: dict[str, Any] = {"benchmark": "temporal", "date": iso(datetime.now(UTC)),
-                              "sqlite": sqlite3.sqlite_version}
+                              "sqlite": sqlite3.sqlite_version,
+                              "loadavg_1m_at_start": round(os.getloadavg()[0], 2)}
+    database = None
+    serve: dict[str, Any] = {}
+    if args.db:
+        from _postgres import BenchDatabase
+
+        database = BenchDatabase.create(args.db)
+        serve = {"args": database.serve_args(), "env": database.env()}
+        result.update(backend="postgresql", postgresql=database.version(),
+                      postgresql_settings=database.settings())
     try:
-        server = BenchServer.start(data_dir=work)
+        server = BenchServer.start(data_dir=work, **serve)
         try:
             result["load"] = load_http(server, args.entities, args.instances)
+            if database is not None:
+                result["analyze_s"] = database.analyze(TENANT)  # as autovacuum would
             result["at_http_load"] = measure(server, args.entities, args.samples)
             db = server.tenant_db(TENANT)
         finally:
@@ -187,7 +206,8 @@ def main() -> int:
                 result["at_bulk"] = measure(server, args.entities, args.samples)
             finally:
                 server.stop()
-        targets = {"aggregation_p95_ms_100k": 30.0, "aggregation_p95_ms_10m": 1000.0}
+        targets = {"aggregation_p95_ms_100k": 30.0 if database is None else 50.0,
+                   "aggregation_p95_ms_10m": 1000.0}
         passed = {"aggregation_p95_ms_100k":
                   result["at_http_load"]["aggregation"]["p95_ms"] <= targets[
                       "aggregation_p95_ms_100k"]}
@@ -195,8 +215,11 @@ def main() -> int:
             passed["aggregation_p95_ms_10m"] = (
                 result["at_bulk"]["aggregation"]["p95_ms"] <= targets["aggregation_p95_ms_10m"])
         result["targets"], result["pass"] = targets, passed
+        result["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if database is not None:
+            database.drop()
     print(json.dumps(result))
     print(json.dumps(result, indent=1), file=sys.stderr)
     return 0 if all(result.get("pass", {}).values()) else 1
