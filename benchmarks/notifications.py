@@ -292,6 +292,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5 s load, 5 s outage")
     parser.add_argument("--db", metavar="DSN", help="run the server on PostgreSQL")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes (--db)")
+    parser.add_argument("--lease", type=float, default=5.0,
+                        help="db_outbox_lease_s of the server (--db; under --drain)")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.outage = 5.0, 5.0
@@ -303,12 +305,15 @@ def main() -> None:
         from _postgres import BenchDatabase
 
         database = BenchDatabase.create(args.db)
-        serve = {"args": database.serve_args(args.workers), "env": database.env()}
+        # the lease of a SIGKILLed worker's notifications must end within the drain time
+        serve = {"args": database.serve_args(args.workers),
+                 "env": {**database.env(), "CITYVISOR_DB_OUTBOX_LEASE_S": str(args.lease)}}
     try:
         result = asyncio.run(run(args, serve))
         if database is not None:
             result.update(backend="postgresql", postgresql=database.version(),
-                          postgresql_settings=database.settings(), workers=args.workers)
+                          postgresql_settings=database.settings(), workers=args.workers,
+                          outbox_lease_s=args.lease)
     finally:
         if database is not None:
             database.drop()
