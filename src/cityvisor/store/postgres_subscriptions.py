@@ -56,11 +56,14 @@ async def _delete(conn: asyncpg.Connection, schema: str, items: list[Subscriptio
 
 async def _status(conn: asyncpg.Connection, schema: str, items: list[SubscriptionStatus]
                   ) -> None:
+    # the last status of each subscription, in id order: two workers' transactions then lock
+    # the rows in the same order and never deadlock on them
+    latest = {i.id: i for i in items}
     await conn.executemany(
         f"UPDATE {schema}.subscriptions SET times_sent = $1, last_notification = $2, "
         "last_success = $3, last_failure = $4, delivery = $5 WHERE id = $6",
         [(i.times_sent, i.last_notification, i.last_success, i.last_failure, i.delivery, i.id)
-         for i in items])
+         for _, i in sorted(latest.items())])
 
 
 async def _outbox(conn: asyncpg.Connection, schema: str, items: list[OutboxRecord]) -> None:
