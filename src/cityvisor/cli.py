@@ -161,6 +161,11 @@ def serve(
         err.print(f"[red]error:[/] --workers {workers} needs --db postgresql://... (or "
                   "CITYVISOR_DB): the embedded SQLite store serves one process")
         raise typer.Exit(2)
+    if workers > 1 and settings.apps:
+        err.print(f"[red]error:[/] in-process apps ({', '.join(settings.apps)}) would run once "
+                  f"per worker: run them in one more 'cityvisor serve --apps ...' process on the "
+                  "same database, not with --workers")
+        raise typer.Exit(2)
     require_app_extras(settings.apps)  # before start-up: one line, not a traceback in its log
     if settings.nats_url is not None:
         require_extra("nats")

@@ -219,3 +219,16 @@ def test_a_worker_killed_under_load_loses_no_acknowledged_write_or_notification(
     finally:
         server.stop()
         receiver.server.shutdown()
+
+
+def test_in_process_apps_are_refused_with_several_workers(tmp_path: Path) -> None:
+    import subprocess
+
+    from support.server import cityvisor_script
+
+    refused = subprocess.run([cityvisor_script(), "serve", "--no-auth", "--workers", "2",
+                              "--db", PG_DSN, "--apps", "flood", "--data-dir", str(tmp_path)],
+                             capture_output=True, text=True, timeout=60, check=False,
+                             env=clean_env())
+    assert refused.returncode == 2 and "would run once per worker" in refused.stderr
+    assert "Traceback" not in refused.stderr
