@@ -7,15 +7,13 @@ skipped when no PostgreSQL answers, unless ``CITYVISOR_REQUIRE_PG=1``).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from links import LINK_REL, SDM, link  # noqa: F401  (re-exported for older imports)
 from starlette.testclient import TestClient
-from support.backends import BACKENDS, on_postgres
-from support.postgres import drop_namespace
+from support.backends import BACKENDS, client_on
 
 from cityvisor.api.app import create_app
 from cityvisor.config import Settings
@@ -29,14 +27,8 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture(params=BACKENDS)
 def client(request: pytest.FixtureRequest, settings: Settings) -> Iterator[TestClient]:
-    chosen = asyncio.run(on_postgres(settings)) if request.param == "postgresql" else settings
-    try:
-        with TestClient(create_app(chosen, build_services=Services.open),
-                        base_url="http://127.0.0.1:1026") as test_client:
-            yield test_client
-    finally:
-        if chosen.db is not None:
-            asyncio.run(drop_namespace(chosen.db_namespace))
+    with client_on(request.param, settings) as test_client:
+        yield test_client
 
 
 @pytest.fixture

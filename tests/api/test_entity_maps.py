@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+from support.clock import Clock, timed_client
 
 from cityvisor.api.app import create_app
 from cityvisor.config import Settings
 from cityvisor.services import Services
-from cityvisor.store.memory import MemoryStore, MemorySystemStore
 
 BASE = "/ngsi-ld/v1"
 E, T, M = f"{BASE}/entities", f"{BASE}/temporal/entities", f"{BASE}/entityMaps"
@@ -23,29 +23,16 @@ WINDOW = {"timerel": "after", "timeAt": "2000-01-01T00:00:00Z", "timeproperty": 
 DEAD = "urn:ngsi-ld:entitymap:dead"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = "2030-01-01T00:00:00.000000Z"
-
-    def __call__(self) -> str:
-        return self.now
-
-
 @pytest.fixture(params=["sqlite", "memory"])
 def timed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[TestClient, Clock]]:
     settings = Settings(data_dir=tmp_path / "data", auth=False, allow_context_fetch=False,
                         entity_map_lifetime_s=60)
-    services = (Services.build(settings) if request.param == "sqlite"
-                else Services.assemble(settings, MemoryStore(), MemorySystemStore()))
-    clock = Clock()
-    services.broker.clock = clock
-    with TestClient(create_app(settings, services), base_url="http://127.0.0.1:1026") as client:
+    with timed_client(request.param, settings) as (client, clock):
         for n, entity_id in enumerate((ONE, TWO, THREE)):
             vehicle = {"id": entity_id, "type": "Vehicle",
                        "speed": {"type": "Property", "value": 30 * (n + 1)}}
             assert client.post(E, json=vehicle).status_code == 201
         yield client, clock
-        client.portal.call(services.close)
 
 
 def map_id(response: Any) -> str:

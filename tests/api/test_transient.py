@@ -9,35 +9,20 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+from support.clock import Clock, timed_client
 
-from cityvisor.api.app import create_app
 from cityvisor.config import Settings
-from cityvisor.services import Services
-from cityvisor.store.memory import MemoryStore, MemorySystemStore
 
 E = "/ngsi-ld/v1/entities"
 EID = "urn:ngsi-ld:Building:t1"
 SOON = "2030-01-01T00:00:10Z"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = "2030-01-01T00:00:00.000000Z"
-
-    def __call__(self) -> str:
-        return self.now
-
-
 @pytest.fixture(params=["sqlite", "memory"])
 def timed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[TestClient, Clock]]:
     settings = Settings(data_dir=tmp_path / "data", auth=False, allow_context_fetch=False)
-    services = (Services.build(settings) if request.param == "sqlite"
-                else Services.assemble(settings, MemoryStore(), MemorySystemStore()))
-    clock = Clock()
-    services.broker.clock = clock
-    with TestClient(create_app(settings, services), base_url="http://127.0.0.1:1026") as client:
-        yield client, clock
-        client.portal.call(services.close)
+    with timed_client(request.param, settings) as timed_pair:
+        yield timed_pair
 
 
 def building(**extra: Any) -> dict[str, Any]:

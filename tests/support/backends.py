@@ -9,16 +9,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
+from starlette.testclient import TestClient
+
+from cityvisor.api.app import create_app
 from cityvisor.config import Settings
 from cityvisor.services import Services
 from support.postgres import PG_DSN, drop_namespace, new_namespace, pg_ready
 
 BACKENDS = ["sqlite", "postgresql"]
 
-__all__ = ["BACKENDS", "on_postgres", "services_on"]
+__all__ = ["BACKENDS", "client_on", "on_postgres", "services_on"]
 
 
 async def on_postgres(settings: Settings) -> Settings:
@@ -49,3 +53,18 @@ async def services_on(backend: str, settings: Settings, *,
         await services.close()
         if settings.db is not None:
             await drop_namespace(settings.db_namespace)
+
+
+@contextmanager
+def client_on(backend: str, settings: Settings) -> Iterator[TestClient]:
+    """A TestClient of the API on ``backend`` (services built when it starts, closed after;
+    on PostgreSQL the namespace is dropped after)."""
+    if backend == "postgresql":
+        settings = asyncio.run(on_postgres(settings))
+    try:
+        with TestClient(create_app(settings, build_services=Services.open),
+                        base_url="http://127.0.0.1:1026") as client:
+            yield client
+    finally:
+        if settings.db is not None:
+            asyncio.run(drop_namespace(settings.db_namespace))

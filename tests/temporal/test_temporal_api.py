@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 import statistics
@@ -13,12 +12,9 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-from support.backends import BACKENDS, on_postgres
-from support.postgres import drop_namespace
+from support.backends import BACKENDS, client_on
 
-from cityvisor.api.app import create_app
 from cityvisor.config import Settings
-from cityvisor.services import Services
 
 API = "/ngsi-ld/v1"
 T = f"{API}/temporal/entities"
@@ -347,15 +343,8 @@ def test_tenants_are_isolated(client: TestClient) -> None:
 def small_client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(data_dir=tmp_path / "data", auth=False, allow_context_fetch=False,
                         temporal_max_instances=25)
-    if request.param == "postgresql":
-        settings = asyncio.run(on_postgres(settings))
-    try:
-        with TestClient(create_app(settings, build_services=Services.open),
-                        base_url="http://127.0.0.1:1026") as test_client:
-            yield test_client
-    finally:
-        if settings.db is not None:
-            asyncio.run(drop_namespace(settings.db_namespace))
+    with client_on(request.param, settings) as test_client:
+        yield test_client
 
 
 def test_pagination_of_long_histories(small_client: TestClient) -> None:
