@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from cityvisor.store.postgres_errors import ACQUIRE_TIMEOUT_S, is_outage, unavai
 from cityvisor.store.postgres_migrations import create_tenant_schema, quote
 
 T = TypeVar("T")
+LOG = logging.getLogger(__name__)
 
 #: a group nobody awaits commits this long after it opened (callers normally await at once)
 COMMIT_AFTER_S = 0.05
@@ -176,7 +178,8 @@ class TenantSchemas:
             group.committed.set_exception(error)
             group.committed.exception()  # retrieved: writers that never await it log nothing
         assert group.conn is not None
-        group.conn.terminate()
+        with suppress(Exception):  # already released by a commit that failed at the same time
+            group.conn.terminate()
         with suppress(Exception):
             await self.pool.release(group.conn)
 
@@ -211,16 +214,21 @@ class TenantSchemas:
             try:
                 await group.transaction.commit()
             except BaseException as error:
+                # nothing here may raise: the writers wait on ``committed``
+                failure: BaseException = unavailable(error) if is_outage(error) else error
                 with suppress(Exception):
                     await group.transaction.rollback()
-                if group.conn.is_closed() or is_outage(error):
-                    group.conn.terminate()  # the server went away: never reuse it
-                    error = unavailable(error)
+                with suppress(Exception):
+                    if group.conn.is_closed() or is_outage(error):
+                        group.conn.terminate()  # the server went away: never reuse it
                 if not group.committed.done():
-                    group.committed.set_exception(error)
+                    group.committed.set_exception(failure)
             else:
                 for callback in group.after_commit:
-                    callback()
+                    try:
+                        callback()
+                    except Exception:  # never leave the writers waiting
+                        LOG.exception("a post-commit callback failed")
                 if not group.committed.done():
                     group.committed.set_result(None)
             finally:
