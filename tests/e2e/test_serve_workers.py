@@ -12,15 +12,13 @@ import os
 import signal
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from support.postgres import PG_DSN, drop_namespace, new_namespace, pg_ready
+from support.receiver import Receiver
 from support.server import clean_env, start_serve
 
 from cityvisor.config import Settings
@@ -41,42 +39,6 @@ def namespace() -> Iterator[str]:
         yield chosen
     finally:
         asyncio.run(drop_namespace(chosen))
-
-
-class Receiver:
-    """A notification endpoint on a free loopback port: every entity id it was told of."""
-
-    def __init__(self) -> None:
-        self.seen: Counter[str] = Counter()
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with receiver.lock:
-                    receiver.seen.update(entity["id"] for entity in body["data"])
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/notify"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait_for(self, ids: set[str], timeout: float) -> Counter[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if ids <= set(self.seen):
-                    break
-            time.sleep(0.05)
-        time.sleep(0.5)  # a duplicate would come now
-        with self.lock:
-            return Counter(self.seen)
 
 
 def _subscribe(namespace: str, uri: str) -> None:
@@ -149,12 +111,12 @@ def test_two_workers_store_every_write_and_deliver_each_notification_once(
         conn.close()
         assert set(stored) - {"id", "type"} == {f"a{i}" for i in range(n)}  # no update lost
         lamps = {LAMP.format(i) for i in range(n)}
-        seen = receiver.wait_for(lamps, 30)
+        seen = receiver.wait_for_ids(lamps, 30)
         assert set(seen) == lamps and set(seen.values()) == {1}  # each once, by one worker
         assert len(_worker_processes(server.pid)) == 2
     finally:
         server.stop()
-        receiver.server.shutdown()
+        receiver.close()
 
 
 def test_several_workers_need_a_database(tmp_path: Path) -> None:
@@ -209,7 +171,7 @@ def test_a_worker_killed_under_load_loses_no_acknowledged_write_or_notification(
         stored = {entity["id"] for entity in json.loads(conn.getresponse().read())}
         conn.close()
         assert acknowledged <= stored  # every acknowledged write is there
-        seen = receiver.wait_for(acknowledged, 60)
+        seen = receiver.wait_for_ids(acknowledged, 60)
         assert acknowledged <= set(seen)  # and notified, by the survivor if need be
         deadline = time.monotonic() + 30
         while len(_worker_processes(server.pid)) < 2 and time.monotonic() < deadline:
@@ -218,7 +180,7 @@ def test_a_worker_killed_under_load_loses_no_acknowledged_write_or_notification(
             server.pid)
     finally:
         server.stop()
-        receiver.server.shutdown()
+        receiver.close()
 
 
 def test_in_process_apps_are_refused_with_several_workers(tmp_path: Path) -> None:

@@ -5,10 +5,8 @@ status reporting, endpoint isolation, and MQTT through the real Mosquitto at 127
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ import aiomqtt
 import orjson
 import pytest
 from support.backends import BACKENDS, services_on
+from support.receiver import Receiver
 
 from cityvisor.config import Settings
 from cityvisor.services import Services
@@ -24,54 +23,6 @@ pytestmark = pytest.mark.anyio
 MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
 
 
-class Receiver:
-    """A threaded HTTP server recording notifications; answers 500 ``fail`` times first."""
-
-    def __init__(self, fail: int = 0) -> None:
-        self.fail = fail
-        self.received: list[tuple[dict[str, str], dict[str, Any], float]] = []
-        self.attempts: list[float] = []
-        self.changed = threading.Condition()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with receiver.changed:
-                    receiver.attempts.append(time.monotonic())
-                    failing = receiver.fail > 0
-                    if failing:
-                        receiver.fail -= 1
-                    else:
-                        receiver.received.append((dict(self.headers), orjson.loads(body),
-                                                  time.monotonic()))
-                    receiver.changed.notify_all()
-                self.send_response(500 if failing else 204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/notify"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def entities(self) -> list[dict[str, Any]]:
-        """Every notified entity, in arrival order (a notification may carry several)."""
-        return [entity for _, body, _ in self.received for entity in body["data"]]
-
-    async def wait_for(self, count: int, limit_s: float = 10.0) -> None:
-        """Wait until ``count`` entities were notified."""
-        def wait() -> bool:
-            with self.changed:
-                return self.changed.wait_for(lambda: len(self.entities()) >= count, limit_s)
-
-        assert await asyncio.to_thread(wait), f"{len(self.entities())} of {count} received"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(params=BACKENDS)
