@@ -89,12 +89,12 @@ def _database_call(settings: Settings, run: Callable[[], Awaitable[T]]) -> T:
                   f"{escape(str(error))}")
         raise typer.Exit(2) from None
     except Exception as error:
-        if type(error).__name__ in ("DatabaseBehind", "InvalidCatalogNameError",
-                                    "InvalidAuthorizationSpecificationError",
-                                    "InvalidPasswordError"):
-            err.print(f"[red]error:[/] {escape(str(error))}")
-            raise typer.Exit(2) from None
-        raise
+        from cityvisor.store.postgres_errors import refused_by_database
+
+        if not refused_by_database(error):
+            raise
+        err.print(f"[red]error:[/] {escape(str(error))}")
+        raise typer.Exit(2) from None
 
 
 def _safe_url(url: str | None) -> str:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from cityvisor.ngsild.errors import StoreUnavailable
+from cityvisor.store.postgres_migrations import DatabaseBehind
 
 C = TypeVar("C", bound=type)
 
@@ -39,6 +40,13 @@ def is_outage(error: BaseException) -> bool:
         # a connection whose server went away in the middle of an operation
         return "another operation" in str(error)
     return isinstance(error, _OUTAGES)
+
+
+def refused_by_database(error: BaseException) -> bool:
+    """Whether ``error`` is the database's answer to opening it (schemas behind this code, no
+    such database, credentials refused): said to the user in one line, not a traceback."""
+    return isinstance(error, (DatabaseBehind, asyncpg.InvalidCatalogNameError,
+                              asyncpg.InvalidAuthorizationSpecificationError))
 
 
 def unavailable(error: BaseException) -> StoreUnavailable:
