@@ -701,6 +701,9 @@ async def test_select_temporal_entities(temporal: Store) -> None:
     assert await select(selectors=(typed("(Sensor;Gauge)|Pump"),)) == [urn(2)]
     assert await select(selectors=(typed("Pump,Sensor"),)) == [urn(2), urn(3)]
     assert await select(selectors=(EntitySelector(id_pattern=":[12]$"),)) == [urn(1), urn(2)]
+    # a pattern an engine may not translate, beside a selector by type: each decides alone
+    assert await select(selectors=(typed("Pump"), EntitySelector(id_pattern=r"\b3$"))) == [
+        urn(3)]
     assert await select(selectors=(EntitySelector(ids=(urn(3), urn(1))),)) == [urn(1), urn(3)]
     assert await select(selectors=(EntitySelector(ids=(urn(3),)), typed("Gauge;Sensor"))) == [
         urn(2), urn(3)]

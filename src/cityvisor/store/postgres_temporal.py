@@ -30,11 +30,11 @@ from typing import Any
 
 import asyncpg
 
-from cityvisor.ngsild import query as q_language
 from cityvisor.store.base import Buckets, EntityQuery, TimeFilter
 from cityvisor.store.postgres_connections import TenantSchemas
 from cityvisor.store.postgres_errors import ACQUIRE_TIMEOUT_S
 from cityvisor.store.postgres_q import Params, posix_pattern
+from cityvisor.store.rechecks import selected
 from cityvisor.store.records import (
     AttributeAggregate,
     AttributeHistoryDeleted,
@@ -299,9 +299,8 @@ class TemporalTables(TenantSchemas):
                 rows = [] if query.limit <= 0 else await conn.fetch(
                     f"{select} LIMIT {p(query.limit)} OFFSET {p(query.offset)}", *p.values)
             else:  # an idPattern only Python matches exactly
-                rows = [r for r in await conn.fetch(select, *p.values) if any(
-                    s.id_pattern is None or q_language.pattern_matches(s.id_pattern, r["id"])
-                    for s in query.selectors)]
+                rows = [r for r in await conn.fetch(select, *p.values)
+                        if selected(query.selectors, r["id"], r["types"])]
                 total = len(rows) if query.count else None
                 rows = rows[query.offset:query.offset + query.limit] if query.limit > 0 else []
         return [TemporalEntity(r["id"], tuple(r["types"]), r["created_at"], r["modified_at"],
@@ -329,8 +328,8 @@ class TemporalTables(TenantSchemas):
         if alternatives:
             where.append(alternatives[0] if len(alternatives) == 1
                          else "(" + " OR ".join(alternatives) + ")")
-        if not exact and len(query.selectors) > 1:
-            where = []  # the alternatives are decided in Python
+        # an untranslated idPattern leaves its selector wider than it is: a prefilter that
+        # the caller narrows in Python (``rechecks.selected``)
         if query.attrs:
             where.append(f"EXISTS (SELECT 1 FROM {schema}.temporal_instances ti WHERE "
                          f"ti.entity = te.seq AND ti.attr = ANY({p(sorted(query.attrs), 'text[]')}))")
