@@ -184,45 +184,45 @@ def serve(
     _run(settings, workers=workers)
 
 
-def _check_database(settings: Settings) -> None:
-    """Before start-up: the database answers and its schemas are current (else one line)."""
+def _database_step(settings: Settings, step: str) -> None:
+    """Run ``postgres_database.<step>`` (``check`` or ``upgrade``) on the configured database,
+    with one clear line when it fails."""
 
     async def run() -> None:
         with requires_extra():
-            from cityvisor.store.postgres_database import check
+            from cityvisor.store import postgres_database
         assert settings.db is not None
-        await check(settings.db, namespace=settings.db_namespace)
+        await getattr(postgres_database, step)(settings.db, namespace=settings.db_namespace)
 
     _database_call(settings, run)
+
+
+def _check_database(settings: Settings) -> None:
+    """Before start-up: the database answers and its schemas are current (else one line)."""
+    _database_step(settings, "check")
+
+
+def _database_settings(config: Path | None, db: str | None) -> Settings:
+    settings = _settings(config, db=db)
+    if settings.db is None:
+        err.print("[red]error:[/] no database: give --db postgresql://... (or CITYVISOR_DB)")
+        raise typer.Exit(2)
+    return settings
 
 
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOpt = None, db: DbOpt = None) -> None:
     """Create the PostgreSQL schemas, or migrate them to this version (safe to rerun)."""
-
-    settings = _settings(config, db=db)
-    if settings.db is None:
-        err.print("[red]error:[/] no database: give --db postgresql://... (or CITYVISOR_DB)")
-        raise typer.Exit(2)
-
-    async def run() -> None:
-        with requires_extra():
-            from cityvisor.store.postgres_database import upgrade
-        assert settings.db is not None
-        await upgrade(settings.db, namespace=settings.db_namespace)
-
-    _database_call(settings, run)
+    settings = _database_settings(config, db)
+    _database_step(settings, "upgrade")
     err.print(f"Database {_safe_url(settings.db)} is up to date")
 
 
 @db_app.command("check")
 def db_check(config: ConfigOpt = None, db: DbOpt = None) -> None:
     """Exit 0 if the PostgreSQL schemas are current, 2 with the reason otherwise."""
-    settings = _settings(config, db=db)
-    if settings.db is None:
-        err.print("[red]error:[/] no database: give --db postgresql://... (or CITYVISOR_DB)")
-        raise typer.Exit(2)
-    _check_database(settings)
+    settings = _database_settings(config, db)
+    _database_step(settings, "check")
     err.print(f"Database {_safe_url(settings.db)} is up to date")
 
 

@@ -63,7 +63,6 @@ class MapRequest:
         return self.flag or self.reference is not None
 
 
-NO_MAP = MapRequest()
 
 
 @dataclass(frozen=True)
@@ -195,5 +194,5 @@ class EntityMaps:
         return format_utc_micros(parse_utc(now) + timedelta(seconds=self.lifetime_s))
 
 
-__all__ = ["LOCAL", "MAP_ID_PREFIX", "NO_MAP", "EntityMap", "EntityMaps", "MapAnswer",
+__all__ = ["LOCAL", "MAP_ID_PREFIX", "EntityMap", "EntityMaps", "MapAnswer",
            "MapRequest", "map_id_of"]

@@ -35,7 +35,6 @@ class Coherence:
     def __init__(self, feed: ChangeFeed, broker: EntityBroker,
                  subscriptions: SubscriptionManager, contexts: ContextRegistry,
                  tokens: TokenStore | None) -> None:
-        self.feed = feed
         self.broker = broker
         self.subscriptions = subscriptions
         self.contexts = contexts

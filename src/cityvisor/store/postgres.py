@@ -65,7 +65,6 @@ from cityvisor.store.postgres_subscriptions import SubscriptionTables
 from cityvisor.store.postgres_temporal import WRITERS as TEMPORAL_WRITERS
 from cityvisor.store.postgres_temporal import TemporalTables, partition_months
 from cityvisor.store.rechecks import rechecked, scoped, selected
-from cityvisor.store.records import SIDE_RECORDS
 from cityvisor.store.sql_selection import order_columns, scope_selection_sql, type_selection_sql
 
 Writer = Callable[[asyncpg.Connection, str, list[Any]], Awaitable[None]]
@@ -420,7 +419,7 @@ class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, Leaders
         if not ops and not records:
             return self._pending(tenant)
         for record in records:
-            if type(record) not in SIDE_RECORDS or type(record) not in RECORD_WRITERS:
+            if type(record) not in RECORD_WRITERS:  # its keys are records.SIDE_RECORDS
                 raise TypeError(f"{type(record).__name__} is not a record this store persists")
         geo = [(_geo_values(op.old), _geo_values(op.new)) for op in ops]
         schema = await self._schema(tenant, create=True)

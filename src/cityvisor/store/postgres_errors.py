@@ -54,15 +54,6 @@ def unavailable(error: BaseException) -> StoreUnavailable:
                             f"{error}); retry in a few seconds")
 
 
-async def _translated(awaitable: Awaitable[Any]) -> Any:
-    try:
-        return await awaitable
-    except Exception as error:
-        if is_outage(error):
-            raise unavailable(error) from error
-        raise
-
-
 class _Translating:
     """An awaitable (the durable commit of ``stage``) whose outages become
     ``StoreUnavailable``; like the one it wraps, it may be left unawaited."""
@@ -84,7 +75,7 @@ class _Translating:
 def _wrap(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(method)
     async def call(*args: Any, **kwargs: Any) -> Any:
-        result = await _translated(method(*args, **kwargs))
+        result = await _Translating(method(*args, **kwargs))
         if inspect.isawaitable(result):  # stage(): the commit is awaited later
             return _Translating(result)
         return result

@@ -10,13 +10,10 @@ same for an ``orderBy`` (clause 4.23) on the entity columns.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
 
 from cityvisor.ngsild.ordering import Ordering
 from cityvisor.ngsild.scopequery import ScopeAll, ScopeAny, ScopeExpr, ScopeNode
 from cityvisor.ngsild.typequery import TypeAll, TypeAny, TypeName, TypeNode
-
-Leaf = TypeVar("Leaf", TypeName, ScopeExpr)
 
 
 def type_selection_sql(node: TypeNode, leaf: Callable[[TypeName], str]) -> str:
