@@ -15,7 +15,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cityvisor.api.entity_maps import map_headers, map_request
+from cityvisor.api.entity_maps import MAPPED, map_headers, map_request
 from cityvisor.api.http import (
     Call,
     bool_param,
@@ -80,7 +80,6 @@ def _shape(request: Request, call: Call) -> Shape:
 
 UNSUPPORTED_QUERY = ("entityMap", "expandValues", "collectValues")
 #: the endpoints that take an entity map (clauses 5.7.1.4, 5.7.2.4)
-MAPPED = ("entityMap",)
 NO_MAP_ANSWER = MapAnswer()
 
 

@@ -26,6 +26,9 @@ from cityvisor.broker.entity_maps import EntityMaps, MapAnswer, MapRequest
 
 BASE = "/ngsi-ld/v1"
 HEADER = "NGSILD-EntityMap"
+PARAMETER = "entityMap"
+#: the query parameters of the retrieve and query endpoints that ask for an entity map
+MAPPED = (PARAMETER,)
 
 
 def _maps(request: Request) -> EntityMaps:
@@ -35,7 +38,7 @@ def _maps(request: Request) -> EntityMaps:
 def map_request(request: Request) -> MapRequest:
     """The ``entityMap`` flag and the ``NGSILD-EntityMap`` header of a request."""
     reference = (request.headers.get(HEADER.lower()) or "").strip()
-    return MapRequest(flag=bool_param(request, "entityMap"), reference=reference or None)
+    return MapRequest(flag=bool_param(request, PARAMETER), reference=reference or None)
 
 
 def map_headers(answer: MapAnswer) -> dict[str, str]:

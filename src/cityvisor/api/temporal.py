@@ -12,7 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cityvisor.api.entity_maps import map_headers, map_request
+from cityvisor.api.entity_maps import MAPPED, map_headers, map_request
 from cityvisor.api.http import (
     Call,
     bool_param,
@@ -33,7 +33,6 @@ BASE = "/ngsi-ld/v1"
 UNSUPPORTED = ("scopeQ", "join", "joinLevel", "entityMap", "containedBy",
                "expandValues", "collectValues")
 #: the endpoints that take an entity map (clauses 5.7.3.4, 5.7.4.4)
-MAPPED = ("entityMap",)
 #: entity members that are not attributes: ``attrs`` naming only these selects nothing
 _CORE_MEMBERS = frozenset({"id", "type", "scope", "createdAt", "modifiedAt", "deletedAt"})
 
