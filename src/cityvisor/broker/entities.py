@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +36,7 @@ from cityvisor.broker.fragments import (
     retype,
     strip_nulls,
 )
+from cityvisor.broker.keyed_locks import KeyedLocks
 from cityvisor.broker.linked import linked_entities
 from cityvisor.broker.options import (
     CORE_MEMBERS,
@@ -172,6 +173,7 @@ class EntityBroker(Discovery):
         self.contexts = contexts
         self.clock = clock
         self._locks: dict[str | None, asyncio.Lock] = {}
+        self._entity_locks: KeyedLocks[tuple[str | None, str]] = KeyedLocks()
         #: per tenant, the first expiresAt of its entities (None: no transient entity)
         self._due: dict[str | None, str | None] = {}
         #: called with every batch of changes before it is staged; each returns side records
@@ -268,11 +270,22 @@ class EntityBroker(Discovery):
         await super()._require_tenant(tenant)
 
     @asynccontextmanager
-    async def _writing(self, tenant: str | None) -> AsyncIterator[list[Awaitable[None]]]:
+    async def _writing(self, tenant: str | None, entity_id: str | None = None
+                       ) -> AsyncIterator[list[Awaitable[None]]]:
         """Serialise read-modify-write per tenant; wait for durability after the lock is
-        released, so that concurrent writers share one commit."""
+        released, so that concurrent writers share one commit.
+
+        On a store that refuses stale writes itself (``Store.refuses_stale_writes``), an
+        operation on one entity (``entity_id``) locks only that entity: writers of other
+        entities go on at the same time (the store's optimistic check keeps every
+        read-modify-write correct; the lock only spares this process needless retries)."""
         staged: list[Awaitable[None]] = []
-        async with self.lock(tenant):
+        if entity_id is not None and self.store.refuses_stale_writes:
+            lock: AbstractAsyncContextManager[object] = self._entity_locks.hold(
+                (tenant, entity_id))
+        else:
+            lock = self.lock(tenant)
+        async with lock:
             await self._reap(tenant, staged)
             yield staged
         for durable in staged:
@@ -303,7 +316,7 @@ class EntityBroker(Discovery):
             raise InvalidRequest("Create Entity takes a JSON object")
         terms = await self.contexts.term_map(context)
         entity = expand_entity(body, terms, self.clock())
-        async with self._writing(tenant) as staged:
+        async with self._writing(tenant, entity["id"]) as staged:
             if await self.store.get(tenant, entity["id"]) is not None:
                 raise AlreadyExists(f"Entity {entity['id']} already exists")
             staged.append(await self._stage(tenant, [WriteOp(None, entity)]))
@@ -366,7 +379,7 @@ class EntityBroker(Discovery):
         fragment = dict(body) if isinstance(body, dict) else body
         if isinstance(fragment, dict):
             fragment["id"] = entity_id
-        async with self._writing(tenant) as staged:
+        async with self._writing(tenant, entity_id) as staged:
             old = await self._existing(tenant, entity_id)
             new = expand_entity(fragment, terms, self.clock(), require_id_type=False)
             new.setdefault("type", old["type"])
@@ -378,7 +391,7 @@ class EntityBroker(Discovery):
                            body: object) -> None:
         """5.6.17 Merge Entity (PATCH /entities/{id})."""
         terms = await self.contexts.term_map(context)
-        async with self._writing(tenant) as staged:
+        async with self._writing(tenant, entity_id) as staged:
             old = await self._existing(tenant, entity_id)
             new = self._merged(old, body, terms, self.clock())
             staged.append(await self._stage(tenant, [WriteOp(old, new)]))
@@ -388,7 +401,7 @@ class EntityBroker(Discovery):
                             context: Any = None, type_text: str | None = None) -> None:
         """5.6.6 Delete Entity (``type``: the entity must match this type selection)."""
         types = await self._type_selection(context, type_text)
-        async with self._writing(tenant) as staged:
+        async with self._writing(tenant, entity_id) as staged:
             old = await self._existing(tenant, entity_id, types)
             staged.append(await self._stage(tenant, [WriteOp(old, None)]))
 
@@ -447,7 +460,7 @@ class EntityBroker(Discovery):
                               body: object, no_overwrite: bool, allow_new: bool) -> UpdateResult:
         terms = await self.contexts.term_map(context)
         fragment = fragment_of(body, entity_id)
-        async with self._writing(tenant) as staged:
+        async with self._writing(tenant, entity_id) as staged:
             old = await self._existing(tenant, entity_id)
             new, result = appended(old, fragment, terms, self.clock(), no_overwrite, allow_new)
             if result.updated or new["type"] != old["type"]:
@@ -493,7 +506,7 @@ class EntityBroker(Discovery):
         elif body.get("datasetId") == NULL:
             raise BadRequestData("A datasetId cannot be deleted by the NGSI-LD Null "
                                  "(clause 5.5.8)")
-        async with self._writing(tenant) as staged:
+        async with self._writing(tenant, entity_id) as staged:
             old = await self._existing(tenant, entity_id, types)
             instances = old["attrs"].get(iri)
             dataset = fragment.get("datasetId") if replace else _dataset_of(body)
@@ -522,7 +535,7 @@ class EntityBroker(Discovery):
         terms = await self.contexts.term_map(context)
         iri = attribute_iri(terms, attribute, dataset_id)
         types = await self._type_selection(context, type_text)
-        async with self._writing(tenant) as staged:
+        async with self._writing(tenant, entity_id) as staged:
             old = await self._existing(tenant, entity_id, types)
             if attribute == "scope":
                 if "scope" not in old:

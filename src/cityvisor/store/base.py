@@ -188,6 +188,10 @@ class OutboxReader(ABC):
 class Store(ABC):
     """Async persistence port. ``tenant`` None is the default tenant."""
 
+    #: whether ``stage`` refuses stale writes (``StaleWrite``, module docstring): the broker
+    #: then lets writers of different entities of a tenant run at the same time
+    refuses_stale_writes: bool = False
+
     @abstractmethod
     async def get(self, tenant: str | None, entity_id: str) -> Entity | None: ...
 

@@ -28,10 +28,12 @@ other writers of the group commit).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -142,6 +144,56 @@ def _runs(ops: list[WriteOp]) -> list[tuple[str, list[WriteOp]]]:
     return runs
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """What the statements need of one op, computed before the op waits for the connection:
+    the JSON texts, the first expiry and the GeoProperty values (old and new)."""
+
+    entity_id: str
+    new_text: str | None
+    old_text: str | None
+    expiry: str | None
+    old_geo: list[tuple[str, str]]
+    new_geo: list[tuple[str, str]]
+
+    @classmethod
+    def of(cls, op: WriteOp) -> _Prepared:
+        """Raises BadRequestData for an unusable geometry, before anything is written."""
+        if op.new is None and op.old is None:
+            raise ValueError("A write op needs an old or a new entity")
+        return cls((op.new or op.old or {})["id"],
+                   orjson.dumps(op.new).decode() if op.new is not None else None,
+                   orjson.dumps(op.old).decode() if op.old is not None else None,
+                   entity_expiry(op.new) if op.new is not None else None,
+                   _geo_values(op.old), _geo_values(op.new))
+
+
+@dataclass(eq=False)
+class _ReadBatch:
+    """The entity reads of one turn of the event loop (``PostgresStore._committed_docs``)."""
+
+    done: asyncio.Future[dict[str, str]]
+    ids: set[str] = field(default_factory=set)
+
+
+@dataclass(eq=False)
+class _Part:
+    """One ``stage`` call, applied in a group transaction with the others of its turn."""
+
+    schema: str
+    ops: list[WriteOp]
+    prepared: dict[int, _Prepared]  # id(op) -> its statements' values
+    records: Sequence[object]
+
+
+def _note_staged(group: Any, part: _Part) -> None:
+    """Keep the entities the part staged (their JSON text, None if deleted) in the group, for
+    ``get_many``."""
+    for op in part.ops:
+        ready = part.prepared[id(op)]
+        group.staged[ready.entity_id] = ready.new_text
+
+
 @outages_as_unavailable
 class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, Leaders, TenantSchemas,
                     Store):
@@ -149,6 +201,8 @@ class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, Leaders
 
     Build it with ``postgres_database.open_postgres``; it uses the pool it is given (and
     closes it with itself when ``owns_pool``)."""
+
+    refuses_stale_writes = True
 
     def __init__(self, pool: asyncpg.Pool, namespace: str = "ngsild", *,
                  owns_pool: bool = False) -> None:
@@ -158,6 +212,8 @@ class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, Leaders
         self._written_counts: Counter[str] = Counter()
         #: (schema, entity id) -> until when a read of the entity locks it (``get_many``)
         self._contended: dict[tuple[str, str], float] = {}
+        #: schema -> the entity reads gathering in this turn of the event loop
+        self._reads: dict[str, _ReadBatch] = {}
 
     # ------------------------------------------------------------------ reads
 
@@ -171,10 +227,60 @@ class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, Leaders
         ids = list(dict.fromkeys(entity_ids))
         if self._contended and self._take_contended(schema, ids):
             return await self._get_for_update(tenant, schema, ids)
-        async with self._reading(tenant, True) as conn:
-            rows = await conn.fetch(f"SELECT id, doc FROM {schema}.entities WHERE id = ANY($1)",
-                                    ids)
-        return {row["id"]: load(row["doc"]) for row in rows}
+        found: dict[str, Entity] = {}
+        unstaged = self._staged_entities(tenant, ids, found)
+        if unstaged:
+            texts = await self._committed_docs(schema, unstaged)
+            found.update((entity_id, load(texts[entity_id]))
+                         for entity_id in unstaged if entity_id in texts)
+        return {entity_id: found[entity_id] for entity_id in ids if entity_id in found}
+
+    def _committed_docs(self, schema: str, ids: list[str]) -> asyncio.Future[dict[str, str]]:
+        """The committed documents (JSON text) of ``ids``: the reads asked for in one turn
+        of the event loop share one query (the writers of a turn each read their entity)."""
+        batch = self._reads.get(schema)
+        if batch is None:
+            batch = self._reads[schema] = _ReadBatch(asyncio.get_running_loop().create_future())
+            asyncio.get_running_loop().call_soon(self._spawn, self._read_batch(schema, batch))
+        batch.ids.update(ids)
+        return asyncio.shield(batch.done)
+
+    async def _read_batch(self, schema: str, batch: _ReadBatch) -> None:
+        if self._reads.get(schema) is batch:
+            del self._reads[schema]
+        try:
+            async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
+                rows = await conn.fetch(
+                    f"SELECT id, doc FROM {schema}.entities WHERE id = ANY($1)", list(batch.ids))
+        except BaseException as error:
+            batch.done.set_exception(error)
+            batch.done.exception()  # retrieved: callers that gave up log nothing
+            if not isinstance(error, Exception):
+                raise
+        else:
+            batch.done.set_result({row["id"]: row["doc"] for row in rows})
+
+    def _staged_entities(self, tenant: str | None, ids: list[str], found: dict[str, Entity]
+                         ) -> list[str]:
+        """Put in ``found`` the entities of ``ids`` that this process staged and has not seen
+        committed yet (in the open group, or the one committing); return the other ids, whose
+        committed state any connection reads (another process's changes of them are caught
+        at the write: ``StaleWrite``)."""
+        groups = [g for g in (self._groups.get(tenant), self._committing.get(tenant))
+                  if g is not None and g.staged]
+        if not groups:
+            return ids
+        unstaged = []
+        for entity_id in ids:
+            for group in groups:
+                if entity_id in group.staged:
+                    text = group.staged[entity_id]
+                    if text is not None:
+                        found[entity_id] = load(text)
+                    break
+            else:
+                unstaged.append(entity_id)
+        return unstaged
 
     def _take_contended(self, schema: str, ids: list[str]) -> bool:
         """Whether one of ``ids`` had a write refused lately (then forget it: one read for
@@ -413,41 +519,43 @@ class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, Leaders
 
     async def stage(self, tenant: str | None, ops: list[WriteOp],
                     records: Sequence[object] = ()) -> Awaitable[None]:
-        """Apply ops and records in the tenant's group transaction, under a savepoint (all or
-        nothing); the group commits on the next turn of the event loop."""
+        """Apply ops and records in the tenant's group transaction (all or nothing), with
+        those of the writers queued meanwhile; the group commits on the next turn of the
+        event loop."""
         check_tenant(tenant)
         if not ops and not records:
             return self._pending(tenant)
         for record in records:
             if type(record) not in RECORD_WRITERS:  # its keys are records.SIDE_RECORDS
                 raise TypeError(f"{type(record).__name__} is not a record this store persists")
-        geo = [(_geo_values(op.old), _geo_values(op.new)) for op in ops]
+        prepared = {id(op): _Prepared.of(op) for op in ops}
         schema = await self._schema(tenant, create=True)
         assert schema is not None
+        part = _Part(schema, ops, prepared, records)
         months = partition_months(records)
         for attempt in (1, 2):
             await self._ensure_partitions(schema, months, fresh=attempt == 2)
             try:
-                return await self._in_group(
-                    tenant, lambda conn: self._apply(conn, schema, ops, geo, records))
+                return await self._in_group_batched(tenant, part, self._apply, _note_staged)
             except asyncpg.CheckViolationError:
                 if attempt == 2 or not months:
                     raise  # not a partition dropped by another process
         raise AssertionError("unreachable")
 
-    async def _apply(self, conn: asyncpg.Connection, schema: str, ops: list[WriteOp],
-                     geo: list[tuple[list[tuple[str, str]], list[tuple[str, str]]]],
-                     records: Sequence[object]) -> None:
+    async def _apply(self, conn: asyncpg.Connection, parts: list[_Part]) -> None:
+        """The parts' ops and records (of one tenant), one statement per kind and table."""
+        schema = parts[0].schema
+        ops = [op for part in parts for op in part.ops]
+        prepared = {k: v for part in parts for k, v in part.prepared.items()}
         stats: Counter[tuple[str, str, str]] = Counter()
-        geo_of = {id(op): g for op, g in zip(ops, geo, strict=True)}
         try:
             for kind, run in _runs(ops):
                 if kind == "insert":
-                    await self._insert(conn, schema, run, geo_of, stats)
+                    await self._insert(conn, schema, run, prepared, stats)
                 elif kind == "update":
-                    await self._update(conn, schema, run, geo_of, stats)
+                    await self._update(conn, schema, run, prepared, stats)
                 else:
-                    await self._delete(conn, schema, run, stats)
+                    await self._delete(conn, schema, run, prepared, stats)
         except asyncpg.UniqueViolationError as error:
             raise StaleWrite(f"An entity of this batch already exists: {error}") from None
         except asyncpg.DeadlockDetectedError as error:  # two processes' groups crossed
@@ -456,69 +564,71 @@ class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, Leaders
             raise BadRequestData(f"The entity cannot be stored: {error}") from None
         changes = [(t, a, k, n) for (t, a, k), n in sorted(stats.items()) if n]
         if changes:
-            await conn.executemany(
+            await conn.execute(
                 f"INSERT INTO {schema}.attribute_counts (type, attr, kind, delta) "
-                "VALUES ($1, $2, $3, $4)", changes)
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])",
+                *(list(column) for column in zip(*changes, strict=True)))
             self._written_counts[schema] += len(changes)
             if self._written_counts[schema] > COMPACT_AFTER:
                 self._written_counts[schema] = 0
                 self._spawn(self._compact(schema))
         by_type: dict[type, list[Any]] = {}
-        for record in records:
-            by_type.setdefault(type(record), []).append(record)
+        for part in parts:
+            for record in part.records:
+                by_type.setdefault(type(record), []).append(record)
         for record_type, items in by_type.items():
             await RECORD_WRITERS[record_type](conn, schema, items)
 
     async def _insert(self, conn: asyncpg.Connection, schema: str, run: list[WriteOp],
-                      geo_of: dict[int, Any], stats: Counter[tuple[str, str, str]]) -> None:
-        docs = [op.new for op in run if op.new is not None]
-        rows = await conn.fetch(_INSERT.format(s=schema),
-                                [orjson.dumps(d).decode() for d in docs],
-                                [entity_expiry(d) for d in docs])
+                      prepared: dict[int, _Prepared], stats: Counter[tuple[str, str, str]]
+                      ) -> None:
+        ready = [prepared[id(op)] for op in run]
+        rows = await conn.fetch(_INSERT.format(s=schema), [p.new_text for p in ready],
+                                [p.expiry for p in ready])
         seqs = {row["id"]: row["seq"] for row in rows}
         geo_rows = []
-        for op in run:
+        for op, ready_op in zip(run, ready, strict=True):
             assert op.new is not None
             stats_delta(stats, None, op.new)
-            geo_rows += [(seqs[op.new["id"]], attr, value) for attr, value in geo_of[id(op)][1]]
+            geo_rows += [(seqs[op.new["id"]], attr, value) for attr, value in ready_op.new_geo]
         await self._write_geo(conn, schema, [], geo_rows)
 
     async def _update(self, conn: asyncpg.Connection, schema: str, run: list[WriteOp],
-                      geo_of: dict[int, Any], stats: Counter[tuple[str, str, str]]) -> None:
-        docs = [op.new for op in run if op.new is not None]
-        rows = await conn.fetch(_UPDATE.format(s=schema), [d["id"] for d in docs],
-                                [orjson.dumps(d).decode() for d in docs],
-                                [entity_expiry(d) for d in docs],
-                                [orjson.dumps(op.old).decode() for op in run])
+                      prepared: dict[int, _Prepared], stats: Counter[tuple[str, str, str]]
+                      ) -> None:
+        ready = [prepared[id(op)] for op in run]
+        rows = await conn.fetch(_UPDATE.format(s=schema), [p.entity_id for p in ready],
+                                [p.new_text for p in ready], [p.expiry for p in ready],
+                                [p.old_text for p in ready])
         seqs = {row["id"]: row["seq"] for row in rows}
         moved: list[int] = []
         geo_rows = []
-        for op in run:
-            assert op.new is not None
-            seq = seqs.get(op.new["id"])
+        for op, ready_op in zip(run, ready, strict=True):
+            seq = seqs.get(ready_op.entity_id)
             if seq is None:
-                self._refused(schema, [op.new["id"]])
-                raise StaleWrite(f"Entity {op.new['id']} changed since it was read (or it is "
-                                 "gone): it is not updated")
+                self._refused(schema, [ready_op.entity_id])
+                raise StaleWrite(f"Entity {ready_op.entity_id} changed since it was read (or "
+                                 "it is gone): it is not updated")
             stats_delta(stats, op.old, op.new)
-            old_geo, new_geo = geo_of[id(op)]
-            if old_geo != new_geo:
+            if ready_op.old_geo != ready_op.new_geo:
                 moved.append(seq)
-                geo_rows += [(seq, attr, value) for attr, value in new_geo]
+                geo_rows += [(seq, attr, value) for attr, value in ready_op.new_geo]
         await self._write_geo(conn, schema, moved, geo_rows)
 
     async def _delete(self, conn: asyncpg.Connection, schema: str, run: list[WriteOp],
-                      stats: Counter[tuple[str, str, str]]) -> None:
-        olds = {op.old["id"]: op.old for op in run if op.old is not None}
+                      prepared: dict[int, _Prepared], stats: Counter[tuple[str, str, str]]
+                      ) -> None:
+        olds = {op.old["id"]: (op.old, prepared[id(op)].old_text)
+                for op in run if op.old is not None}
         rows = await conn.fetch(_DELETE.format(s=schema), list(olds),
-                                [orjson.dumps(old).decode() for old in olds.values()])
+                                [text for _, text in olds.values()])
         if len(rows) < len(olds):
             gone = sorted(set(olds) - {row["id"] for row in rows})
             self._refused(schema, gone)
             raise StaleWrite(f"Entity {gone[0]} changed since it was read (or it is gone): "
                              "it is not deleted")
         for row in rows:
-            stats_delta(stats, olds[row["id"]], None)
+            stats_delta(stats, olds[row["id"]][0], None)
         await self._write_geo(conn, schema, [row["seq"] for row in rows], [])
 
     @staticmethod

@@ -7,13 +7,21 @@ and created with every migration step on the tenant's first write.
 
 Writes are group commits (``Store.stage``): the first writer of a tenant opens a transaction
 on a connection of its own; every writer until the commit applies its changes in that
-transaction, under a savepoint (all or nothing per writer), and gets the same commit. The
-commit starts on the turn of the event loop after a writer first awaits its durability (so
-the writers of that turn share it), or ``COMMIT_AFTER_S`` after the transaction opened if none
-does; until then no other connection sees the changes (the outbox readers included). Reads that must see staged changes run on the
-open transaction's connection; the others on any pooled connection (committed data). Each
-writer's work runs in a task of its own, so that a cancelled caller never leaves the shared
-transaction half-written.
+transaction, all or nothing per writer, and gets the same commit. The commit starts on the
+turn of the event loop after a writer first awaits its durability (so the writers of that
+turn share it), or ``COMMIT_AFTER_S`` after the transaction opened if none does; until then no
+other connection sees the changes (the outbox readers included).
+
+Writers that arrive while the transaction's connection is busy queue their parts; the next
+turn applies every queued part together (``_in_group_batched``: one statement per table for
+all of them, under one savepoint). If that fails (one part is stale or refused), the batch
+is rolled back to its savepoint and each part is applied alone under a savepoint of its own,
+so that only the failing writer fails. Each group keeps the entities its parts staged
+(``_Group.staged``) so that reads of them need not wait for the connection.
+
+Reads that must see staged changes run on the open transaction's connection; the others on
+any pooled connection (committed data). The work runs in tasks of its own, so that a
+cancelled caller never leaves the shared transaction half-written.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 from asyncpg.transaction import Transaction
@@ -34,6 +42,7 @@ from cityvisor.store.postgres_errors import ACQUIRE_TIMEOUT_S, is_outage, unavai
 from cityvisor.store.postgres_migrations import create_tenant_schema, quote
 
 T = TypeVar("T")
+P = TypeVar("P")
 LOG = logging.getLogger(__name__)
 
 #: a group nobody awaits commits this long after it opened (callers normally await at once)
@@ -61,6 +70,25 @@ class _Group:
     broken: bool = False  # its connection failed: the group is rolled back, never committed
     scheduled: bool = False
     after_commit: list[Callable[[], None]] = field(default_factory=list)
+    #: parts waiting for the connection (``_in_group_batched``), and whether a task drains them
+    queue: list[_Queued[Any]] = field(default_factory=list)
+    draining: bool = False
+    #: what the applied parts staged, for reads (key -> value; the backend decides)
+    staged: dict[Any, Any] = field(default_factory=dict)
+
+
+class _Reopen(Exception):
+    """The group committed before the part was applied: it joins the next group."""
+
+
+@dataclass(eq=False)
+class _Queued(Generic[P]):
+    """A writer's part waiting in a group's queue, and how it is applied."""
+
+    part: P
+    apply: Callable[[asyncpg.Connection, list[P]], Awaitable[None]]
+    applied: Callable[[_Group, P], None]
+    result: asyncio.Future[Awaitable[None]]
 
 
 class TenantSchemas:
@@ -168,6 +196,105 @@ class TenantSchemas:
                     raise
                 return self._durable(tenant, group)
 
+    async def _in_group_batched(
+            self, tenant: str | None, part: P,
+            apply: Callable[[asyncpg.Connection, list[P]], Awaitable[None]],
+            applied: Callable[[_Group, P], None]) -> Awaitable[None]:
+        """Apply ``part`` in the tenant's group transaction, with the parts of the writers
+        queued meanwhile (``apply(conn, parts)``: all of them, or raise); ``applied(group,
+        part)`` is told of each part applied. The awaitable completes when the group commits.
+        A part that fails raises its own error; the others are applied without it."""
+        loop = asyncio.get_running_loop()
+        while True:
+            group = self._groups.get(tenant)
+            if group is None:
+                group = self._groups[tenant] = _Group(asyncio.Lock(), loop.create_future())
+            queued = _Queued(part, apply, applied, loop.create_future())
+            group.queue.append(queued)
+            if not group.draining:
+                group.draining = True
+                self._spawn(self._drain(tenant, group))
+            try:
+                return await asyncio.shield(queued.result)
+            except _Reopen:
+                continue
+
+    async def _drain(self, tenant: str | None, group: _Group) -> None:
+        """Apply the group's queued parts, one batch per hold of the connection's lock (a
+        commit waiting for the lock goes between two batches: the parts queued meanwhile
+        join the next group)."""
+        try:
+            while group.queue:
+                async with group.lock:
+                    batch, group.queue = group.queue, []
+                    if group.closed:
+                        _settle(batch, _Reopen())
+                        continue
+                    if group.conn is None:
+                        try:
+                            await self._open(tenant, group)
+                        except BaseException as error:
+                            _settle(batch, error)
+                            continue
+                    await self._apply_batch(tenant, group, batch)
+        finally:
+            group.draining = False
+            if group.queue:  # left by an error above: never strand a writer
+                batch, group.queue = group.queue, []
+                _settle(batch, _Reopen())
+
+    async def _apply_batch(self, tenant: str | None, group: _Group,
+                           batch: list[_Queued[Any]]) -> None:
+        """All parts of ``batch`` under one savepoint; if that fails, each under its own."""
+        assert group.conn is not None
+        conn = group.conn
+        if len(batch) > 1 and all(q.apply == batch[0].apply for q in batch):
+            savepoint = conn.transaction()
+            try:
+                await savepoint.start()
+                try:
+                    await batch[0].apply(conn, [q.part for q in batch])
+                except Exception:
+                    await savepoint.rollback()  # one part failed: each goes alone below
+                else:
+                    await savepoint.commit()
+                    for queued in batch:
+                        queued.applied(group, queued.part)
+                    _settle(batch, self._durable(tenant, group))
+                    return
+            except BaseException as error:  # the connection is gone or stuck
+                await self._break(tenant, group, error)
+                _settle(batch, error)
+                return
+        for queued in batch:
+            if group.broken:
+                _settle([queued], _Reopen())
+                continue
+            savepoint = conn.transaction()
+            try:
+                await savepoint.start()
+            except BaseException as error:
+                await self._break(tenant, group, error)
+                _settle([queued], error)
+                continue
+            try:
+                await queued.apply(conn, [queued.part])
+            except BaseException as error:
+                try:
+                    await savepoint.rollback()
+                except BaseException:
+                    await self._break(tenant, group, error)
+                _settle([queued], error)
+                continue
+            try:
+                await savepoint.commit()
+            except BaseException as error:
+                await self._break(tenant, group, error)
+                _settle([queued], error)
+                continue
+            queued.applied(group, queued.part)
+            _settle([queued], self._durable(tenant, group))
+
     async def _break(self, tenant: str | None, group: _Group, error: BaseException) -> None:
         """The group's connection failed (the database went away): every writer of the group
         fails with ``error``, the connection is dropped, the next writer opens a new group."""
@@ -269,6 +396,19 @@ class TenantSchemas:
                 await asyncio.gather(self._durable(tenant, group), return_exceptions=True)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _settle(batch: list[_Queued[Any]], outcome: BaseException | Awaitable[None]) -> None:
+    """Give each queued writer its outcome: its error, or the awaitable of the group's
+    commit."""
+    for queued in batch:
+        if queued.result.done():
+            continue
+        if isinstance(outcome, BaseException):
+            queued.result.set_exception(outcome)
+            queued.result.exception()  # retrieved: a cancelled writer's logs nothing
+        else:
+            queued.result.set_result(outcome)
 
 
 class _Durable:

@@ -12,6 +12,8 @@ periodic job one right after the other.
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 import asyncpg
 
 from cityvisor.store.postgres_connections import TenantSchemas
@@ -42,10 +44,14 @@ class Leaders(TenantSchemas):
         return taken
 
     async def _drop_leadership(self) -> None:
-        """Give up every job (the locks go with the connection, which the pool resets)."""
+        """Give up every job (their locks are unlocked before the connection goes back to
+        the pool, which keeps sessions as they are; a connection that fails is dropped,
+        and the server unlocks with it)."""
         conn, self._leader_conn, self._leading = self._leader_conn, None, frozenset()
         if conn is not None:
             try:
+                await conn.execute("SELECT pg_advisory_unlock_all()")
                 await self.pool.release(conn)
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                conn.terminate()
+                with suppress(asyncpg.InterfaceError):  # the pool took a closed one back
+                    conn.terminate()
