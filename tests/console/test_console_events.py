@@ -1,19 +1,25 @@
-"""Live events: the hub costs nothing until a console listens, then reports each change."""
+"""Live events: the hub costs nothing until a console listens, then reports each committed
+change (once, and never one that was refused or failed to commit)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from pathlib import Path
 
 import pytest
 from console_seed import ALERTS, LIGHTS, alert, streetlights
+from support.backends import BACKENDS, services_on
 
 from cityvisor.config import Settings
 from cityvisor.console import layers
 from cityvisor.console.events import EventHub
 from cityvisor.services import Services
+from cityvisor.store.base import StaleWrite, WriteOp
 
 pytestmark = pytest.mark.anyio
+
+LAMP = "urn:ngsi-ld:Streetlight:test:1"
 
 
 async def _constant(value: bool) -> bool:
@@ -27,10 +33,12 @@ async def test_changes_reach_listeners_of_the_tenant_only(tmp_path: Path) -> Non
         hub = EventHub(services)
         before = list(services.broker.listeners)
         await services.broker.batch_upsert("nimes", [LIGHTS], streetlights())
-        assert services.broker.listeners == before  # nobody listens: no listener installed
+        assert not services.broker.observers  # nobody listens: nothing installed
         listener = hub.subscribe("nimes")
         other = hub.subscribe("ales")
-        assert hub.on_change in services.broker.listeners
+        # the hub observes committed batches; it is no listener (those see staged batches)
+        assert services.broker.observers == [hub.on_committed]
+        assert services.broker.listeners == before
         await services.broker.update_attribute(
             "nimes", [LIGHTS], "urn:ngsi-ld:Streetlight:test:1", "status",
             {"type": "Property", "value": "columnIssue"})
@@ -153,3 +161,81 @@ async def test_a_failing_shelving_sweep_is_logged_counted_and_spares_the_others(
         assert "broken" in record.getMessage() and record.exc_info is not None
     finally:
         await services.close()
+
+
+@pytest.fixture(params=BACKENDS)
+async def services(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Services]:
+    settings = Settings(data_dir=tmp_path, auth=False, allow_context_fetch=False)
+    async with services_on(request.param, settings, start=True) as built:
+        await built.broker.batch_upsert("nimes", [LIGHTS], streetlights())
+        yield built
+
+
+async def _set_status(services: Services, status: str) -> None:
+    await services.broker.update_attribute("nimes", [LIGHTS], LAMP, "status",
+                                           {"type": "Property", "value": status})
+
+
+async def _quiet(queue: asyncio.Queue[list[dict[str, object]] | None]) -> bool:
+    """Whether nothing more reaches ``queue`` within a few loop turns and a short while."""
+    await asyncio.sleep(0.05)
+    return queue.empty()
+
+
+async def test_a_refused_batch_retried_reaches_the_console_once(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    hub = EventHub(services)
+    listener = hub.subscribe("nimes")
+    store = services.broker.store
+    real_stage = store.stage
+    refused: list[str | None] = []
+
+    async def stage_refused_once(tenant: str | None, ops: list[WriteOp],
+                                 records: Sequence[object] = ()) -> Awaitable[None]:
+        if ops and not refused:  # another worker changed the lamp meanwhile: nothing written
+            refused.append(tenant)
+            raise StaleWrite("Entity changed since it was read")
+        return await real_stage(tenant, ops, records)
+
+    monkeypatch.setattr(store, "stage", stage_refused_once)
+    await _set_status(services, "columnIssue")
+    assert refused == ["nimes"]  # the operation ran twice
+    (event,) = await asyncio.wait_for(listener.queue.get(), 5)
+    assert event["id"] == LAMP and event["state"] == "faulty"
+    assert await _quiet(listener.queue)  # the refused run showed nothing
+    hub.unsubscribe(listener)
+
+
+async def test_a_batch_whose_commit_fails_reaches_no_console(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    hub = EventHub(services)
+    listener = hub.subscribe("nimes")
+    kind = layers.KINDS["streetlights"]
+    await hub.cache.get("nimes", kind)  # the live layer, patched by committed changes only
+    store = services.broker.store
+    real_stage = store.stage
+
+    async def stage_failing_commit(tenant: str | None, ops: list[WriteOp],
+                                   records: Sequence[object] = ()) -> Awaitable[None]:
+        durable = await real_stage(tenant, ops, records)
+        if not ops:
+            return durable
+
+        async def commit() -> None:
+            await durable
+            raise OSError("disk I/O error")  # the store's contract: the awaitable raises
+
+        return commit()
+
+    monkeypatch.setattr(store, "stage", stage_failing_commit)
+    with pytest.raises(OSError, match="disk"):
+        await _set_status(services, "columnIssue")
+    assert await _quiet(listener.queue)
+    states = dict(zip(*(hub.cache.layers["nimes", kind.name].data()[column]
+                        for column in ("ids", "state")), strict=True))
+    assert states[LAMP] == "on"  # the layer was not patched either
+    monkeypatch.undo()
+    await _set_status(services, "brokenLantern")  # the next committed change is shown
+    (event,) = await asyncio.wait_for(listener.queue.get(), 5)
+    assert event["id"] == LAMP and event["state"] == "faulty"
+    hub.unsubscribe(listener)

@@ -11,6 +11,8 @@ operation runs again on fresh data (``broker.retries``). Results are compacted f
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -84,8 +86,10 @@ from cityvisor.store.records import AttributeHistoryDeleted
 
 #: ``await listener(tenant, ops)`` -> records to stage with the ops (see ``Store.stage``)
 ChangeListener = Callable[[str | None, list[WriteOp]], Awaitable[Sequence[object]]]
-#: ``await observer(change)``: a batch another worker committed, or a ``Resync``
+#: ``await observer(change)``: a committed batch (of this worker or another), or a ``Resync``
 ChangeObserver = Callable[[EntitiesChanged | Resync], Awaitable[None]]
+
+log = logging.getLogger("cityvisor.broker.entities")
 
 MAX_LIMIT = 1000
 #: ``limit`` of an unbounded in-process query (``query_all``)
@@ -177,13 +181,22 @@ class EntityBroker(Discovery):
         #: per tenant, the first expiresAt of its entities (None: no transient entity)
         self._due: dict[str | None, str | None] = {}
         #: called with every batch of changes before it is staged; each returns side records
+        #: staged in the same transaction (temporal history, outbox rows). The batch may still
+        #: be refused (``StaleWrite``: the operation runs again, calling the listeners again)
+        #: or fail to commit, taking the records with it: what must see committed changes
+        #: only, once each (a view of the data), is an observer
         self.listeners: list[ChangeListener] = []
         #: given every batch once it is durable (the change feed to the other workers); None:
         #: one worker alone, and a write pays nothing for it
         self.on_commit: ChangeSink | None = None
-        #: told of the batches other workers commit (``observe``): views of the data such as
-        #: the console's live layers; never asked for records (that worker staged them)
+        #: told of every committed batch of the entities, whichever worker wrote it (this
+        #: broker's own once durable, before the write returns; the others' via ``observe``)
+        #: and of a ``Resync``: views of the data such as the console's live layers, never
+        #: asked for records. A refused batch or a failed commit tells nobody. One change at a
+        #: time, in order: an observer is quick and never writes through this broker; one that
+        #: fails is logged, never failing the write. With none, a write pays nothing for them.
         self.observers: list[ChangeObserver] = []
+        self._telling = asyncio.Lock()  # observers hear one change at a time
 
     def lock(self, tenant: str | None) -> asyncio.Lock:
         """The tenant's write lock: hold it for any read-modify-write of the tenant's data
@@ -201,17 +214,37 @@ class EntityBroker(Discovery):
             records.extend(await listener(tenant, ops))
         self._note_expiry(tenant, ops)
         durable = await self.store.stage(tenant, ops, records)
-        if self.on_commit is None or not ops:
+        if not ops or (self.on_commit is None and not self.observers):
             return durable
         return self._committed(durable, tenant, ops)
 
     async def _committed(self, durable: Awaitable[None], tenant: str | None,
                          ops: list[WriteOp]) -> None:
-        """Wait for the batch to be durable, then hand it to ``on_commit`` (a failed commit
-        is no change: nothing is told)."""
+        """Wait for the batch to be durable, then hand it to ``on_commit`` and tell the
+        observers (a failed commit is no change: it raises to the writer and nothing is
+        told). The batch is durable by then: neither can fail the write."""
         await durable
-        assert self.on_commit is not None
-        self.on_commit(EntitiesChanged(tenant, tuple(ops)))
+        change = EntitiesChanged(tenant, tuple(ops))
+        if self.on_commit is not None:
+            try:
+                self.on_commit(change)
+            except Exception:
+                log.exception("handing a committed batch of tenant %s to the change feed "
+                              "failed", tenant or "(default)")
+        await self._tell(change)
+
+    async def _tell(self, change: EntitiesChanged | Resync) -> None:
+        """Tell the observers of a change, one change at a time (a view never sees an older
+        state after a newer one); one that fails is logged, the others are still told."""
+        if not self.observers:
+            return
+        async with self._telling:
+            for observer in list(self.observers):
+                try:
+                    await observer(change)
+                except Exception:
+                    log.exception("an observer of the entity changes failed on %s",
+                                  type(change).__name__)
 
     def _note_expiry(self, tenant: str | None, ops: Sequence[WriteOp]) -> None:
         """Keep the tenant's first expiresAt (if known) in step with changed entities."""
@@ -225,13 +258,12 @@ class EntityBroker(Discovery):
     async def observe(self, change: EntitiesChanged | Resync) -> None:
         """A batch another worker committed (the change feed), or a ``Resync``: keep what
         this broker knows of the tenant (its first expiry, clause 4.22) in step, then tell
-        the observers."""
+        the observers, as of this broker's own batches (one that fails is logged)."""
         if isinstance(change, Resync):
             self._due.clear()
         else:
             self._note_expiry(change.tenant, change.ops)
-        for observer in list(self.observers):
-            await observer(change)
+        await self._tell(change)
 
     async def _due_time(self, tenant: str | None) -> str | None:
         if tenant not in self._due:
@@ -273,7 +305,9 @@ class EntityBroker(Discovery):
     async def _writing(self, tenant: str | None, entity_id: str | None = None
                        ) -> AsyncIterator[list[Awaitable[None]]]:
         """Serialise read-modify-write per tenant; wait for durability after the lock is
-        released, so that concurrent writers share one commit.
+        released, so that concurrent writers share one commit. The reaping and the operation
+        may commit apart: each is awaited (a durable batch is told to the observers even when
+        the other failed), then the first failure is raised.
 
         On a store that refuses stale writes itself (``Store.refuses_stale_writes``), an
         operation on one entity (``entity_id``) locks only that entity: writers of other
@@ -288,8 +322,19 @@ class EntityBroker(Discovery):
         async with lock:
             await self._reap(tenant, staged)
             yield staged
-        for durable in staged:
-            await durable
+        failed: Exception | None = None
+        try:
+            for durable in staged:
+                try:
+                    await durable
+                except Exception as error:
+                    failed = failed or error
+        finally:
+            for durable in staged:
+                if inspect.iscoroutine(durable):
+                    durable.close()  # left unawaited by a cancelled writer: no warning
+        if failed is not None:
+            raise failed
 
     async def _existing(self, tenant: str | None, entity_id: str,
                         types: typequery.TypeNode | None = None) -> Entity:

@@ -1,10 +1,13 @@
-"""Live updates for the console: server-sent events fed by the broker's change listeners.
+"""Live updates for the console: server-sent events fed by the broker's committed changes.
 
-The hub registers itself as an ``EntityBroker`` listener the first time a console connects
-(before that, writes pay nothing); with nobody listening, its listener returns at once. A
-listener runs while the change is staged (later reads already see it), and the hub publishes
-on the next loop turn. Each connection has a bounded queue (in writes and in changes): a console
-that cannot keep up gets a ``resync`` event (reload the layers) instead of unbounded memory.
+The hub registers itself as an ``EntityBroker`` observer the first time a console connects
+(before that, writes pay nothing); with nobody watching a tenant, it returns at once. The
+broker tells it of every committed batch (this worker's once durable, before the write
+returns; the other workers' from the change feed), so a console never shows a change that
+was refused (and retried) or failed to commit. The hub patches the live layers at once and
+publishes on the next loop turn. Each connection has a bounded queue (in writes and in changes):
+a console that cannot keep up gets a ``resync`` event (reload the layers) instead of unbounded
+memory.
 
 One SSE message carries a JSON array of the changes of one or more writes::
 
@@ -87,8 +90,7 @@ class EventHub:
 
     def subscribe(self, tenant: str | None) -> Listener:
         if not self._installed:
-            self.services.broker.listeners.append(self.on_change)
-            self.services.broker.observers.append(self.on_remote)
+            self.services.broker.observers.append(self.on_committed)
             self._installed = True
         listener = Listener(tenant)
         self.listeners.add(listener)
@@ -107,21 +109,12 @@ class EventHub:
             self._sweeper.cancel()
             self._sweeper = None
 
-    async def on_change(self, tenant: str | None, ops: list[WriteOp]) -> Sequence[object]:
-        """The broker listener: never stages records, only publishes."""
-        if tenant not in self.cache.watched:  # the tenants of the listeners, kept in step
-            return ()
-        events = await self.describe(ops)
-        if events:
-            self.cache.apply(tenant, events)
-            asyncio.get_running_loop().call_soon(self.publish, tenant, events)
-        return ()
-
-    async def on_remote(self, change: EntitiesChanged | Resync) -> None:
-        """The broker observer: a batch another worker committed is shown as a local one;
-        after a ``Resync`` (changes may have been lost) every console reloads its layers."""
+    async def on_committed(self, change: EntitiesChanged | Resync) -> None:
+        """The broker observer: a committed batch (whichever worker wrote it) patches the
+        layers and reaches the consoles of its tenant; after a ``Resync`` (changes may have
+        been lost) every console reloads its layers."""
         if isinstance(change, EntitiesChanged):
-            await self.on_change(change.tenant, list(change.ops))
+            await self.show(change.tenant, change.ops)
             return
         for tenant in list(self.cache.watched):
             self.cache.drop(tenant)
@@ -130,7 +123,16 @@ class EventHub:
             with contextlib.suppress(asyncio.QueueFull):
                 listener.queue.put_nowait([])  # wakes a stream waiting for changes
 
-    async def describe(self, ops: list[WriteOp]) -> list[dict[str, Any]]:
+    async def show(self, tenant: str | None, ops: Sequence[WriteOp]) -> None:
+        """Patch the live layers with committed changes and publish them to the consoles."""
+        if tenant not in self.cache.watched:  # the tenants of the listeners, kept in step
+            return
+        events = await self.describe(ops)
+        if events:
+            self.cache.apply(tenant, events)
+            asyncio.get_running_loop().call_soon(self.publish, tenant, events)
+
+    async def describe(self, ops: Sequence[WriteOp]) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
         for op in ops:
             entity = op.new or op.old

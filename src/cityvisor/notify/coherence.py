@@ -5,8 +5,9 @@ Going out: the entity broker, the subscription manager, the @context registry an
 store hand each committed change to ``feed.publish``, after the commit (only when the feed is
 remote: one worker alone pays nothing). Coming in:
 
-- a batch of entity changes goes to ``EntityBroker.observe`` (the console's live layers and
-  streams show it as a local change; the broker notes transient entities);
+- a batch of entity changes goes to ``EntityBroker.observe``: its observers (the console's
+  live layers and streams) hear it as they hear this worker's own committed batches, and the
+  broker notes transient entities;
 - a subscription change reloads that tenant's subscriptions from the store;
 - an @context change drops the memoised term maps; a token change the cached verifications;
 - a ``Resync`` does all of that for every tenant, and every console reloads its layers.
