@@ -75,6 +75,8 @@ class _Group:
     draining: bool = False
     #: what the applied parts staged, for reads (key -> value; the backend decides)
     staged: dict[Any, Any] = field(default_factory=dict)
+    #: whether the transaction holds work yet (a batch then needs a savepoint of its own)
+    used: bool = False
 
 
 class _Reopen(Exception):
@@ -175,6 +177,7 @@ class TenantSchemas:
                 if group.conn is None:
                     await self._open(tenant, group)
                 assert group.conn is not None
+                group.used = True
                 savepoint = group.conn.transaction()
                 try:
                     await savepoint.start()
@@ -245,10 +248,37 @@ class TenantSchemas:
 
     async def _apply_batch(self, tenant: str | None, group: _Group,
                            batch: list[_Queued[Any]]) -> None:
-        """All parts of ``batch`` under one savepoint; if that fails, each under its own."""
+        """All parts of ``batch`` at once; if that fails, each alone under a savepoint.
+
+        In a transaction that holds nothing yet, the batch needs no savepoint of its own (two
+        round trips saved, the common case under load: one batch per commit): if it fails,
+        the transaction is rolled back and begun again."""
         assert group.conn is not None
         conn = group.conn
-        if len(batch) > 1 and all(q.apply == batch[0].apply for q in batch):
+        together = all(q.apply == batch[0].apply for q in batch)
+        if together and not group.used:
+            try:
+                await batch[0].apply(conn, [q.part for q in batch])
+            except Exception as error:
+                try:
+                    assert group.transaction is not None
+                    await group.transaction.rollback()
+                    group.transaction = conn.transaction()
+                    await group.transaction.start()
+                except BaseException as lost:  # the connection is gone or stuck
+                    await self._break(tenant, group, lost)
+                    _settle(batch, error)
+                    return
+                if len(batch) == 1:
+                    _settle(batch, error)
+                    return
+            else:
+                group.used = True
+                for queued in batch:
+                    queued.applied(group, queued.part)
+                _settle(batch, self._durable(tenant, group))
+                return
+        elif len(batch) > 1 and together:
             savepoint = conn.transaction()
             try:
                 await savepoint.start()
@@ -266,6 +296,7 @@ class TenantSchemas:
                 await self._break(tenant, group, error)
                 _settle(batch, error)
                 return
+        group.used = True
         for queued in batch:
             if group.broken:
                 _settle([queued], _Reopen())

@@ -163,6 +163,12 @@ CREATE INDEX outbox_unclaimed ON {schema}.outbox (id)
   WHERE next_attempt_at = 0 AND claimed_until IS NULL;
 CREATE INDEX outbox_claims ON {schema}.outbox (claimed_until) WHERE claimed_until IS NOT NULL;
 """),
+    (3, """
+-- room on every page of entities for the next version of its rows: an update that changes
+-- no indexed column (a new attribute value) stays on the page and touches no index (a HOT
+-- update); pages written before this step get the room when rewritten (VACUUM FULL)
+ALTER TABLE {schema}.entities SET (fillfactor = 70);
+"""),
 ]
 
 SYSTEM_VERSION = SYSTEM_STEPS[-1][0]

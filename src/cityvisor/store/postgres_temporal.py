@@ -29,8 +29,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
-from cityvisor.store.base import Buckets, EntityQuery, TimeFilter
+from cityvisor.store.base import Buckets, EntityQuery, StaleWrite, TimeFilter
 from cityvisor.store.postgres_connections import TenantSchemas
 from cityvisor.store.postgres_errors import ACQUIRE_TIMEOUT_S
 from cityvisor.store.postgres_q import Params, posix_pattern
@@ -107,26 +108,29 @@ async def write_instances(conn: asyncpg.Connection, schema: str,
     for r in records:
         first.setdefault(r.entity, r)
     ids = list(first)
-    # an entity without a row gets one (its instances can come before its EntityRecord)
-    rows = await conn.fetch(
+    # one statement: an entity without a row gets one (its instances can come before its
+    # EntityRecord); a data-modifying CTE's rows are not visible to the rest of the
+    # statement, hence the union of the rows made and those that were there
+    status = await conn.execute(
         f"WITH made AS (INSERT INTO {schema}.temporal_entities (id, types, created_at, "
         "modified_at) SELECT id, ARRAY[t], c, c FROM unnest($1::text[], $2::text[], $3::text[]) "
-        "AS u(id, t, c) ON CONFLICT (id) DO NOTHING RETURNING id, seq) "
-        f"SELECT id, seq FROM made UNION ALL SELECT id, seq FROM {schema}.temporal_entities "
-        "WHERE id = ANY($1)", ids, [first[i].entity_type for i in ids],
-        [first[i].created_at for i in ids])
-    seqs = {row["id"]: row["seq"] for row in rows}
-    await conn.execute(
+        "AS u(id, t, c) ON CONFLICT (id) DO NOTHING RETURNING id, seq), "
+        f"seqs AS (SELECT id, seq FROM made UNION ALL SELECT id, seq FROM {schema}."
+        "temporal_entities WHERE id = ANY($1)) "
         f"INSERT INTO {schema}.temporal_instances (entity, attr, dataset_id, observed_at, "
-        "created_at, modified_at, deleted_at, num, value) SELECT e, a, d, o, c, m, x, n, v FROM "
-        "unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], "
-        "$6::timestamptz[], $7::timestamptz[], $8::float8[], $9::text[]) WITH ORDINALITY "
-        "AS u(e, a, d, o, c, m, x, n, v, i) ORDER BY i",
-        [seqs[r.entity] for r in records], [r.attr for r in records],
+        "created_at, modified_at, deleted_at, num, value) SELECT s.seq, a, d, o, c, m, x, n, v "
+        "FROM unnest($4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], "
+        "$9::timestamptz[], $10::timestamptz[], $11::float8[], $12::text[]) WITH ORDINALITY "
+        "AS u(eid, a, d, o, c, m, x, n, v, i) JOIN seqs s ON s.id = u.eid ORDER BY u.i",
+        ids, [first[i].entity_type for i in ids], [first[i].created_at for i in ids],
+        [r.entity for r in records], [r.attr for r in records],
         [r.dataset_id for r in records], [to_time(r.observed_at) for r in records],
         [to_time(r.created_at) for r in records], [to_time(r.modified_at) for r in records],
         [None if r.deleted_at is None else to_time(r.deleted_at) for r in records],
         [r.num for r in records], [r.value for r in records])
+    if int(status.rsplit(" ", 1)[1]) != len(records):
+        # another process made the entity's row after this statement's snapshot was taken
+        raise StaleWrite("The history of an entity was begun by another writer meanwhile")
 
 
 async def write_entities(conn: asyncpg.Connection, schema: str,
@@ -136,20 +140,36 @@ async def write_entities(conn: asyncpg.Connection, schema: str,
     deleted = [(r.deleted_at, r.entity) for r in records if r.deleted_at is not None]
     # as in SQLite: the broker never stages the same entity deleted and re-created together
     if upserts:
-        await conn.executemany(
+        # one statement for the batch; an entity twice in it (several writers of a group
+        # commit) keeps its last record
+        await conn.execute(
             f"INSERT INTO {schema}.temporal_entities (id, types, created_at, modified_at) "
-            "VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET types = excluded.types, "
-            "modified_at = excluded.modified_at, deleted_at = NULL", upserts)
+            "SELECT DISTINCT ON (u.id) u.id, ARRAY(SELECT jsonb_array_elements_text(u.t::jsonb)), "
+            "u.c, u.m FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH "
+            "ORDINALITY AS u(id, t, c, m, n) ORDER BY u.id, u.n DESC "
+            "ON CONFLICT (id) DO UPDATE SET types = excluded.types, "
+            "modified_at = excluded.modified_at, deleted_at = NULL",
+            [u[0] for u in upserts], [orjson.dumps(u[1]).decode() for u in upserts],
+            [u[2] for u in upserts], [u[3] for u in upserts])
     if deleted:
-        await conn.executemany(
-            f"UPDATE {schema}.temporal_entities SET deleted_at = $1, modified_at = $1 "
-            "WHERE id = $2", deleted)
+        await _set_last(conn, "deleted_at = u.v, modified_at = u.v", schema,
+                        [(entity, at) for at, entity in deleted])
 
 
 async def _touch(conn: asyncpg.Connection, schema: str, records: list[EntityTouched]) -> None:
-    await conn.executemany(
-        f"UPDATE {schema}.temporal_entities SET modified_at = $1 WHERE id = $2",
-        [(r.modified_at, r.entity) for r in records])
+    await _set_last(conn, "modified_at = u.v", schema,
+                    [(r.entity, r.modified_at) for r in records])
+
+
+async def _set_last(conn: asyncpg.Connection, assignments: str, schema: str,
+                    values: list[tuple[str, str]]) -> None:
+    """``UPDATE temporal_entities SET <assignments>`` from (entity id, value ``u.v``) pairs,
+    one statement; the last pair of an entity wins."""
+    await conn.execute(
+        f"UPDATE {schema}.temporal_entities t SET {assignments} FROM (SELECT DISTINCT ON "
+        "(x.id) x.id, x.v FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(id, v, n) "
+        "ORDER BY x.id, x.n DESC) u WHERE t.id = u.id",
+        [v[0] for v in values], [v[1] for v in values])
 
 
 async def _delete_histories(conn: asyncpg.Connection, schema: str,
