@@ -50,7 +50,6 @@ from cityvisor.store.base import (
     AttributeStat,
     Entity,
     EntityQuery,
-    EntitySelector,
     QueryResult,
     StaleWrite,
     Store,
@@ -61,7 +60,7 @@ from cityvisor.store.postgres_entity_maps import WRITERS as ENTITY_MAP_WRITERS
 from cityvisor.store.postgres_entity_maps import EntityMapTables
 from cityvisor.store.postgres_errors import ACQUIRE_TIMEOUT_S, outages_as_unavailable
 from cityvisor.store.postgres_leaders import Leaders
-from cityvisor.store.postgres_q import Params, posix_pattern, q_sql
+from cityvisor.store.postgres_q import Params, posix_pattern, q_sql, selectors_sql
 from cityvisor.store.postgres_subscriptions import WRITERS as SUBSCRIPTION_WRITERS
 from cityvisor.store.postgres_subscriptions import SubscriptionTables
 from cityvisor.store.postgres_temporal import WRITERS as TEMPORAL_WRITERS
@@ -431,15 +430,10 @@ class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, Leaders
     def _where(self, schema: str, query: EntityQuery, p: Params, multi_typed: bool
                ) -> tuple[list[str], bool]:
         where: list[str] = []
-        exact = True
-        if query.selectors:
-            alternatives = []
-            for selector in query.selectors:
-                sql, selector_exact = self._selector_sql(selector, p, multi_typed)
-                alternatives.append(sql)
-                exact = exact and selector_exact
-            where.append(alternatives[0] if len(alternatives) == 1
-                         else "(" + " OR ".join(alternatives) + ")")
+        sql, exact = selectors_sql(query.selectors, p, "e",
+                                   lambda types: self._types_sql(types, p, multi_typed))
+        if sql is not None:
+            where.append(sql)
         if query.attrs:
             where.append(f"(e.doc -> 'attrs') ?| {p(sorted(query.attrs), 'text[]')}")
         if query.scope is not None:
@@ -453,28 +447,15 @@ class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, Leaders
         return where, exact
 
     @staticmethod
-    def _selector_sql(selector: EntitySelector, p: Params, multi_typed: bool
-                      ) -> tuple[str, bool]:
-        where: list[str] = []
-        exact = True
-        if selector.ids is not None:
-            where.append(f"e.id = ANY({p(list(selector.ids), 'text[]')})")
-        if selector.id_pattern is not None:
-            pattern = posix_pattern(selector.id_pattern, single_line=True)
-            if pattern is None:
-                exact = False  # checked in Python on the candidates
-            else:
-                where.append(f"e.id ~ {p(pattern, 'text')}")
-        if selector.types is not None:
-            simple = typequery.simple_types(selector.types)
-            if simple is not None and not multi_typed:
-                where.append(f"e.type = ANY({p(simple, 'text[]')})")
-            elif simple is not None:
-                where.append(f"e.types && {p(simple, 'text[]')}")
-            else:
-                where.append(type_selection_sql(
-                    selector.types, lambda name: f"e.types @> ARRAY[{p(name.iri, 'text')}]"))
-        return ("(" + " AND ".join(where) + ")" if where else "TRUE"), exact
+    def _types_sql(types: typequery.TypeNode, p: Params, multi_typed: bool) -> str:
+        """A type selection: the (type, seq) index of the first type when no entity of the
+        tenant has several, else the GIN index of every type."""
+        simple = typequery.simple_types(types)
+        if simple is not None and not multi_typed:
+            return f"e.type = ANY({p(simple, 'text[]')})"
+        if simple is not None:
+            return f"e.types && {p(simple, 'text[]')}"
+        return type_selection_sql(types, lambda name: f"e.types @> ARRAY[{p(name.iri, 'text')}]")
 
     @staticmethod
     def _scope_sql(query: EntityQuery, p: Params) -> str:

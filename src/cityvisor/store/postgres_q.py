@@ -19,7 +19,7 @@ regular expressions into PostgreSQL's (ARE).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,8 @@ from cityvisor.ngsild.query import (
     Range,
     ValueList,
 )
+from cityvisor.ngsild.typequery import TypeNode
+from cityvisor.store.base import EntitySelector
 
 
 @dataclass
@@ -128,6 +130,34 @@ def posix_pattern(pattern: str, *, single_line: bool) -> str | None:
             out.append(char)
         i += 1
     return "".join(out)
+
+
+def selectors_sql(selectors: Sequence[EntitySelector], p: Params, alias: str,
+                  types_sql: Callable[[TypeNode], str]) -> tuple[str | None, bool]:
+    """The OR of the entity selectors over the table ``alias`` (each the AND of its ids,
+    idPattern and type selection, ``types_sql`` rendering the latter), or None when there is
+    none; False when an idPattern has no exact translation: the SQL is then a wider prefilter
+    that the caller narrows in Python (``rechecks.selected``)."""
+    exact = True
+    alternatives: list[str] = []
+    for selector in selectors:
+        parts: list[str] = []
+        if selector.ids is not None:
+            parts.append(f"{alias}.id = ANY({p(list(selector.ids), 'text[]')})")
+        if selector.id_pattern is not None:
+            pattern = posix_pattern(selector.id_pattern, single_line=True)
+            if pattern is None:
+                exact = False
+            else:
+                parts.append(f"{alias}.id ~ {p(pattern, 'text')}")
+        if selector.types is not None:
+            parts.append(types_sql(selector.types))
+        alternatives.append("(" + " AND ".join(parts) + ")" if parts else "TRUE")
+    if not alternatives:
+        return None, exact
+    if len(alternatives) == 1:
+        return alternatives[0], exact
+    return "(" + " OR ".join(alternatives) + ")", exact
 
 
 def _class_end(pattern: str, start: int) -> int | None:

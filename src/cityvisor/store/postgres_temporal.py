@@ -34,7 +34,7 @@ import orjson
 from cityvisor.store.base import Buckets, EntityQuery, StaleWrite, TimeFilter
 from cityvisor.store.postgres_connections import TenantSchemas
 from cityvisor.store.postgres_errors import ACQUIRE_TIMEOUT_S
-from cityvisor.store.postgres_q import Params, posix_pattern
+from cityvisor.store.postgres_q import Params, selectors_sql
 from cityvisor.store.rechecks import selected
 from cityvisor.store.records import (
     AttributeAggregate,
@@ -328,28 +328,9 @@ class TemporalTables(TenantSchemas):
 
     @staticmethod
     def _selection_sql(schema: str, query: EntityQuery, p: Params) -> tuple[list[str], bool]:
-        where: list[str] = []
-        exact = True
-        alternatives: list[str] = []
-        for selector in query.selectors:
-            parts: list[str] = []
-            if selector.ids is not None:
-                parts.append(f"te.id = ANY({p(list(selector.ids), 'text[]')})")
-            if selector.id_pattern is not None:
-                pattern = posix_pattern(selector.id_pattern, single_line=True)
-                if pattern is None:
-                    exact = False
-                else:
-                    parts.append(f"te.id ~ {p(pattern, 'text')}")
-            if selector.types is not None:
-                parts.append(type_selection_sql(
-                    selector.types, lambda name: f"te.types @> ARRAY[{p(name.iri, 'text')}]"))
-            alternatives.append("(" + " AND ".join(parts) + ")" if parts else "TRUE")
-        if alternatives:
-            where.append(alternatives[0] if len(alternatives) == 1
-                         else "(" + " OR ".join(alternatives) + ")")
-        # an untranslated idPattern leaves its selector wider than it is: a prefilter that
-        # the caller narrows in Python (``rechecks.selected``)
+        sql, exact = selectors_sql(query.selectors, p, "te", lambda types: type_selection_sql(
+            types, lambda name: f"te.types @> ARRAY[{p(name.iri, 'text')}]"))
+        where = [] if sql is None else [sql]
         if query.attrs:
             where.append(f"EXISTS (SELECT 1 FROM {schema}.temporal_instances ti WHERE "
                          f"ti.entity = te.seq AND ti.attr = ANY({p(sorted(query.attrs), 'text[]')}))")
