@@ -17,9 +17,6 @@ is the signed-in principal, never a name sent in the body. Writes go through the
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -29,6 +26,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cityvisor.broker.keyed_locks import KeyedLocks
 from cityvisor.client import LocalContextClient
 from cityvisor.ngsild.build import date_time, prop
 from cityvisor.ngsild.context import sdm_context
@@ -74,35 +72,9 @@ ACTIONS = {a.name: a for a in [
     Action("close", frozenset(["resolved"]), "closed"),
 ]}
 
-class _AlertLocks:
-    """One asyncio.Lock per (tenant, alert id) while someone holds or awaits it: an entry is
-    dropped when its last user leaves, so ids sent by clients (even unknown ones) cannot make
-    the table grow without bound."""
-
-    def __init__(self) -> None:
-        self.entries: dict[tuple[str | None, str], tuple[asyncio.Lock, list[int]]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, tenant: str | None, alert_id: str) -> AsyncIterator[None]:
-        key = (tenant, alert_id)
-        entry = self.entries.get(key)
-        if entry is None:
-            entry = self.entries[key] = (asyncio.Lock(), [0])
-        lock, users = entry
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if users[0] == 0 and self.entries.get(key) is entry:
-                del self.entries[key]
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-
-_locks = _AlertLocks()
+#: one lock per (tenant, alert id) while someone holds or awaits it: ids sent by clients (even
+#: unknown ones) cannot make the table grow without bound
+_locks: KeyedLocks[tuple[str | None, str]] = KeyedLocks()
 
 
 def _clean_text(text: str) -> str:
@@ -296,7 +268,7 @@ async def apply_action(services: ConsoleServices, tenant: str | None, alert_id: 
     if action.needs_comment and not comment:
         raise BadRequestData(f"The action {action.name} needs a comment (why)")
     client = client_for(services, tenant)
-    async with _locks.hold(tenant, alert_id):
+    async with _locks.hold((tenant, alert_id)):
         entity = await client.get_entity(alert_id)
         if entity.get("type") != "Alert":
             raise ResourceNotFound(f"{alert_id} is not an Alert")
@@ -360,7 +332,7 @@ async def expire_shelving(services: ConsoleServices, tenant: str | None,
         expired = expiry is None or expiry <= now  # unreadable: do not hide the alert forever
         if not expired:
             continue
-        async with _locks.hold(tenant, alert["id"]):
+        async with _locks.hold((tenant, alert["id"])):
             fresh = summary(await client.get_entity(alert["id"]))
             if fresh["workflowState"] != "shelved" or fresh["shelvedUntil"] != until:
                 continue

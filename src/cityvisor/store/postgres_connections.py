@@ -176,27 +176,8 @@ class TenantSchemas:
                     continue
                 if group.conn is None:
                     await self._open(tenant, group)
-                assert group.conn is not None
                 group.used = True
-                savepoint = group.conn.transaction()
-                try:
-                    await savepoint.start()
-                except BaseException as error:
-                    await self._break(tenant, group, error)
-                    raise
-                try:
-                    await work(group.conn)
-                except BaseException as error:
-                    try:
-                        await savepoint.rollback()
-                    except BaseException:  # the connection is gone or stuck
-                        await self._break(tenant, group, error)
-                    raise
-                try:
-                    await savepoint.commit()
-                except BaseException as error:
-                    await self._break(tenant, group, error)
-                    raise
+                await self._in_savepoint(tenant, group, work)
                 return self._durable(tenant, group)
 
     async def _in_group_batched(
@@ -301,30 +282,40 @@ class TenantSchemas:
             if group.broken:
                 _settle([queued], _Reopen())
                 continue
-            savepoint = conn.transaction()
+            parts = [queued.part]
             try:
-                await savepoint.start()
+                await self._in_savepoint(tenant, group, _bound(queued.apply, parts))
             except BaseException as error:
-                await self._break(tenant, group, error)
-                _settle([queued], error)
-                continue
-            try:
-                await queued.apply(conn, [queued.part])
-            except BaseException as error:
-                try:
-                    await savepoint.rollback()
-                except BaseException:
-                    await self._break(tenant, group, error)
-                _settle([queued], error)
-                continue
-            try:
-                await savepoint.commit()
-            except BaseException as error:
-                await self._break(tenant, group, error)
                 _settle([queued], error)
                 continue
             queued.applied(group, queued.part)
             _settle([queued], self._durable(tenant, group))
+
+    async def _in_savepoint(self, tenant: str | None, group: _Group,
+                            work: Callable[[asyncpg.Connection], Awaitable[None]]) -> None:
+        """``work`` under a savepoint of the group's transaction: undone if it raises (the
+        error goes on); a savepoint that fails (the connection is gone or stuck) breaks the
+        group."""
+        assert group.conn is not None
+        savepoint = group.conn.transaction()
+        try:
+            await savepoint.start()
+        except BaseException as error:
+            await self._break(tenant, group, error)
+            raise
+        try:
+            await work(group.conn)
+        except BaseException as error:
+            try:
+                await savepoint.rollback()
+            except BaseException:
+                await self._break(tenant, group, error)
+            raise
+        try:
+            await savepoint.commit()
+        except BaseException as error:
+            await self._break(tenant, group, error)
+            raise
 
     async def _break(self, tenant: str | None, group: _Group, error: BaseException) -> None:
         """The group's connection failed (the database went away): every writer of the group
@@ -427,6 +418,12 @@ class TenantSchemas:
                 await asyncio.gather(self._durable(tenant, group), return_exceptions=True)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _bound(apply: Callable[[asyncpg.Connection, list[P]], Awaitable[None]], parts: list[P]
+           ) -> Callable[[asyncpg.Connection], Awaitable[None]]:
+    """``apply`` of these parts, as savepoint work."""
+    return lambda conn: apply(conn, parts)
 
 
 def _settle(batch: list[_Queued[Any]], outcome: BaseException | Awaitable[None]) -> None:
