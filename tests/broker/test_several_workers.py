@@ -10,16 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from support.postgres import PG_DSN, drop_namespace, new_namespace, pg_ready
+from support.workers import Worker, workers_on_postgres
 
-from cityvisor.broker.contexts import ContextRegistry
-from cityvisor.broker.entities import EntityBroker
 from cityvisor.store.base import StaleWrite, Store, WriteOp
-from cityvisor.store.memory import MemorySystemStore
 from cityvisor.store.records import OutboxDone, OutboxRecord, OutboxRetry
 
 pytestmark = pytest.mark.anyio
@@ -29,33 +25,11 @@ DEFAULT = "https://uri.etsi.org/ngsi-ld/default-context/"  # terms of no @contex
 COUNT = DEFAULT + "count"
 
 
-@dataclass
-class Worker:
-    store: Store
-    broker: EntityBroker
-
-
 @pytest.fixture
 async def workers() -> AsyncIterator[list[Worker]]:
     """Two workers (two pools) on one namespace of the test database."""
-    await pg_ready()
-    from cityvisor.store.postgres import PostgresStore
-    from cityvisor.store.postgres_database import create_pool, upgrade
-
-    namespace = new_namespace()
-    await upgrade(PG_DSN, namespace=namespace)
-    found: list[Worker] = []
-    try:
-        for _ in range(2):
-            store = PostgresStore(await create_pool(PG_DSN, min_size=1, max_size=4), namespace,
-                                  owns_pool=True)
-            contexts = ContextRegistry(MemorySystemStore(), allow_fetch=False)
-            found.append(Worker(store, EntityBroker(store, contexts)))
+    async with workers_on_postgres(2) as found:
         yield found
-    finally:
-        for worker in found:
-            await worker.store.close()
-        await drop_namespace(namespace)
 
 
 def _lamp(**attrs: Any) -> dict[str, Any]:

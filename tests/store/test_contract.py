@@ -1035,18 +1035,44 @@ async def test_subscriptions_put_status_and_delete(store: Store) -> None:
                                  SubscriptionPut(SUB2, '{"b": 2}', '["c2"]')])
     assert await store.subscriptions(None) == [StoredSubscription(SUB1, '{"a": 1}', '["c1"]'),
                                                StoredSubscription(SUB2, '{"b": 2}', '["c2"]')]
-    await store.write(None, [], [SubscriptionStatus(SUB1, 3, at(1), at(1), None, "ok"),
-                                 SubscriptionStatus(SUB1, 4, at(2), at(1), at(2), "failed"),
-                                 SubscriptionStatus("urn:ngsi-ld:Subscription:9", 1, None,
-                                                    None, None, None)])
+    assert await store.subscription(None, SUB2) == StoredSubscription(SUB2, '{"b": 2}',
+                                                                      '["c2"]')
+    assert await store.subscription(None, "urn:ngsi-ld:Subscription:9") is None
+    assert await store.subscription("north", SUB1) is None
+    await store.write(None, [], [SubscriptionStatus(SUB1, 1, 0, at(1), at(1)),
+                                 SubscriptionStatus(SUB1, 2, 1, at(2), None, at(2)),
+                                 SubscriptionStatus("urn:ngsi-ld:Subscription:9", 1)])
     # a new document keeps the status and the place
     await store.write(None, [], [SubscriptionPut(SUB1, '{"a": 2}', '["c3"]')])
     assert await store.subscriptions(None) == [
-        StoredSubscription(SUB1, '{"a": 2}', '["c3"]', 4, at(2), at(1), at(2), "failed"),
+        StoredSubscription(SUB1, '{"a": 2}', '["c3"]', 3, at(2), at(1), at(2), "failed", 1),
         StoredSubscription(SUB2, '{"b": 2}', '["c2"]')]
+    assert await store.subscription(None, SUB1) == (await store.subscriptions(None))[0]
     await store.write(None, [], [SubscriptionDelete(SUB1)])
     assert [s.id for s in await store.subscriptions(None)] == [SUB2]
     assert await store.subscriptions("north") == []
+
+
+async def test_subscription_status_records_add_up_in_any_order(store: Store) -> None:
+    """Status records are increments (several workers deliver for one subscription): counts
+    add up, each time is the latest given, and the status is that of the later outcome."""
+    await store.write(None, [], [SubscriptionPut(SUB1, "{}", "[]")])
+    # a worker's success at minute 3, then another's failure noted at minute 2 (out of order)
+    await store.write(None, [], [SubscriptionStatus(SUB1, 2, 0, at(3), at(3))])
+    await store.write(None, [], [SubscriptionStatus(SUB1, 1, 1, at(2), None, at(2))])
+    stored = await store.subscription(None, SUB1)
+    assert stored == StoredSubscription(SUB1, "{}", "[]", 3, at(3), at(3), at(2), "ok", 1)
+    # a sending alone (outcome to come) leaves the status; a later failure sets it
+    await store.write(None, [], [SubscriptionStatus(SUB1, 1, 0, at(4))])
+    stored = await store.subscription(None, SUB1)
+    assert stored is not None and (stored.times_sent, stored.delivery) == (4, "ok")
+    await store.write(None, [], [SubscriptionStatus(SUB1, 0, 1, None, None, at(5)),
+                                 SubscriptionStatus(SUB1, 0, 0, None, None, at(4))])
+    assert await store.subscription(None, SUB1) == StoredSubscription(
+        SUB1, "{}", "[]", 4, at(4), at(3), at(5), "failed", 2)
+    await store.write(None, [], [SubscriptionStatus(SUB1, 0, 0, None, at(5))])
+    stored = await store.subscription(None, SUB1)
+    assert stored is not None and stored.delivery == "ok"  # a tie: the success
 
 
 def mail(subscription: str = SUB1, n: int = 0) -> OutboxRecord:

@@ -91,3 +91,26 @@ def test_tenant_names_are_checked(tmp_path: Path) -> None:
     with pytest.raises(BadRequestData):
         store.path("../etc")
     assert store.path("nimes").name == "tenant-nimes.sqlite"
+
+
+async def test_a_file_of_an_older_version_gets_the_failure_count(tmp_path: Path) -> None:
+    """A subscriptions table without ``times_failed`` (written before it was counted) gets
+    the column when the file opens, and its rows keep their status."""
+    from cityvisor.store.records import StoredSubscription, SubscriptionStatus
+
+    store = SqliteStore(tmp_path)
+    path = store.path(None)
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE subscriptions (id TEXT PRIMARY KEY, doc TEXT NOT NULL, "
+                     "context TEXT, times_sent INTEGER NOT NULL DEFAULT 0, "
+                     "last_notification TEXT, last_success TEXT, last_failure TEXT, "
+                     "delivery TEXT)")
+        conn.execute("INSERT INTO subscriptions VALUES ('urn:s', '{}', '[]', 2, ?, ?, NULL, "
+                     "'ok')", (NOW, NOW))
+    conn.close()
+    try:
+        await store.write(None, [], [SubscriptionStatus("urn:s", 1, 1, NOW, None, NOW)])
+        assert await store.subscriptions(None) == [
+            StoredSubscription("urn:s", "{}", "[]", 3, NOW, NOW, NOW, "ok", 1)]
+    finally:
+        await store.close()

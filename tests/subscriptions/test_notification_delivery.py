@@ -67,6 +67,7 @@ async def test_http_delivery_headers_and_status(services: Services) -> None:
             await asyncio.sleep(0.01)
         assert status["status"] == "ok" and status["timesSent"] == 1
         assert "lastSuccess" in status and "lastFailure" not in status
+        assert "timesFailed" not in status
     finally:
         receiver.close()
 
@@ -95,6 +96,7 @@ async def test_failing_receiver_recovers_with_backoff(services: Services) -> Non
             await asyncio.sleep(0.01)
         # three failed attempts, then the queued changes (batched once the endpoint is back)
         assert status["status"] == "ok" and status["timesSent"] == 3 + len(receiver.received)
+        assert status["timesFailed"] == 3  # each failed attempt (clause 5.2.14)
         assert "lastFailure" in status and "lastSuccess" in status
         outbox = await services.store.outbox_reader(None)
         for _ in range(100):
@@ -213,7 +215,7 @@ async def test_notification_held_back_by_a_failing_endpoint_is_reported_failed(
         tmp_path: Path) -> None:
     """While an endpoint is blocked after a failure, a notification for it is not attempted,
     yet its subscription tells at once that it could not be sent (clause 5.2.14 status,
-    lastFailure), without counting a sending (timesSent)."""
+    lastFailure), without counting a sending (timesSent) nor a failure (timesFailed)."""
     services = Services.build(Settings(
         data_dir=tmp_path / "d", auth=False, allow_context_fetch=False,
         notification_retry_base_s=30, notification_retry_cap_s=30))
@@ -236,5 +238,7 @@ async def test_notification_held_back_by_a_failing_endpoint_is_reported_failed(
             await asyncio.sleep(0.01)
         assert status["status"] == "failed" and "lastFailure" in status
         assert "timesSent" not in status and "lastNotification" not in status
+        assert "timesFailed" not in status
+        assert (await manager.retrieve(None, first))["notification"]["timesFailed"] == 1
     finally:
         await services.close()

@@ -162,11 +162,13 @@ def test_members_outside_5_2_12_and_read_only_ones_are_not_kept(client: TestClie
                                          status="expired", csf="p==1",
                                          datasetId=["urn:ngsi-ld:Dataset:a", "@none"],
                                          notification={"endpoint": {"uri": "http://h/x"},
-                                                       "timesSent": 42}))
+                                                       "timesSent": 42,
+                                                       "timesFailed": 7}))
     assert created.status_code == 201, created.text
     body = client.get(f"{SUBS}/urn:ngsi-ld:Subscription:m").json()
     assert "__context" not in body and body["status"] == "active"
     assert "timesSent" not in body["notification"]
+    assert "timesFailed" not in body["notification"]
     assert body["csf"] == "p==1" and body["datasetId"] == ["urn:ngsi-ld:Dataset:a", "@none"]
 
 

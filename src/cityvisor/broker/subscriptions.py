@@ -25,7 +25,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -68,8 +68,8 @@ MQTT_VERSIONS = ("mqtt3.1.1", "mqtt5.0")
 READ_ONLY = ("status", "createdAt", "modifiedAt", "@context")
 #: NotificationParams members not implemented (linked entities, clause 4.5.23): refused (422)
 NOTIFICATION_UNSUPPORTED = ("join", "joinLevel")
-READ_ONLY_NOTIFICATION = ("status", "timesSent", "lastNotification", "lastSuccess",
-                          "lastFailure")
+READ_ONLY_NOTIFICATION = ("status", "timesSent", "timesFailed", "lastNotification",
+                          "lastSuccess", "lastFailure")
 UNSUPPORTED = ("scopeQ", "temporalQ", "expandValues", "join", "joinLevel")
 #: the members of a Subscription (clause 5.2.12, Table 5.2.12-1); others are not kept
 MEMBERS = frozenset((
@@ -115,14 +115,9 @@ class Subscription:
     rep: Representation
     show_changes: bool
     target: dict[str, Any]
-    # runtime state
+    # runtime state (of this process: the delivery figures are the store's)
     last_sent: float = -math.inf
     next_due: float = 0.0
-    times_sent: int = 0
-    last_notification: str | None = None
-    last_success: str | None = None
-    last_failure: str | None = None
-    delivery: str | None = None
     target_json: str = field(default="", repr=False)
 
     def status(self, now: float) -> str:
@@ -130,29 +125,27 @@ class Subscription:
             return "expired"
         return "active" if self.is_active else "paused"
 
-    def render(self, now: float, terms: TermMap | None = None) -> dict[str, Any]:
+    def render(self, now: float, terms: TermMap | None = None,
+               stored: StoredSubscription | None = None) -> dict[str, Any]:
         """Clause 5.2.12: the members given by the creator, the notificationTrigger in force
         (default attributeCreated, attributeUpdated) and the read-only status; the
-        NotificationParams (5.2.14) carry the delivery figures once a notification was tried."""
+        NotificationParams (5.2.14) carry the delivery figures of ``stored`` (the store's
+        row: every worker's deliveries) once a notification was tried."""
         out = translate(self.doc, self.source_terms, terms or self.source_terms)
         out.setdefault("notificationTrigger", list(DEFAULT_TRIGGERS))
         out["status"] = self.status(now)
         notification = dict(out["notification"])
-        if self.times_sent:
-            notification["timesSent"] = self.times_sent
-        for key, value in (("lastNotification", self.last_notification),
-                           ("lastSuccess", self.last_success),
-                           ("lastFailure", self.last_failure)):
-            if value is not None:
-                notification[key] = value
-        if self.delivery is not None:
-            notification["status"] = self.delivery
+        if stored is not None:
+            for key, value in (("timesSent", stored.times_sent or None),
+                               ("timesFailed", stored.times_failed or None),
+                               ("lastNotification", stored.last_notification),
+                               ("lastSuccess", stored.last_success),
+                               ("lastFailure", stored.last_failure),
+                               ("status", stored.delivery)):
+                if value is not None:
+                    notification[key] = value
         out["notification"] = notification
         return out
-
-    def status_record(self) -> SubscriptionStatus:
-        return SubscriptionStatus(self.id, self.times_sent, self.last_notification,
-                                  self.last_success, self.last_failure, self.delivery)
 
 
 # ------------------------------------------------------------------------ validation
@@ -666,6 +659,9 @@ class SubscriptionManager:
         #: held from staging a subscription write to its commit, and while reloading: a
         #: reload reads committed rows, so it must not pass a write in flight
         self._writes = asyncio.Lock()
+        #: waits until the delivery figures of this process are stored (the outbox's
+        #: ``settled``): a read of a subscription then counts the notifications sent so far
+        self.settle: Callable[[str | None], Awaitable[None]] = _settled
 
     # -------------------------------------------------------------- cache
 
@@ -692,11 +688,6 @@ class SubscriptionManager:
                                   self.broker, self.clock())
             except NgsiLdError:
                 continue  # e.g. its @context is no longer available: skip it
-            sub.times_sent = stored.times_sent
-            sub.last_notification = stored.last_notification
-            sub.last_success = stored.last_success
-            sub.last_failure = stored.last_failure
-            sub.delivery = stored.delivery
             subs[stored.id] = sub
         return subs
 
@@ -774,7 +765,7 @@ class SubscriptionManager:
         record = SubscriptionPut(sub.id, orjson.dumps(sub.doc).decode(),
                                  orjson.dumps(sub.context).decode())
         async with self._writes:
-            durable = await self.store.stage(tenant, [], [record, sub.status_record()])
+            durable = await self.store.stage(tenant, [], [record])
             self._subs.get(tenant, subs)[sub.id] = sub
             self._refresh(tenant)
             await durable
@@ -793,7 +784,9 @@ class SubscriptionManager:
                        context: Any = None) -> dict[str, Any]:
         """5.8.3 Retrieve Subscription, in the terms of the request's ``context``."""
         sub = await self._existing(tenant, sub_id)
-        return sub.render(self.clock(), await self.broker.contexts.term_map(context))
+        await self.settle(tenant)
+        return sub.render(self.clock(), await self.broker.contexts.term_map(context),
+                          await self.store.subscription(tenant, sub_id))
 
     async def query(self, tenant: str | None, limit: int, offset: int, context: Any = None
                     ) -> tuple[list[dict[str, Any]], int]:
@@ -801,9 +794,14 @@ class SubscriptionManager:
         if not await self.store.has_tenant(tenant):
             raise NonexistentTenant(f"Tenant {tenant!r} does not exist")
         subs = list((await self._tenant(tenant)).values())
+        page = subs[offset:offset + limit]
+        stored: dict[str, StoredSubscription] = {}
+        if page:
+            await self.settle(tenant)
+            stored = {s.id: s for s in await self.store.subscriptions(tenant)}
         now = self.clock()
         terms = await self.broker.contexts.term_map(context)
-        return [s.render(now, terms) for s in subs[offset:offset + limit]], len(subs)
+        return [s.render(now, terms, stored.get(s.id)) for s in page], len(subs)
 
     async def update(self, tenant: str | None, sub_id: str, body: object,
                      context: Any = None, base_url: str | None = None) -> None:
@@ -829,9 +827,7 @@ class SubscriptionManager:
         if "expiresAt" in fragment and sub.expires_at is not None and (
                 sub.expires_at <= self.clock()):
             raise BadRequestData("expiresAt is in the past")
-        sub.times_sent, sub.last_notification = current.times_sent, current.last_notification
-        sub.last_success, sub.last_failure = current.last_success, current.last_failure
-        sub.delivery, sub.last_sent = current.delivery, current.last_sent
+        sub.last_sent = current.last_sent
         await self._put(tenant, await self._tenant(tenant), sub)
         if implicit:
             await self.broker.contexts.keep_implicit(current.context, implicit)
@@ -901,27 +897,28 @@ class SubscriptionManager:
                 staged += len(records)
         return staged
 
-    # -------------------------------------------------------------- delivery status
 
-    def sending(self, tenant: str | None, sub_id: str, when: float) -> None:
-        """A notification is being sent (timesSent, lastNotification: clause 5.2.14), counted
-        before its outcome; persisted with the outcome (``delivered``)."""
-        sub = self._subs.get(tenant, {}).get(sub_id)
-        if sub is not None:
-            sub.times_sent += 1
-            sub.last_notification = iso(when)
+async def _settled(tenant: str | None) -> None:
+    """Nothing to wait for (no delivery service)."""
 
-    def delivered(self, tenant: str | None, sub_id: str, ok: bool,
-                  when: float) -> SubscriptionStatus | None:
-        """Record the outcome of a sending, or a notification held back because its endpoint
-        is failing (not ok, not counted as sent); returns the status row to persist
-        (clause 5.2.14: lastSuccess, lastFailure, status)."""
-        sub = self._subs.get(tenant, {}).get(sub_id)
-        if sub is None:
-            return None
-        stamp = iso(when)
-        if ok:
-            sub.last_success, sub.delivery = stamp, "ok"
-        else:
-            sub.last_failure, sub.delivery = stamp, "failed"
-        return sub.status_record()
+
+def delivery_status(sub_id: str, event: str, when: float) -> SubscriptionStatus:
+    """The status record of one delivery event of a subscription's notification (clause
+    5.2.14), ``event`` being:
+
+    - ``sent``: it goes out now (timesSent, lastNotification: counted before the outcome);
+    - ``ok``: it was received (lastSuccess, status ok);
+    - ``failed``: it was not (timesFailed, lastFailure, status failed);
+    - ``held``: it was held back because its endpoint is failing: not sent, not counted as
+      failed, but lastFailure and status failed.
+    """
+    stamp = iso(when)
+    if event == "sent":
+        return SubscriptionStatus(sub_id, sent=1, last_notification=stamp)
+    if event == "ok":
+        return SubscriptionStatus(sub_id, last_success=stamp)
+    if event == "failed":
+        return SubscriptionStatus(sub_id, failed=1, last_failure=stamp)
+    if event == "held":
+        return SubscriptionStatus(sub_id, last_failure=stamp)
+    raise ValueError(f"unknown delivery event {event!r}")

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from cityvisor.broker.entities import EntityBroker
-from cityvisor.broker.subscriptions import SubscriptionManager
+from cityvisor.broker.subscriptions import SubscriptionManager, delivery_status
 from cityvisor.notify.http import HttpSender
 from cityvisor.notify.mqtt import MqttSender
 from cityvisor.notify.outbox import Outbox, RetryPolicy
@@ -36,11 +36,11 @@ class Notifications:
         self.mqtt = MqttSender(timeout_s)
         self.manager = SubscriptionManager(broker, clock=clock)
         self.outbox = Outbox(store, {"http": self.http.send, "mqtt": self.mqtt.send},
-                             self.manager.delivered, sending_sink=self.manager.sending,
-                             clock=clock,
+                             delivery_status, clock=clock,
                              policy=RetryPolicy(retry_base_s, retry_cap_s),
                              concurrency=concurrency, poll_s=poll_s, batch_max=batch_max)
         self.manager.wake = self.outbox.wake
+        self.manager.settle = self.outbox.settled
         self.periodic_s = periodic_s
         #: periodic ticks that failed (each logged)
         self.failed_ticks = 0

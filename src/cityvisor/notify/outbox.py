@@ -13,7 +13,10 @@ only *attempted* once the endpoint is unblocked). On success the row is deleted.
 Row deletions, reschedules and the subscriptions' delivery status are staged through the
 store (``Store.stage``) in one batch per event-loop turn; a row stays "in flight" (never
 re-read) until its change is committed. After a crash the rows are still there: a row
-delivered but not yet deleted is delivered again (at-least-once).
+delivered but not yet deleted is delivered again (at-least-once). The delivery status goes as
+increments (``SubscriptionStatus``: one sending more, the time of the last success...), summed
+per subscription until the batch is staged, so that the workers sharing a store add up their
+deliveries instead of overwriting each other's.
 
 Under load, rows of one subscription that are already queued for the same endpoint are sent
 as ONE notification whose ``data`` holds all their entities, in order (at most ``batch_max``
@@ -37,15 +40,16 @@ from typing import Any
 import orjson
 
 from cityvisor.ngsild.errors import StoreUnavailable
-from cityvisor.store.base import OutboxReader, Store
+from cityvisor.store.base import OutboxReader, StaleWrite, Store
 from cityvisor.store.records import OutboxDone, OutboxRetry, OutboxRow, SubscriptionStatus
 
 LOG = logging.getLogger("cityvisor.notify")
 Sender = Callable[[dict[str, Any], bytes, str | None], Awaitable[None]]
-#: (tenant, subscription id, ok, when) -> status row to persist
-StatusSink = Callable[[str | None, str, bool, float], SubscriptionStatus | None]
-#: (tenant, subscription id, when): a notification is being sent
-SendingSink = Callable[[str | None, str, float], None]
+#: (subscription id, event, when) -> the status increment to store, for the events "sent",
+#: "ok", "failed" and "held" (``broker.subscriptions.delivery_status``)
+StatusSink = Callable[[str, str, float], SubscriptionStatus]
+#: stagings of outcomes tried before giving up (a deadlock with another worker: StaleWrite)
+COMMIT_ATTEMPTS = 3
 
 
 @dataclass
@@ -197,12 +201,12 @@ class TenantDispatcher:
     # ------------------------------------------------------------ outcomes
 
     def succeeded(self, rows: list[OutboxRow]) -> None:
-        self._status(rows[0], True)  # one notification sent
+        self._status(rows[0], "ok")  # one notification sent
         for row in rows:
             self._write(OutboxDone(row.id), row.id)
 
     def failed(self, rows: list[OutboxRow], next_at: float) -> None:
-        self._status(rows[0], False)
+        self._status(rows[0], "failed")
         for row in rows:
             self._write(OutboxRetry(row.id, row.attempts + 1, next_at), row.id)
 
@@ -212,17 +216,17 @@ class TenantDispatcher:
 
     def sending(self, row: OutboxRow) -> None:
         """A notification goes out now: counted before its outcome is known."""
-        self.service.sending_sink(self.tenant, row.subscription, self.clock())
+        self._status(row, "sent")
 
     def not_sent(self, row: OutboxRow) -> None:
         """Not attempted because its endpoint is failing: the subscription's notification
         status is "failed" (clause 5.2.14), without counting a sending."""
-        self._status(row, False)
+        self._status(row, "held")
 
-    def _status(self, row: OutboxRow, ok: bool) -> None:
-        record = self.service.status_sink(self.tenant, row.subscription, ok, self.clock())
-        if record is not None:
-            self._statuses[record.id] = record
+    def _status(self, row: OutboxRow, event: str) -> None:
+        record = self.service.status(row.subscription, event, self.clock())
+        held = self._statuses.get(record.id)
+        self._statuses[record.id] = record if held is None else held.plus(record)
 
     def _write(self, record: object, row_id: int) -> None:
         self._writes.append((record, row_id))
@@ -234,16 +238,34 @@ class TenantDispatcher:
         self._flush_scheduled = False
         writes, self._writes = self._writes, []
         statuses, self._statuses = list(self._statuses.values()), {}
+        if not writes and not statuses:
+            return
         task = asyncio.create_task(self._commit(writes, statuses))
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)
 
+    async def settled(self) -> None:
+        """Stage the delivery status noted so far and wait for its commit (and for the
+        outcomes being recorded): a read of the store then counts them."""
+        if self._statuses:
+            self._flush()
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
+
     async def _commit(self, writes: list[Any], statuses: list[SubscriptionStatus]) -> None:
         ids = [row_id for _, row_id in writes]
+        records = [record for record, _ in writes] + statuses
         try:
-            durable = await self.service.store.stage(
-                self.tenant, [], [record for record, _ in writes] + statuses)
-            await durable
+            for attempt in range(1, COMMIT_ATTEMPTS + 1):
+                try:
+                    durable = await self.service.store.stage(self.tenant, [], records)
+                except StaleWrite:  # crossed another worker's transaction: nothing written
+                    if attempt == COMMIT_ATTEMPTS:
+                        raise
+                    await asyncio.sleep(random.uniform(0, 0.01 * attempt))
+                    continue
+                await durable
+                break
         except Exception:  # pragma: no cover - the rows stay: delivered again later
             LOG.exception("recording notification outcomes failed")
         finally:
@@ -264,7 +286,7 @@ class TenantDispatcher:
                     pass
                 except Exception:  # the row stays in the outbox: delivered after a restart
                     LOG.exception("a notification delivery failed while stopping")
-        if self._flush_scheduled:
+        if self._flush_scheduled or self._statuses:
             self._flush()
         for task in list(self._flushes):
             await task  # _commit logs its own failures
@@ -275,15 +297,13 @@ class TenantDispatcher:
 class Outbox:
     """The delivery service: one dispatcher per tenant with notifications."""
 
-    def __init__(self, store: Store, senders: dict[str, Sender], status_sink: StatusSink, *,
-                 sending_sink: SendingSink = lambda tenant, sub_id, when: None,
+    def __init__(self, store: Store, senders: dict[str, Sender], status: StatusSink, *,
                  clock: Callable[[], float] = time.time, policy: RetryPolicy | None = None,
                  concurrency: int = 8, max_queue: int = 2000, poll_s: float = 0.1,
                  batch_max: int = 100) -> None:
         self.store = store
         self.senders = senders
-        self.status_sink = status_sink
-        self.sending_sink = sending_sink
+        self.status = status
         self.clock = clock
         self.policy = policy or RetryPolicy()
         self.concurrency = concurrency
@@ -315,6 +335,13 @@ class Outbox:
         if dispatcher is not None:
             loop = asyncio.get_running_loop()
             loop.call_soon(loop.call_soon, dispatcher.event.set)
+
+    async def settled(self, tenant: str | None) -> None:
+        """Once the delivery status noted so far for ``tenant`` is stored
+        (``TenantDispatcher.settled``)."""
+        dispatcher = self.dispatchers.get(tenant)
+        if dispatcher is not None:
+            await dispatcher.settled()
 
     async def close(self) -> None:
         self.running = False

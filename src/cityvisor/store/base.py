@@ -325,7 +325,14 @@ class Store(ABC):
 
     @abstractmethod
     async def subscriptions(self, tenant: str | None) -> list[StoredSubscription]:
-        """Every subscription of the tenant, in creation order (none if it has no data)."""
+        """Every subscription of the tenant, in creation order (none if it has no data).
+
+        The status members are the sum of every ``SubscriptionStatus`` staged for it, by any
+        process (``records.StoredSubscription.counted``)."""
+
+    async def subscription(self, tenant: str | None, sub_id: str) -> StoredSubscription | None:
+        """The subscription with this id, staged changes included (None: there is none)."""
+        return next((s for s in await self.subscriptions(tenant) if s.id == sub_id), None)
 
     @abstractmethod
     async def outbox_reader(self, tenant: str | None) -> OutboxReader:

@@ -187,11 +187,8 @@ class _State:
                     del self.outbox[number]
             case rec.SubscriptionStatus():
                 if change.id in self.subscriptions:
-                    self.subscriptions[change.id] = replace(
-                        self.subscriptions[change.id], times_sent=change.times_sent,
-                        last_notification=change.last_notification,
-                        last_success=change.last_success, last_failure=change.last_failure,
-                        delivery=change.delivery)
+                    self.subscriptions[change.id] = self.subscriptions[change.id].counted(
+                        change)
             case rec.OutboxRecord():
                 number = self.next_outbox
                 self.next_outbox += 1
@@ -671,6 +668,11 @@ class MemoryStore(Store):
     async def subscriptions(self, tenant: str | None) -> list[rec.StoredSubscription]:
         state = self._view(tenant, True)
         return [] if state is None else list(state.subscriptions.values())
+
+    async def subscription(self, tenant: str | None, sub_id: str
+                           ) -> rec.StoredSubscription | None:
+        state = self._view(tenant, True)
+        return None if state is None else state.subscriptions.get(sub_id)
 
     async def outbox_reader(self, tenant: str | None) -> OutboxReader:
         self._create(tenant)

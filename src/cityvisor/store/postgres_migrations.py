@@ -169,6 +169,10 @@ CREATE INDEX outbox_claims ON {schema}.outbox (claimed_until) WHERE claimed_unti
 -- update); pages written before this step get the room when rewritten (VACUUM FULL)
 ALTER TABLE {schema}.entities SET (fillfactor = 70);
 """),
+    (4, """
+-- notifications that failed (clause 5.2.14 timesFailed), incremented like times_sent
+ALTER TABLE {schema}.subscriptions ADD COLUMN times_failed integer NOT NULL DEFAULT 0;
+"""),
 ]
 
 SYSTEM_VERSION = SYSTEM_STEPS[-1][0]

@@ -3,8 +3,9 @@
 Two tables in every tenant schema (``postgres_migrations``), as in the SQLite backend:
 
 - ``subscriptions``: one row per subscription: the validated document (``doc``, JSON text),
-  the creator's ``@context`` (``context``) and the delivery status columns; ``seq`` keeps the
-  creation order.
+  the creator's ``@context`` (``context``) and the delivery status columns, which each
+  ``SubscriptionStatus`` increments in SQL (counts added, times kept where later: several
+  workers' deliveries add up); ``seq`` keeps the creation order.
 - ``outbox``: one row per notification to deliver: the subscription, the endpoint URI (the
   unit of isolation of the delivery workers), the delivery target (JSON text) and the ready
   payload. ``next_attempt_at`` is 0 for a row never tried, else the epoch second of its next
@@ -25,7 +26,7 @@ from typing import Any
 
 import asyncpg
 
-from cityvisor.store.base import OutboxReader
+from cityvisor.store.base import OutboxReader, StaleWrite
 from cityvisor.store.postgres_connections import TenantSchemas
 from cityvisor.store.postgres_errors import outages_as_unavailable
 from cityvisor.store.records import (
@@ -54,16 +55,32 @@ async def _delete(conn: asyncpg.Connection, schema: str, items: list[Subscriptio
     await conn.execute(f"DELETE FROM {schema}.outbox WHERE subscription = ANY($1)", ids)
 
 
+#: the later of a stored time and a given one (text in code point order: ISO 8601 times)
+_LATER = 'greatest({column} COLLATE "C", {param}::text)'
+_STATUS = f"""
+UPDATE {{s}}.subscriptions SET times_sent = times_sent + $2, times_failed = times_failed + $3,
+  last_notification = {_LATER.format(column="last_notification", param="$4")},
+  last_success = {_LATER.format(column="last_success", param="$5")},
+  last_failure = {_LATER.format(column="last_failure", param="$6")},
+  delivery = CASE WHEN $5::text IS NULL AND $6::text IS NULL THEN delivery
+    WHEN {_LATER.format(column="last_failure", param="$6")} IS NULL
+      OR {_LATER.format(column="last_success", param="$5")}
+         >= {_LATER.format(column="last_failure", param="$6")} THEN 'ok'
+    ELSE 'failed' END
+WHERE id = $1"""
+
+
 async def _status(conn: asyncpg.Connection, schema: str, items: list[SubscriptionStatus]
                   ) -> None:
-    # the last status of each subscription, in id order: two workers' transactions then lock
-    # the rows in the same order and never deadlock on them
-    latest = {i.id: i for i in items}
-    await conn.executemany(
-        f"UPDATE {schema}.subscriptions SET times_sent = $1, last_notification = $2, "
-        "last_success = $3, last_failure = $4, delivery = $5 WHERE id = $6",
-        [(i.times_sent, i.last_notification, i.last_success, i.last_failure, i.delivery, i.id)
-         for _, i in sorted(latest.items())])
+    # increments, never absolute values: the records of several workers add up. One per
+    # subscription, in id order: two workers' transactions lock the rows in the same order
+    summed: dict[str, SubscriptionStatus] = {}
+    for item in items:
+        held = summed.get(item.id)
+        summed[item.id] = item if held is None else held.plus(item)
+    await conn.executemany(_STATUS.format(s=schema), [
+        (i.id, i.sent, i.failed, i.last_notification, i.last_success, i.last_failure)
+        for _, i in sorted(summed.items())])
 
 
 async def _outbox(conn: asyncpg.Connection, schema: str, items: list[OutboxRecord]) -> None:
@@ -87,14 +104,35 @@ async def _retry(conn: asyncpg.Connection, schema: str, items: list[OutboxRetry]
         [(i.attempts, i.next_attempt_at, i.id) for i in items])
 
 
-WRITERS: dict[type, Callable[[asyncpg.Connection, str, list[Any]], Awaitable[None]]] = {
-    SubscriptionPut: _put,
-    SubscriptionDelete: _delete,
-    SubscriptionStatus: _status,
-    OutboxRecord: _outbox,
-    OutboxDone: _done,
-    OutboxRetry: _retry,
-}
+Writer = Callable[[asyncpg.Connection, str, list[Any]], Awaitable[None]]
+
+
+def _deadlocks_stale(writer: Writer) -> Writer:
+    """``writer``, a deadlock with another worker's transaction raised as ``StaleWrite``
+    (nothing of the batch was written: the caller may stage it again)."""
+
+    async def write(conn: asyncpg.Connection, schema: str, items: list[Any]) -> None:
+        try:
+            await writer(conn, schema, items)
+        except asyncpg.DeadlockDetectedError as error:
+            raise StaleWrite(f"The batch waited on another writer: {error}") from None
+
+    return write
+
+
+WRITERS: dict[type, Writer] = {record_type: _deadlocks_stale(writer) for record_type, writer in (
+    (SubscriptionPut, _put),
+    (SubscriptionDelete, _delete),
+    (SubscriptionStatus, _status),
+    (OutboxRecord, _outbox),
+    (OutboxDone, _done),
+    (OutboxRetry, _retry),
+)}
+
+
+#: the columns of a ``StoredSubscription``
+_SUBSCRIPTION = ("id, doc, context, times_sent, last_notification, last_success, last_failure, "
+                 "delivery, times_failed")
 
 
 class SubscriptionTables(TenantSchemas):
@@ -106,9 +144,17 @@ class SubscriptionTables(TenantSchemas):
             return []
         async with self._reading(tenant, True) as conn:
             rows = await conn.fetch(
-                "SELECT id, doc, context, times_sent, last_notification, last_success, "
-                f"last_failure, delivery FROM {schema}.subscriptions ORDER BY seq")
+                f"SELECT {_SUBSCRIPTION} FROM {schema}.subscriptions ORDER BY seq")
         return [StoredSubscription(*row) for row in rows]
+
+    async def subscription(self, tenant: str | None, sub_id: str) -> StoredSubscription | None:
+        schema = await self._schema(tenant)
+        if schema is None:
+            return None
+        async with self._reading(tenant, True) as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_SUBSCRIPTION} FROM {schema}.subscriptions WHERE id = $1", sub_id)
+        return None if row is None else StoredSubscription(*row)
 
     #: how long a reader holds the outbox rows it read (``PostgresOutboxReader``)
     outbox_lease_s: float = 60.0

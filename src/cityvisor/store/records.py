@@ -7,7 +7,7 @@ or a notification exists if and only if the change that caused it was committed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 # ---------------------------------------------------------------------------- temporal history
@@ -142,16 +142,43 @@ class SubscriptionDelete:
     id: str
 
 
+def later(first: str | None, second: str | None) -> str | None:
+    """The later of two times (ISO 8601 text of one format, ``broker.subscriptions.iso``:
+    their text order is their time order); None is no time."""
+    if first is None or second is None:
+        return first if second is None else second
+    return max(first, second)
+
+
+def delivery_of(last_success: str | None, last_failure: str | None) -> str | None:
+    """The notification status (clause 5.2.14): that of the later outcome ("ok" on a tie)."""
+    if last_failure is None:
+        return None if last_success is None else "ok"
+    return "ok" if last_success is not None and last_success >= last_failure else "failed"
+
+
 @dataclass(frozen=True)
 class SubscriptionStatus:
-    """The delivery status of a subscription (absolute values: the latest record wins)."""
+    """Delivery figures to add to a subscription's status (clause 5.2.14): ``sent`` and
+    ``failed`` notifications to add to timesSent and timesFailed, and the times of the last
+    notification, success and failure, each kept where it is later than the stored one (None:
+    no such event). The stored status ("ok" / "failed") follows the later of lastSuccess and
+    lastFailure. Records are increments: those of several processes add up, in any order."""
 
     id: str
-    times_sent: int
-    last_notification: str | None
-    last_success: str | None
-    last_failure: str | None
-    delivery: str | None
+    sent: int = 0
+    failed: int = 0
+    last_notification: str | None = None
+    last_success: str | None = None
+    last_failure: str | None = None
+
+    def plus(self, other: SubscriptionStatus) -> SubscriptionStatus:
+        """This record and ``other`` (of the same subscription) as one."""
+        return SubscriptionStatus(
+            self.id, self.sent + other.sent, self.failed + other.failed,
+            later(self.last_notification, other.last_notification),
+            later(self.last_success, other.last_success),
+            later(self.last_failure, other.last_failure))
 
 
 @dataclass(frozen=True)
@@ -166,6 +193,19 @@ class StoredSubscription:
     last_success: str | None = None
     last_failure: str | None = None
     delivery: str | None = None
+    times_failed: int = 0
+
+    def counted(self, change: SubscriptionStatus) -> StoredSubscription:
+        """The status with ``change`` added (what a backend stores for it)."""
+        success = later(self.last_success, change.last_success)
+        failure = later(self.last_failure, change.last_failure)
+        outcome = change.last_success is not None or change.last_failure is not None
+        return replace(self, times_sent=self.times_sent + change.sent,
+                       times_failed=self.times_failed + change.failed,
+                       last_notification=later(self.last_notification,
+                                               change.last_notification),
+                       last_success=success, last_failure=failure,
+                       delivery=delivery_of(success, failure) if outcome else self.delivery)
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,11 @@ from cityvisor.store.sqlite_connections import id_selection_sql
 from cityvisor.store.sqlite_entity_maps import ENTITY_MAP_SCHEMA, EntityMapTables
 from cityvisor.store.sqlite_entity_maps import WRITERS as ENTITY_MAP_WRITERS
 from cityvisor.store.sqlite_q import q_sql, scope_sql, type_sql
-from cityvisor.store.sqlite_subscriptions import SUBSCRIPTION_SCHEMA, SubscriptionTables
+from cityvisor.store.sqlite_subscriptions import (
+    SUBSCRIPTION_SCHEMA,
+    SubscriptionTables,
+    upgrade_subscriptions,
+)
 from cityvisor.store.sqlite_subscriptions import WRITERS as SUBSCRIPTION_WRITERS
 from cityvisor.store.sqlite_temporal import TEMPORAL_SCHEMA, TemporalTables
 from cityvisor.store.sqlite_temporal import WRITERS as TEMPORAL_WRITERS
@@ -107,6 +111,7 @@ class SqliteStore(TemporalTables, SubscriptionTables, EntityMapTables, Store):
         self._committed: dict[str | None, asyncio.Future[None]] = {}
 
     def _opened(self, tenant: str | None, conn: sqlite3.Connection) -> None:
+        upgrade_subscriptions(conn)
         self._multi_typed[tenant] = (
             conn.execute("SELECT 1 FROM entity_types LIMIT 1").fetchone() is not None)
 

@@ -3,7 +3,9 @@
 Two tables in every tenant database:
 
 - ``subscriptions``: one row per subscription: the validated document as JSON (``doc``), the
-  creator's ``@context`` (``context``, JSON) and the delivery status columns.
+  creator's ``@context`` (``context``, JSON) and the delivery status columns, which each
+  ``SubscriptionStatus`` increments (``times_failed`` is added to older files when they open:
+  ``upgrade_subscriptions``).
 - ``outbox``: one row per notification to deliver: the subscription, the endpoint URI (the
   unit of isolation of the delivery workers), the delivery target (JSON: uri, accept,
   receiverInfo, notifierInfo, Link) and the ready payload. ``next_attempt_at`` is 0 for a row
@@ -43,7 +45,8 @@ CREATE TABLE IF NOT EXISTS subscriptions (
   last_notification TEXT,
   last_success TEXT,
   last_failure TEXT,
-  delivery TEXT
+  delivery TEXT,
+  times_failed INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS outbox (
   id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: readers track the last id seen
@@ -72,12 +75,33 @@ def _delete(conn: sqlite3.Connection, items: list[SubscriptionDelete]) -> None:
     conn.executemany("DELETE FROM outbox WHERE subscription = ?", [(i.id,) for i in items])
 
 
+#: the later of a stored time and a given one (SQLite's two-argument max is NULL with a NULL)
+_LATER = "coalesce(max({column}, :{name}), {column}, :{name})"
+_STATUS = f"""
+UPDATE subscriptions SET times_sent = times_sent + :sent, times_failed = times_failed + :failed,
+  last_notification = {_LATER.format(column="last_notification", name="notified")},
+  last_success = {_LATER.format(column="last_success", name="success")},
+  last_failure = {_LATER.format(column="last_failure", name="failure")},
+  delivery = CASE WHEN :success IS NULL AND :failure IS NULL THEN delivery
+    WHEN {_LATER.format(column="last_failure", name="failure")} IS NULL
+      OR {_LATER.format(column="last_success", name="success")}
+         >= {_LATER.format(column="last_failure", name="failure")} THEN 'ok'
+    ELSE 'failed' END
+WHERE id = :id"""
+
+
 def _status(conn: sqlite3.Connection, items: list[SubscriptionStatus]) -> None:
-    conn.executemany(
-        "UPDATE subscriptions SET times_sent = ?, last_notification = ?, last_success = ?, "
-        "last_failure = ?, delivery = ? WHERE id = ?",
-        [(i.times_sent, i.last_notification, i.last_success, i.last_failure, i.delivery, i.id)
-         for i in items])
+    conn.executemany(_STATUS, [
+        {"id": i.id, "sent": i.sent, "failed": i.failed, "notified": i.last_notification,
+         "success": i.last_success, "failure": i.last_failure} for i in items])
+
+
+def upgrade_subscriptions(conn: sqlite3.Connection) -> None:
+    """Add the columns a file written by an older version lacks."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(subscriptions)")}
+    if "times_failed" not in columns:
+        conn.execute("ALTER TABLE subscriptions ADD COLUMN times_failed INTEGER NOT NULL "
+                     "DEFAULT 0")
 
 
 def _outbox(conn: sqlite3.Connection, items: list[OutboxRecord]) -> None:
@@ -106,6 +130,11 @@ WRITERS: dict[type, Callable[[sqlite3.Connection, list[Any]], None]] = {
 }
 
 
+#: the columns of a ``StoredSubscription``
+_SUBSCRIPTION = ("id, doc, context, times_sent, last_notification, last_success, last_failure, "
+                 "delivery, times_failed")
+
+
 class SubscriptionTables(TenantDatabases):
     """The subscription and outbox reads of ``SqliteStore``."""
 
@@ -113,9 +142,15 @@ class SubscriptionTables(TenantDatabases):
         if not self._exists(tenant):
             return []
         rows = self._writer(tenant).execute(
-            "SELECT id, doc, context, times_sent, last_notification, last_success, "
-            "last_failure, delivery FROM subscriptions ORDER BY rowid").fetchall()
+            f"SELECT {_SUBSCRIPTION} FROM subscriptions ORDER BY rowid").fetchall()
         return [StoredSubscription(*row) for row in rows]
+
+    async def subscription(self, tenant: str | None, sub_id: str) -> StoredSubscription | None:
+        if not self._exists(tenant):
+            return None
+        row = self._writer(tenant).execute(
+            f"SELECT {_SUBSCRIPTION} FROM subscriptions WHERE id = ?", (sub_id,)).fetchone()
+        return None if row is None else StoredSubscription(*row)
 
     async def outbox_reader(self, tenant: str | None) -> OutboxReader:
         self._writer(tenant)  # the schema exists before we read
