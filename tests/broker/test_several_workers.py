@@ -12,11 +12,19 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 from support.workers import Worker, workers_on_postgres
 
+from cityvisor.broker.subscriptions import SubscriptionManager
 from cityvisor.store.base import StaleWrite, Store, WriteOp
-from cityvisor.store.records import OutboxDone, OutboxRecord, OutboxRetry
+from cityvisor.store.records import (
+    OutboxDone,
+    OutboxRecord,
+    OutboxRetry,
+    SubscriptionDelete,
+    SubscriptionPut,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -112,6 +120,78 @@ async def test_a_stale_writer_fails_alone_in_its_group_commit(workers: list[Work
     stored = await a.store.get(None, LAMP)
     assert stored is not None and _count(stored) == 5
     assert await a.store.get(None, other["id"]) == other
+
+
+# ---------------------------------------------------------------------------- subscriptions
+
+
+SUB = "urn:ngsi-ld:Subscription:shared"
+
+
+def _watching() -> dict[str, Any]:
+    return {"id": SUB, "type": "Subscription", "entities": [{"type": "Streetlight"}],
+            "notification": {"endpoint": {"uri": "http://127.0.0.1:9/n"}}}
+
+
+async def _stored_doc(manager: SubscriptionManager) -> dict[str, Any]:
+    (stored,) = await manager.store.subscriptions(None)
+    return orjson.loads(stored.doc)  # type: ignore[no-any-return]
+
+
+async def test_a_subscription_another_process_changed_is_not_overwritten(
+        workers: list[Worker]) -> None:
+    a, b = workers
+    await a.store.write(None, [], [SubscriptionPut(SUB, '{"v": 1}', "null")])
+    with pytest.raises(StaleWrite):  # a creation of an id that exists
+        await b.store.write(None, [], [SubscriptionPut(SUB, '{"v": 9}', "null")])
+    await a.store.write(None, [], [SubscriptionPut(SUB, '{"v": 2}', "null", '{"v": 1}')])
+    with pytest.raises(StaleWrite):  # a replacement of what is no longer stored
+        await b.store.write(None, [], [SubscriptionPut(SUB, '{"v": 3}', "null", '{"v": 1}'),
+                                       OutboxRecord(SUB, "http://h/", "{}", b"x", 1.0)])
+    stored = await b.store.subscription(None, SUB)
+    assert stored is not None and stored.doc == '{"v": 2}'
+    assert await (await b.store.outbox_reader(None)).pending() == 0  # nothing of the batch
+    await b.store.write(None, [], [SubscriptionDelete(SUB)])
+    with pytest.raises(StaleWrite):  # nor of one that is gone
+        await a.store.write(None, [], [SubscriptionPut(SUB, '{"v": 4}', "null", '{"v": 2}')])
+
+
+async def test_concurrent_updates_of_a_subscription_from_two_workers_are_all_kept(
+        workers: list[Worker]) -> None:
+    a, b = (SubscriptionManager(worker.broker) for worker in workers)
+    await a.create(None, None, _watching())
+    # b caches the subscription, then a changes it (no change feed between them)
+    assert (await b.retrieve(None, SUB))["notification"]["endpoint"]["uri"].endswith("/n")
+    await a.update(None, SUB, {"subscriptionName": "lamps"})
+    await b.update(None, SUB, {"description": "every lamp"})
+    assert (await _stored_doc(b))["subscriptionName"] == "lamps"  # not lost by b's update
+    refused = 0
+
+    def counting(stage: Any) -> Any:
+        async def staged(*args: Any, **kwargs: Any) -> Any:
+            nonlocal refused
+            try:
+                return await stage(*args, **kwargs)
+            except StaleWrite:
+                refused += 1
+                raise
+
+        return staged
+
+    for worker in workers:
+        worker.store.stage = counting(worker.store.stage)  # type: ignore[method-assign]
+    n = 12
+    await asyncio.gather(*(job for i in range(n) for job in (
+        a.update(None, SUB, {"subscriptionName": f"a{i}", "throttling": i + 1}),
+        b.update(None, SUB, {"description": f"b{i}", "q": f"count>{i}"}))))
+    for manager in (a, b):
+        doc = await _stored_doc(manager)
+        # the last update of each worker, with the other's members kept
+        assert doc["subscriptionName"] in {f"a{i}" for i in range(n)}
+        assert doc["throttling"] == int(doc["subscriptionName"][1:]) + 1
+        assert doc["description"] in {f"b{i}" for i in range(n)}
+        assert doc["q"] == f"count>{doc['description'][1:]}"
+    assert refused > 0  # the two workers did race (else the test proves nothing)
 
 
 # ---------------------------------------------------------------------------- outbox claims

@@ -1042,8 +1042,8 @@ async def test_subscriptions_put_status_and_delete(store: Store) -> None:
     await store.write(None, [], [SubscriptionStatus(SUB1, 1, 0, at(1), at(1)),
                                  SubscriptionStatus(SUB1, 2, 1, at(2), None, at(2)),
                                  SubscriptionStatus("urn:ngsi-ld:Subscription:9", 1)])
-    # a new document keeps the status and the place
-    await store.write(None, [], [SubscriptionPut(SUB1, '{"a": 2}', '["c3"]')])
+    # a new document (replacing the one read) keeps the status and the place
+    await store.write(None, [], [SubscriptionPut(SUB1, '{"a": 2}', '["c3"]', '{"a": 1}')])
     assert await store.subscriptions(None) == [
         StoredSubscription(SUB1, '{"a": 2}', '["c3"]', 3, at(2), at(1), at(2), "failed", 1),
         StoredSubscription(SUB2, '{"b": 2}', '["c2"]')]

@@ -3,6 +3,7 @@ throttling, notification bodies, periodic notifications (fake clock, no sleeps).
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -325,3 +326,19 @@ async def test_an_implicit_context_is_the_link_and_keeps_the_creator_terms(
     rebuilt = await build(dict(sub.doc), context, services.broker, 0)  # as at a restart
     assert rebuilt.target["link"] == url
     assert rebuilt.terms.compact("https://example.org/lamp#lux") == "lux"
+
+
+async def test_concurrent_updates_in_one_process_keep_every_member(services: Services) -> None:
+    """Each update is a read-modify-write of the stored document: one at a time."""
+    manager = services.subscriptions.manager
+    sub_id = await manager.create(None, None, {
+        "type": "Subscription", "entities": [{"type": "Lamp"}],
+        "notification": {"endpoint": {"uri": "http://h/n"}}})
+    await asyncio.gather(manager.update(None, sub_id, {"subscriptionName": "lamps"}),
+                         manager.update(None, sub_id, {"description": "every lamp"}),
+                         manager.update(None, sub_id, {"throttling": 5}))
+    got = await manager.retrieve(None, sub_id)
+    assert (got["subscriptionName"], got["description"], got["throttling"]) == (
+        "lamps", "every lamp", 5)
+    (stored,) = await services.store.subscriptions(None)
+    assert orjson.loads(stored.doc)["throttling"] == 5

@@ -35,6 +35,7 @@ import orjson
 
 from cityvisor.broker.changes import ChangeSink, SubscriptionsChanged
 from cityvisor.broker.entities import EntityBroker, utc_now
+from cityvisor.broker.retries import retried_on_stale
 from cityvisor.ngsild import geo as geo_predicates
 from cityvisor.ngsild import query as q_language
 from cityvisor.ngsild import typequery
@@ -659,6 +660,9 @@ class SubscriptionManager:
         #: held from staging a subscription write to its commit, and while reloading: a
         #: reload reads committed rows, so it must not pass a write in flight
         self._writes = asyncio.Lock()
+        #: held by each create, update and delete: one read-modify-write of a subscription
+        #: at a time in this process (the store guards those of other processes)
+        self._changing = asyncio.Lock()
         #: waits until the delivery figures of this process are stored (the outbox's
         #: ``settled``): a read of a subscription then counts the notifications sent so far
         self.settle: Callable[[str | None], Awaitable[None]] = _settled
@@ -732,6 +736,7 @@ class SubscriptionManager:
 
     # -------------------------------------------------------------- operations (5.8)
 
+    @retried_on_stale
     async def create(self, tenant: str | None, context: Any, body: object,
                      base_url: str | None = None) -> str:
         """5.8.1 Create Subscription. Without a ``jsonldContext``, a request @context that
@@ -744,10 +749,11 @@ class SubscriptionManager:
         sub = await build(doc, context, self.broker, self.clock())
         if sub.expires_at is not None and sub.expires_at <= self.clock():
             raise BadRequestData("expiresAt is in the past")
-        subs = await self._tenant(tenant)
-        if sub.id in subs:
-            raise AlreadyExists(f"Subscription {sub.id} already exists")
-        await self._put(tenant, subs, sub)
+        async with self._changing:
+            subs = await self._tenant(tenant)
+            if await self.store.subscription(tenant, sub.id) is not None:
+                raise AlreadyExists(f"Subscription {sub.id} already exists")
+            await self._put(tenant, subs, sub, None)
         if implicit:
             await self.broker.contexts.keep_implicit(context, implicit)
         return sub.id
@@ -761,9 +767,12 @@ class SubscriptionManager:
         return doc["jsonldContext"]  # type: ignore[no-any-return]
 
     async def _put(self, tenant: str | None, subs: dict[str, Subscription],
-                   sub: Subscription) -> None:
+                   sub: Subscription, old: str | None) -> None:
+        """Store ``sub``: a creation (``old`` None) or the replacement of the stored document
+        ``old`` (a store shared with other processes refuses it, ``StaleWrite``, if another
+        changed it meanwhile: the operation then runs again on the new one)."""
         record = SubscriptionPut(sub.id, orjson.dumps(sub.doc).decode(),
-                                 orjson.dumps(sub.context).decode())
+                                 orjson.dumps(sub.context).decode(), old)
         async with self._writes:
             durable = await self.store.stage(tenant, [], [record])
             self._subs.get(tenant, subs)[sub.id] = sub
@@ -778,6 +787,29 @@ class SubscriptionManager:
         sub = (await self._tenant(tenant)).get(sub_id)
         if sub is None:
             raise ResourceNotFound(f"Subscription {sub_id} does not exist")
+        return sub
+
+    async def _stored(self, tenant: str | None, sub_id: str) -> StoredSubscription:
+        """The subscription as the store holds it now (what a change starts from: another
+        worker may have changed it since this one cached it)."""
+        check_uri(sub_id, "Subscription id")
+        if not await self.store.has_tenant(tenant):
+            raise NonexistentTenant(f"Tenant {tenant!r} does not exist")
+        stored = await self.store.subscription(tenant, sub_id)
+        if stored is None:
+            raise ResourceNotFound(f"Subscription {sub_id} does not exist")
+        return stored
+
+    async def _current(self, tenant: str | None, stored: StoredSubscription) -> Subscription:
+        """The stored subscription, validated: this process's copy when it holds the stored
+        document, else built from it (keeping the copy's throttling and schedule)."""
+        cached = (await self._tenant(tenant)).get(stored.id)
+        if cached is not None and orjson.dumps(cached.doc).decode() == stored.doc:
+            return cached
+        sub = await build(orjson.loads(stored.doc), orjson.loads(stored.context), self.broker,
+                          self.clock())
+        if cached is not None:
+            sub.last_sent, sub.next_due = cached.last_sent, cached.next_due
         return sub
 
     async def retrieve(self, tenant: str | None, sub_id: str,
@@ -803,17 +835,28 @@ class SubscriptionManager:
         terms = await self.broker.contexts.term_map(context)
         return [s.render(now, terms, stored.get(s.id)) for s in page], len(subs)
 
+    @retried_on_stale
     async def update(self, tenant: str | None, sub_id: str, body: object,
                      context: Any = None, base_url: str | None = None) -> None:
         """5.8.2 Update Subscription: each member of the fragment replaces the member of the
         same name (``notification`` included, as a whole); null removes it. The result must
-        be a valid subscription, with an expiresAt in the future if one is given."""
-        current = await self._existing(tenant, sub_id)
+        be a valid subscription, with an expiresAt in the future if one is given.
+
+        A read-modify-write of the stored document: serialised in this process, refused by a
+        store shared with other processes when one of them changed it meanwhile (then run
+        again on the new document: ``retried_on_stale``)."""
+        async with self._changing:
+            await self._update(tenant, sub_id, body, context, base_url)
+
+    async def _update(self, tenant: str | None, sub_id: str, body: object, context: Any,
+                      base_url: str | None) -> None:
+        stored = await self._stored(tenant, sub_id)
         fragment = clean_document(body)
         if not fragment:
             raise BadRequestData("The update carries no subscription member")
         if fragment.get("id", sub_id) != sub_id:
             raise BadRequestData("The id of a subscription cannot change")
+        current = await self._current(tenant, stored)
         terms = await self.broker.contexts.term_map(context)
         fragment = translate(fragment, terms, current.source_terms)
         doc = orjson.loads(orjson.dumps(current.doc))
@@ -828,19 +871,20 @@ class SubscriptionManager:
                 sub.expires_at <= self.clock()):
             raise BadRequestData("expiresAt is in the past")
         sub.last_sent = current.last_sent
-        await self._put(tenant, await self._tenant(tenant), sub)
+        await self._put(tenant, await self._tenant(tenant), sub, stored.doc)
         if implicit:
             await self.broker.contexts.keep_implicit(current.context, implicit)
 
     async def delete(self, tenant: str | None, sub_id: str) -> None:
         """5.8.5 Delete Subscription (its pending notifications go too)."""
-        await self._existing(tenant, sub_id)
-        subs = await self._tenant(tenant)
-        async with self._writes:
-            durable = await self.store.stage(tenant, [], [SubscriptionDelete(sub_id)])
-            self._subs.get(tenant, subs).pop(sub_id, None)
-            self._refresh(tenant)
-            await durable
+        async with self._changing:
+            await self._stored(tenant, sub_id)
+            subs = await self._tenant(tenant)
+            async with self._writes:
+                durable = await self.store.stage(tenant, [], [SubscriptionDelete(sub_id)])
+                self._subs.get(tenant, subs).pop(sub_id, None)
+                self._refresh(tenant)
+                await durable
         self._committed(tenant)
 
     # -------------------------------------------------------------- matching

@@ -20,7 +20,8 @@ one process only, so such a backend also guards the writes of the others (``docs
   an entity whose stored document differs from ``old``, or is gone), and then writes nothing of
   the batch (side records included; other callers sharing the commit are not affected). The
   broker re-reads and retries the whole operation. A backend used by one process only (SQLite,
-  memory) never raises it: the lock already serialises every read-modify-write.
+  memory) never raises it: the lock already serialises every read-modify-write. Subscription
+  documents are guarded the same way (``records.SubscriptionPut.old``).
 - **Outbox claims.** Each process delivers notifications with a reader of its own. A shared
   backend's ``OutboxReader`` returns only rows it claimed, for a lease: two readers never get
   the same row while its lease runs; a row another reader claimed (a worker that died) comes

@@ -42,10 +42,23 @@ from cityvisor.store.records import (
 
 
 async def _put(conn: asyncpg.Connection, schema: str, items: list[SubscriptionPut]) -> None:
-    await conn.executemany(
-        f"INSERT INTO {schema}.subscriptions (id, doc, context) VALUES ($1, $2, $3) "
-        "ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, context = excluded.context",
-        [(i.id, i.doc, i.context) for i in items])
+    # several workers share the table: a creation only where the id is free, a replacement
+    # only where the document is still the one read (READ COMMITTED: a row another worker is
+    # changing is waited for, then compared in its committed form)
+    for item in items:
+        if item.old is None:
+            written = await conn.fetchval(
+                f"INSERT INTO {schema}.subscriptions (id, doc, context) VALUES ($1, $2, $3) "
+                "ON CONFLICT (id) DO NOTHING RETURNING id", item.id, item.doc, item.context)
+        else:
+            written = await conn.fetchval(
+                f"UPDATE {schema}.subscriptions SET doc = $2, context = $3 "
+                "WHERE id = $1 AND doc = $4 RETURNING id",
+                item.id, item.doc, item.context, item.old)
+        if written is None:
+            raise StaleWrite(f"Subscription {item.id} "
+                             + ("exists" if item.old is None else "changed since it was read "
+                                "(or it is gone)") + ": it is not written")
 
 
 async def _delete(conn: asyncpg.Connection, schema: str, items: list[SubscriptionDelete]

@@ -128,11 +128,18 @@ class AttributeAggregate:
 
 @dataclass(frozen=True)
 class SubscriptionPut:
-    """Create or replace a subscription document (status columns are kept)."""
+    """Create a subscription (``old`` None) or replace its document (``old``: the document it
+    replaces, JSON text as the store returned it); the status columns are kept.
+
+    A store shared by several processes refuses, with ``StaleWrite`` (``store.base``), the
+    creation of an id that exists and the replacement of a document that is no longer ``old``
+    (another process changed or deleted the subscription since it was read). A backend used
+    by one process only applies it as given (the manager serialises its writes)."""
 
     id: str
     doc: str
     context: str
+    old: str | None = None
 
 
 @dataclass(frozen=True)
