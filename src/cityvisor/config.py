@@ -44,8 +44,8 @@ class Settings(BaseSettings):
     db_pool_min: int = Field(2, ge=1, le=1000, description="PostgreSQL connections kept open")
     db_pool_max: int = Field(10, ge=1, le=1000, description="Most PostgreSQL connections")
     db_outbox_lease_s: float = Field(
-        60.0, ge=1, le=3600, description="Seconds a worker holds the notifications it took; "
-        "those of a worker that died go to another after this")
+        60.0, ge=1, le=3600, description="Seconds a worker holds the notifications it took "
+        "(renewed while it works on them); those of a worker that died go to another after this")
     auth: bool = Field(True, description="Require bearer tokens; false only on loopback")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body")
     allow_context_fetch: bool = Field(True, description="Fetch unknown @context URLs once")

@@ -244,6 +244,22 @@ async def test_rows_of_a_reader_whose_lease_expired_go_to_another(
     assert await other.pending() == 2
 
 
+async def test_a_reader_that_renews_its_claims_keeps_its_rows(workers: list[Worker]) -> None:
+    a, b = workers
+    a.store.outbox_lease_s = 0.4  # type: ignore[attr-defined]
+    busy, other = await a.store.outbox_reader(None), await b.store.outbox_reader(None)
+    assert busy.lease_s == 0.4
+    await a.store.write(None, [], [_mail(1), _mail(2)])
+    one, two = (row.id for row in await busy.fresh(0, 10))
+    for _ in range(4):  # 0.8 s in all, two leases: the first row renewed, the other not
+        await asyncio.sleep(0.2)
+        await busy.renew([one])
+        await other.renew([two])  # not its claim: left alone
+    assert [row.id for row in await other.due(time.time(), 10)] == [two]
+    await asyncio.sleep(0.5)  # no renewal for a whole lease: the row goes to another reader
+    assert [row.id for row in await other.due(time.time(), 10)] == [one]
+
+
 # ---------------------------------------------------------------------------- leaders
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,13 +34,16 @@ class Delivering:
         return self.notifications.manager
 
 
-@pytest.fixture
-async def delivering() -> AsyncIterator[list[Delivering]]:
-    """Two workers on one namespace, each with its subscriptions and delivery started."""
+@asynccontextmanager
+async def two_delivering(lease_s: float | None = None) -> AsyncIterator[list[Delivering]]:
+    """Two workers on one namespace, each with its subscriptions and delivery started (their
+    outbox claims lasting ``lease_s``, if given)."""
     async with workers_on_postgres(2) as workers:
         found: list[Delivering] = []
         try:
             for worker in workers:
+                if lease_s is not None:
+                    worker.store.outbox_lease_s = lease_s  # type: ignore[attr-defined]
                 notifications = Notifications(worker.store, worker.broker, retry_base_s=0.05,
                                               retry_cap_s=0.2)
                 worker.broker.listeners.append(notifications.manager.on_change)
@@ -49,6 +53,12 @@ async def delivering() -> AsyncIterator[list[Delivering]]:
         finally:
             for each in found:
                 await each.notifications.close()
+
+
+@pytest.fixture
+async def delivering() -> AsyncIterator[list[Delivering]]:
+    async with two_delivering() as found:
+        yield found
 
 
 def _counting(worker: Delivering) -> Delivering:
@@ -116,5 +126,25 @@ async def test_the_delivery_figures_of_two_workers_add_up(
             assert status["status"] == "ok" and status["lastSuccess"] > status["lastFailure"]
         listed = (await b.manager.query(None, 10, 0))[0]
         assert listed[0]["notification"]["timesSent"] == len(receiver.attempts)
+    finally:
+        receiver.close()
+
+
+async def test_a_delivery_slower_than_the_lease_keeps_its_row() -> None:
+    """The worker delivering a notification renews its claim on the row while the endpoint
+    takes its time (three leases here): the other worker never takes it, so it goes once."""
+    receiver = Receiver(delay_s=1.5)
+    try:
+        async with two_delivering(lease_s=0.5) as (a, b):
+            sub_id = await a.manager.create(None, None, _subscription(receiver.url))
+            await b.manager.reload(None)
+            b.notifications.outbox.wake(None)  # b's dispatcher runs (and polls the outbox)
+            await a.manager.broker.create_entity(None, None, _lamp(1))
+            await _delivered(a)  # the answer came and the row went
+            await asyncio.sleep(0.3)  # a duplicate claimed at the last moment: arrived
+            assert [entity["id"] for entity in receiver.entities()] == [_lamp(1)["id"]]
+            assert a.sent + b.sent == 1
+            status = (await b.manager.retrieve(None, sub_id))["notification"]
+            assert status["timesSent"] == 1 and status["status"] == "ok"
     finally:
         receiver.close()

@@ -1,5 +1,5 @@
 """A notification endpoint for tests: a threaded HTTP server on a free loopback port that
-records what it is sent (and can fail the first attempts)."""
+records what it is sent (and can fail the first attempts, or answer slowly)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ __all__ = ["Receiver"]
 
 
 class Receiver:
-    """A threaded HTTP server recording notifications; answers 500 ``fail`` times first."""
+    """A threaded HTTP server recording notifications; answers 500 ``fail`` times first, and
+    each request ``delay_s`` seconds after recording it (a slow endpoint)."""
 
-    def __init__(self, fail: int = 0) -> None:
+    def __init__(self, fail: int = 0, delay_s: float = 0.0) -> None:
         self.fail = fail
+        self.delay_s = delay_s
         self.received: list[tuple[dict[str, str], dict[str, Any], float]] = []
         self.attempts: list[float] = []
         self.changed = threading.Condition()
@@ -37,6 +39,8 @@ class Receiver:
                         receiver.received.append((dict(self.headers), orjson.loads(body),
                                                   time.monotonic()))
                     receiver.changed.notify_all()
+                if receiver.delay_s:
+                    time.sleep(receiver.delay_s)
                 self.send_response(500 if failing else 204)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -18,6 +18,12 @@ increments (``SubscriptionStatus``: one sending more, the time of the last succe
 per subscription until the batch is staged, so that the workers sharing a store add up their
 deliveries instead of overwriting each other's.
 
+A reader of a store shared by several workers claims the rows it returns for a lease
+(``OutboxReader.lease_s``); the dispatcher renews the claims of the rows it still holds (queued,
+in delivery, or their outcome being committed) every third of a lease, so another worker never
+takes a row from a delivery that is merely slow: only a worker that died (or stalled for a
+whole lease) loses its rows.
+
 Under load, rows of one subscription that are already queued for the same endpoint are sent
 as ONE notification whose ``data`` holds all their entities, in order (at most ``batch_max``
 rows; NGSI-LD notifications carry an array of entities). Nothing waits for a batch to fill: a
@@ -50,6 +56,8 @@ Sender = Callable[[dict[str, Any], bytes, str | None], Awaitable[None]]
 StatusSink = Callable[[str, str, float], SubscriptionStatus]
 #: stagings of outcomes tried before giving up (a deadlock with another worker: StaleWrite)
 COMMIT_ATTEMPTS = 3
+#: claims are renewed this many times per lease (two renewals may fail or come late)
+RENEWALS_PER_LEASE = 3
 
 
 @dataclass
@@ -161,12 +169,15 @@ class TenantDispatcher:
         self._flush_scheduled = False
         self._flushes: set[asyncio.Task[None]] = set()
         self.task: asyncio.Task[None] | None = None
+        self.renewals: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._loop())
 
     async def _loop(self) -> None:
         self.reader = await self.service.store.outbox_reader(self.tenant)
+        if self.reader.lease_s is not None:
+            self.renewals = asyncio.create_task(self._renew(self.reader, self.reader.lease_s))
         next_due = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
@@ -197,6 +208,20 @@ class TenantDispatcher:
                 if worker is None:
                     worker = self.workers[row.endpoint] = EndpointWorker(self, row.endpoint)
                 worker.submit(row)
+
+    async def _renew(self, reader: OutboxReader, lease_s: float) -> None:
+        """Keep the claims of the rows in work, every ``lease_s / RENEWALS_PER_LEASE``."""
+        while True:
+            await asyncio.sleep(lease_s / RENEWALS_PER_LEASE)
+            if not self.inflight:
+                continue
+            try:
+                await reader.renew(sorted(self.inflight))
+            except StoreUnavailable as error:  # the database is away: next round
+                LOG.warning("renewing the outbox claims of tenant %s: %s",
+                            self.tenant or "(default)", error.detail)
+            except Exception:  # pragma: no cover - next round
+                LOG.exception("renewing the outbox claims failed")
 
     # ------------------------------------------------------------ outcomes
 
@@ -272,10 +297,11 @@ class TenantDispatcher:
             self.inflight.difference_update(ids)
 
     async def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        for task in (self.task, self.renewals):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for worker in self.workers.values():
             for task in list(worker.tasks):
                 task.cancel()

@@ -28,8 +28,10 @@ one process only, so such a backend also guards the writes of the others (``docs
   back from ``due`` once its lease expires; ``OutboxRetry`` ends the claim and ``OutboxDone``
   deletes the row. A reader gets its own claimed rows again (above ``after_id`` from
   ``fresh``); ``fresh`` also returns free rows at or below ``after_id`` (transactions of
-  several processes commit out of id order). Delivery stays at-least-once: a row delivered
-  but not recorded done before its lease ends may go twice.
+  several processes commit out of id order). The delivery service renews
+  (``OutboxReader.renew``) the claims of the rows it is still working on, so that a slow
+  delivery keeps its row. Delivery stays at-least-once: a row delivered but not recorded done
+  before its lease ends (its process died or stalled) may go twice.
 - **Leaders.** ``Store.leader(job)`` says whether this process runs a background job now (the
   retention purge, periodic notifications): one process at a time among those that share
   the backend.
@@ -165,6 +167,9 @@ class OutboxReader(ABC):
     On a backend shared by several processes the reads claim rows (module docstring:
     "Outbox claims")."""
 
+    #: seconds a claim lasts unless renewed (a shared backend's readers); None: no claims
+    lease_s: float | None = None
+
     @abstractmethod
     async def fresh(self, after_id: int, limit: int) -> list[OutboxRow]:
         """Rows never tried, newer than ``after_id``, oldest first (shared backend: the free
@@ -174,6 +179,13 @@ class OutboxReader(ABC):
     async def due(self, now: float, limit: int) -> list[OutboxRow]:
         """Rows to try again whose time (epoch seconds) has come, soonest first (shared
         backend: free or this reader's, and any whose claim expired)."""
+
+    async def renew(self, ids: Sequence[int]) -> None:
+        """Extend, by a whole lease from now, this reader's claims on the rows ``ids`` (read
+        and still being worked on: queued, in delivery, or their outcome being recorded);
+        rows no longer claimed by this reader are left alone. Call it more often than
+        ``lease_s``. A backend without claims: nothing to do."""
+        return None
 
     @abstractmethod
     async def max_id(self) -> int: ...

@@ -21,7 +21,7 @@ connections, which see committed rows only, and claim the rows they read.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -190,6 +190,12 @@ _FRESH = "next_attempt_at = 0 AND (claimed_until IS NULL OR claimed_by = $1 AND 
 #: to try again by now ($3) and free (or this reader's), or held by a lease that expired
 _DUE = ("next_attempt_at <= $3 AND (next_attempt_at > 0 AND (claimed_until IS NULL OR "
         "claimed_by = $1) OR claimed_until < now())")
+#: extend the claims of reader $1 on rows $3 to $2 seconds from now; a row locked by a
+#: transaction in flight (this worker's outcome being recorded) is skipped, never waited for
+_RENEW = """
+UPDATE {s}.outbox SET claimed_until = now() + make_interval(secs => $2)
+WHERE id IN (SELECT id FROM {s}.outbox WHERE id = ANY($3::bigint[]) AND claimed_by = $1
+             ORDER BY id FOR UPDATE SKIP LOCKED)"""
 
 
 @outages_as_unavailable
@@ -205,7 +211,9 @@ class PostgresOutboxReader(OutboxReader):
     ``OutboxDone`` deletes the row. A reader that dies leaves its rows claimed: ``due``
     returns them to any reader once their lease has expired (a row delivered but not yet
     recorded as done is then delivered again: at-least-once). Lease times are the
-    database's clock, one for all hosts.
+    database's clock, one for all hosts. ``renew`` extends the leases of the rows the
+    dispatcher is still working on (a slow endpoint, a long queue): only a reader that stops
+    renewing (dead, or stalled longer than a lease) loses its rows.
 
     ``fresh`` returns every free never-tried row, whatever its id: rows of transactions of
     several processes commit out of id order, so an ``after_id`` cursor alone would skip a
@@ -236,6 +244,12 @@ class PostgresOutboxReader(OutboxReader):
         claimed = await self._claim(_DUE, "next_attempt_at, id", now, limit)
         claimed.sort(key=lambda pair: (pair[0], pair[1].id))
         return [row for _, row in claimed]
+
+    async def renew(self, ids: Sequence[int]) -> None:
+        """Extend this reader's claims on ``ids`` by ``lease_s`` from now."""
+        if ids:
+            await self.pool.execute(_RENEW.format(s=self.schema), self.claimant,
+                                    self.lease_s, list(ids))
 
     async def max_id(self) -> int:
         return int(await self.pool.fetchval(
