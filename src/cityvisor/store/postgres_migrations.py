@@ -164,12 +164,6 @@ CREATE INDEX outbox_unclaimed ON {schema}.outbox (id)
 CREATE INDEX outbox_claims ON {schema}.outbox (claimed_until) WHERE claimed_until IS NOT NULL;
 """),
     (3, """
--- room on every page of entities for the next version of its rows: an update that changes
--- no indexed column (a new attribute value) stays on the page and touches no index (a HOT
--- update); pages written before this step get the room when rewritten (VACUUM FULL)
-ALTER TABLE {schema}.entities SET (fillfactor = 70);
-"""),
-    (4, """
 -- notifications that failed (clause 5.2.14 timesFailed), incremented like times_sent
 ALTER TABLE {schema}.subscriptions ADD COLUMN times_failed integer NOT NULL DEFAULT 0;
 """),

@@ -108,29 +108,31 @@ async def write_instances(conn: asyncpg.Connection, schema: str,
     for r in records:
         first.setdefault(r.entity, r)
     ids = list(first)
-    # one statement: an entity without a row gets one (its instances can come before its
-    # EntityRecord); a data-modifying CTE's rows are not visible to the rest of the
-    # statement, hence the union of the rows made and those that were there
-    status = await conn.execute(
+    # an entity without a row gets one (its instances can come before its EntityRecord); the
+    # instances then go in a statement of their own with their entities' seq (one statement
+    # joining the two would be planned generically for a few rows and join in O(n x m))
+    rows = await conn.fetch(
         f"WITH made AS (INSERT INTO {schema}.temporal_entities (id, types, created_at, "
         "modified_at) SELECT id, ARRAY[t], c, c FROM unnest($1::text[], $2::text[], $3::text[]) "
-        "AS u(id, t, c) ON CONFLICT (id) DO NOTHING RETURNING id, seq), "
-        f"seqs AS (SELECT id, seq FROM made UNION ALL SELECT id, seq FROM {schema}."
-        "temporal_entities WHERE id = ANY($1)) "
+        "AS u(id, t, c) ON CONFLICT (id) DO NOTHING RETURNING id, seq) "
+        f"SELECT id, seq FROM made UNION ALL SELECT id, seq FROM {schema}.temporal_entities "
+        "WHERE id = ANY($1)", ids, [first[i].entity_type for i in ids],
+        [first[i].created_at for i in ids])
+    seqs = {row["id"]: row["seq"] for row in rows}
+    if len(seqs) < len(ids):
+        # another process made an entity's row after this statement's snapshot was taken
+        raise StaleWrite("The history of an entity was begun by another writer meanwhile")
+    await conn.execute(
         f"INSERT INTO {schema}.temporal_instances (entity, attr, dataset_id, observed_at, "
-        "created_at, modified_at, deleted_at, num, value) SELECT s.seq, a, d, o, c, m, x, n, v "
-        "FROM unnest($4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], "
-        "$9::timestamptz[], $10::timestamptz[], $11::float8[], $12::text[]) WITH ORDINALITY "
-        "AS u(eid, a, d, o, c, m, x, n, v, i) JOIN seqs s ON s.id = u.eid ORDER BY u.i",
-        ids, [first[i].entity_type for i in ids], [first[i].created_at for i in ids],
-        [r.entity for r in records], [r.attr for r in records],
+        "created_at, modified_at, deleted_at, num, value) SELECT e, a, d, o, c, m, x, n, v FROM "
+        "unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], "
+        "$6::timestamptz[], $7::timestamptz[], $8::float8[], $9::text[]) WITH ORDINALITY "
+        "AS u(e, a, d, o, c, m, x, n, v, i) ORDER BY i",
+        [seqs[r.entity] for r in records], [r.attr for r in records],
         [r.dataset_id for r in records], [to_time(r.observed_at) for r in records],
         [to_time(r.created_at) for r in records], [to_time(r.modified_at) for r in records],
         [None if r.deleted_at is None else to_time(r.deleted_at) for r in records],
         [r.num for r in records], [r.value for r in records])
-    if int(status.rsplit(" ", 1)[1]) != len(records):
-        # another process made the entity's row after this statement's snapshot was taken
-        raise StaleWrite("The history of an entity was begun by another writer meanwhile")
 
 
 async def write_entities(conn: asyncpg.Connection, schema: str,
