@@ -4,6 +4,7 @@ throttling, notification bodies, periodic notifications (fake clock, no sleeps).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from support.backends import BACKENDS, services_on
 from cityvisor.broker.subscriptions import build, matches, render_entity, triggered
 from cityvisor.config import Settings
 from cityvisor.services import Services
-from cityvisor.store.base import WriteOp
+from cityvisor.store.base import StaleWrite, WriteOp
 
 D = "https://uri.etsi.org/ngsi-ld/default-context/"
 T = "2026-01-01T00:00:00.000000Z"
@@ -166,6 +167,38 @@ async def test_listener_throttling_and_notification_body(services: Services) -> 
     assert len(batch) == 1 and len(orjson.loads(batch[0].payload)["data"]) == 5
     # no subscription in a tenant: nothing
     assert await manager.on_change("empty", [WriteOp(None, entity())]) == ()
+
+
+async def test_a_write_refused_as_stale_and_run_again_still_notifies_a_throttled_subscription(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    manager = services.subscriptions.manager
+    await services.broker.create_entity(None, None, {"id": "urn:ngsi-ld:Lamp:1", "type": "Lamp",
+                                                     "power": {"value": "off"}})
+    await manager.create(None, None, {
+        "type": "Subscription", "entities": [{"type": "Lamp"}], "throttling": 3600,
+        "notification": {"endpoint": {"uri": "http://h/n"}}})
+    outbox = await services.store.outbox_reader(None)
+    before = await outbox.pending()
+    store = services.broker.store
+    real_stage = store.stage
+    refused: list[int] = []
+
+    async def stage_refused_once(tenant: str | None, ops: list[WriteOp],
+                                 records: Sequence[object] = ()) -> Awaitable[None]:
+        if ops and not refused:  # another worker changed the lamp meanwhile: nothing written
+            refused.append(1)
+            raise StaleWrite("Entity changed since it was read")
+        return await real_stage(tenant, ops, records)
+
+    monkeypatch.setattr(store, "stage", stage_refused_once)
+    await services.broker.update_attribute(None, None, "urn:ngsi-ld:Lamp:1", "power",
+                                           {"value": "on"})
+    assert refused == [1]  # the first run was refused, the second written
+    assert await outbox.pending() == before + 1  # its notification was not throttled out
+    # the window holds against the next operation
+    await services.broker.update_attribute(None, None, "urn:ngsi-ld:Lamp:1", "power",
+                                           {"value": "off"})
+    assert await outbox.pending() == before + 1
 
 
 async def test_periodic_notifications_with_fake_clock(services: Services) -> None:

@@ -27,6 +27,13 @@ PAUSE_S = 0.002
 P = ParamSpec("P")
 T = TypeVar("T")
 _retrying: ContextVar[bool] = ContextVar("cityvisor_stale_retrying", default=False)
+_operation: ContextVar[object | None] = ContextVar("cityvisor_operation", default=None)
+
+
+def current_operation() -> object | None:
+    """The outermost retried operation in progress: the same object across its runs (a run
+    refused as stale and the runs after it), None outside one."""
+    return _operation.get()
 
 
 def retried_on_stale(operation: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
@@ -37,6 +44,7 @@ def retried_on_stale(operation: Callable[P, Awaitable[T]]) -> Callable[P, Awaita
         if _retrying.get():
             return await operation(*args, **kwargs)
         token = _retrying.set(True)
+        this_run = _operation.set(object())
         try:
             for attempt in range(1, ATTEMPTS):
                 try:
@@ -45,6 +53,7 @@ def retried_on_stale(operation: Callable[P, Awaitable[T]]) -> Callable[P, Awaita
                     await asyncio.sleep(random.uniform(0, PAUSE_S * 2 ** attempt))
             return await operation(*args, **kwargs)
         finally:
+            _operation.reset(this_run)
             _retrying.reset(token)
 
     return run

@@ -35,7 +35,7 @@ import orjson
 
 from cityvisor.broker.changes import ChangeSink, SubscriptionsChanged
 from cityvisor.broker.entities import EntityBroker, utc_now
-from cityvisor.broker.retries import retried_on_stale
+from cityvisor.broker.retries import current_operation, retried_on_stale
 from cityvisor.ngsild import geo as geo_predicates
 from cityvisor.ngsild import query as q_language
 from cityvisor.ngsild import typequery
@@ -118,6 +118,8 @@ class Subscription:
     target: dict[str, Any]
     # runtime state (of this process: the delivery figures are the store's)
     last_sent: float = -math.inf
+    #: the operation (``retries.current_operation``) whose notification opened the window
+    throttled_by: object | None = None
     next_due: float = 0.0
     target_json: str = field(default="", repr=False)
 
@@ -903,13 +905,18 @@ class SubscriptionManager:
                 now: float) -> list[OutboxRecord]:
         records: list[OutboxRecord] = []
         now_text = utc_now()
+        operation = current_operation()
         for sub in subs:
-            if sub.throttling and now - sub.last_sent < sub.throttling:
+            # the window never holds against the operation that opened it: a run refused as
+            # stale (nothing of it was written) and run again must still notify
+            if (sub.throttling and now - sub.last_sent < sub.throttling
+                    and (operation is None or sub.throttled_by is not operation)):
                 continue
             data = [render_entity(sub, op, now_text) for op in ops if matches(sub, op, now)]
             if not data:
                 continue
             sub.last_sent = now
+            sub.throttled_by = operation
             records.append(OutboxRecord(sub.id, sub.target["uri"], sub.target_json,
                                         notification(sub, data, now_text), now))
         if records:
