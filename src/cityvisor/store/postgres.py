@@ -61,11 +61,12 @@ from cityvisor.store.postgres_entity_maps import EntityMapTables
 from cityvisor.store.postgres_errors import ACQUIRE_TIMEOUT_S, outages_as_unavailable
 from cityvisor.store.postgres_leaders import Leaders
 from cityvisor.store.postgres_q import Params, posix_pattern, q_sql, selectors_sql
+from cityvisor.store.postgres_subscriptions import FOLD_AFTER, SubscriptionTables
 from cityvisor.store.postgres_subscriptions import WRITERS as SUBSCRIPTION_WRITERS
-from cityvisor.store.postgres_subscriptions import SubscriptionTables
 from cityvisor.store.postgres_temporal import WRITERS as TEMPORAL_WRITERS
 from cityvisor.store.postgres_temporal import TemporalTables, partition_months
 from cityvisor.store.rechecks import rechecked, scoped, selected
+from cityvisor.store.records import SubscriptionStatus
 from cityvisor.store.sql_selection import order_columns, scope_selection_sql, type_selection_sql
 
 Writer = Callable[[asyncpg.Connection, str, list[Any]], Awaitable[None]]
@@ -209,6 +210,7 @@ class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, Leaders
         self._owns_pool = owns_pool
         self._multi_typed: dict[str, bool] = {}
         self._written_counts: Counter[str] = Counter()
+        self._written_statuses: Counter[str] = Counter()
         #: (schema, entity id) -> until when a read of the entity locks it (``get_many``)
         self._contended: dict[tuple[str, str], float] = {}
         #: schema -> the entity reads gathering in this turn of the event loop
@@ -559,6 +561,12 @@ class PostgresStore(TemporalTables, SubscriptionTables, EntityMapTables, Leaders
                 by_type.setdefault(type(record), []).append(record)
         for record_type, items in by_type.items():
             await RECORD_WRITERS[record_type](conn, schema, items)
+        statuses = len(by_type.get(SubscriptionStatus, ()))
+        if statuses:
+            self._written_statuses[schema] += statuses
+            if self._written_statuses[schema] > FOLD_AFTER:
+                self._written_statuses[schema] = 0
+                self._spawn(self.fold_status(schema))
 
     async def _insert(self, conn: asyncpg.Connection, schema: str, run: list[WriteOp],
                       prepared: dict[int, _Prepared], stats: Counter[tuple[str, str, str]]

@@ -167,6 +167,19 @@ CREATE INDEX outbox_claims ON {schema}.outbox (claimed_until) WHERE claimed_unti
 -- notifications that failed (clause 5.2.14 timesFailed), incremented like times_sent
 ALTER TABLE {schema}.subscriptions ADD COLUMN times_failed integer NOT NULL DEFAULT 0;
 """),
+    (4, """
+-- delivery figures as appended increments, summed on read and folded into subscriptions now
+-- and then: the workers' transactions never wait on a subscription's row to count a delivery
+CREATE TABLE {schema}.subscription_deltas (
+  subscription text COLLATE "C" NOT NULL,
+  sent integer NOT NULL,
+  failed integer NOT NULL,
+  last_notification text COLLATE "C",
+  last_success text COLLATE "C",
+  last_failure text COLLATE "C"
+);
+CREATE INDEX subscription_deltas_subscription ON {schema}.subscription_deltas (subscription);
+"""),
 ]
 
 SYSTEM_VERSION = SYSTEM_STEPS[-1][0]

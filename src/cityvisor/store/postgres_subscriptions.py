@@ -28,7 +28,7 @@ import asyncpg
 
 from cityvisor.store.base import OutboxReader, StaleWrite
 from cityvisor.store.postgres_connections import TenantSchemas
-from cityvisor.store.postgres_errors import outages_as_unavailable
+from cityvisor.store.postgres_errors import ACQUIRE_TIMEOUT_S, outages_as_unavailable
 from cityvisor.store.records import (
     OutboxDone,
     OutboxRecord,
@@ -66,34 +66,46 @@ async def _delete(conn: asyncpg.Connection, schema: str, items: list[Subscriptio
     ids = [i.id for i in items]
     await conn.execute(f"DELETE FROM {schema}.subscriptions WHERE id = ANY($1)", ids)
     await conn.execute(f"DELETE FROM {schema}.outbox WHERE subscription = ANY($1)", ids)
-
-
-#: the later of a stored time and a given one (text in code point order: ISO 8601 times)
-_LATER = 'greatest({column} COLLATE "C", {param}::text)'
-_STATUS = f"""
-UPDATE {{s}}.subscriptions SET times_sent = times_sent + $2, times_failed = times_failed + $3,
-  last_notification = {_LATER.format(column="last_notification", param="$4")},
-  last_success = {_LATER.format(column="last_success", param="$5")},
-  last_failure = {_LATER.format(column="last_failure", param="$6")},
-  delivery = CASE WHEN $5::text IS NULL AND $6::text IS NULL THEN delivery
-    WHEN {_LATER.format(column="last_failure", param="$6")} IS NULL
-      OR {_LATER.format(column="last_success", param="$5")}
-         >= {_LATER.format(column="last_failure", param="$6")} THEN 'ok'
-    ELSE 'failed' END
-WHERE id = $1"""
+    await conn.execute(f"DELETE FROM {schema}.subscription_deltas WHERE subscription = ANY($1)",
+                       ids)
 
 
 async def _status(conn: asyncpg.Connection, schema: str, items: list[SubscriptionStatus]
                   ) -> None:
-    # increments, never absolute values: the records of several workers add up. One per
-    # subscription, in id order: two workers' transactions lock the rows in the same order
+    # increments, never absolute values: the records of several workers add up; appended
+    # (one row per subscription and batch), so that no transaction waits on another's row
     summed: dict[str, SubscriptionStatus] = {}
     for item in items:
         held = summed.get(item.id)
         summed[item.id] = item if held is None else held.plus(item)
-    await conn.executemany(_STATUS.format(s=schema), [
-        (i.id, i.sent, i.failed, i.last_notification, i.last_success, i.last_failure)
-        for _, i in sorted(summed.items())])
+    rows = list(summed.values())
+    await conn.execute(
+        f"INSERT INTO {schema}.subscription_deltas (subscription, sent, failed, "
+        "last_notification, last_success, last_failure) SELECT * FROM unnest($1::text[], "
+        "$2::integer[], $3::integer[], $4::text[], $5::text[], $6::text[])",
+        [i.id for i in rows], [i.sent for i in rows], [i.failed for i in rows],
+        [i.last_notification for i in rows], [i.last_success for i in rows],
+        [i.last_failure for i in rows])
+
+
+#: a subscription's delivery state from its last success and failure ($ls, $lf: SQL)
+_DELIVERY = ("CASE WHEN {ls} IS NULL AND {lf} IS NULL THEN {stored} "
+             "WHEN {lf} IS NULL OR {ls} >= {lf} THEN 'ok' ELSE 'failed' END")
+#: fold the increments into the subscriptions' rows (a transaction of its own, now and then)
+_FOLD = """
+WITH gone AS (DELETE FROM {s}.subscription_deltas RETURNING *),
+d AS (SELECT subscription, sum(sent) AS sent, sum(failed) AS failed,
+        max(last_notification) AS ln, max(last_success) AS ls, max(last_failure) AS lf
+      FROM gone GROUP BY subscription)
+UPDATE {s}.subscriptions s SET times_sent = s.times_sent + d.sent,
+  times_failed = s.times_failed + d.failed,
+  last_notification = greatest(s.last_notification COLLATE "C", d.ln),
+  last_success = greatest(s.last_success COLLATE "C", d.ls),
+  last_failure = greatest(s.last_failure COLLATE "C", d.lf),
+  delivery = """ + _DELIVERY.format(ls='greatest(s.last_success COLLATE "C", d.ls)',
+                                     lf='greatest(s.last_failure COLLATE "C", d.lf)',
+                                     stored="s.delivery") + """
+FROM d WHERE s.id = d.subscription"""
 
 
 async def _outbox(conn: asyncpg.Connection, schema: str, items: list[OutboxRecord]) -> None:
@@ -143,9 +155,21 @@ WRITERS: dict[type, Writer] = {record_type: _deadlocks_stale(writer) for record_
 )}
 
 
-#: the columns of a ``StoredSubscription``
-_SUBSCRIPTION = ("id, doc, context, times_sent, last_notification, last_success, last_failure, "
-                 "delivery, times_failed")
+#: a ``StoredSubscription``: its row with the increments not folded in yet
+_SUBSCRIPTION = """
+SELECT s.id, s.doc, s.context, s.times_sent + coalesce(d.sent, 0),
+  greatest(s.last_notification COLLATE "C", d.ln), greatest(s.last_success COLLATE "C", d.ls),
+  greatest(s.last_failure COLLATE "C", d.lf),
+  """ + _DELIVERY.format(ls='greatest(s.last_success COLLATE "C", d.ls)',
+                         lf='greatest(s.last_failure COLLATE "C", d.lf)',
+                         stored="s.delivery") + """,
+  s.times_failed + coalesce(d.failed, 0)
+FROM {s}.subscriptions s LEFT JOIN LATERAL (
+  SELECT sum(sent) AS sent, sum(failed) AS failed, max(last_notification) AS ln,
+         max(last_success) AS ls, max(last_failure) AS lf
+  FROM {s}.subscription_deltas x WHERE x.subscription = s.id) d ON TRUE"""
+#: increments appended by this process before it folds them (``fold_status``)
+FOLD_AFTER = 2_000
 
 
 class SubscriptionTables(TenantSchemas):
@@ -156,8 +180,7 @@ class SubscriptionTables(TenantSchemas):
         if schema is None:
             return []
         async with self._reading(tenant, True) as conn:
-            rows = await conn.fetch(
-                f"SELECT {_SUBSCRIPTION} FROM {schema}.subscriptions ORDER BY seq")
+            rows = await conn.fetch(_SUBSCRIPTION.format(s=schema) + " ORDER BY s.seq")
         return [StoredSubscription(*row) for row in rows]
 
     async def subscription(self, tenant: str | None, sub_id: str) -> StoredSubscription | None:
@@ -165,9 +188,14 @@ class SubscriptionTables(TenantSchemas):
         if schema is None:
             return None
         async with self._reading(tenant, True) as conn:
-            row = await conn.fetchrow(
-                f"SELECT {_SUBSCRIPTION} FROM {schema}.subscriptions WHERE id = $1", sub_id)
+            row = await conn.fetchrow(_SUBSCRIPTION.format(s=schema) + " WHERE s.id = $1",
+                                      sub_id)
         return None if row is None else StoredSubscription(*row)
+
+    async def fold_status(self, schema: str) -> None:
+        """Fold the delivery increments into the subscriptions' rows (own transaction)."""
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
+            await conn.execute(_FOLD.format(s=schema))
 
     #: how long a reader holds the outbox rows it read (``PostgresOutboxReader``)
     outbox_lease_s: float = 60.0
