@@ -11,9 +11,9 @@ throw-away brokers); every backend passes the contract suite
 ``tests/store/test_contract.py``.
 
 Several processes may share one backend (PostgreSQL: ``cityvisor serve --workers N``, or
-servers on several hosts). The broker's per-tenant write lock then serialises the writers of
-one process only, so such a backend also guards the writes of the others (``docs/postgresql.md``,
-"Several workers"):
+servers on several hosts). The broker's write locks then serialise the writers of one process
+only (per entity on such a backend: ``refuses_stale_writes``), so such a backend also guards the
+writes of the others (``docs/postgresql.md``, "Several workers"):
 
 - **Optimistic concurrency.** ``stage`` refuses, with ``StaleWrite``, a batch holding an op whose
   ``old`` is not what is stored now (an insert of an entity that exists; an update or delete of
