@@ -180,6 +180,12 @@ CREATE TABLE {schema}.subscription_deltas (
 );
 CREATE INDEX subscription_deltas_subscription ON {schema}.subscription_deltas (subscription);
 """),
+    (5, """
+-- room on each page of entities for the next version of a row: an update that changes no
+-- indexed column (a new attribute value: what devices send) stays on its page and touches no
+-- index (a HOT update); rows written before this step get the room when rewritten
+ALTER TABLE {schema}.entities SET (fillfactor = 85);
+"""),
 ]
 
 SYSTEM_VERSION = SYSTEM_STEPS[-1][0]
