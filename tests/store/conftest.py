@@ -122,3 +122,14 @@ async def system_store(request: pytest.FixtureRequest, tmp_path: Path
         yield backend
     finally:
         await backend.close()
+
+
+@pytest.fixture
+async def postgres_store(tmp_path: Path) -> AsyncIterator[Store]:
+    """The PostgreSQL store alone, for its own tests (skipped where no server answers)."""
+    made = STORES["postgresql"](tmp_path / "store")
+    backend = await made if inspect.isawaitable(made) else made
+    try:
+        yield backend
+    finally:
+        await backend.close()

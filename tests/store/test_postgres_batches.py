@@ -5,12 +5,9 @@ before the commit; the reads of one turn share one query."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import STORES
 
 from cityvisor.store.base import StaleWrite, WriteOp
 
@@ -26,20 +23,12 @@ def entity(n: int, value: object = 0) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Any]:
-    built = await STORES["postgresql"](tmp_path)  # type: ignore[misc]
-    try:
-        yield built
-    finally:
-        await built.close()
+def store(postgres_store: Any) -> Any:
+    return postgres_store
 
 
-async def stage_and_commit(store: Any, ops: list[WriteOp]) -> None:
-    await (await store.stage(None, ops))
-
-
-async def test_a_stale_part_fails_alone_and_the_others_of_its_batch_commit(store: Any) -> None:
-    await stage_and_commit(store, [WriteOp(None, entity(n)) for n in range(1, 5)])
+def count_batches(store: Any) -> list[int]:
+    """The sizes of the batches the store applies from now on."""
     sizes: list[int] = []
     real = store._apply
 
@@ -48,6 +37,16 @@ async def test_a_stale_part_fails_alone_and_the_others_of_its_batch_commit(store
         await real(conn, parts)
 
     store._apply = counted
+    return sizes
+
+
+async def stage_and_commit(store: Any, ops: list[WriteOp]) -> None:
+    await (await store.stage(None, ops))
+
+
+async def test_a_stale_part_fails_alone_and_the_others_of_its_batch_commit(store: Any) -> None:
+    await stage_and_commit(store, [WriteOp(None, entity(n)) for n in range(1, 5)])
+    sizes = count_batches(store)
     stale = WriteOp(entity(2, value=99), entity(2, value=2))  # not what is stored
     results = await asyncio.gather(
         stage_and_commit(store, [WriteOp(entity(1), entity(1, value=1))]),
@@ -66,14 +65,7 @@ async def test_a_stale_part_fails_alone_and_the_others_of_its_batch_commit(store
 async def test_a_refused_part_in_a_later_batch_leaves_the_earlier_one(store: Any) -> None:
     await stage_and_commit(store, [WriteOp(None, entity(1))])
     first = await store.stage(None, [WriteOp(entity(1), entity(1, value=1))])  # open group
-    sizes: list[int] = []
-    real = store._apply
-
-    async def counted(conn: Any, parts: list[Any]) -> None:
-        sizes.append(len(parts))
-        await real(conn, parts)
-
-    store._apply = counted
+    sizes = count_batches(store)
     results = await asyncio.gather(  # an entity that exists: refused by the unique index
         stage_and_commit(store, [WriteOp(None, entity(1))]),
         stage_and_commit(store, [WriteOp(None, entity(6))]), return_exceptions=True)

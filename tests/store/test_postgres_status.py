@@ -5,12 +5,9 @@ transactions counting deliveries of one subscription never wait on each other.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import STORES
 
 from cityvisor.store.records import StoredSubscription, SubscriptionPut, SubscriptionStatus
 
@@ -24,12 +21,8 @@ def at(minute: int) -> str:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Any]:
-    built = await STORES["postgresql"](tmp_path)  # type: ignore[misc]
-    try:
-        yield built
-    finally:
-        await built.close()
+def store(postgres_store: Any) -> Any:
+    return postgres_store
 
 
 async def deltas(store: Any) -> int:
