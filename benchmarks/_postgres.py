@@ -142,7 +142,8 @@ class BenchDatabase:
 
 
 #: recorded with the figures: a machine without autovacuum never gathers statistics itself
-SETTINGS = ("shared_buffers", "synchronous_commit", "fsync", "autovacuum", "max_connections")
+SETTINGS = ("shared_buffers", "synchronous_commit", "fsync", "autovacuum", "max_connections",
+            "max_wal_size", "checkpoint_timeout", "wal_compression")
 #: the tenant tables a benchmark writes (partitions of temporal_instances included)
 ANALYZED = ("entities", "entity_geo", "attribute_counts", "temporal_entities",
             "temporal_instances")

@@ -98,3 +98,25 @@ async def test_staged_entities_read_back_before_the_commit_and_reads_share_a_que
     # one query for the three reads of the turn
     assert queries == [{"urn:ngsi-ld:T:3", "urn:ngsi-ld:T:4"}]
     await durable
+
+
+async def test_instances_of_a_month_whose_partition_another_process_dropped_are_written(
+        store: Any) -> None:
+    from cityvisor.store.base import TimeFilter
+    from cityvisor.store.records import EntityRecord, InstanceRecord
+
+    def record(n: int) -> InstanceRecord:
+        at = f"2026-01-0{n}T00:00:00.000000Z"
+        return InstanceRecord("urn:ngsi-ld:T:1", "https://example.org/T", "https://example.org/v",
+                              "", at, at, at, None, float(n), '{"type": "Property", "value": 1}')
+
+    await (await store.stage(None, [], [EntityRecord("urn:ngsi-ld:T:1",
+                                                      ("https://example.org/T",), T, T),
+                                         record(1)]))
+    schema = await store._schema(None)
+    await store.pool.execute(f"DROP TABLE {schema}.temporal_instances_y2026m01")  # elsewhere
+    await (await store.stage(None, [], [record(2), record(3)]))  # the cache still knows it
+    rows = (await store.histories(None, ["urn:ngsi-ld:T:1"], None, TimeFilter(), 10)
+            )["urn:ngsi-ld:T:1"]["https://example.org/v"]
+    assert [row.observed_at for row in rows] == [record(2).observed_at, record(3).observed_at]
+    assert rows[0].instance_id < rows[1].instance_id  # ids grow in the order written

@@ -25,10 +25,11 @@ def stats_delta(stats: Counter[tuple[str, str, str]], old: Entity | None,
     # Same types: only attributes whose set of kinds changed move the counts (the common
     # partial update changes a value, not a kind, and costs nothing here).
     old_attrs, new_attrs = old["attrs"], new["attrs"]
-    for iri in old_attrs.keys() | new_attrs.keys():
+    for iri in [*new_attrs, *(iri for iri in old_attrs if iri not in new_attrs)]:
         before, after = old_attrs.get(iri), new_attrs.get(iri)
-        if before is after:
-            continue
+        if before is after or (before is not None and after is not None and len(before) == 1
+                               and len(after) == 1 and before[0]["type"] == after[0]["type"]):
+            continue  # the common case: one instance whose kind stays
         before_kinds = {i["type"] for i in before or ()}
         after_kinds = {i["type"] for i in after or ()}
         if before_kinds == after_kinds:

@@ -203,6 +203,13 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def unquote(quoted: str) -> str:
+    """The identifier of ``quote(identifier)`` (for the APIs that quote names themselves)."""
+    if len(quoted) < 2 or quoted[0] != '"' or quoted[-1] != '"':
+        raise ValueError(f"not a quoted identifier: {quoted}")
+    return quoted[1:-1].replace('""', '"')
+
+
 async def _applied(conn: asyncpg.Connection, system: str, schema: str) -> int:
     version = await conn.fetchval(
         f"SELECT max(version) FROM {quote(system)}.schema_migrations WHERE schema_name = $1",
